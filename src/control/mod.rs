@@ -1,0 +1,1 @@
+//! The protocol ikectl speaks to ikev2d over the control socket.

@@ -1,0 +1,1 @@
+//! Kernel IPsec interface: a trait, its XFRM netlink implementation and an in-memory one.
