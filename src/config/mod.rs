@@ -6,11 +6,13 @@
 //! Entry points: [`parse::parse_conf_str`] + [`conn::build_config`] for ipsec.conf,
 //! [`secrets::parse_secrets_str`] for ipsec.secrets, [`check::check`] for `ikectl check`.
 
+pub mod check;
 pub mod conn;
 pub mod diag;
 pub mod ident;
 pub mod keywords;
 pub mod parse;
 pub mod proposal;
+pub mod secrets;
 pub mod source;
 pub mod values;
