@@ -31,6 +31,7 @@ pub fn load_str(
 ) -> Loaded {
     let (raw, mut diagnostics) = parse_conf_str(&conf.name, &conf.text, includes);
     let config = build_config(&raw, dns, &mut diagnostics);
+    sort_by_position(&mut diagnostics);
     let (secrets, sdiags) = parse_secrets_str(&secrets.name, &secrets.text, secrets.mode, includes);
     diagnostics.extend(sdiags);
     Loaded {
@@ -38,6 +39,21 @@ pub fn load_str(
         secrets,
         diagnostics,
     }
+}
+
+/// Orders diagnostics by file (in order of first appearance), line and column, so syntax and
+/// value problems read top to bottom.
+fn sort_by_position(diags: &mut Diagnostics) {
+    let mut files: Vec<String> = Vec::new();
+    for d in &diags.items {
+        if !files.contains(&d.pos.file) {
+            files.push(d.pos.file.clone());
+        }
+    }
+    diags.items.sort_by_key(|d| {
+        let file = files.iter().position(|f| *f == d.pos.file);
+        (file, d.pos.line, d.pos.col)
+    });
 }
 
 /// Loads both files from disk; an unreadable file is an error diagnostic.

@@ -5,8 +5,8 @@
 //! position). A conn's effective settings are then looked up in this order: its own section;
 //! the sections named by its `also=` keywords, in order, depth first (chains allowed, cycles
 //! reported); all `conn %default` sections (a later `%default` overrides an earlier one);
-//! finally the ipsec.conf(5) defaults. An empty value (`keyword=`) resets a keyword to its
-//! default at that level.
+//! finally the ipsec.conf(5) defaults. An empty value (`keyword=`) stops the lookup there and
+//! gives the built-in default.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -601,6 +601,7 @@ impl<'a> Builder<'a> {
         idx: usize,
         chain: &mut Vec<usize>,
         out: &mut BTreeMap<&'a str, &'a Val>,
+        reported: &mut Vec<String>,
         diags: &mut Diagnostics,
     ) {
         let Some((_, checked)) = self.conns.get(idx) else {
@@ -611,8 +612,10 @@ impl<'a> Builder<'a> {
             out.entry(k.as_str()).or_insert(v);
         }
         for (target, pos) in &checked.also {
+            // An also= problem is reported once, not for every conn that reaches it.
             match self.index(target) {
-                None => {
+                None if !reported.contains(&pos.to_string()) => {
+                    reported.push(pos.to_string());
                     let names = self.conns.iter().map(|(s, _)| s.name.as_str());
                     diags.error(
                         pos,
@@ -623,14 +626,23 @@ impl<'a> Builder<'a> {
                     );
                 }
                 Some(t) if chain.contains(&t) => {
-                    let mut names: Vec<&str> = chain
-                        .iter()
-                        .filter_map(|i| self.conns.get(*i).map(|(s, _)| s.name.as_str()))
-                        .collect();
-                    names.push(target);
-                    diags.error(pos, format!("also= cycle: {}", names.join(" -> ")));
+                    let cycle: Vec<usize> =
+                        chain.iter().skip_while(|i| **i != t).copied().collect();
+                    let mut key: Vec<String> = cycle.iter().map(ToString::to_string).collect();
+                    key.sort();
+                    let key = format!("cycle {}", key.join(","));
+                    if !reported.contains(&key) {
+                        reported.push(key);
+                        let mut names: Vec<&str> = cycle
+                            .iter()
+                            .filter_map(|i| self.conns.get(*i).map(|(s, _)| s.name.as_str()))
+                            .collect();
+                        names.push(target);
+                        diags.error(pos, format!("also= cycle: {}", names.join(" -> ")));
+                    }
                 }
-                Some(t) => self.collect(t, chain, out, diags),
+                Some(t) => self.collect(t, chain, out, reported, diags),
+                None => {}
             }
         }
         chain.pop();
@@ -674,10 +686,15 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn conn(&'a self, idx: usize, diags: &mut Diagnostics) -> Option<Conn> {
+    fn conn(
+        &'a self,
+        idx: usize,
+        reported: &mut Vec<String>,
+        diags: &mut Diagnostics,
+    ) -> Option<Conn> {
         let (sec, _) = self.conns.get(idx)?;
         let mut values = BTreeMap::new();
-        self.collect(idx, &mut Vec::new(), &mut values, diags);
+        self.collect(idx, &mut Vec::new(), &mut values, reported, diags);
         for (k, (v, _)) in &self.defaults.values {
             values.entry(k.as_str()).or_insert(v);
         }
@@ -826,8 +843,156 @@ pub fn build_config(raw: &RawConf, dns: &dyn HostResolver, diags: &mut Diagnosti
         defaults,
         dns,
     };
+    let mut reported = Vec::new();
     let conns = (0..builder.conns.len())
-        .filter_map(|i| builder.conn(i, diags))
+        .filter_map(|i| builder.conn(i, &mut reported, diags))
         .collect();
     Config { setup, conns }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse::parse_conf_str;
+    use crate::config::source::MemResolver;
+
+    fn build(text: &str) -> (Config, Vec<String>) {
+        let (raw, mut d) = parse_conf_str("t", text, &MemResolver::default());
+        let c = build_config(&raw, &NoDns, &mut d);
+        (c, d.items.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn documented_defaults() {
+        let (c, d) = build("conn a\n  left=10.0.0.1\n  right=10.0.0.2\n");
+        assert!(d.is_empty(), "{d:?}");
+        let a = c.conn("a").unwrap();
+        assert_eq!(a.ikelifetime, Duration::from_secs(3 * 3600));
+        assert_eq!(a.lifetime, Duration::from_secs(3600));
+        assert_eq!(a.rekeymargin, Duration::from_secs(540));
+        assert_eq!(a.rekeyfuzz_percent, 100);
+        assert_eq!(a.keyingtries, Some(3));
+        assert_eq!((a.mode, a.auto), (Mode::Tunnel, Auto::Ignore));
+        assert!(a.mobike && a.rekey && a.reauth && !a.forceencaps);
+        assert_eq!(
+            (a.dpdaction, a.dpddelay),
+            (Action::None, Duration::from_secs(30))
+        );
+        assert_eq!(a.left.auth, AuthMethod::Pubkey);
+        assert_eq!(a.left.ikeport, 500);
+        assert!(!a.ike.configured && !a.esp.configured);
+    }
+
+    #[test]
+    fn precedence_own_also_default_and_reset() {
+        let (c, d) = build(
+            "conn %default\n  ikelifetime=8h\n  lifetime=2h\n  keyingtries=%forever\n  authby=secret\nconn x\n  also=y\n  ikelifetime=1h\n  keylife=\n  auto=add\nconn y\n  also=z\n  left=10.0.0.1\n  ikelifetime=4h\nconn z\n  right=10.0.0.2\n  left=10.9.9.9\n  type=transport\n",
+        );
+        assert!(d.is_empty(), "{d:?}");
+        let x = c.conn("x").unwrap();
+        assert_eq!(x.ikelifetime, Duration::from_secs(3600), "own value wins");
+        assert_eq!(
+            x.lifetime,
+            Duration::from_secs(3600),
+            "empty value = built-in default"
+        );
+        assert_eq!(x.keyingtries, None, "%default applies");
+        assert_eq!(
+            x.left.host,
+            Host::Addr("10.0.0.1".parse().unwrap()),
+            "nearer also wins"
+        );
+        assert_eq!(
+            x.right.host,
+            Host::Addr("10.0.0.2".parse().unwrap()),
+            "chained also"
+        );
+        assert_eq!(x.mode, Mode::Transport);
+        assert_eq!(x.left.auth, AuthMethod::Psk);
+        assert_eq!(
+            c.conn("y").unwrap().ikelifetime,
+            Duration::from_secs(4 * 3600)
+        );
+    }
+
+    #[test]
+    fn problems_reported_once() {
+        let (_, d) = build(
+            "conn %default\n  ikelifetime=forever\nconn a\n  also=c\n  left=10.0.0.1\nconn b\n  also=a\n  right=10.0.0.2\nconn c\n  also=b\n",
+        );
+        assert_eq!(
+            d,
+            [
+                "t:2:15: error: invalid duration 'forever' (expected a number with an optional unit s, m, h or d, e.g. 60m)",
+                "t:7:8: error: also= cycle: a -> c -> b -> a",
+            ]
+        );
+    }
+
+    #[test]
+    fn auth_and_sides() {
+        let (c, _) = build(
+            "conn a\n  left=%any\n  right=10.0.0.2\n  leftauth=psk\n  authby=pubkey\n  rightid=@peer\n",
+        );
+        let a = c.conn("a").unwrap();
+        assert_eq!(
+            (a.left.auth, a.right.auth),
+            (AuthMethod::Psk, AuthMethod::Pubkey)
+        );
+        assert_eq!(a.left.effective_id(), Identity::Any);
+        assert_eq!(a.right.effective_id(), Identity::Fqdn("peer".into()));
+        assert!(a.left.effective_subnets().is_empty());
+        assert_eq!(a.right.effective_subnets()[0].to_string(), "10.0.0.2/32");
+        let mine: IpAddr = "10.0.0.2".parse().unwrap();
+        assert_eq!(resolve_local_side(a, |ip| ip == mine), Some(Side::Right));
+        assert_eq!(resolve_local_side(a, |_| false), Some(Side::Left));
+        let (c, _) = build("conn b\n  left=10.0.0.1\n  right=10.0.0.2\n");
+        let b = c.conn("b").unwrap();
+        assert_eq!(resolve_local_side(b, |_| false), None);
+        assert_eq!(resolve_local_side(b, |ip| ip == mine), Some(Side::Right));
+    }
+
+    #[test]
+    fn dns_names_use_the_resolver() {
+        struct One;
+        impl HostResolver for One {
+            fn resolve(&self, name: &str) -> Result<Vec<IpAddr>, String> {
+                match name {
+                    "gw.example" => Ok(vec!["192.0.2.7".parse().unwrap()]),
+                    _ => Err("nope".into()),
+                }
+            }
+        }
+        let (raw, mut d) = parse_conf_str(
+            "t",
+            "conn a\n  left=gw.example\n  right=x.example\n",
+            &MemResolver::default(),
+        );
+        let c = build_config(&raw, &One, &mut d);
+        let a = c.conn("a").unwrap();
+        assert_eq!(a.left.addr(), Some("192.0.2.7".parse().unwrap()));
+        assert_eq!(a.left.effective_id().to_string(), "192.0.2.7");
+        assert_eq!(a.right.addr(), None);
+        assert_eq!(d.items.len(), 1);
+        assert!(
+            d.items[0]
+                .message
+                .contains("cannot resolve right=x.example")
+        );
+    }
+
+    #[test]
+    fn ikev1_and_unknown_keywords() {
+        let (_, d) = build(
+            "conn a\n  keyexchange=ikev1\n  rigthsubnet=10.0.0.0/8\n  leftupdown=/bin/true\n",
+        );
+        assert_eq!(
+            d,
+            [
+                "t:2:15: error: IKEv1 is not supported (keyexchange=ikev1); use keyexchange=ikev2",
+                "t:3:3: error: unknown keyword 'rigthsubnet' (did you mean 'rightsubnet'?)",
+                "t:4:3: warning: keyword 'leftupdown' is accepted but not acted on yet",
+            ]
+        );
+    }
 }

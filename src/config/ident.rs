@@ -74,7 +74,7 @@ impl fmt::Display for Identity {
 /// Decodes hex digits (optionally with `:` separators, as strongSwan accepts).
 pub fn decode_hex(s: &str) -> Option<Vec<u8>> {
     let digits: Vec<u8> = s.bytes().filter(|b| *b != b':').collect();
-    if digits.is_empty() || digits.len() % 2 != 0 {
+    if digits.is_empty() || !digits.len().is_multiple_of(2) {
         return None;
     }
     digits
