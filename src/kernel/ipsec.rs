@@ -189,11 +189,13 @@ impl<B: XfrmBackend> Ipsec<B> {
         undo: &mut Vec<Undo>,
     ) -> Result<(), KernelError> {
         // An SPI from alloc_spi left a larval SA that must be updated, unless it expired.
-        if self.larval.remove(&sa_in.id) {
+        // The reservation stays usable if the install fails.
+        if self.larval.contains(&sa_in.id) {
             match self.backend.add_sa(sa_in, true) {
                 Err(e) if e.is_not_found() => self.backend.add_sa(sa_in, false)?,
                 other => other?,
             }
+            self.larval.remove(&sa_in.id);
         } else {
             self.backend.add_sa(sa_in, false)?;
         }

@@ -386,7 +386,9 @@ impl XfrmBackend for NetlinkBackend {
                 continue;
             };
             let info = &m.user_sa_info;
-            if !is_our_reqid(info.reqid) {
+            // Acquire states (SPI 0, made by the kernel for a trap hit) cannot be addressed
+            // by DELSA; they vanish when the SA is installed or after xfrm_acq_expires (30 s).
+            if !is_our_reqid(info.reqid) || info.id.spi == 0 {
                 continue;
             }
             let Some(dst) = ip_of(&info.id.daddr, info.family) else {
