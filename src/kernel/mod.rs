@@ -1,1 +1,85 @@
 //! Kernel IPsec interface: a trait, its XFRM netlink implementation and an in-memory one.
+//!
+//! - [`KernelIpsec`] is what the daemon calls (synchronous: run it on a dedicated thread or
+//!   with `tokio::task::spawn_blocking`). Implementations: [`XfrmKernel`] (XFRM netlink) and
+//!   [`MemKernel`] (in memory, with failure injection; it is also the `--kernel none` mode:
+//!   everything is negotiated and reported, nothing reaches the kernel).
+//! - [`EventSocket`] delivers ACQUIRE and EXPIRE as [`KernelEvent`]s.
+//! - [`bypass_socket`] and [`set_udp_encap`] set up the IKE sockets.
+//!
+//! # What is ours
+//!
+//! ikev2d owns exactly the SAs and policies whose **reqid lies in
+//! [`REQID_MIN`]`..=`[`REQID_MAX`]** (`0x4b320000`–`0x4b32ffff`): an SA by its own reqid, a
+//! policy by the reqid of its template. Every install is checked against that range
+//! ([`KernelError::ReqidNotOurs`]), and [`KernelIpsec::flush_ours`] (run at start and at stop)
+//! deletes those objects and nothing else — policies of another IKE daemon, manual `ip xfrm`
+//! entries with other reqids and per-socket policies are left alone.
+//!
+//! # Install and removal
+//!
+//! A CHILD_SA is installed as: inbound SA (an SPI from [`KernelIpsec::alloc_spi`] replaces the
+//! kernel's larval SA via UPDSA), outbound SA, then policies out + in (+ fwd in tunnel mode)
+//! for each pair of traffic selectors. If any step fails, the steps already done are undone in
+//! reverse order; a failure while undoing is reported as [`KernelError::Rollback`].
+//! Policies are reference-counted: a trap (`auto=route`) and the CHILD_SA it triggered, or an
+//! old and a rekeyed CHILD_SA, share the same kernel policy, which is removed with its last
+//! holder. Removing an SA the kernel already deleted (hard expiry) is not an error.
+//!
+//! Algorithms: AES-GCM-16 is `rfc4106(gcm(aes))` with key ‖ 4-byte salt and a 128-bit ICV;
+//! AES-CBC is `cbc(aes)` with `hmac(sha256|sha384|sha512)` truncated to 128/192/256 bits or
+//! `hmac(sha1)` to 96 bits, always through XFRMA_ALG_AUTH_TRUNC (plain XFRMA_ALG_AUTH would
+//! give SHA-256 the kernel's 96-bit default).
+
+mod error;
+mod events;
+mod ipsec;
+mod mem;
+mod netlink;
+mod sockopt;
+mod spec;
+mod types;
+mod xfrm;
+
+use std::net::IpAddr;
+
+pub use error::{KernelError, Target};
+pub use events::{EventSocket, Flow, KernelEvent};
+pub use ipsec::{Ipsec, XfrmBackend};
+pub use mem::{MemBackend, MemKernel, MemOp, MemSa};
+pub use sockopt::{SocketFamily, bypass_socket, set_udp_encap};
+pub use spec::{Dir, PolicyKey, PolicySpec, SaId, SaSpec, Selector, Template};
+pub use types::{
+    ChildCounters, ChildId, ChildPolicy, ChildSaInstall, Counters, EspCrypto, FlushReport,
+    IntegAlg, Integrity, KeyBytes, Lifetime, Mode, REQID_MAX, REQID_MIN, SPI_RANGE,
+    TrafficSelector, UdpEncap, is_our_reqid,
+};
+pub use xfrm::{NetlinkBackend, XfrmKernel};
+
+/// The kernel operations the daemon needs.
+pub trait KernelIpsec {
+    /// Reserves an SPI (in [`SPI_RANGE`]) for an inbound ESP SA from the peer `src` to us
+    /// (`dst`). The reservation carries `reqid`, expires in the kernel after ~30 s if unused,
+    /// and is consumed by [`KernelIpsec::install_child`] with that `spi_in`.
+    fn alloc_spi(&mut self, src: IpAddr, dst: IpAddr, reqid: u32) -> Result<u32, KernelError>;
+
+    /// Installs both SAs and the policies of a CHILD_SA; all or nothing.
+    fn install_child(&mut self, child: &ChildSaInstall) -> Result<ChildId, KernelError>;
+
+    /// Removes a CHILD_SA's SAs and releases its policies.
+    fn remove_child(&mut self, id: ChildId) -> Result<(), KernelError>;
+
+    /// Byte and packet counters of both SAs of a CHILD_SA.
+    fn child_counters(&mut self, id: ChildId) -> Result<ChildCounters, KernelError>;
+
+    /// Installs trap policies (`auto=route`): traffic matching them makes the kernel send an
+    /// ACQUIRE for `trap.reqid` (see [`EventSocket`]). One trap per reqid.
+    fn install_trap(&mut self, trap: &ChildPolicy) -> Result<(), KernelError>;
+
+    /// Removes the trap policies of `reqid`.
+    fn remove_trap(&mut self, reqid: u32) -> Result<(), KernelError>;
+
+    /// Deletes every SA and policy that is ours (see the module docs), including leftovers of
+    /// a previous run, and forgets all bookkeeping.
+    fn flush_ours(&mut self) -> Result<FlushReport, KernelError>;
+}

@@ -1,0 +1,336 @@
+//! [`Ipsec`]: the [`KernelIpsec`] logic shared by every backend — validation, policy
+//! reference counting, rollback of half-done installs, bookkeeping of what is installed.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::ops::RangeInclusive;
+
+use super::KernelIpsec;
+use super::error::{KernelError, Target};
+use super::spec::{PolicyKey, PolicySpec, SaId, SaSpec, policy_specs};
+use super::types::{
+    ChildCounters, ChildId, ChildPolicy, ChildSaInstall, Counters, FlushReport, SPI_RANGE,
+    is_our_reqid,
+};
+
+/// Primitive kernel operations; implemented over XFRM netlink and in memory.
+pub trait XfrmBackend {
+    /// Reserves an SPI in `range` for an inbound SA `src -> dst` (a larval SA with `reqid`).
+    fn alloc_spi(
+        &mut self,
+        src: IpAddr,
+        dst: IpAddr,
+        reqid: u32,
+        range: RangeInclusive<u32>,
+    ) -> Result<u32, KernelError>;
+    /// Adds an SA; with `update` the SA replaces an existing (larval) one with the same id and
+    /// a missing one is reported as [`KernelError::NotFound`].
+    fn add_sa(&mut self, sa: &SaSpec<'_>, update: bool) -> Result<(), KernelError>;
+    /// Deletes an SA.
+    fn del_sa(&mut self, id: SaId) -> Result<(), KernelError>;
+    /// Reads an SA's counters.
+    fn sa_counters(&mut self, id: SaId) -> Result<Counters, KernelError>;
+    /// Adds a policy, or with `replace` replaces the one with the same key.
+    fn put_policy(&mut self, spec: &PolicySpec, replace: bool) -> Result<(), KernelError>;
+    /// Deletes a policy.
+    fn del_policy(&mut self, key: &PolicyKey) -> Result<(), KernelError>;
+    /// Deletes every SA and policy that belongs to ikev2d (reqid in the reserved range),
+    /// whoever's bookkeeping knows about it.
+    fn flush_ours(&mut self) -> Result<FlushReport, KernelError>;
+}
+
+/// Who holds a reference on a policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    Child(ChildId),
+    Trap(u32),
+}
+
+#[derive(Debug)]
+struct InstalledChild {
+    sa_in: SaId,
+    sa_out: SaId,
+    policies: Vec<PolicyKey>,
+}
+
+/// Undo steps recorded while installing.
+enum Undo {
+    Sa(SaId),
+    Policy(PolicyKey),
+}
+
+/// A [`KernelIpsec`] over a backend. See [`super::XfrmKernel`] and [`super::MemKernel`].
+#[derive(Debug)]
+pub struct Ipsec<B> {
+    backend: B,
+    larval: HashSet<SaId>,
+    children: HashMap<ChildId, InstalledChild>,
+    traps: HashMap<u32, Vec<PolicyKey>>,
+    /// Holders of each installed policy; the last one's spec is what the kernel has.
+    policies: HashMap<PolicyKey, Vec<(Owner, PolicySpec)>>,
+}
+
+impl<B: XfrmBackend> Ipsec<B> {
+    /// Wraps a backend; nothing is installed yet.
+    pub fn with_backend(backend: B) -> Self {
+        Self {
+            backend,
+            larval: HashSet::new(),
+            children: HashMap::new(),
+            traps: HashMap::new(),
+            policies: HashMap::new(),
+        }
+    }
+
+    /// The backend (for inspection in tests).
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// The backend, mutably (e.g. to inject failures into a [`super::MemBackend`]).
+    pub fn backend_mut(&mut self) -> &mut B {
+        &mut self.backend
+    }
+
+    /// Installed CHILD_SAs.
+    pub fn children(&self) -> impl Iterator<Item = ChildId> + '_ {
+        self.children.keys().copied()
+    }
+
+    fn acquire_policy(&mut self, owner: Owner, spec: &PolicySpec) -> Result<(), KernelError> {
+        let current = self
+            .policies
+            .get(&spec.key)
+            .and_then(|holders| holders.last())
+            .map(|(_, s)| *s);
+        match current {
+            None => self.backend.put_policy(spec, false)?,
+            Some(current) if current != *spec => self.backend.put_policy(spec, true)?,
+            Some(_) => {}
+        }
+        self.policies
+            .entry(spec.key)
+            .or_default()
+            .push((owner, *spec));
+        Ok(())
+    }
+
+    fn release_policy(&mut self, owner: Owner, key: &PolicyKey) -> Result<(), KernelError> {
+        let not_found = || KernelError::NotFound {
+            target: Target::Policy(*key),
+        };
+        let holders = self.policies.get_mut(key).ok_or_else(not_found)?;
+        let pos = holders
+            .iter()
+            .rposition(|(o, _)| *o == owner)
+            .ok_or_else(not_found)?;
+        let was_current = pos + 1 == holders.len();
+        let (_, removed) = holders.remove(pos);
+        let result = match holders.last() {
+            None => self.backend.del_policy(key),
+            Some((_, next)) if was_current && *next != removed => {
+                self.backend.put_policy(next, true)
+            }
+            Some(_) => Ok(()),
+        };
+        match result {
+            Err(e) if !e.is_not_found() => {
+                holders.insert(pos, (owner, removed));
+                Err(e)
+            }
+            other => {
+                if holders.is_empty() {
+                    self.policies.remove(key);
+                }
+                gone_is_fine(other)
+            }
+        }
+    }
+
+    fn add_policies(
+        &mut self,
+        owner: Owner,
+        specs: &[PolicySpec],
+        undo: &mut Vec<Undo>,
+    ) -> Result<(), KernelError> {
+        for spec in specs {
+            self.acquire_policy(owner, spec)?;
+            undo.push(Undo::Policy(spec.key));
+        }
+        Ok(())
+    }
+
+    /// Undoes `undo` in reverse order and returns the error to report for `cause`.
+    fn roll_back(&mut self, owner: Owner, undo: Vec<Undo>, cause: KernelError) -> KernelError {
+        let mut failures = Vec::new();
+        for step in undo.into_iter().rev() {
+            let r = match step {
+                Undo::Sa(id) => gone_is_fine(self.backend.del_sa(id)),
+                Undo::Policy(key) => self.release_policy(owner, &key),
+            };
+            if let Err(e) = r {
+                failures.push(e);
+            }
+        }
+        if failures.is_empty() {
+            cause
+        } else {
+            KernelError::Rollback {
+                cause: Box::new(cause),
+                failures,
+            }
+        }
+    }
+
+    fn install_sas(
+        &mut self,
+        sa_in: &SaSpec<'_>,
+        sa_out: &SaSpec<'_>,
+        undo: &mut Vec<Undo>,
+    ) -> Result<(), KernelError> {
+        // An SPI from alloc_spi left a larval SA that must be updated, unless it expired.
+        // The reservation stays usable if the install fails.
+        if self.larval.contains(&sa_in.id) {
+            match self.backend.add_sa(sa_in, true) {
+                Err(e) if e.is_not_found() => self.backend.add_sa(sa_in, false)?,
+                other => other?,
+            }
+            self.larval.remove(&sa_in.id);
+        } else {
+            self.backend.add_sa(sa_in, false)?;
+        }
+        undo.push(Undo::Sa(sa_in.id));
+        self.backend.add_sa(sa_out, false)?;
+        undo.push(Undo::Sa(sa_out.id));
+        Ok(())
+    }
+}
+
+/// Removing something already gone (e.g. an SA the kernel deleted at its hard lifetime)
+/// reaches the goal: logged, not an error.
+fn gone_is_fine(r: Result<(), KernelError>) -> Result<(), KernelError> {
+    match r {
+        Err(e) if e.is_not_found() => {
+            tracing::debug!("{e} (already removed)");
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+impl<B: XfrmBackend> KernelIpsec for Ipsec<B> {
+    fn alloc_spi(&mut self, src: IpAddr, dst: IpAddr, reqid: u32) -> Result<u32, KernelError> {
+        if !is_our_reqid(reqid) {
+            return Err(KernelError::ReqidNotOurs { reqid });
+        }
+        let spi = self.backend.alloc_spi(src, dst, reqid, SPI_RANGE)?;
+        if !SPI_RANGE.contains(&spi) {
+            return Err(KernelError::Protocol {
+                target: Target::Spi { src, dst },
+                reason: format!("SPI {spi:#010x} outside the requested range"),
+            });
+        }
+        self.larval.insert(SaId { dst, spi });
+        Ok(spi)
+    }
+
+    fn install_child(&mut self, child: &ChildSaInstall) -> Result<ChildId, KernelError> {
+        let id = ChildId {
+            reqid: child.policy.reqid,
+            spi_in: child.spi_in,
+            spi_out: child.spi_out,
+        };
+        if self.children.contains_key(&id) {
+            return Err(KernelError::Exists {
+                target: Target::Child(id),
+            });
+        }
+        let (sa_in, sa_out) = child.sa_specs()?;
+        let specs = policy_specs(&child.policy)?;
+        let owner = Owner::Child(id);
+        let mut undo = Vec::new();
+        let result = self
+            .install_sas(&sa_in, &sa_out, &mut undo)
+            .and_then(|()| self.add_policies(owner, &specs, &mut undo));
+        if let Err(cause) = result {
+            return Err(self.roll_back(owner, undo, cause));
+        }
+        self.children.insert(
+            id,
+            InstalledChild {
+                sa_in: sa_in.id,
+                sa_out: sa_out.id,
+                policies: specs.iter().map(|s| s.key).collect(),
+            },
+        );
+        Ok(id)
+    }
+
+    fn remove_child(&mut self, id: ChildId) -> Result<(), KernelError> {
+        let child = self.children.remove(&id).ok_or(KernelError::NotFound {
+            target: Target::Child(id),
+        })?;
+        let owner = Owner::Child(id);
+        let mut errors = Vec::new();
+        for key in child.policies.iter().rev() {
+            if let Err(e) = self.release_policy(owner, key) {
+                errors.push(e);
+            }
+        }
+        for sa in [child.sa_out, child.sa_in] {
+            if let Err(e) = gone_is_fine(self.backend.del_sa(sa)) {
+                errors.push(e);
+            }
+        }
+        KernelError::collect(Target::Child(id), errors)
+    }
+
+    fn child_counters(&mut self, id: ChildId) -> Result<ChildCounters, KernelError> {
+        let child = self.children.get(&id).ok_or(KernelError::NotFound {
+            target: Target::Child(id),
+        })?;
+        let (sa_in, sa_out) = (child.sa_in, child.sa_out);
+        Ok(ChildCounters {
+            inbound: self.backend.sa_counters(sa_in)?,
+            outbound: self.backend.sa_counters(sa_out)?,
+        })
+    }
+
+    fn install_trap(&mut self, trap: &ChildPolicy) -> Result<(), KernelError> {
+        if self.traps.contains_key(&trap.reqid) {
+            return Err(KernelError::Exists {
+                target: Target::Trap(trap.reqid),
+            });
+        }
+        let specs = policy_specs(trap)?;
+        let owner = Owner::Trap(trap.reqid);
+        let mut undo = Vec::new();
+        if let Err(cause) = self.add_policies(owner, &specs, &mut undo) {
+            return Err(self.roll_back(owner, undo, cause));
+        }
+        self.traps
+            .insert(trap.reqid, specs.iter().map(|s| s.key).collect());
+        Ok(())
+    }
+
+    fn remove_trap(&mut self, reqid: u32) -> Result<(), KernelError> {
+        let keys = self.traps.remove(&reqid).ok_or(KernelError::NotFound {
+            target: Target::Trap(reqid),
+        })?;
+        let errors = keys
+            .iter()
+            .rev()
+            .filter_map(|key| self.release_policy(Owner::Trap(reqid), key).err())
+            .collect();
+        KernelError::collect(Target::Trap(reqid), errors)
+    }
+
+    fn flush_ours(&mut self) -> Result<FlushReport, KernelError> {
+        let report = self.backend.flush_ours()?;
+        self.larval.clear();
+        self.children.clear();
+        self.traps.clear();
+        self.policies.clear();
+        Ok(report)
+    }
+}

@@ -1,0 +1,476 @@
+//! In-memory backend: records SAs and policies, can inject failures. Used by daemon and
+//! protocol tests, and as the `--kernel none` mode (negotiate, report, install nothing).
+
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::ops::RangeInclusive;
+
+use super::error::{KernelError, Target};
+use super::ipsec::{Ipsec, XfrmBackend};
+use super::spec::{PolicyKey, PolicySpec, SaId, SaSpec};
+use super::types::{Counters, FlushReport, Lifetime, Mode, is_our_reqid};
+
+/// An SA as recorded by [`MemBackend`] (algorithm names only, no keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemSa {
+    /// Source address.
+    pub src: IpAddr,
+    /// reqid.
+    pub reqid: u32,
+    /// Mode (`None` for an SPI reservation that has no SA yet).
+    pub mode: Option<Mode>,
+    /// Algorithms, e.g. `rfc4106(gcm(aes))/128` (empty for a reservation).
+    pub algs: String,
+    /// Replay window.
+    pub replay_window: u32,
+    /// Lifetimes.
+    pub lifetime: Lifetime,
+    /// UDP encapsulation ports.
+    pub encap: Option<(u16, u16)>,
+    /// Counters reported by `child_counters` (set them with [`MemBackend::set_counters`]).
+    pub counters: Counters,
+}
+
+/// Backend operations, for failure injection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MemOp {
+    /// `alloc_spi`.
+    AllocSpi,
+    /// `add_sa` (add or update).
+    AddSa,
+    /// `del_sa`.
+    DelSa,
+    /// `sa_counters`.
+    Counters,
+    /// `put_policy`.
+    PutPolicy,
+    /// `del_policy`.
+    DelPolicy,
+    /// `flush_ours`.
+    Flush,
+}
+
+/// In-memory SA and policy tables.
+#[derive(Debug, Default)]
+pub struct MemBackend {
+    sas: BTreeMap<SaId, MemSa>,
+    policies: HashMap<PolicyKey, PolicySpec>,
+    next_spi: u32,
+    /// Pending failures: operation, successes still to let through, error to return.
+    failures: Vec<(MemOp, usize, KernelError)>,
+}
+
+impl MemBackend {
+    /// The recorded SAs (including SPI reservations).
+    pub fn sas(&self) -> &BTreeMap<SaId, MemSa> {
+        &self.sas
+    }
+
+    /// The recorded policies.
+    pub fn policies(&self) -> &HashMap<PolicyKey, PolicySpec> {
+        &self.policies
+    }
+
+    /// Makes the `skip + 1`-th next call of `op` fail with `err` (once).
+    pub fn inject(&mut self, op: MemOp, skip: usize, err: KernelError) {
+        self.failures.push((op, skip, err));
+    }
+
+    /// Sets the counters of an SA.
+    pub fn set_counters(&mut self, id: SaId, counters: Counters) -> Result<(), KernelError> {
+        let sa = self.sas.get_mut(&id).ok_or(KernelError::NotFound {
+            target: Target::Sa {
+                dst: id.dst,
+                spi: id.spi,
+            },
+        })?;
+        sa.counters = counters;
+        Ok(())
+    }
+
+    fn check(&mut self, op: MemOp) -> Result<(), KernelError> {
+        let Some(pos) = self.failures.iter().position(|(o, _, _)| *o == op) else {
+            return Ok(());
+        };
+        match self.failures.get_mut(pos) {
+            Some((_, skip, _)) if *skip > 0 => {
+                *skip -= 1;
+                Ok(())
+            }
+            _ => Err(self.failures.remove(pos).2),
+        }
+    }
+}
+
+fn sa_target(id: SaId) -> Target {
+    Target::Sa {
+        dst: id.dst,
+        spi: id.spi,
+    }
+}
+
+impl XfrmBackend for MemBackend {
+    fn alloc_spi(
+        &mut self,
+        src: IpAddr,
+        dst: IpAddr,
+        reqid: u32,
+        range: RangeInclusive<u32>,
+    ) -> Result<u32, KernelError> {
+        self.check(MemOp::AllocSpi)?;
+        let exhausted = || KernelError::Os {
+            target: Target::Spi { src, dst },
+            errno: libc::ENOENT,
+        };
+        let start = self.next_spi.max(*range.start());
+        let spi = (start..=*range.end())
+            .find(|spi| !self.sas.contains_key(&SaId { dst, spi: *spi }))
+            .ok_or_else(exhausted)?;
+        self.next_spi = spi.saturating_add(1);
+        self.sas.insert(
+            SaId { dst, spi },
+            MemSa {
+                src,
+                reqid,
+                mode: None,
+                algs: String::new(),
+                replay_window: 0,
+                lifetime: Lifetime::default(),
+                encap: None,
+                counters: Counters::default(),
+            },
+        );
+        Ok(spi)
+    }
+
+    fn add_sa(&mut self, sa: &SaSpec<'_>, update: bool) -> Result<(), KernelError> {
+        self.check(MemOp::AddSa)?;
+        let exists = self.sas.contains_key(&sa.id);
+        if exists && !update {
+            return Err(KernelError::Exists {
+                target: sa_target(sa.id),
+            });
+        }
+        if !exists && update {
+            return Err(KernelError::NotFound {
+                target: sa_target(sa.id),
+            });
+        }
+        self.sas.insert(
+            sa.id,
+            MemSa {
+                src: sa.src,
+                reqid: sa.reqid,
+                mode: Some(sa.mode),
+                algs: sa.crypto.describe(),
+                replay_window: sa.replay_window,
+                lifetime: sa.lifetime,
+                encap: sa.encap,
+                counters: Counters::default(),
+            },
+        );
+        Ok(())
+    }
+
+    fn del_sa(&mut self, id: SaId) -> Result<(), KernelError> {
+        self.check(MemOp::DelSa)?;
+        self.sas
+            .remove(&id)
+            .map(|_| ())
+            .ok_or(KernelError::NotFound {
+                target: sa_target(id),
+            })
+    }
+
+    fn sa_counters(&mut self, id: SaId) -> Result<Counters, KernelError> {
+        self.check(MemOp::Counters)?;
+        self.sas
+            .get(&id)
+            .map(|sa| sa.counters)
+            .ok_or(KernelError::NotFound {
+                target: sa_target(id),
+            })
+    }
+
+    fn put_policy(&mut self, spec: &PolicySpec, replace: bool) -> Result<(), KernelError> {
+        self.check(MemOp::PutPolicy)?;
+        let exists = self.policies.contains_key(&spec.key);
+        let target = Target::Policy(spec.key);
+        match (exists, replace) {
+            (true, false) => Err(KernelError::Exists { target }),
+            (false, true) => Err(KernelError::NotFound { target }),
+            _ => {
+                self.policies.insert(spec.key, *spec);
+                Ok(())
+            }
+        }
+    }
+
+    fn del_policy(&mut self, key: &PolicyKey) -> Result<(), KernelError> {
+        self.check(MemOp::DelPolicy)?;
+        self.policies
+            .remove(key)
+            .map(|_| ())
+            .ok_or(KernelError::NotFound {
+                target: Target::Policy(*key),
+            })
+    }
+
+    fn flush_ours(&mut self) -> Result<FlushReport, KernelError> {
+        self.check(MemOp::Flush)?;
+        let (sas, policies) = (self.sas.len(), self.policies.len());
+        self.sas.retain(|_, sa| !is_our_reqid(sa.reqid));
+        self.policies.retain(|_, p| !is_our_reqid(p.tmpl.reqid));
+        Ok(FlushReport {
+            sas: sas - self.sas.len(),
+            policies: policies - self.policies.len(),
+        })
+    }
+}
+
+/// The in-memory kernel.
+pub type MemKernel = Ipsec<MemBackend>;
+
+impl MemKernel {
+    /// An empty in-memory kernel.
+    pub fn new() -> Self {
+        Self::with_backend(MemBackend::default())
+    }
+}
+
+impl Default for MemKernel {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::KernelIpsec;
+    use crate::kernel::spec::Dir;
+    use crate::kernel::types::{
+        ChildPolicy, ChildSaInstall, EspCrypto, IntegAlg, Integrity, KeyBytes, REQID_MIN,
+        TrafficSelector,
+    };
+
+    const L: &str = "10.0.0.1";
+    const R: &str = "10.0.0.2";
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn policy(reqid: u32) -> ChildPolicy {
+        ChildPolicy {
+            local: ip(L),
+            remote: ip(R),
+            mode: Mode::Transport,
+            reqid,
+            local_ts: vec![TrafficSelector::host(ip(L))],
+            remote_ts: vec![TrafficSelector::host(ip(R))],
+        }
+    }
+
+    fn child(k: &mut MemKernel, reqid: u32, spi_out: u32) -> ChildSaInstall {
+        let spi_in = k.alloc_spi(ip(R), ip(L), reqid).unwrap();
+        ChildSaInstall {
+            policy: policy(reqid),
+            spi_in,
+            spi_out,
+            crypto_in: EspCrypto::AesGcm16 {
+                key: KeyBytes::new(vec![1; 20]),
+            },
+            crypto_out: EspCrypto::AesCbc {
+                key: KeyBytes::new(vec![2; 16]),
+                integ: Integrity {
+                    alg: IntegAlg::HmacSha256_128,
+                    key: KeyBytes::new(vec![3; 32]),
+                },
+            },
+            replay_window: 32,
+            lifetime: Lifetime {
+                soft_secs: 3000,
+                hard_secs: 3600,
+                ..Lifetime::default()
+            },
+            encap: None,
+        }
+    }
+
+    #[test]
+    fn install_and_remove() {
+        let mut k = MemKernel::new();
+        let c = child(&mut k, REQID_MIN, 0x1234);
+        let id = k.install_child(&c).unwrap();
+        let b = k.backend();
+        assert_eq!(b.sas().len(), 2);
+        let sa_in = &b.sas()[&SaId {
+            dst: ip(L),
+            spi: c.spi_in,
+        }];
+        assert_eq!(sa_in.algs, "rfc4106(gcm(aes))/128");
+        assert_eq!(sa_in.replay_window, 32);
+        assert_eq!(sa_in.mode, Some(Mode::Transport));
+        let sa_out = &b.sas()[&SaId {
+            dst: ip(R),
+            spi: 0x1234,
+        }];
+        assert_eq!(sa_out.algs, "cbc(aes)+hmac(sha256)/128");
+        assert_eq!(sa_out.replay_window, 0);
+        assert_eq!(b.policies().len(), 2);
+        assert_eq!(
+            k.install_child(&c),
+            Err(KernelError::Exists {
+                target: Target::Child(id)
+            })
+        );
+        k.backend_mut()
+            .set_counters(
+                SaId {
+                    dst: ip(R),
+                    spi: 0x1234,
+                },
+                Counters {
+                    bytes: 84,
+                    packets: 1,
+                },
+            )
+            .unwrap();
+        let counters = k.child_counters(id).unwrap();
+        assert_eq!(counters.outbound.packets, 1);
+        assert_eq!(counters.inbound.packets, 0);
+        k.remove_child(id).unwrap();
+        assert!(k.backend().sas().is_empty());
+        assert!(k.backend().policies().is_empty());
+        assert!(k.remove_child(id).unwrap_err().is_not_found());
+    }
+
+    #[test]
+    fn failed_install_leaves_nothing() {
+        for (op, skip) in [
+            (MemOp::AddSa, 0),
+            (MemOp::AddSa, 1),
+            (MemOp::PutPolicy, 0),
+            (MemOp::PutPolicy, 1),
+        ] {
+            let mut k = MemKernel::new();
+            let c = child(&mut k, REQID_MIN, 0x1234);
+            let before = k.backend().sas().clone();
+            let err = KernelError::NoEsp {
+                target: Target::SaTable,
+            };
+            k.backend_mut().inject(op, skip, err.clone());
+            assert_eq!(k.install_child(&c), Err(err), "{op:?} {skip}");
+            let after = k.backend().sas();
+            assert!(
+                after.len() <= before.len() && after.keys().all(|id| before.contains_key(id)),
+                "{op:?} {skip}: {after:?}"
+            );
+            assert!(k.backend().policies().is_empty(), "{op:?} {skip}");
+            assert_eq!(k.children().count(), 0);
+        }
+    }
+
+    #[test]
+    fn failed_rollback_is_reported() {
+        let mut k = MemKernel::new();
+        let c = child(&mut k, REQID_MIN, 0x1234);
+        let cause = KernelError::NoEsp {
+            target: Target::SaTable,
+        };
+        let undo_err = KernelError::Os {
+            target: Target::SaTable,
+            errno: libc::EPERM,
+        };
+        k.backend_mut().inject(MemOp::PutPolicy, 0, cause.clone());
+        k.backend_mut().inject(MemOp::DelSa, 0, undo_err.clone());
+        assert_eq!(
+            k.install_child(&c),
+            Err(KernelError::Rollback {
+                cause: Box::new(cause),
+                failures: vec![undo_err]
+            })
+        );
+    }
+
+    #[test]
+    fn trap_and_child_share_policies() {
+        let mut k = MemKernel::new();
+        let reqid = REQID_MIN + 5;
+        k.install_trap(&policy(reqid)).unwrap();
+        assert_eq!(k.backend().policies().len(), 2);
+        let c = child(&mut k, reqid, 0x99);
+        let id = k.install_child(&c).unwrap();
+        assert_eq!(k.backend().policies().len(), 2);
+        k.remove_child(id).unwrap();
+        // The trap still holds its policies.
+        assert_eq!(k.backend().policies().len(), 2);
+        assert!(k.backend().policies().keys().any(|p| p.dir == Dir::Out));
+        k.remove_trap(reqid).unwrap();
+        assert!(k.backend().policies().is_empty());
+    }
+
+    #[test]
+    fn flush_removes_only_ours() {
+        let mut k = MemKernel::new();
+        let c = child(&mut k, REQID_MIN + 1, 0x77);
+        k.install_child(&c).unwrap();
+        let foreign_crypto = EspCrypto::AesGcm16 {
+            key: KeyBytes::new(vec![0; 20]),
+        };
+        let foreign = SaSpec {
+            id: SaId {
+                dst: ip(R),
+                spi: 0x55,
+            },
+            src: ip(L),
+            reqid: 1,
+            mode: Mode::Transport,
+            crypto: &foreign_crypto,
+            replay_window: 0,
+            lifetime: Lifetime::default(),
+            encap: None,
+            selector: None,
+        };
+        k.backend_mut().add_sa(&foreign, false).unwrap();
+        let report = k.flush_ours().unwrap();
+        assert_eq!(
+            report,
+            FlushReport {
+                sas: 2,
+                policies: 2
+            }
+        );
+        assert_eq!(k.backend().sas().len(), 1);
+        assert_eq!(k.children().count(), 0);
+    }
+
+    #[test]
+    fn rejects_foreign_reqid_and_bad_keys() {
+        let mut k = MemKernel::new();
+        assert_eq!(
+            k.alloc_spi(ip(R), ip(L), 5),
+            Err(KernelError::ReqidNotOurs { reqid: 5 })
+        );
+        let mut c = child(&mut k, REQID_MIN, 1);
+        c.crypto_out = EspCrypto::AesGcm16 {
+            key: KeyBytes::new(vec![0; 3]),
+        };
+        assert!(matches!(
+            k.install_child(&c),
+            Err(KernelError::InvalidKeyLength { len: 3, .. })
+        ));
+        assert!(k.backend().policies().is_empty());
+    }
+
+    #[test]
+    fn spis_are_unique_and_in_range() {
+        let mut k = MemKernel::new();
+        let a = k.alloc_spi(ip(R), ip(L), REQID_MIN).unwrap();
+        let b = k.alloc_spi(ip(R), ip(L), REQID_MIN).unwrap();
+        assert_ne!(a, b);
+        assert!(crate::kernel::types::SPI_RANGE.contains(&a));
+    }
+}

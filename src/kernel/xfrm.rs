@@ -1,0 +1,415 @@
+//! The XFRM netlink backend.
+
+use std::net::IpAddr;
+use std::ops::RangeInclusive;
+
+use netlink_packet_xfrm::{
+    self as x, Address, Alg, AlgAead, AlgAuth, EncapTmpl, IPPROTO_ESP, ReplayEsn, UserPolicyId,
+    UserPolicyInfo, UserSaId, UserSaInfo, UserSpiInfo, UserTemplate, XfrmAttrs, XfrmMessage,
+    policy, state,
+};
+
+use super::error::{KernelError, Target};
+use super::ipsec::{Ipsec, XfrmBackend};
+use super::netlink::{NlError, NlSocket};
+use super::spec::{Dir, PolicyKey, PolicySpec, SaId, SaSpec, Selector};
+use super::types::{
+    CBC_NAME, Counters, EspCrypto, FlushReport, GCM_ICV_BITS, GCM_NAME, KeyBytes, Lifetime, Mode,
+    is_our_reqid,
+};
+
+/// Largest replay window the kernel accepts (XFRMA_REPLAY_ESN_MAX bytes of bitmap).
+const MAX_REPLAY_WINDOW: u32 = 4096 * 8;
+/// Replay windows up to this size fit the legacy `replay_window` byte field.
+const LEGACY_REPLAY_WINDOW: u32 = 32;
+
+/// XFRM netlink backend (one request socket).
+#[derive(Debug)]
+pub struct NetlinkBackend {
+    nl: NlSocket,
+}
+
+/// The real kernel, through XFRM netlink.
+pub type XfrmKernel = Ipsec<NetlinkBackend>;
+
+impl XfrmKernel {
+    /// Opens the netlink socket (needs CAP_NET_ADMIN for anything but reading).
+    pub fn open() -> Result<Self, KernelError> {
+        let nl = NlSocket::open().map_err(|e| KernelError::io(Target::SaTable, &e))?;
+        Ok(Self::with_backend(NetlinkBackend { nl }))
+    }
+}
+
+pub(crate) fn family(ip: &IpAddr) -> u16 {
+    if ip.is_ipv4() {
+        x::AF_INET
+    } else {
+        x::AF_INET6
+    }
+}
+
+pub(crate) fn ip_of(addr: &Address, family: u16) -> Option<IpAddr> {
+    match family {
+        x::AF_INET => Some(IpAddr::V4(addr.to_ipv4())),
+        x::AF_INET6 => Some(IpAddr::V6(addr.to_ipv6())),
+        _ => None,
+    }
+}
+
+fn mode_number(mode: Mode) -> u8 {
+    match mode {
+        Mode::Transport => x::XFRM_MODE_TRANSPORT,
+        Mode::Tunnel => x::XFRM_MODE_TUNNEL,
+    }
+}
+
+fn dir_number(dir: Dir) -> u8 {
+    match dir {
+        Dir::In => x::XFRM_POLICY_IN,
+        Dir::Out => x::XFRM_POLICY_OUT,
+        Dir::Fwd => x::XFRM_POLICY_FWD,
+    }
+}
+
+fn xfrm_selector(sel: &Selector) -> x::Selector {
+    let mut s = x::Selector::default();
+    s.source_prefix(&sel.src.addr(), sel.src.prefix_len());
+    s.destination_prefix(&sel.dst.addr(), sel.dst.prefix_len());
+    s.proto = sel.proto;
+    s.sport = sel.sport;
+    s.sport_mask = sel.sport_mask;
+    s.dport = sel.dport;
+    s.dport_mask = sel.dport_mask;
+    s
+}
+
+fn alg_name(name: &str) -> [u8; 64] {
+    let mut out = [0u8; 64];
+    for (o, b) in out.iter_mut().zip(name.bytes().take(63)) {
+        *o = b;
+    }
+    out
+}
+
+fn key_bits(key: &KeyBytes) -> u32 {
+    u32::try_from(key.len().saturating_mul(8)).unwrap_or(u32::MAX)
+}
+
+/// Algorithm names of an SA, for error messages.
+fn alg_names(crypto: &EspCrypto) -> String {
+    match crypto {
+        EspCrypto::AesGcm16 { .. } => GCM_NAME.to_string(),
+        EspCrypto::AesCbc { integ, .. } => format!("{CBC_NAME} + {}", integ.alg.kernel_name()),
+    }
+}
+
+fn crypto_attrs(crypto: &EspCrypto) -> Vec<XfrmAttrs> {
+    match crypto {
+        EspCrypto::AesGcm16 { key } => vec![XfrmAttrs::EncryptionAlgAead(AlgAead {
+            alg_name: alg_name(GCM_NAME),
+            alg_key_len: key_bits(key),
+            alg_icv_len: GCM_ICV_BITS,
+            alg_key: key.expose().to_vec(),
+        })],
+        EspCrypto::AesCbc { key, integ } => vec![
+            XfrmAttrs::EncryptionAlg(Alg {
+                alg_name: alg_name(CBC_NAME),
+                alg_key_len: key_bits(key),
+                alg_key: key.expose().to_vec(),
+            }),
+            XfrmAttrs::AuthenticationAlgTrunc(AlgAuth {
+                alg_name: alg_name(integ.alg.kernel_name()),
+                alg_key_len: key_bits(&integ.key),
+                alg_trunc_len: integ.alg.trunc_bits(),
+                alg_key: integ.key.expose().to_vec(),
+            }),
+        ],
+    }
+}
+
+fn limit(value: u64) -> u64 {
+    if value == 0 { x::XFRM_INF } else { value }
+}
+
+fn lifetime_cfg(l: &Lifetime) -> x::LifetimeConfig {
+    x::LifetimeConfig {
+        soft_byte_limit: limit(l.soft_bytes),
+        hard_byte_limit: limit(l.hard_bytes),
+        soft_packet_limit: limit(l.soft_packets),
+        hard_packet_limit: limit(l.hard_packets),
+        soft_add_expires_seconds: l.soft_secs,
+        hard_add_expires_seconds: l.hard_secs,
+        soft_use_expires_seconds: 0,
+        hard_use_expires_seconds: 0,
+    }
+}
+
+fn sa_target(id: SaId) -> Target {
+    Target::Sa {
+        dst: id.dst,
+        spi: id.spi,
+    }
+}
+
+fn sa_id(id: SaId) -> UserSaId {
+    let mut u = UserSaId::default();
+    u.destination(&id.dst);
+    u.spi = id.spi;
+    u.proto = IPPROTO_ESP;
+    u
+}
+
+impl NetlinkBackend {
+    fn call(
+        &mut self,
+        msg: XfrmMessage,
+        target: impl Fn() -> Target,
+        algs: Option<String>,
+    ) -> Result<Vec<XfrmMessage>, KernelError> {
+        self.nl
+            .request(msg, false)
+            .map_err(|e| nl_error(e, target(), algs))
+    }
+
+    fn dump(&mut self, msg: XfrmMessage, target: Target) -> Result<Vec<XfrmMessage>, KernelError> {
+        self.nl
+            .request(msg, true)
+            .map_err(|e| nl_error(e, target, None))
+    }
+}
+
+fn nl_error(e: NlError, target: Target, algs: Option<String>) -> KernelError {
+    match e {
+        NlError::Io(io) => KernelError::io(target, &io),
+        NlError::Errno(errno) => KernelError::from_errno(target, errno, algs),
+        NlError::Decode(reason) => KernelError::Protocol { target, reason },
+    }
+}
+
+impl XfrmBackend for NetlinkBackend {
+    fn alloc_spi(
+        &mut self,
+        src: IpAddr,
+        dst: IpAddr,
+        reqid: u32,
+        range: RangeInclusive<u32>,
+    ) -> Result<u32, KernelError> {
+        let mut info = UserSpiInfo::default();
+        info.info.source(&src);
+        info.info.destination(&dst);
+        info.info.reqid = reqid;
+        info.protocol(IPPROTO_ESP);
+        info.spi_range(*range.start(), *range.end());
+        let target = || Target::Spi { src, dst };
+        let msg = XfrmMessage::AllocSpi(state::AllocSpiMessage {
+            spi_info: info,
+            nlas: vec![],
+        });
+        let answers = self.call(msg, target, None)?;
+        answers
+            .iter()
+            .find_map(|a| match a {
+                XfrmMessage::AddSa(m) => Some(m.user_sa_info.id.spi),
+                _ => None,
+            })
+            .ok_or_else(|| KernelError::Protocol {
+                target: target(),
+                reason: "no SA in the ALLOCSPI answer".into(),
+            })
+    }
+
+    fn add_sa(&mut self, sa: &SaSpec<'_>, update: bool) -> Result<(), KernelError> {
+        let target = || sa_target(sa.id);
+        let mut info = UserSaInfo::default();
+        info.source(&sa.src);
+        info.destination(&sa.id.dst);
+        info.id.spi = sa.id.spi;
+        info.id.proto = IPPROTO_ESP;
+        info.reqid = sa.reqid;
+        info.mode = mode_number(sa.mode);
+        info.lifetime_cfg = lifetime_cfg(&sa.lifetime);
+        match sa.selector {
+            Some(sel) => info.selector = xfrm_selector(&sel),
+            None => info.selector.family = family(&sa.src),
+        }
+        let mut nlas = crypto_attrs(sa.crypto);
+        if sa.replay_window > MAX_REPLAY_WINDOW {
+            return Err(KernelError::Protocol {
+                target: target(),
+                reason: format!(
+                    "replay window {} exceeds the kernel maximum {MAX_REPLAY_WINDOW}",
+                    sa.replay_window
+                ),
+            });
+        } else if sa.replay_window > LEGACY_REPLAY_WINDOW {
+            let words = sa.replay_window.div_ceil(32);
+            nlas.push(XfrmAttrs::ReplayStateEsn(ReplayEsn {
+                bmp_len: words,
+                replay_window: sa.replay_window,
+                bmp: vec![0; usize::try_from(words).unwrap_or(0)],
+                ..ReplayEsn::default()
+            }));
+        } else {
+            info.replay_window = u8::try_from(sa.replay_window).unwrap_or(u8::MAX);
+        }
+        if let Some((sport, dport)) = sa.encap {
+            nlas.push(XfrmAttrs::EncapsulationTemplate(EncapTmpl {
+                encap_type: x::UDP_ENCAP_ESPINUDP,
+                encap_sport: sport,
+                encap_dport: dport,
+                encap_oa: Address::default(),
+            }));
+        }
+        let body = state::ModifyMessage {
+            user_sa_info: info,
+            nlas,
+        };
+        let msg = if update {
+            XfrmMessage::UpdateSa(body)
+        } else {
+            XfrmMessage::AddSa(body)
+        };
+        self.call(msg, target, Some(alg_names(sa.crypto)))?;
+        Ok(())
+    }
+
+    fn del_sa(&mut self, id: SaId) -> Result<(), KernelError> {
+        let msg = XfrmMessage::DeleteSa(state::DelGetMessage {
+            user_sa_id: sa_id(id),
+            nlas: vec![],
+        });
+        self.call(msg, || sa_target(id), None)?;
+        Ok(())
+    }
+
+    fn sa_counters(&mut self, id: SaId) -> Result<Counters, KernelError> {
+        let msg = XfrmMessage::GetSa(state::DelGetMessage {
+            user_sa_id: sa_id(id),
+            nlas: vec![],
+        });
+        let answers = self.call(msg, || sa_target(id), None)?;
+        answers
+            .iter()
+            .find_map(|a| match a {
+                XfrmMessage::AddSa(m) => Some(Counters {
+                    bytes: m.user_sa_info.lifetime_cur.bytes,
+                    packets: m.user_sa_info.lifetime_cur.packets,
+                }),
+                _ => None,
+            })
+            .ok_or_else(|| KernelError::Protocol {
+                target: sa_target(id),
+                reason: "no SA in the GETSA answer".into(),
+            })
+    }
+
+    fn put_policy(&mut self, spec: &PolicySpec, replace: bool) -> Result<(), KernelError> {
+        let info = UserPolicyInfo {
+            selector: xfrm_selector(&spec.key.sel),
+            priority: spec.priority,
+            direction: dir_number(spec.key.dir),
+            action: x::XFRM_POLICY_ALLOW,
+            share: x::XFRM_SHARE_ANY,
+            ..UserPolicyInfo::default()
+        };
+        let mut tmpl = UserTemplate::default();
+        tmpl.source(&spec.tmpl.src);
+        tmpl.destination(&spec.tmpl.dst);
+        tmpl.protocol(IPPROTO_ESP);
+        tmpl.mode(mode_number(spec.tmpl.mode));
+        tmpl.reqid(spec.tmpl.reqid);
+        let body = policy::ModifyMessage {
+            user_policy_info: info,
+            nlas: vec![XfrmAttrs::Template(vec![tmpl])],
+        };
+        let msg = if replace {
+            XfrmMessage::UpdatePolicy(body)
+        } else {
+            XfrmMessage::AddPolicy(body)
+        };
+        self.call(msg, || Target::Policy(spec.key), None)?;
+        Ok(())
+    }
+
+    fn del_policy(&mut self, key: &PolicyKey) -> Result<(), KernelError> {
+        let msg = XfrmMessage::DeletePolicy(policy::DelGetMessage {
+            user_policy_id: UserPolicyId {
+                selector: xfrm_selector(&key.sel),
+                index: 0,
+                direction: dir_number(key.dir),
+            },
+            nlas: vec![],
+        });
+        self.call(msg, || Target::Policy(*key), None)?;
+        Ok(())
+    }
+
+    fn flush_ours(&mut self) -> Result<FlushReport, KernelError> {
+        let mut report = FlushReport::default();
+        let mut errors = Vec::new();
+        let policies = self.dump(
+            XfrmMessage::GetPolicy(policy::DelGetMessage::default()),
+            Target::PolicyTable,
+        )?;
+        for p in policies {
+            let XfrmMessage::AddPolicy(m) = p else {
+                continue;
+            };
+            let info = &m.user_policy_info;
+            let ours = m.nlas.iter().any(|a| {
+                matches!(a, XfrmAttrs::Template(ts) if ts.iter().any(|t| is_our_reqid(t.reqid)))
+            });
+            // Per-socket policies (direction >= XFRM_POLICY_MAX) have no templates.
+            if !ours || info.direction > x::XFRM_POLICY_FWD {
+                continue;
+            }
+            let msg = XfrmMessage::DeletePolicy(policy::DelGetMessage {
+                user_policy_id: UserPolicyId {
+                    selector: info.selector,
+                    index: info.index,
+                    direction: info.direction,
+                },
+                nlas: vec![],
+            });
+            match self.call(msg, || Target::PolicyTable, None) {
+                Ok(_) => report.policies += 1,
+                Err(e) if e.is_not_found() => {}
+                Err(e) => errors.push(e),
+            }
+        }
+        let sas = self.dump(
+            XfrmMessage::GetDumpSa(state::GetDumpMessage::default()),
+            Target::SaTable,
+        )?;
+        for s in sas {
+            let XfrmMessage::AddSa(m) = s else {
+                continue;
+            };
+            let info = &m.user_sa_info;
+            // Acquire states (SPI 0, made by the kernel for a trap hit) cannot be addressed
+            // by DELSA; they vanish when the SA is installed or after xfrm_acq_expires (30 s).
+            if !is_our_reqid(info.reqid) || info.id.spi == 0 {
+                continue;
+            }
+            let Some(dst) = ip_of(&info.id.daddr, info.family) else {
+                continue;
+            };
+            let id = SaId {
+                dst,
+                spi: info.id.spi,
+            };
+            let mut user_id = sa_id(id);
+            user_id.proto = info.id.proto;
+            let msg = XfrmMessage::DeleteSa(state::DelGetMessage {
+                user_sa_id: user_id,
+                nlas: vec![],
+            });
+            match self.call(msg, || sa_target(id), None) {
+                Ok(_) => report.sas += 1,
+                Err(e) if e.is_not_found() => {}
+                Err(e) => errors.push(e),
+            }
+        }
+        KernelError::collect(Target::SaTable, errors).map(|()| report)
+    }
+}

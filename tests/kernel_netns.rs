@@ -1,0 +1,271 @@
+//! XfrmKernel against the host kernel (XFRM without ESP), each test in a network namespace of
+//! its own: the test re-executes itself under `unshare -n`, so nothing touches the host's
+//! tables and everything disappears with the namespace.
+//!
+//! Needs root: `cargo test --test kernel_netns -- --ignored --test-threads=1`
+
+use std::net::{IpAddr, UdpSocket};
+use std::os::fd::AsFd;
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use ikev2d::kernel::{
+    ChildPolicy, ChildSaInstall, EspCrypto, EventSocket, IntegAlg, Integrity, KernelError,
+    KernelEvent, KernelIpsec, KeyBytes, Lifetime, Mode, REQID_MIN, SPI_RANGE, SocketFamily, Target,
+    TrafficSelector, XfrmKernel, bypass_socket, set_udp_encap,
+};
+
+const INNER: &str = "IKEV2D_KERNEL_NETNS_INNER";
+
+/// Runs `body` in a fresh network namespace (re-executing this test there).
+fn in_netns(test: &str, body: impl FnOnce()) {
+    if std::env::var_os(INNER).is_some() {
+        body();
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("unshare")
+        .arg("-n")
+        .arg(exe)
+        .args([
+            test,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(INNER, "1")
+        .output()
+        .expect("unshare");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{test} failed in its namespace");
+    assert!(stdout.contains("1 passed"), "{test} did not run");
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn sh(args: &str) -> String {
+    let out = Command::new("sh").arg("-c").arg(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn policy(reqid: u32, mode: Mode) -> ChildPolicy {
+    ChildPolicy {
+        local: ip("10.7.0.1"),
+        remote: ip("10.7.0.2"),
+        mode,
+        reqid,
+        local_ts: vec![TrafficSelector::host(ip("10.7.0.1"))],
+        remote_ts: vec![TrafficSelector::host(ip("10.7.0.2"))],
+    }
+}
+
+fn cbc_sha256() -> EspCrypto {
+    EspCrypto::AesCbc {
+        key: KeyBytes::new(vec![0x11; 16]),
+        integ: Integrity {
+            alg: IntegAlg::HmacSha256_128,
+            key: KeyBytes::new(vec![0x22; 32]),
+        },
+    }
+}
+
+fn child(spi_in: u32, crypto: EspCrypto) -> ChildSaInstall {
+    ChildSaInstall {
+        policy: policy(REQID_MIN + 3, Mode::Transport),
+        spi_in,
+        spi_out: 0xc100_0002,
+        crypto_in: crypto.clone(),
+        crypto_out: crypto,
+        replay_window: 32,
+        lifetime: Lifetime {
+            soft_secs: 50,
+            hard_secs: 60,
+            ..Lifetime::default()
+        },
+        encap: None,
+    }
+}
+
+#[test]
+#[ignore = "needs root; runs in its own network namespace"]
+fn alloc_spi_in_range_and_flushed() {
+    in_netns("alloc_spi_in_range_and_flushed", || {
+        let mut k = XfrmKernel::open().unwrap();
+        let reqid = REQID_MIN + 1;
+        let spi = k.alloc_spi(ip("10.7.0.2"), ip("10.7.0.1"), reqid).unwrap();
+        println!("allocated SPI {spi:#010x}");
+        assert!(SPI_RANGE.contains(&spi));
+        let state = sh("ip xfrm state");
+        println!("{state}");
+        assert!(state.contains(&format!("spi {spi:#010x}")), "{state}");
+        assert!(state.contains(&format!("reqid {reqid}")), "{state}");
+        let report = k.flush_ours().unwrap();
+        assert_eq!(report.sas, 1);
+        assert_eq!(sh("ip xfrm state"), "");
+    });
+}
+
+#[test]
+#[ignore = "needs root; runs in its own network namespace"]
+fn policies_added_removed_and_foreign_ones_kept() {
+    in_netns("policies_added_removed_and_foreign_ones_kept", || {
+        sh(
+            "ip xfrm policy add src 10.9.9.1/32 dst 10.9.9.2/32 dir out \
+            tmpl src 10.9.9.1 dst 10.9.9.2 proto esp reqid 7 mode transport",
+        );
+        let mut k = XfrmKernel::open().unwrap();
+        let reqid = REQID_MIN + 2;
+        let trap = policy(reqid, Mode::Tunnel);
+        k.install_trap(&trap).unwrap();
+        let listed = sh("ip xfrm policy");
+        println!("{listed}");
+        assert_eq!(listed.matches(&format!("reqid {reqid} ")).count(), 3);
+        for dir in ["dir out", "dir in", "dir fwd"] {
+            assert!(listed.contains(dir), "{dir}: {listed}");
+        }
+        assert_eq!(
+            k.install_trap(&trap),
+            Err(KernelError::Exists {
+                target: Target::Trap(reqid)
+            })
+        );
+        k.remove_trap(reqid).unwrap();
+        let listed = sh("ip xfrm policy");
+        assert!(!listed.contains(&format!("reqid {reqid} ")), "{listed}");
+        assert!(listed.contains("reqid 7 "), "{listed}");
+
+        k.install_trap(&trap).unwrap();
+        let report = k.flush_ours().unwrap();
+        assert_eq!(report.policies, 3);
+        let listed = sh("ip xfrm policy");
+        assert!(listed.contains("reqid 7 "), "{listed}");
+        assert_eq!(listed.matches("reqid").count(), 1, "{listed}");
+    });
+}
+
+#[test]
+#[ignore = "needs root; runs in its own network namespace"]
+fn sa_add_reports_no_esp_and_leaves_nothing() {
+    in_netns("sa_add_reports_no_esp_and_leaves_nothing", || {
+        let mut k = XfrmKernel::open().unwrap();
+        // Without a reservation: nothing at all may remain.
+        let err = k
+            .install_child(&child(0xc100_0001, cbc_sha256()))
+            .unwrap_err();
+        println!("cbc+sha256: {err}");
+        assert_eq!(
+            err,
+            KernelError::NoEsp {
+                target: Target::Sa {
+                    dst: ip("10.7.0.1"),
+                    spi: 0xc100_0001
+                }
+            }
+        );
+        assert_eq!(sh("ip xfrm state"), "");
+        assert_eq!(sh("ip xfrm policy"), "");
+
+        // With a reservation: only the reservation remains, then flush_ours clears it.
+        let spi = k
+            .alloc_spi(ip("10.7.0.2"), ip("10.7.0.1"), REQID_MIN + 3)
+            .unwrap();
+        let gcm = EspCrypto::AesGcm16 {
+            key: KeyBytes::new(vec![0x33; 20]),
+        };
+        let err = k.install_child(&child(spi, gcm)).unwrap_err();
+        println!("gcm: {err}");
+        assert!(
+            matches!(err, KernelError::UnsupportedAlgorithm { ref algs, .. } if algs == "rfc4106(gcm(aes))"),
+            "{err:?}"
+        );
+        let state = sh("ip xfrm state");
+        assert_eq!(state.matches("spi ").count(), 1, "{state}");
+        assert!(state.contains(&format!("spi {spi:#010x}")), "{state}");
+        assert_eq!(sh("ip xfrm policy"), "");
+        assert_eq!(k.children().count(), 0);
+        k.flush_ours().unwrap();
+        assert_eq!(sh("ip xfrm state"), "");
+    });
+}
+
+#[test]
+#[ignore = "needs root; runs in its own network namespace"]
+fn ike_socket_options() {
+    in_netns("ike_socket_options", || {
+        sh("ip link set lo up");
+        let v4 = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let v6 = UdpSocket::bind("[::1]:0").unwrap();
+        bypass_socket(v4.as_fd(), SocketFamily::V4).unwrap();
+        bypass_socket(v6.as_fd(), SocketFamily::V6).unwrap();
+        set_udp_encap(v4.as_fd()).unwrap();
+        let listed = sh("ip xfrm policy");
+        println!("{listed}");
+        assert_eq!(listed.matches("socket in").count(), 2, "{listed}");
+        assert_eq!(listed.matches("socket out").count(), 2, "{listed}");
+        // XfrmKernel's flush leaves per-socket policies alone.
+        let mut k = XfrmKernel::open().unwrap();
+        assert_eq!(k.flush_ours().unwrap().policies, 0);
+        assert_eq!(sh("ip xfrm policy"), listed);
+        drop((v4, v6));
+        assert_eq!(sh("ip xfrm policy"), "");
+    });
+}
+
+#[test]
+#[ignore = "needs root; runs in its own network namespace"]
+fn acquire_event_from_trap() {
+    in_netns("acquire_event_from_trap", || {
+        // Not on lo: loopback has disable_xfrm=1. 10.7.0.2 is off-link behind a veth.
+        sh(
+            "ip link add va type veth peer name vb && ip addr add 10.7.0.1/24 dev va \
+            && ip link set va up && ip link set vb up",
+        );
+        let mut events = EventSocket::open().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || tx.send(events.recv_event()));
+        let mut k = XfrmKernel::open().unwrap();
+        let reqid = REQID_MIN + 4;
+        k.install_trap(&policy(reqid, Mode::Transport)).unwrap();
+        let sock = UdpSocket::bind("10.7.0.1:0").unwrap();
+        // The trap holds the packet back (EAGAIN) or drops it; either way the kernel asks.
+        let sent = sock.send_to(b"trigger", "10.7.0.2:7");
+        println!("send: {sent:?}");
+        let event = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("no ACQUIRE within 10 s")
+            .unwrap();
+        println!("{event:?}");
+        let KernelEvent::Acquire {
+            reqid: r,
+            local,
+            remote,
+            flow,
+            ..
+        } = event
+        else {
+            panic!("expected an ACQUIRE, got {event:?}");
+        };
+        assert_eq!((r, local, remote), (reqid, ip("10.7.0.1"), ip("10.7.0.2")));
+        assert_eq!(
+            (flow.src, flow.dst, flow.proto, flow.dport),
+            (ip("10.7.0.1"), ip("10.7.0.2"), 17, 7)
+        );
+        k.flush_ours().unwrap();
+        assert_eq!(sh("ip xfrm policy"), "");
+        // Only the kernel's acquire state is left (SPI 0; it cannot be deleted by id and
+        // expires after net.core.xfrm_acq_expires).
+        let state = sh("ip xfrm state");
+        assert_eq!(state.matches("spi ").count(), 1, "{state}");
+        assert!(state.contains("spi 0x00000000"), "{state}");
+    });
+}
