@@ -40,6 +40,14 @@ pub enum NetError {
     /// No socket can send from this address.
     #[error("no socket bound for local address {0}")]
     NoSocket(SocketAddr),
+    /// A kernel socket option (IPsec bypass, UDP encapsulation) could not be set.
+    #[error("socket {addr}: {source}")]
+    SockOpt {
+        /// Address and port.
+        addr: SocketAddr,
+        /// Cause.
+        source: crate::kernel::KernelError,
+    },
     /// Sending failed.
     #[error("sending {len} bytes {local} -> {remote}: {source}")]
     Send {
@@ -77,23 +85,28 @@ pub struct Net {
     ports: [u16; 2],
     natt_port: u16,
     reuse: bool,
+    kernel_sockopts: bool,
     bound: Vec<Bound>,
     tx: mpsc::Sender<Datagram>,
 }
 
 impl Net {
     /// An empty socket set delivering received datagrams to `tx`. `wildcard` binds the
-    /// fallback sockets (see the module docs).
+    /// fallback sockets (see the module docs). `kernel_sockopts` sets per-socket IPsec bypass
+    /// policies on every socket (so that IKE never goes through ESP) and UDP_ENCAP on the
+    /// NAT-T sockets (so that the kernel takes ESP-in-UDP).
     pub fn new(
         port: u16,
         natt_port: u16,
         wildcard: bool,
+        kernel_sockopts: bool,
         tx: mpsc::Sender<Datagram>,
     ) -> Result<Self, NetError> {
         let mut net = Self {
             ports: [port, natt_port],
             natt_port,
             reuse: wildcard,
+            kernel_sockopts,
             bound: Vec::new(),
             tx,
         };
@@ -113,6 +126,9 @@ impl Net {
             }
             let sock = Arc::new(bind_udp(addr, self.reuse)?);
             let natt = port == self.natt_port;
+            if self.kernel_sockopts {
+                set_kernel_sockopts(&sock, addr, natt)?;
+            }
             tracing::info!(target: "net", "listening on {addr}{}", if natt { " (NAT-T)" } else { "" });
             tokio::spawn(receive(Arc::clone(&sock), addr, natt, self.tx.clone()));
             self.bound.push(Bound { addr, sock });
@@ -163,6 +179,22 @@ impl Net {
         };
         exact.or_else(wildcard).map(|b| b.sock.as_ref())
     }
+}
+
+fn set_kernel_sockopts(sock: &UdpSocket, addr: SocketAddr, natt: bool) -> Result<(), NetError> {
+    use crate::kernel::{SocketFamily, bypass_socket, set_udp_encap};
+    use std::os::fd::AsFd;
+    let err = |source| NetError::SockOpt { addr, source };
+    let family = if addr.is_ipv4() {
+        SocketFamily::V4
+    } else {
+        SocketFamily::V6
+    };
+    bypass_socket(sock.as_fd(), family).map_err(err)?;
+    if natt {
+        set_udp_encap(sock.as_fd()).map_err(err)?;
+    }
+    Ok(())
 }
 
 /// Whether `ip` is an address of this host (binding to it succeeds).
@@ -270,7 +302,7 @@ mod tests {
         let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let port = probe.local_addr().unwrap().port();
         drop(probe);
-        let mut net = Net::new(port, port, false, tx).unwrap();
+        let mut net = Net::new(port, port, false, false, tx).unwrap();
         net.add_address(IpAddr::V4(Ipv4Addr::LOCALHOST)).unwrap();
         let local = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
         net.send(local, local, b"ike").await.unwrap();
