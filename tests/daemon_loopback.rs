@@ -168,10 +168,24 @@ fn up_status_down_and_sigterm() {
     let up = alice.ikectl(&["up", "hh"]);
     let out = text(&up.stdout);
     assert!(up.status.success(), "{up:?}");
-    assert!(out.contains(&format!("initiating IKE_SA hh[1] to {BOB}")), "{out}");
-    assert!(out.contains(&format!("established between {ALICE}[{ALICE}]...{BOB}[{BOB}]")), "{out}");
-    assert!(out.contains("CHILD_SA hh{1} established with SPIs"), "{out}");
-    assert!(out.contains("connection 'hh' established successfully"), "{out}");
+    assert!(
+        out.contains(&format!("initiating IKE_SA hh[1] to {BOB}")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "established between {ALICE}[{ALICE}]...{BOB}[{BOB}]"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("CHILD_SA hh{1} established with SPIs"),
+        "{out}"
+    );
+    assert!(
+        out.contains("connection 'hh' established successfully"),
+        "{out}"
+    );
 
     let a = alice.status();
     let b = bob.status();
@@ -181,14 +195,26 @@ fn up_status_down_and_sigterm() {
     let (asa, bsa) = (&asa[0], &bsa[0]);
     assert_eq!(asa.state, "ESTABLISHED");
     assert_eq!(bsa.state, "ESTABLISHED");
-    assert_eq!((asa.role.as_str(), bsa.role.as_str()), ("initiator", "responder"));
+    assert_eq!(
+        (asa.role.as_str(), bsa.role.as_str()),
+        ("initiator", "responder")
+    );
     assert_eq!((&asa.spi_i, &asa.spi_r), (&bsa.spi_i, &bsa.spi_r));
     assert_eq!(asa.remote_id.as_deref(), Some(BOB));
-    assert!(asa.proposal.as_deref().unwrap_or("").contains("CURVE_25519"), "{asa:?}");
+    assert!(
+        asa.proposal
+            .as_deref()
+            .unwrap_or("")
+            .contains("CURVE_25519"),
+        "{asa:?}"
+    );
     let (ac, bc) = (&asa.children, &bsa.children);
     assert_eq!((ac.len(), bc.len()), (1, 1));
     let (ac, bc) = (&ac[0], &bc[0]);
-    assert_eq!((ac.spi_in.as_str(), ac.spi_out.as_str()), (bc.spi_out.as_str(), bc.spi_in.as_str()));
+    assert_eq!(
+        (ac.spi_in.as_str(), ac.spi_out.as_str()),
+        (bc.spi_out.as_str(), bc.spi_in.as_str())
+    );
     assert_eq!(ac.protocol, "ESP");
     assert_eq!(ac.mode, "TRANSPORT");
     assert_eq!(ac.encr_key_bits, 128);
@@ -199,7 +225,10 @@ fn up_status_down_and_sigterm() {
     // The text form answers the same questions.
     let st = text(&alice.ikectl(&["status"]).stdout);
     assert!(st.contains("1 up, 1 total, 1 CHILD_SA"), "{st}");
-    assert!(st.contains(&format!("ESP SPIs: {}_i {}_o", ac.spi_in, ac.spi_out)), "{st}");
+    assert!(
+        st.contains(&format!("ESP SPIs: {}_i {}_o", ac.spi_in, ac.spi_out)),
+        "{st}"
+    );
 
     // Unknown conn: a clear error, non-zero exit.
     let bad = alice.ikectl(&["up", "nope"]);
@@ -242,7 +271,10 @@ fn wrong_psk_fails_on_both_sides() {
     assert!(alice.status().conns[0].ike_sas.is_empty());
     assert!(bob.status().conns[0].ike_sas.is_empty());
     for line in &bob.log {
-        assert!(!line.contains("bob's key") && !line.contains("alice's key"), "{line}");
+        assert!(
+            !line.contains("bob's key") && !line.contains("alice's key"),
+            "{line}"
+        );
     }
     drop((alice, bob));
     std::fs::remove_dir_all(&dir).unwrap();
@@ -252,5 +284,8 @@ fn wrong_psk_fails_on_both_sides() {
 fn ikectl_without_daemon_exits_3() {
     let out = ikectl(Path::new("/nonexistent/ikev2d.ctl"), &["status"]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
-    assert!(text(&out.stderr).contains("ikev2d is not running"), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("ikev2d is not running"),
+        "{out:?}"
+    );
 }

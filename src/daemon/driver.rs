@@ -64,7 +64,6 @@ struct DownWaiter {
 /// Per IKE SA facts from its establishment event.
 struct IkeInfo {
     nat: bool,
-    local: SocketAddr,
     remote: SocketAddr,
 }
 
@@ -195,10 +194,10 @@ impl<R: CryptoRng> Driver<R> {
     /// Runs until shut down; returns after every SA and policy was removed.
     pub async fn run(mut self, mut inputs: Inputs) {
         loop {
-            if let Some(deadline) = self.shutdown {
-                if self.endpoint.ike_sas().is_empty() || tokio::time::Instant::now() >= deadline {
-                    break;
-                }
+            if let Some(deadline) = self.shutdown
+                && (self.endpoint.ike_sas().is_empty() || tokio::time::Instant::now() >= deadline)
+            {
+                break;
             }
             let timeout = self
                 .endpoint
@@ -323,7 +322,6 @@ impl<R: CryptoRng> Driver<R> {
                     id,
                     IkeInfo {
                         nat: nat_detected,
-                        local,
                         remote,
                     },
                 );
@@ -612,10 +610,10 @@ impl<R: CryptoRng> Driver<R> {
             Err(e) => return (Vec::new(), Done::failed(e)),
         };
         for c in &conns {
-            if let Some(addr) = c.spec.local_addr {
-                if let Err(e) = self.net.add_address(addr) {
-                    return (Vec::new(), Done::failed(e.to_string()));
-                }
+            if let Some(addr) = c.spec.local_addr
+                && let Err(e) = self.net.add_address(addr)
+            {
+                return (Vec::new(), Done::failed(e.to_string()));
             }
         }
         let lines = vec![format!("loaded {} conn(s)", conns.len())];

@@ -18,6 +18,7 @@ use std::net::{IpAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use rand::SeedableRng;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
