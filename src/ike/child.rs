@@ -208,19 +208,33 @@ fn negotiate<R>(
         return Err(IkeError::TsUnacceptable);
     };
     let (l, r) = (sa.local.ip(), sa.remote.ip());
-    let remote_ts = ts::narrow(ts_i, &ts::configured_or_host(&sa.conn.remote_ts, r));
+    let remote_cfg = if sa.conn.remote_ts.is_empty() && sa.nat_detected {
+        // The dynamic selector of a peer behind a NAT is its own (private) address, as it
+        // proposes it, not the translated one we see.
+        ts_i.iter()
+            .filter(|t| t.start_addr == t.end_addr)
+            .cloned()
+            .collect()
+    } else {
+        ts::configured_or_host(&sa.conn.remote_ts, r)
+    };
+    let remote_ts = ts::narrow(ts_i, &remote_cfg);
     let local_ts = ts::narrow(ts_r, &ts::configured_or_host(&sa.conn.local_ts, l));
     if remote_ts.is_empty() || local_ts.is_empty() {
         return Err(IkeError::TsUnacceptable);
     }
-    let transport = sa.conn.mode == Mode::Transport
-        && has_notify(payloads, NotifyType::USE_TRANSPORT_MODE);
+    let transport =
+        sa.conn.mode == Mode::Transport && has_notify(payloads, NotifyType::USE_TRANSPORT_MODE);
     let spi_in = ctx.spis.allocate_esp_spi(l, r)?;
     Ok((
         ChildSa {
             spi_in,
             spi_out,
-            mode: if transport { Mode::Transport } else { Mode::Tunnel },
+            mode: if transport {
+                Mode::Transport
+            } else {
+                Mode::Tunnel
+            },
             local_ts,
             remote_ts,
             suite,

@@ -42,7 +42,11 @@ enum Signer {
     Responder,
 }
 
-fn auth_inputs<'a>(sa: &'a IkeSa, init: &'a InitExchange, who: Signer) -> Option<(&'a [u8], &'a [u8], &'a [u8])> {
+fn auth_inputs<'a>(
+    sa: &'a IkeSa,
+    init: &'a InitExchange,
+    who: Signer,
+) -> Option<(&'a [u8], &'a [u8], &'a [u8])> {
     let keys = sa.keys.as_ref()?;
     Some(match who {
         Signer::Initiator => (&init.request, &init.nr, &keys.sk_pi),
@@ -50,7 +54,13 @@ fn auth_inputs<'a>(sa: &'a IkeSa, init: &'a InitExchange, who: Signer) -> Option
     })
 }
 
-fn make_auth(sa: &IkeSa, init: &InitExchange, who: Signer, psk: &[u8], id: &Identification) -> Option<Payload> {
+fn make_auth(
+    sa: &IkeSa,
+    init: &InitExchange,
+    who: Signer,
+    psk: &[u8],
+    id: &Identification,
+) -> Option<Payload> {
     let prf = sa.keys.as_ref()?.suite.prf;
     let (msg, nonce, sk_p) = auth_inputs(sa, init, who)?;
     Some(Payload::Auth(AuthPayload {
@@ -67,10 +77,22 @@ fn check_auth(
     id: &Identification,
     auth: &AuthPayload,
 ) -> bool {
-    let Some(keys) = sa.keys.as_ref() else { return false };
-    let Some((msg, nonce, sk_p)) = auth_inputs(sa, init, who) else { return false };
+    let Some(keys) = sa.keys.as_ref() else {
+        return false;
+    };
+    let Some((msg, nonce, sk_p)) = auth_inputs(sa, init, who) else {
+        return false;
+    };
     auth.method == AuthMethod::SHARED_KEY_MIC
-        && verify_psk_auth(keys.suite.prf, psk, msg, nonce, sk_p, &id.body_bytes(), &auth.data)
+        && verify_psk_auth(
+            keys.suite.prf,
+            psk,
+            msg,
+            nonce,
+            sk_p,
+            &id.body_bytes(),
+            &auth.data,
+        )
 }
 
 /// The IDi, IDr and AUTH payloads of an IKE_AUTH message.
@@ -119,7 +141,11 @@ fn established_event<R>(sa: &mut IkeSa, ctx: &mut Ctx<'_, R>, remote_id: &Identi
 }
 
 /// Initiator: IKE_SA_INIT done; send IKE_AUTH (message ID 1).
-pub(crate) fn start<R: CryptoRng>(sa: &mut IkeSa, ctx: &mut Ctx<'_, R>, init: InitExchange) -> State {
+pub(crate) fn start<R: CryptoRng>(
+    sa: &mut IkeSa,
+    ctx: &mut Ctx<'_, R>,
+    init: InitExchange,
+) -> State {
     let child = match ChildRequest::new(sa, ctx) {
         Ok(c) => c,
         Err(e) => return sa.fail(ctx, e),
@@ -143,7 +169,7 @@ pub(crate) fn start<R: CryptoRng>(sa: &mut IkeSa, ctx: &mut Ctx<'_, R>, init: In
 impl ExpectAuthResponse {
     /// Handle the (decrypted) IKE_AUTH response.
     pub(crate) fn process<R: CryptoRng>(
-        self: Box<Self>,
+        self,
         sa: &mut IkeSa,
         ctx: &mut Ctx<'_, R>,
         payloads: &[Payload],
@@ -164,7 +190,7 @@ impl ExpectAuthResponse {
             return sa.fail(ctx, IkeError::AuthenticationFailed { local_side: true });
         }
         established_event(sa, ctx, idr);
-        let Self { init, child } = *self;
+        let Self { init, child } = self;
         child.complete(sa, ctx, payloads, &init.ni, &init.nr);
         State::Established
     }
@@ -177,7 +203,7 @@ impl ExpectAuthRequest {
 
     /// Handle the (decrypted) IKE_AUTH request `mid`.
     pub(crate) fn process<R: CryptoRng>(
-        self: Box<Self>,
+        self,
         sa: &mut IkeSa,
         ctx: &mut Ctx<'_, R>,
         path: Path,
@@ -188,12 +214,15 @@ impl ExpectAuthRequest {
         let (Some(idi), Some(auth)) = (parts.idi, parts.auth) else {
             let n = notify(NotifyType::INVALID_SYNTAX, Vec::new());
             let _ = sa.send_response(ctx, path, ExchangeType::IKE_AUTH, mid, &[n]);
-            return sa.fail(ctx, IkeError::InvalidMessage("IKE_AUTH request lacks IDi or AUTH"));
+            return sa.fail(
+                ctx,
+                IkeError::InvalidMessage("IKE_AUTH request lacks IDi or AUTH"),
+            );
         };
         let conn = select_conn(ctx.conns, sa, path, idi, parts.idr).cloned();
-        let verified = conn.as_ref().is_some_and(|c| {
-            check_auth(sa, &self.init, Signer::Initiator, &c.psk, idi, auth)
-        });
+        let verified = conn
+            .as_ref()
+            .is_some_and(|c| check_auth(sa, &self.init, Signer::Initiator, &c.psk, idi, auth));
         let (Some(conn), true) = (conn, verified) else {
             let n = notify(NotifyType::AUTHENTICATION_FAILED, Vec::new());
             let _ = sa.send_response(ctx, path, ExchangeType::IKE_AUTH, mid, &[n]);
@@ -201,12 +230,19 @@ impl ExpectAuthRequest {
         };
         sa.conn = conn;
         let conn = &sa.conn;
-        let Some(auth) = make_auth(sa, &self.init, Signer::Responder, &conn.psk, &conn.local_id) else {
+        let Some(auth) = make_auth(sa, &self.init, Signer::Responder, &conn.psk, &conn.local_id)
+        else {
             return sa.fail(ctx, IkeError::InvalidMessage("no keys"));
         };
         let mut out = vec![Payload::IdR(conn.local_id.clone()), auth];
         established_event(sa, ctx, idi);
-        out.extend(child::respond(sa, ctx, payloads, &self.init.ni, &self.init.nr));
+        out.extend(child::respond(
+            sa,
+            ctx,
+            payloads,
+            &self.init.ni,
+            &self.init.nr,
+        ));
         if let Err(e) = sa.send_response(ctx, path, ExchangeType::IKE_AUTH, mid, &out) {
             return sa.fail(ctx, e);
         }

@@ -16,8 +16,8 @@ use super::proposal::{self, IkeSuite};
 use super::sa::{CachedResponse, Ctx, IkeSa, Path, SaKeys, State};
 use crate::crypto::{DhGroup, DhPrivate, derive_ike_keys};
 use crate::wire::{
-    ExchangeType, Header, KePayload, Message, Notify, NotifyType, Payload, PayloadType,
-    SaPayload, TransformId,
+    ExchangeType, Header, KePayload, Message, Notify, NotifyType, Payload, PayloadType, SaPayload,
+    TransformId,
 };
 
 /// Our nonce length (≥ half of any PRF key we support, RFC 7296 §2.10).
@@ -49,7 +49,9 @@ fn encode(header: Header, payloads: Vec<Payload>) -> Vec<u8> {
 
 /// The KE group to start with: the first group of our first proposal that has one.
 fn first_group(conn: &ConnSpec) -> Option<DhGroup> {
-    conn.ike_proposals.iter().find_map(|p| p.dh.first().copied())
+    conn.ike_proposals
+        .iter()
+        .find_map(|p| p.dh.first().copied())
 }
 
 /// Create an initiating IKE SA for `conn` and send IKE_SA_INIT.
@@ -182,15 +184,23 @@ impl ExpectSaInitResponse {
             return Err(IkeError::InvalidMessage("zero responder SPI"));
         }
         let parts = InitPayloads::find(&msg.payloads)?;
-        let suite = proposal::accept_ike(parts.proposals, &sa.conn.ike_proposals)
-            .ok_or(IkeError::InvalidMessage("answer is not one of our proposals"))?;
+        let suite = proposal::accept_ike(parts.proposals, &sa.conn.ike_proposals).ok_or(
+            IkeError::InvalidMessage("answer is not one of our proposals"),
+        )?;
         if suite.dh != self.dh.group() || parts.ke.group.0 != suite.dh.id() {
             return Err(IkeError::InvalidMessage("KE group does not match proposal"));
         }
         let shared = self.dh.agree(&parts.ke.data)?;
         let nr = parts.nonce.to_vec();
         let keys = derive_ike_keys(
-            suite.prf, suite.encr, suite.integ, &self.ni, &nr, &shared, &sa.spi_i, &h.spi_r,
+            suite.prf,
+            suite.encr,
+            suite.integ,
+            &self.ni,
+            &nr,
+            &shared,
+            &sa.spi_i,
+            &h.spi_r,
         )?;
         sa.spi_r = h.spi_r;
         sa.keys = Some(SaKeys::new(suite, keys, Role::Initiator)?);
@@ -250,7 +260,9 @@ impl<'a> InitPayloads<'a> {
                     nonce,
                 })
             }
-            _ => Err(IkeError::InvalidMessage("IKE_SA_INIT lacks SA, KE or Nonce")),
+            _ => Err(IkeError::InvalidMessage(
+                "IKE_SA_INIT lacks SA, KE or Nonce",
+            )),
         }
     }
 }
@@ -304,8 +316,11 @@ fn refuse<R>(ctx: &mut Ctx<'_, R>, path: Path, req: &Header, n: NotifyType, data
         message_id: 0,
         length: 0,
     };
-    ctx.out
-        .send(path.local, path.remote, encode(header, vec![notify(n, data)]));
+    ctx.out.send(
+        path.local,
+        path.remote,
+        encode(header, vec![notify(n, data)]),
+    );
 }
 
 /// Responder: answer a new IKE_SA_INIT request; returns the half-open SA if one was created.
@@ -352,7 +367,14 @@ pub(crate) fn respond<R: CryptoRng>(
     let ni = parts.nonce.to_vec();
     let nr = random(ctx.rng, NONCE_LEN);
     let keys = derive_ike_keys(
-        suite.prf, suite.encr, suite.integ, &ni, &nr, &shared, &h.spi_i, &spi_r,
+        suite.prf,
+        suite.encr,
+        suite.integ,
+        &ni,
+        &nr,
+        &shared,
+        &h.spi_i,
+        &spi_r,
     )
     .ok()?;
     let keys = SaKeys::new(suite, keys, Role::Responder).ok()?;
@@ -390,7 +412,12 @@ pub(crate) fn respond<R: CryptoRng>(
         Payload::Nonce(nr.clone()),
     ];
     if nat.supported {
-        payloads.extend(natd::payloads(&sa.spi_i, &sa.spi_r, path.local, path.remote));
+        payloads.extend(natd::payloads(
+            &sa.spi_i,
+            &sa.spi_r,
+            path.local,
+            path.remote,
+        ));
     }
     let response = encode(sa.header(ExchangeType::IKE_SA_INIT, 0, true), payloads);
     ctx.out.send(path.local, path.remote, response.clone());

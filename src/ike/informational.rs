@@ -26,11 +26,12 @@ fn delete_esp_payload(spis: &[u32]) -> Payload {
 
 /// Send a queued request (the window is free and the SA is established).
 pub(crate) fn send_queued<R: CryptoRng>(sa: &mut IkeSa, ctx: &mut Ctx<'_, R>, q: Queued) {
-    let payload = match q {
-        Queued::DeleteChild(spi) => delete_esp_payload(&[spi]),
-        Queued::DeleteIke => delete_ike_payload(),
+    let payloads = match q {
+        Queued::DeleteChild(spi) => vec![delete_esp_payload(&[spi])],
+        Queued::DeleteIke => vec![delete_ike_payload()],
+        Queued::Liveness => Vec::new(),
     };
-    match sa.send_request(ctx, ExchangeType::INFORMATIONAL, &[payload]) {
+    match sa.send_request(ctx, ExchangeType::INFORMATIONAL, &payloads) {
         Ok(()) => {
             sa.in_flight = Some(q);
             if q == Queued::DeleteIke {
@@ -120,6 +121,6 @@ pub(crate) fn on_response<R>(
             }
             state
         }
-        None => state,
+        Some(Queued::Liveness) | None => state,
     }
 }

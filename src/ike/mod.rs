@@ -17,6 +17,7 @@
 //! fn poll_event(&mut self) -> Option<Event>
 //! fn delete_ike_sa(&mut self, now: Instant, id: IkeSaId) -> Result<(), IkeError>
 //! fn delete_conn(&mut self, now: Instant, conn: &str) -> usize
+//! fn check_liveness(&mut self, now: Instant, id: IkeSaId) -> Result<(), IkeError>   // DPD
 //! fn ike_sas(&self) -> Vec<IkeSaStatus>
 //! ```
 //!
@@ -75,8 +76,8 @@ pub use event::{
 };
 pub use timer::RetransmitPolicy;
 
-use sa::{Ctx, IkeSa, Output, Path, Queued, State};
 use crate::wire::{ExchangeType, Message};
+use sa::{Ctx, IkeSa, Output, Path, Queued, State};
 
 /// Owns all IKE SAs of this host and demultiplexes datagrams to them by SPI.
 pub struct Endpoint<R> {
@@ -149,17 +150,19 @@ impl<R: CryptoRng> Endpoint<R> {
     }
 
     fn remove_if_dead(&mut self, id: IkeSaId) {
-        if self.sas.get(&id).is_some_and(IkeSa::is_dead) {
-            if let Some(sa) = self.sas.remove(&id) {
-                self.by_spi.remove(&sa.local_spi());
-                self.by_init.retain(|_, v| *v != id);
-            }
+        if self.sas.get(&id).is_some_and(IkeSa::is_dead)
+            && let Some(sa) = self.sas.remove(&id)
+        {
+            self.by_spi.remove(&sa.local_spi());
+            self.by_init.retain(|_, v| *v != id);
         }
     }
 
     /// Run `f` on one SA with a handler context, then send queued requests and reap it if dead.
     fn with_sa(&mut self, now: Instant, id: IkeSaId, f: impl FnOnce(&mut IkeSa, &mut Ctx<'_, R>)) {
-        let Some(sa) = self.sas.get_mut(&id) else { return };
+        let Some(sa) = self.sas.get_mut(&id) else {
+            return;
+        };
         let mut ctx = Ctx {
             now,
             rng: &mut self.rng,
@@ -197,8 +200,16 @@ impl<R: CryptoRng> Endpoint<R> {
     }
 
     /// Feed one received IKE message (`local` = where it arrived, `remote` = its source).
-    pub fn handle_datagram(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
-        let Ok(msg) = Message::parse(data) else { return };
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+    ) {
+        let Ok(msg) = Message::parse(data) else {
+            return;
+        };
         let h = &msg.header;
         if h.major != 2 {
             return;
@@ -216,7 +227,9 @@ impl<R: CryptoRng> Endpoint<R> {
         } else {
             (h.spi_i, Role::Initiator)
         };
-        let Some(&id) = self.by_spi.get(&our_spi) else { return };
+        let Some(&id) = self.by_spi.get(&our_spi) else {
+            return;
+        };
         let Some(sa) = self.sas.get(&id) else { return };
         let known_r = sa.spi_r == [0; 8] || sa.spi_r == h.spi_r;
         if sa.role != our_role || sa.spi_i != h.spi_i || !known_r {
@@ -234,10 +247,10 @@ impl<R: CryptoRng> Endpoint<R> {
     fn on_sa_init_request(&mut self, now: Instant, path: Path, data: &[u8], msg: &Message) {
         if let Some(id) = self.by_init.get(&(msg.header.spi_i, path.remote)) {
             // Retransmission: answer from the cache while IKE_AUTH has not moved on.
-            if let Some(sa) = self.sas.get(id) {
-                if let Some(c) = sa.cached_response.as_ref().filter(|c| c.mid == 0) {
-                    self.out.send(path.local, path.remote, c.data.clone());
-                }
+            if let Some(sa) = self.sas.get(id)
+                && let Some(c) = sa.cached_response.as_ref().filter(|c| c.mid == 0)
+            {
+                self.out.send(path.local, path.remote, c.data.clone());
             }
             return;
         }
@@ -309,6 +322,21 @@ impl<R: CryptoRng> Endpoint<R> {
                     sa.send_unreliable(ctx, ExchangeType::INFORMATIONAL, &[del]);
                 }
                 sa.state = sa.fail(ctx, IkeError::DeletedLocally);
+            }
+        });
+        Ok(())
+    }
+
+    /// Send an empty INFORMATIONAL (liveness check, DPD) on an established IKE SA. If the
+    /// retransmits give up, the SA is reported deleted (ChildSaDeleted…, IkeSaDeleted
+    /// { by_peer: false }). A no-op on SAs that are not established.
+    pub fn check_liveness(&mut self, now: Instant, id: IkeSaId) -> Result<(), IkeError> {
+        if !self.sas.contains_key(&id) {
+            return Err(IkeError::UnknownSa(id.0));
+        }
+        self.with_sa(now, id, |sa, _| {
+            if matches!(sa.state, State::Established) && !sa.queue.contains(&Queued::Liveness) {
+                sa.queue.push_back(Queued::Liveness);
             }
         });
         Ok(())

@@ -98,7 +98,12 @@ impl EspSuite {
     }
 }
 
-fn proposal(number: u8, protocol: ProtocolId, spi: Vec<u8>, transforms: Vec<Transform>) -> Proposal {
+fn proposal(
+    number: u8,
+    protocol: ProtocolId,
+    spi: Vec<u8>,
+    transforms: Vec<Transform>,
+) -> Proposal {
     Proposal {
         number,
         protocol,
@@ -210,16 +215,14 @@ fn select_one_ike(p: &Proposal, q: &IkeProposal, group: Option<DhGroup>) -> Opti
         Some(g) => dhs(p).find(|x| *x == g && q.dh.contains(x))?,
         None => dhs(p).find(|x| q.dh.contains(x))?,
     };
-    encrs(p)
-        .filter(|e| q.encr.contains(e))
-        .find_map(|encr| {
-            pick_integ(p, encr, &q.integ).map(|integ| IkeSuite {
-                encr,
-                integ,
-                prf,
-                dh,
-            })
+    encrs(p).filter(|e| q.encr.contains(e)).find_map(|encr| {
+        pick_integ(p, encr, &q.integ).map(|integ| IkeSuite {
+            encr,
+            integ,
+            prf,
+            dh,
         })
+    })
 }
 
 /// Responder: choose from the initiator's IKE proposals; `group` restricts the DH group
@@ -243,20 +246,21 @@ fn select_one_esp(p: &Proposal, q: &EspProposal) -> Option<EspSuite> {
     if !esns(p).contains(&q.esn) {
         return None;
     }
-    encrs(p)
-        .filter(|e| q.encr.contains(e))
-        .find_map(|encr| {
-            pick_integ(p, encr, &q.integ).map(|integ| EspSuite {
-                encr,
-                integ,
-                esn: q.esn,
-            })
+    encrs(p).filter(|e| q.encr.contains(e)).find_map(|encr| {
+        pick_integ(p, encr, &q.integ).map(|integ| EspSuite {
+            encr,
+            integ,
+            esn: q.esn,
         })
+    })
 }
 
 /// Responder: choose from the initiator's ESP proposals. Returns the proposal number,
 /// the peer's SPI and the suite.
-pub(crate) fn select_esp(offered: &[Proposal], ours: &[EspProposal]) -> Option<(u8, u32, EspSuite)> {
+pub(crate) fn select_esp(
+    offered: &[Proposal],
+    ours: &[EspProposal],
+) -> Option<(u8, u32, EspSuite)> {
     offered
         .iter()
         .filter(|p| p.protocol == ProtocolId::ESP)
@@ -271,7 +275,11 @@ pub(crate) fn select_esp(offered: &[Proposal], ours: &[EspProposal]) -> Option<(
 /// Exactly one transform of `kind` in an answer, or none.
 fn single<T>(mut it: impl Iterator<Item = T>) -> Result<Option<T>, ()> {
     let first = it.next();
-    if it.next().is_some() { Err(()) } else { Ok(first) }
+    if it.next().is_some() {
+        Err(())
+    } else {
+        Ok(first)
+    }
 }
 
 /// Initiator: read the responder's one-proposal IKE answer and check we offered it.
@@ -279,8 +287,13 @@ pub(crate) fn accept_ike(answer: &[Proposal], ours: &[IkeProposal]) -> Option<Ik
     let [p] = answer else { return None };
     if p.protocol != ProtocolId::IKE
         || p.transforms.iter().any(|t| {
-            ![TransformType::ENCR, TransformType::INTEG, TransformType::PRF, TransformType::DH]
-                .contains(&t.kind)
+            ![
+                TransformType::ENCR,
+                TransformType::INTEG,
+                TransformType::PRF,
+                TransformType::DH,
+            ]
+            .contains(&t.kind)
         })
     {
         return None;
@@ -345,7 +358,12 @@ mod tests {
     #[test]
     fn responder_takes_initiators_first_acceptable_proposal() {
         let init = vec![
-            ike(vec![gcm(256)], vec![], vec![Prf::HmacSha384], vec![DhGroup::Ecp256]),
+            ike(
+                vec![gcm(256)],
+                vec![],
+                vec![Prf::HmacSha384],
+                vec![DhGroup::Ecp256],
+            ),
             ike(
                 vec![cbc(128)],
                 vec![Integ::HmacSha256_128],
@@ -360,21 +378,42 @@ mod tests {
                 vec![Prf::HmacSha256],
                 vec![DhGroup::Modp2048, DhGroup::Curve25519],
             ),
-            ike(vec![gcm(256)], vec![], vec![Prf::HmacSha384], vec![DhGroup::Ecp256]),
+            ike(
+                vec![gcm(256)],
+                vec![],
+                vec![Prf::HmacSha384],
+                vec![DhGroup::Ecp256],
+            ),
         ];
         let offer = ike_offer(&init);
         let (n, s) = select_ike(&offer, &resp, None).unwrap();
         assert_eq!(n, 1);
         assert_eq!(s.encr, gcm(256));
         assert_eq!(s.integ, None);
-        assert_eq!(s.name(), format!("{}/{}/{}", gcm(256).name(), Prf::HmacSha384.name(), DhGroup::Ecp256.name()));
+        assert_eq!(
+            s.name(),
+            format!(
+                "{}/{}/{}",
+                gcm(256).name(),
+                Prf::HmacSha384.name(),
+                DhGroup::Ecp256.name()
+            )
+        );
         // Restricting to the KE group skips proposal 1 and keeps the initiator's DH order.
         let (n, s) = select_ike(&offer, &resp, Some(DhGroup::Modp2048)).unwrap();
-        assert_eq!((n, s.dh, s.integ), (2, DhGroup::Modp2048, Some(Integ::HmacSha256_128)));
+        assert_eq!(
+            (n, s.dh, s.integ),
+            (2, DhGroup::Modp2048, Some(Integ::HmacSha256_128))
+        );
         let (_, s) = select_ike(&offer[1..], &resp, None).unwrap();
         assert_eq!(s.dh, DhGroup::Curve25519);
         // Nothing in common.
-        let other = vec![ike(vec![cbc(256)], vec![Integ::HmacSha1_96], vec![Prf::HmacSha1], vec![DhGroup::Modp2048])];
+        let other = vec![ike(
+            vec![cbc(256)],
+            vec![Integ::HmacSha1_96],
+            vec![Prf::HmacSha1],
+            vec![DhGroup::Modp2048],
+        )];
         assert_eq!(select_ike(&offer, &other, None), None);
         // The answer round-trips through accept_ike, and is refused if never offered.
         let ans = [s.to_proposal(2)];
@@ -385,8 +424,18 @@ mod tests {
 
     #[test]
     fn non_aead_needs_integ() {
-        let mut p = ike_offer(&[ike(vec![cbc(128)], vec![], vec![Prf::HmacSha256], vec![DhGroup::Curve25519])]);
-        let ours = [ike(vec![cbc(128)], vec![Integ::HmacSha256_128], vec![Prf::HmacSha256], vec![DhGroup::Curve25519])];
+        let mut p = ike_offer(&[ike(
+            vec![cbc(128)],
+            vec![],
+            vec![Prf::HmacSha256],
+            vec![DhGroup::Curve25519],
+        )]);
+        let ours = [ike(
+            vec![cbc(128)],
+            vec![Integ::HmacSha256_128],
+            vec![Prf::HmacSha256],
+            vec![DhGroup::Curve25519],
+        )];
         assert_eq!(select_ike(&p, &ours, None), None);
         p[0].protocol = ProtocolId::ESP;
         assert_eq!(select_ike(&p, &ours, None), None);
@@ -395,14 +444,33 @@ mod tests {
     #[test]
     fn esp_selection_spi_and_esn() {
         let init = vec![
-            EspProposal { encr: vec![gcm(128)], integ: vec![], esn: true },
-            EspProposal { encr: vec![cbc(128)], integ: vec![Integ::HmacSha1_96, Integ::HmacSha256_128], esn: false },
+            EspProposal {
+                encr: vec![gcm(128)],
+                integ: vec![],
+                esn: true,
+            },
+            EspProposal {
+                encr: vec![cbc(128)],
+                integ: vec![Integ::HmacSha1_96, Integ::HmacSha256_128],
+                esn: false,
+            },
         ];
-        let resp = vec![EspProposal { encr: vec![cbc(128), gcm(128)], integ: vec![Integ::HmacSha256_128], esn: false }];
+        let resp = vec![EspProposal {
+            encr: vec![cbc(128), gcm(128)],
+            integ: vec![Integ::HmacSha256_128],
+            esn: false,
+        }];
         let offer = esp_offer(&init, 0xc000_0001);
         let (n, spi, s) = select_esp(&offer, &resp).unwrap();
         assert_eq!((n, spi), (2, 0xc000_0001));
-        assert_eq!(s, EspSuite { encr: cbc(128), integ: Some(Integ::HmacSha256_128), esn: false });
+        assert_eq!(
+            s,
+            EspSuite {
+                encr: cbc(128),
+                integ: Some(Integ::HmacSha256_128),
+                esn: false
+            }
+        );
         let ans = [s.to_proposal(n, 0xc000_0002)];
         assert_eq!(accept_esp(&ans, &init), Some((0xc000_0002, s)));
         // Bad SPI size is not selectable.
@@ -411,6 +479,9 @@ mod tests {
             p.spi = vec![1, 2];
         }
         assert_eq!(select_esp(&bad, &resp), None);
-        assert!(offers_group(&[ike(vec![], vec![], vec![], vec![DhGroup::Ecp256])], DhGroup::Ecp256));
+        assert!(offers_group(
+            &[ike(vec![], vec![], vec![], vec![DhGroup::Ecp256])],
+            DhGroup::Ecp256
+        ));
     }
 }

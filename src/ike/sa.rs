@@ -94,6 +94,8 @@ pub(crate) enum Queued {
     DeleteChild(u32),
     /// Delete the IKE SA.
     DeleteIke,
+    /// Empty INFORMATIONAL (liveness check).
+    Liveness,
 }
 
 /// The state of an IKE SA; each exchange module owns its states.
@@ -311,11 +313,12 @@ impl IkeSa {
         msg: &Message,
     ) {
         let mid = msg.header.message_id;
-        if let Some(c) = &self.cached_response {
-            if c.mid == mid && mid.wrapping_add(1) == self.peer_mid {
-                ctx.out.send(path.local, path.remote, c.data.clone());
-                return;
-            }
+        if let Some(c) = &self.cached_response
+            && c.mid == mid
+            && mid.wrapping_add(1) == self.peer_mid
+        {
+            ctx.out.send(path.local, path.remote, c.data.clone());
+            return;
         }
         if mid != self.peer_mid {
             return;
@@ -339,7 +342,7 @@ impl IkeSa {
         let state = std::mem::replace(&mut self.state, State::Dead);
         self.state = match state {
             State::ExpectAuthRequest(st) if exchange == ExchangeType::IKE_AUTH => {
-                st.process(self, ctx, path, mid, &payloads)
+                (*st).process(self, ctx, path, mid, &payloads)
             }
             s @ (State::Established | State::Deleting)
                 if exchange == ExchangeType::INFORMATIONAL =>
@@ -379,7 +382,7 @@ impl IkeSa {
         };
         self.outstanding = None;
         self.state = match state {
-            State::ExpectAuthResponse(st) => st.process(self, ctx, &payloads),
+            State::ExpectAuthResponse(st) => (*st).process(self, ctx, &payloads),
             s @ (State::Established | State::Deleting) => {
                 super::informational::on_response(self, ctx, &payloads, s)
             }

@@ -36,7 +36,8 @@ pub(crate) fn seal<R: CryptoRng>(
     let total = Header::LEN + body_len;
     let mut h = hdr.clone();
     h.next_payload = PayloadType::ENCRYPTED;
-    h.length = u32::try_from(total).map_err(|_| super::IkeError::InvalidMessage("message too long"))?;
+    h.length =
+        u32::try_from(total).map_err(|_| super::IkeError::InvalidMessage("message too long"))?;
     let sk_len =
         u16::try_from(body_len).map_err(|_| super::IkeError::InvalidMessage("message too long"))?;
     let mut out = Vec::with_capacity(total);

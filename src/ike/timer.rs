@@ -118,19 +118,18 @@ mod tests {
         let p = RetransmitPolicy::default();
         let t0 = Instant::now();
         let mut o = Outstanding::new(t0, &p, 0, ExchangeType::IKE_SA_INIT, vec![1]);
-        let mut now = t0;
         let mut sends = vec![];
-        loop {
-            now = o.deadline();
+        let now = loop {
+            let now = o.deadline();
             match o.expire(now, &p) {
                 Some(Expiry::Retransmit) => sends.push((now - t0).as_secs_f64()),
                 Some(Expiry::GiveUp { tries }) => {
                     assert_eq!(tries, 5);
-                    break;
+                    break now;
                 }
                 None => unreachable!(),
             }
-        }
+        };
         let expect = [4.0, 11.2, 24.16, 47.488, 89.4784];
         assert_eq!(sends.len(), expect.len());
         for (a, b) in sends.iter().zip(expect) {

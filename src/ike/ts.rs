@@ -77,10 +77,10 @@ pub(crate) fn narrow(
     let mut out: Vec<TrafficSelector> = Vec::new();
     for c in configured {
         for p in proposed {
-            if let Some(t) = intersect(c, p) {
-                if !out.contains(&t) {
-                    out.push(t);
-                }
+            if let Some(t) = intersect(c, p)
+                && !out.contains(&t)
+            {
+                out.push(t);
             }
         }
     }
@@ -94,7 +94,10 @@ fn is_subset(inner: &TrafficSelector, outer: &TrafficSelector) -> bool {
 
 /// Initiator: the answer is non-empty and each selector lies inside one we proposed.
 pub(crate) fn acceptable_answer(answer: &[TrafficSelector], proposed: &[TrafficSelector]) -> bool {
-    !answer.is_empty() && answer.iter().all(|a| proposed.iter().any(|p| is_subset(a, p)))
+    !answer.is_empty()
+        && answer
+            .iter()
+            .all(|a| proposed.iter().any(|p| is_subset(a, p)))
 }
 
 #[cfg(test)]
@@ -133,7 +136,7 @@ mod tests {
         assert_eq!(intersect(&tcp, &udp), None);
         assert_eq!(intersect(&tcp, &v6), None);
         assert_eq!(intersect(&tcp, &far), None);
-        assert!(narrow(&[tcp.clone()], &[udp, v6, far]).is_empty());
+        assert!(narrow(std::slice::from_ref(&tcp), &[udp, v6, far]).is_empty());
         let reversed = range("10.0.0.9", "10.0.0.1", 0, (0, 65535));
         assert_eq!(intersect(&reversed, &tcp), None);
     }
@@ -143,7 +146,7 @@ mod tests {
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         assert_eq!(configured_or_host(&[], a), vec![host(a)]);
         let wide = range("0.0.0.0", "255.255.255.255", 0, (0, 65535));
-        let n = narrow(&[host(a), wide.clone()], &[wide.clone()]);
+        let n = narrow(&[host(a), wide.clone()], std::slice::from_ref(&wide));
         assert_eq!(n, vec![host(a), wide]);
     }
 }

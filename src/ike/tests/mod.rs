@@ -108,7 +108,13 @@ pub(super) fn subnet(first: &str, last: &str) -> TrafficSelector {
 
 /// A conn from `local` to `remote` (`remote` None = %any) with these proposals.
 pub(super) fn conn(local: &str, remote: Option<&str>, ike: &str, esp: &str) -> ConnSpec {
-    let id = |s: &str| Identification::fqdn(if s == A_IP { "moon.example" } else { "sun.example" });
+    let id = |s: &str| {
+        Identification::fqdn(if s == A_IP {
+            "moon.example"
+        } else {
+            "sun.example"
+        })
+    };
     ConnSpec {
         name: "net".into(),
         local_addr: Some(ip(local)),
@@ -224,22 +230,34 @@ impl Pair {
         let now = self.now;
         match dir {
             Dir::AtoB => {
-                if let Some((real, public)) = self.nat {
-                    if t.local == real {
-                        t.local = public;
-                    }
+                if let Some((real, public)) = self.nat
+                    && t.local == real
+                {
+                    t.local = public;
                 }
                 self.b.handle_datagram(now, t.remote, t.local, &t.data);
             }
             Dir::BtoA => {
-                if let Some((real, public)) = self.nat {
-                    if t.remote == public {
-                        t.remote = real;
-                    }
+                if let Some((real, public)) = self.nat
+                    && t.remote == public
+                {
+                    t.remote = real;
                 }
                 self.a.handle_datagram(now, t.remote, t.local, &t.data);
             }
         }
+    }
+
+    /// Deliver one queued datagram as is; false if none was queued.
+    pub(super) fn step(&mut self) -> bool {
+        self.collect();
+        let Some((dir, t)) = self.queue.pop_front() else {
+            return false;
+        };
+        self.log.push((dir, t.clone()));
+        self.deliver(dir, t);
+        self.collect();
+        true
     }
 
     /// Deliver datagrams and fire timers until nothing is left or `limit` seconds passed.
@@ -268,10 +286,6 @@ impl Pair {
                 }
                 continue;
             }
-            if let Some((d, h)) = self.held.pop() {
-                self.deliver(d, h);
-                continue;
-            }
             let next = [self.a.poll_timeout(), self.b.poll_timeout()]
                 .into_iter()
                 .flatten()
@@ -282,7 +296,10 @@ impl Pair {
                     self.a.handle_timeout(self.now);
                     self.b.handle_timeout(self.now);
                 }
-                _ => return,
+                _ => match self.held.pop() {
+                    Some((d, h)) => self.deliver(d, h),
+                    None => return,
+                },
             }
         }
         panic!("harness did not settle");
@@ -344,7 +361,13 @@ pub(super) fn assert_up(p: &Pair) -> (ChildSaReady, ChildSaReady) {
     assert_eq!(established(&p.a_events).len(), 1, "a: {:?}", p.a_events);
     assert_eq!(established(&p.b_events).len(), 1, "b: {:?}", p.b_events);
     let (ca, cb) = (children(&p.a_events), children(&p.b_events));
-    assert_eq!((ca.len(), cb.len()), (1, 1), "{:?} / {:?}", p.a_events, p.b_events);
+    assert_eq!(
+        (ca.len(), cb.len()),
+        (1, 1),
+        "{:?} / {:?}",
+        p.a_events,
+        p.b_events
+    );
     let (ca, cb) = (ca[0].clone(), cb[0].clone());
     assert_eq!(ca.spi_in, cb.spi_out);
     assert_eq!(ca.spi_out, cb.spi_in);
