@@ -1,6 +1,6 @@
 //! Two ikev2d processes on loopback (127.0.0.1 = alice, 127.0.0.2 = bob) with `--kernel none`,
-//! driven through ikectl: up, status, down, wrong PSK, unknown conn, daemon not running,
-//! SIGTERM. No privileges needed: unprivileged ports, nothing reaches the kernel.
+//! driven through ikectl: up, status, down, reload, wrong PSK, unknown conn, daemon not
+//! running, SIGTERM. No privileges needed: unprivileged ports, nothing reaches the kernel.
 //!
 //! Synchronisation is by events: the daemon prints an "ikev2d ready" line on stderr, ikectl
 //! returns when the daemon reports the outcome, and log lines are awaited as they arrive.
@@ -241,6 +241,19 @@ fn up_status_down_and_sigterm() {
     // bob answered alice's DELETE before alice's `down` returned.
     assert!(bob.status().conns[0].ike_sas.is_empty());
     bob.wait_for("deleted by the peer");
+
+    // A broken file is refused with its diagnostics; the running conns stay.
+    let conf = dir.join("alice.conf");
+    let good = std::fs::read_to_string(&conf).unwrap();
+    std::fs::write(&conf, format!("{good}\tbogus_keyword=1\n")).unwrap();
+    let reload = alice.ikectl(&["reload"]);
+    assert_eq!(reload.status.code(), Some(1), "{reload:?}");
+    assert!(text(&reload.stderr).contains("bogus_keyword"), "{reload:?}");
+    assert_eq!(alice.status().conns.len(), 1);
+    std::fs::write(&conf, &good).unwrap();
+    let reload = alice.ikectl(&["reload"]);
+    assert!(reload.status.success(), "{reload:?}");
+    assert!(text(&reload.stdout).contains("loaded 1 conn(s)"), "{reload:?}");
 
     // Again, ended by SIGTERM: alice deletes its IKE SA, bob learns it, alice exits 0.
     let up = alice.ikectl(&["up", "hh"]);
