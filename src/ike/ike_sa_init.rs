@@ -133,6 +133,10 @@ impl ExpectSaInitResponse {
     ) -> State {
         let payloads = &msg.payloads;
         if let Some(n) = find_notify(payloads, NotifyType::COOKIE) {
+            if self.cookie.as_ref() == Some(&n.data) {
+                // A duplicate of the refusal we already answered.
+                return State::ExpectSaInitResponse(self);
+            }
             if self.restarts >= MAX_RESTARTS || n.data.is_empty() {
                 return sa.fail(ctx, IkeError::PeerError(NotifyType::COOKIE));
             }
@@ -147,9 +151,10 @@ impl ExpectSaInitResponse {
                 return sa.fail(ctx, err);
             };
             return match DhGroup::from_id(group) {
+                // A duplicate of the refusal we already followed.
+                Some(g) if g == self.dh.group() => State::ExpectSaInitResponse(self),
                 Some(g)
-                    if g != self.dh.group()
-                        && proposal::offers_group(&sa.conn.ike_proposals, g)
+                    if proposal::offers_group(&sa.conn.ike_proposals, g)
                         && self.restarts < MAX_RESTARTS =>
                 {
                     self.restarts += 1;
