@@ -12,15 +12,23 @@
 //!   → `SPI <hex>` (inbound SPI from ALLOCSPI), ← `PEER <hex>` (the peer's inbound SPI),
 //!   → `INSTALLED`, ← `STOP`, → `COUNTERS ...`, → `REMOVED`.
 //!
+//! `lab_expire` (same addresses and algorithm variables, no FIFOs) installs a CHILD_SA with
+//! 2 s soft and 4 s hard lifetimes and expects the kernel's soft then hard EXPIRE events for
+//! both SAs, then removes the CHILD_SA (whose SAs the kernel already deleted). Its inbound SPI
+//! comes from ALLOCSPI (the SA then replaces the larval one) unless `XFRM_LAB_SPI_IN` (hex)
+//! gives one (plain NEWSA).
+//!
 //! Keys are fixed lab keys chosen per direction so that both hosts agree.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::net::IpAddr;
+use std::sync::mpsc;
+use std::time::Duration;
 
 use ikev2d::kernel::{
-    ChildPolicy, ChildSaInstall, EspCrypto, IntegAlg, Integrity, KernelIpsec, KeyBytes, Lifetime,
-    Mode, REQID_MIN, TrafficSelector, XfrmKernel,
+    ChildPolicy, ChildSaInstall, EspCrypto, EventSocket, IntegAlg, Integrity, KernelEvent,
+    KernelIpsec, KeyBytes, Lifetime, Mode, REQID_MIN, SaId, TrafficSelector, XfrmKernel,
 };
 
 fn env(name: &str) -> String {
@@ -91,9 +99,8 @@ impl Control {
     }
 }
 
-#[test]
-#[ignore = "run by the interop lab inside a namespace of a kernel with ESP"]
-fn lab_child() {
+/// The CHILD_SA described by the environment.
+fn lab_install(spi_in: u32, spi_out: u32, lifetime: Lifetime) -> ChildSaInstall {
     let local: IpAddr = env("XFRM_LAB_LOCAL").parse().unwrap();
     let remote: IpAddr = env("XFRM_LAB_REMOTE").parse().unwrap();
     let alg = env("XFRM_LAB_ALG");
@@ -102,23 +109,12 @@ fn lab_child() {
         "tunnel" => Mode::Tunnel,
         other => panic!("unknown XFRM_LAB_MODE {other}"),
     };
-    let replay_window = env_or("XFRM_LAB_REPLAY", "32").parse().unwrap();
-    let reqid = REQID_MIN + 1;
-    let mut ctl = Control::open();
-    let mut kernel = XfrmKernel::open().unwrap();
-    let flushed = kernel.flush_ours().unwrap();
-    println!("flushed at start: {flushed:?}");
-
-    let spi_in = kernel.alloc_spi(remote, local, reqid).unwrap();
-    ctl.say(&format!("SPI {spi_in:08x}"));
-    let spi_out = u32::from_str_radix(&ctl.expect("PEER"), 16).unwrap();
-
-    let child = ChildSaInstall {
+    ChildSaInstall {
         policy: ChildPolicy {
             local,
             remote,
             mode,
-            reqid,
+            reqid: REQID_MIN + 1,
             local_ts: selectors("XFRM_LAB_LOCAL_TS", local),
             remote_ts: selectors("XFRM_LAB_REMOTE_TS", remote),
         },
@@ -126,14 +122,32 @@ fn lab_child() {
         spi_out,
         crypto_in: crypto(&alg, remote, local),
         crypto_out: crypto(&alg, local, remote),
-        replay_window,
-        lifetime: Lifetime {
-            soft_secs: 3000,
-            hard_secs: 3600,
-            ..Lifetime::default()
-        },
+        replay_window: env_or("XFRM_LAB_REPLAY", "32").parse().unwrap(),
+        lifetime,
         encap: None,
+    }
+}
+
+#[test]
+#[ignore = "run by the interop lab inside a namespace of a kernel with ESP"]
+fn lab_child() {
+    let mut ctl = Control::open();
+    let mut kernel = XfrmKernel::open().unwrap();
+    let flushed = kernel.flush_ours().unwrap();
+    println!("flushed at start: {flushed:?}");
+    let template = lab_install(0, 0, Lifetime::default());
+    let (local, remote) = (template.policy.local, template.policy.remote);
+    let spi_in = kernel
+        .alloc_spi(remote, local, template.policy.reqid)
+        .unwrap();
+    ctl.say(&format!("SPI {spi_in:08x}"));
+    let spi_out = u32::from_str_radix(&ctl.expect("PEER"), 16).unwrap();
+    let lifetime = Lifetime {
+        soft_secs: 3000,
+        hard_secs: 3600,
+        ..Lifetime::default()
     };
+    let child = lab_install(spi_in, spi_out, lifetime);
     let id = kernel.install_child(&child).unwrap();
     println!("installed {id}");
     ctl.say("INSTALLED");
@@ -151,4 +165,67 @@ fn lab_child() {
     assert!(counters.outbound.packets > 0, "{counters:?}");
     kernel.remove_child(id).unwrap();
     ctl.say("REMOVED");
+}
+
+#[test]
+#[ignore = "run by the interop lab inside a namespace of a kernel with ESP"]
+fn lab_expire() {
+    let mut events = EventSocket::open().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || while tx.send(events.recv_event()).is_ok() {});
+    let mut kernel = XfrmKernel::open().unwrap();
+    let template = lab_install(0, 0, Lifetime::default());
+    kernel.flush_ours().unwrap();
+    let spi_in = match std::env::var("XFRM_LAB_SPI_IN") {
+        Ok(hex) => u32::from_str_radix(&hex, 16).unwrap(),
+        Err(_) => kernel
+            .alloc_spi(
+                template.policy.remote,
+                template.policy.local,
+                template.policy.reqid,
+            )
+            .unwrap(),
+    };
+    let started = std::time::Instant::now();
+    let lifetime = Lifetime {
+        // Lifetimes count in whole seconds: 2 s / 4 s keeps soft before hard.
+        soft_secs: 2,
+        hard_secs: 4,
+        ..Lifetime::default()
+    };
+    let child = lab_install(spi_in, 0xc0de_0001, lifetime);
+    let id = kernel.install_child(&child).unwrap();
+    println!("installed {id}");
+    let sa_in = SaId {
+        dst: child.policy.local,
+        spi: spi_in,
+    };
+    let sa_out = SaId {
+        dst: child.policy.remote,
+        spi: 0xc0de_0001,
+    };
+    let mut expected = vec![
+        (sa_in, false),
+        (sa_out, false),
+        (sa_in, true),
+        (sa_out, true),
+    ];
+    while !expected.is_empty() {
+        let event = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("no EXPIRE within 10 s")
+            .unwrap();
+        println!("{:?}: event {event:?}", started.elapsed());
+        if let KernelEvent::Expire { reqid, sa, hard } = event {
+            assert_eq!(reqid, child.policy.reqid);
+            assert!(
+                !hard || !expected.contains(&(sa, false)),
+                "hard before soft EXPIRE for {sa:?}"
+            );
+            expected.retain(|e| *e != (sa, hard));
+        }
+    }
+    // The kernel deleted both SAs at their hard lifetime; removal still drops the policies.
+    kernel.remove_child(id).unwrap();
+    println!("removed {id}");
 }
