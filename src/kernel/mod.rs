@@ -83,3 +83,20 @@ pub trait KernelIpsec {
     /// a previous run, and forgets all bookkeeping.
     fn flush_ours(&mut self) -> Result<FlushReport, KernelError>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernels_can_move_to_a_kernel_thread() {
+        fn boxed(k: impl KernelIpsec + Send + 'static) -> Box<dyn KernelIpsec + Send> {
+            Box::new(k)
+        }
+        fn send<T: Send>() {}
+        send::<XfrmKernel>();
+        send::<EventSocket>();
+        let mut k = boxed(MemKernel::new());
+        assert_eq!(k.flush_ours(), Ok(FlushReport::default()));
+    }
+}
