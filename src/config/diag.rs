@@ -99,31 +99,26 @@ impl Diagnostics {
 pub fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    // rows[i][j] = distance between a[..i] and b[..j]
-    let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in rows.iter_mut().enumerate() {
-        if let Some(first) = row.first_mut() {
-            *first = i;
-        }
-    }
-    if let Some(row0) = rows.first_mut() {
-        for (j, cell) in row0.iter_mut().enumerate() {
-            *cell = j;
-        }
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut d = (rows[i - 1][j] + 1)
-                .min(rows[i][j - 1] + 1)
-                .min(rows[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                d = d.min(rows[i - 2][j - 2] + 1);
+    // Rows i-2 and i-1 of the dynamic-programming table; `at` reads a cell (missing = huge).
+    let at = |row: &[usize], k: usize| row.get(k).copied().unwrap_or(usize::MAX - 1);
+    let mut prev2: Vec<usize> = Vec::new();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = Vec::with_capacity(b.len() + 1);
+        cur.push(i + 1);
+        for (j, cb) in b.iter().enumerate() {
+            let mut d = (at(&prev, j + 1) + 1)
+                .min(at(&cur, j) + 1)
+                .min(at(&prev, j) + usize::from(ca != cb));
+            let transposed = i > 0 && j > 0 && a.get(i - 1) == Some(cb) && b.get(j - 1) == Some(ca);
+            if transposed {
+                d = d.min(at(&prev2, j - 1) + 1);
             }
-            rows[i][j] = d;
+            cur.push(d);
         }
+        prev2 = std::mem::replace(&mut prev, cur);
     }
-    rows[a.len()][b.len()]
+    prev.last().copied().unwrap_or(0)
 }
 
 /// The closest candidate to `word`, if it is close enough to be a plausible typo

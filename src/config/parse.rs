@@ -9,13 +9,10 @@
 //! * a value is one unquoted word, or a double-quoted string that may contain spaces, `#` and
 //!   the escapes `\"`, `\\`, `\n`, `\t`; an empty value (`keyword=`) resets the keyword;
 //! * `include` takes one pattern with shell wildcards, relative to the including file's
-//!   directory, nested at most [`MAX_INCLUDE_DEPTH`] deep.
+//!   directory (see [`super::source::IncludeStack`] for the limits).
 
 use super::diag::{Diagnostics, Pos};
-use super::source::IncludeResolver;
-
-/// strongSwan limits include nesting to 10 levels.
-pub const MAX_INCLUDE_DEPTH: usize = 10;
+use super::source::{IncludeResolver, IncludeStack};
 
 /// One `keyword=value` line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,8 +55,9 @@ pub fn parse_conf_str(
         resolver,
         conf: RawConf::default(),
         diags: Diagnostics::default(),
+        includes: IncludeStack::default(),
     };
-    parser.file(name, text, 0);
+    parser.file(name, text);
     (parser.conf, parser.diags)
 }
 
@@ -67,6 +65,7 @@ struct Parser<'r> {
     resolver: &'r dyn IncludeResolver,
     conf: RawConf,
     diags: Diagnostics,
+    includes: IncludeStack,
 }
 
 /// Splits off the leading whitespace-separated words of a section header line, stopping at a
@@ -96,7 +95,8 @@ fn words(line: &str) -> Vec<(usize, &str)> {
 }
 
 impl Parser<'_> {
-    fn file(&mut self, name: &str, text: &str, depth: usize) {
+    fn file(&mut self, name: &str, text: &str) {
+        self.includes.enter(name);
         // Whether indented lines have a section to go to (false before the first header and
         // after an include directive).
         let mut in_section = false;
@@ -119,12 +119,13 @@ impl Parser<'_> {
                 }
                 continue;
             }
-            in_section = self.header(name, lineno, line, depth);
+            in_section = self.header(name, lineno, line);
         }
+        self.includes.leave();
     }
 
     /// Handles a column-1 line; returns whether following indented lines belong to a section.
-    fn header(&mut self, name: &str, lineno: usize, line: &str, depth: usize) -> bool {
+    fn header(&mut self, name: &str, lineno: usize, line: &str) -> bool {
         let pos = |col| Pos::new(name, lineno, col);
         let w = words(line);
         let (first, rest) = match w.split_first() {
@@ -139,7 +140,16 @@ impl Parser<'_> {
         };
         match (first, kind, rest) {
             ("include", _, [(col, pattern)]) => {
-                self.include(name, &pos(*col), pattern, depth);
+                let files = self.includes.resolve(
+                    self.resolver,
+                    name,
+                    &pos(*col),
+                    pattern,
+                    &mut self.diags,
+                );
+                for f in files {
+                    self.file(&f.name, &f.text);
+                }
                 false
             }
             ("include", _, _) => {
@@ -201,28 +211,6 @@ impl Parser<'_> {
                 );
                 false
             }
-        }
-    }
-
-    fn include(&mut self, from: &str, pos: &Pos, pattern: &str, depth: usize) {
-        if depth >= MAX_INCLUDE_DEPTH {
-            self.diags.error(
-                pos,
-                format!("include nesting deeper than {MAX_INCLUDE_DEPTH} levels (include loop?)"),
-            );
-            return;
-        }
-        match self.resolver.resolve(from, pattern) {
-            Ok(files) if files.is_empty() => {
-                self.diags
-                    .warning(pos, format!("include pattern '{pattern}' matches no file"));
-            }
-            Ok(files) => {
-                for f in files {
-                    self.file(&f.name, &f.text, depth + 1);
-                }
-            }
-            Err(e) => self.diags.error(pos, e),
         }
     }
 
@@ -379,6 +367,9 @@ mod tests {
         );
         let (_, d) = parse_conf_str("etc/loop.conf", "include loop.conf\n", &r);
         assert_eq!(d.items.len(), 1);
-        assert!(d.items[0].message.contains("include nesting"));
+        assert_eq!(
+            d.items[0].to_string(),
+            "etc/loop.conf:1:9: error: include loop: 'etc/loop.conf' is already being read"
+        );
     }
 }

@@ -28,8 +28,7 @@ use zeroize::Zeroizing;
 
 use super::diag::{Diagnostics, Pos, did_you_mean};
 use super::ident::{Identity, decode_hex, parse_identity};
-use super::parse::MAX_INCLUDE_DEPTH;
-use super::source::{IncludeResolver, SourceFile};
+use super::source::{IncludeResolver, IncludeStack, SourceFile};
 
 /// A pre-shared key. Zeroized on drop; `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
@@ -116,15 +115,13 @@ pub fn parse_secrets_str(
         resolver,
         secrets: Secrets::default(),
         diags: Diagnostics::default(),
+        includes: IncludeStack::default(),
     };
-    p.file(
-        &SourceFile {
-            name: name.to_owned(),
-            text: text.to_owned(),
-            mode,
-        },
-        0,
-    );
+    p.file(&SourceFile {
+        name: name.to_owned(),
+        text: text.to_owned(),
+        mode,
+    });
     (p.secrets, p.diags)
 }
 
@@ -132,6 +129,7 @@ struct SecretsParser<'r> {
     resolver: &'r dyn IncludeResolver,
     secrets: Secrets,
     diags: Diagnostics,
+    includes: IncludeStack,
 }
 
 const OTHER_TYPES: &[&str] = &[
@@ -186,7 +184,8 @@ fn decode_base64(s: &str) -> Option<Vec<u8>> {
 }
 
 impl SecretsParser<'_> {
-    fn file(&mut self, f: &SourceFile, depth: usize) {
+    fn file(&mut self, f: &SourceFile) {
+        self.includes.enter(&f.name);
         if let Some(mode) = f.mode
             && mode & 0o077 != 0
         {
@@ -199,11 +198,12 @@ impl SecretsParser<'_> {
         }
         for (idx, raw) in f.text.split('\n').enumerate() {
             let line = raw.strip_suffix('\r').unwrap_or(raw);
-            self.line(&f.name, idx + 1, line, depth);
+            self.line(&f.name, idx + 1, line);
         }
+        self.includes.leave();
     }
 
-    fn line(&mut self, name: &str, lineno: usize, line: &str, depth: usize) {
+    fn line(&mut self, name: &str, lineno: usize, line: &str) {
         let pos = |byte: usize| Pos::new(name, lineno, col_of(line, byte));
         let trimmed = line.trim_start();
         let start = line.len() - trimmed.len();
@@ -213,7 +213,7 @@ impl SecretsParser<'_> {
         if let Some(rest) = trimmed.strip_prefix("include")
             && rest.starts_with(char::is_whitespace)
         {
-            self.include(name, &pos(start), rest.trim(), depth);
+            self.include(name, &pos(start), rest.trim());
             return;
         }
         let Some(sep) = separator(line) else {
@@ -294,26 +294,16 @@ impl SecretsParser<'_> {
         }
     }
 
-    fn include(&mut self, from: &str, pos: &Pos, pattern: &str, depth: usize) {
+    fn include(&mut self, from: &str, pos: &Pos, pattern: &str) {
         if pattern.is_empty() || pattern.contains(char::is_whitespace) {
             self.diags
                 .error(pos, "'include' takes exactly one file name or pattern");
             return;
         }
-        if depth >= MAX_INCLUDE_DEPTH {
-            self.diags.error(
-                pos,
-                format!("include nesting deeper than {MAX_INCLUDE_DEPTH} levels (include loop?)"),
-            );
-            return;
-        }
-        match self.resolver.resolve(from, pattern) {
-            Ok(files) if files.is_empty() => self
-                .diags
-                .warning(pos, format!("include pattern '{pattern}' matches no file")),
-            Ok(files) => files.iter().for_each(|f| self.file(f, depth + 1)),
-            Err(e) => self.diags.error(pos, e),
-        }
+        let files = self
+            .includes
+            .resolve(self.resolver, from, pos, pattern, &mut self.diags);
+        files.iter().for_each(|f| self.file(f));
     }
 }
 

@@ -8,6 +8,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::diag::{Diagnostics, Pos};
+
+/// strongSwan limits include nesting to 10 levels.
+pub const MAX_INCLUDE_DEPTH: usize = 10;
+/// At most this many files are included in one load (guards against include fan-out).
+pub const MAX_INCLUDED_FILES: usize = 1000;
+
 /// One configuration file's text. `mode` is the Unix permission bits, when known.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SourceFile {
@@ -21,6 +28,74 @@ pub trait IncludeResolver {
     /// The files matching `pattern`, sorted by name. An empty list is not an error (a wildcard
     /// may match nothing); a literal path that cannot be read is.
     fn resolve(&self, from: &str, pattern: &str) -> Result<Vec<SourceFile>, String>;
+}
+
+/// The files currently being read (outermost first) and how many were included so far;
+/// rejects include loops, nesting deeper than [`MAX_INCLUDE_DEPTH`] and more than
+/// [`MAX_INCLUDED_FILES`] files.
+#[derive(Debug, Default)]
+pub struct IncludeStack {
+    stack: Vec<String>,
+    total: usize,
+}
+
+impl IncludeStack {
+    /// Marks `name` as being read (call [`IncludeStack::leave`] when done).
+    pub fn enter(&mut self, name: &str) {
+        self.stack.push(name.to_owned());
+    }
+
+    pub fn leave(&mut self) {
+        self.stack.pop();
+    }
+
+    /// Resolves `include pattern` written at `pos` in file `from` and returns the files to
+    /// read, reporting problems (unreadable file, loop, limits, no match) as diagnostics.
+    pub fn resolve(
+        &mut self,
+        resolver: &dyn IncludeResolver,
+        from: &str,
+        pos: &Pos,
+        pattern: &str,
+        diags: &mut Diagnostics,
+    ) -> Vec<SourceFile> {
+        if self.stack.len() > MAX_INCLUDE_DEPTH {
+            diags.error(
+                pos,
+                format!("include nesting deeper than {MAX_INCLUDE_DEPTH} levels"),
+            );
+            return Vec::new();
+        }
+        let files = match resolver.resolve(from, pattern) {
+            Ok(files) => files,
+            Err(e) => {
+                diags.error(pos, e);
+                return Vec::new();
+            }
+        };
+        if files.is_empty() {
+            diags.warning(pos, format!("include pattern '{pattern}' matches no file"));
+        }
+        let mut out = Vec::new();
+        for f in files {
+            if self.stack.contains(&f.name) {
+                diags.error(
+                    pos,
+                    format!("include loop: '{}' is already being read", f.name),
+                );
+            } else if self.total >= MAX_INCLUDED_FILES {
+                diags.error(
+                    pos,
+                    format!("more than {MAX_INCLUDED_FILES} included files"),
+                );
+                break;
+            } else {
+                self.total += 1;
+                out.push(f);
+            }
+        }
+        out
+    }
 }
 
 /// Joins a relative include pattern onto the directory of the including file.
@@ -241,6 +316,30 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn include_stack_limits() {
+        let r = MemResolver::default().with("y", "").with("d/z", "");
+        let mut st = IncludeStack::default();
+        let mut d = Diagnostics::default();
+        let pos = Pos::new("x", 1, 9);
+        st.enter("x");
+        for _ in 0..MAX_INCLUDED_FILES {
+            assert_eq!(st.resolve(&r, "x", &pos, "y", &mut d).len(), 1);
+        }
+        assert!(st.resolve(&r, "x", &pos, "y", &mut d).is_empty());
+        assert_eq!(d.items.len(), 1);
+        assert!(d.items[0].message.starts_with("more than 1000"));
+        let mut st = IncludeStack::default();
+        st.enter("y");
+        assert!(st.resolve(&r, "y", &pos, "y", &mut d).is_empty());
+        assert!(d.items[1].message.starts_with("include loop"));
+        for i in 0..=MAX_INCLUDE_DEPTH {
+            st.enter(&format!("f{i}"));
+        }
+        assert!(st.resolve(&r, "x", &pos, "d/z", &mut d).is_empty());
+        assert!(d.items[2].message.starts_with("include nesting deeper"));
     }
 
     #[test]
