@@ -49,6 +49,19 @@ fail() {
 	exit 1
 }
 
+# ERR trap of a steps script: fail naming the steps line that failed.
+_steps_failed() {
+	local status=$1 line=$2 i
+	for ((i = 1; i < ${#BASH_SOURCE[@]}; i++)); do
+		if [[ ${BASH_SOURCE[i]} == ./steps ]]; then
+			line=${BASH_LINENO[i - 1]}
+			break
+		fi
+	done
+	((status != 124)) || status="124, timed out"
+	fail "steps line $line failed (status $status): $(sed -n "${line}s/^[[:space:]]*//p" ./steps)"
+}
+
 not() {
 	! "$@"
 }
