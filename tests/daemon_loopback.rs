@@ -253,7 +253,10 @@ fn up_status_down_and_sigterm() {
     std::fs::write(&conf, &good).unwrap();
     let reload = alice.ikectl(&["reload"]);
     assert!(reload.status.success(), "{reload:?}");
-    assert!(text(&reload.stdout).contains("loaded 1 conn(s)"), "{reload:?}");
+    assert!(
+        text(&reload.stdout).contains("loaded 1 conn(s)"),
+        "{reload:?}"
+    );
 
     // Again, ended by SIGTERM: alice deletes its IKE SA, bob learns it, alice exits 0.
     let up = alice.ikectl(&["up", "hh"]);

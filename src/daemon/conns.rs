@@ -434,7 +434,7 @@ mod tests {
     fn ts_formatting() {
         let sel = selectors(&["10.1.1.0/24".parse().unwrap()], &ProtoPort::default());
         assert_eq!(fmt_ts(&sel[0]), "10.1.1.0/24");
-        let mut t = sel[0].clone();
+        let mut t = sel[0];
         t.end_addr = "10.1.1.9".parse().unwrap();
         t.ip_protocol = 6;
         t.start_port = 80;

@@ -539,6 +539,12 @@ impl<R: CryptoRng> Driver<R> {
             }
             Request::Reload => {
                 let (lines, d) = self.reload();
+                match &d.error {
+                    None => tracing::info!(target: "cfg", "ikectl reload: configuration reloaded"),
+                    Some(e) => {
+                        tracing::error!(target: "cfg", "ikectl reload refused, keeping the running configuration:\n{e}")
+                    }
+                }
                 for l in lines {
                     progress(&r, l);
                 }
