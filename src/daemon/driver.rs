@@ -128,13 +128,13 @@ impl<R: CryptoRng> Driver<R> {
 
     fn with_kernel<T>(
         &self,
-        f: impl FnOnce(&mut dyn KernelIpsec) -> Result<T, crate::kernel::KernelError>,
+        f: impl FnOnce(&mut install::Kernel) -> Result<T, crate::kernel::KernelError>,
     ) -> Result<T, install::InstallError> {
         let mut k = self
             .kernel
             .lock()
             .map_err(|_| install::InstallError::Poisoned)?;
-        Ok(f(k.as_mut())?)
+        Ok(f(&mut k)?)
     }
 
     /// Start-up actions: traps for `auto=route`, initiation for `auto=start`.
@@ -329,12 +329,14 @@ impl<R: CryptoRng> Driver<R> {
             Event::IkeSaFailed { id, conn, error } => {
                 let name = conn.as_deref().unwrap_or("?");
                 tracing::warn!(target: "ike", "IKE_SA {name}[{}] failed: {error}", id.0);
+                self.release_spis();
                 self.fail_up(id, &error);
                 self.ike_gone(id);
             }
             Event::ChildSaReady(ready) => self.child_ready(&ready),
             Event::ChildSaFailed { id, conn, error } => {
                 tracing::warn!(target: "ike", "CHILD_SA of {conn}[{}] failed: {error}", id.0);
+                self.release_spis();
                 self.fail_up(id, &error);
             }
             Event::ChildSaDeleted {
@@ -358,6 +360,19 @@ impl<R: CryptoRng> Driver<R> {
                 }
                 self.ike_gone(id);
             }
+        }
+    }
+
+    /// A negotiation failed: its reserved SPI (larval SA) must not stay in the kernel.
+    fn release_spis(&mut self) {
+        match self.kernel.lock() {
+            Ok(mut k) => {
+                let n = k.release_reserved_spis();
+                if n > 0 {
+                    tracing::debug!(target: "kernel", "released {n} reserved SPI(s)");
+                }
+            }
+            Err(_) => tracing::error!(target: "kernel", "kernel state lost (lock poisoned)"),
         }
     }
 

@@ -1,6 +1,7 @@
 //! From the engine's [`ChildSaReady`] to the kernel's [`ChildSaInstall`], and the SPI
 //! allocators handed to the engine.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,13 +11,109 @@ use rand::Rng;
 use crate::crypto::{Encr, Integ};
 use crate::ike::{ChildDirKeys, ChildSaReady, Mode, SpiAllocator, SpiError};
 use crate::kernel::{
-    self, ChildPolicy, ChildSaInstall, EspCrypto, IntegAlg, Integrity, KernelIpsec, KeyBytes,
-    Lifetime, REQID_MIN, SPI_RANGE, UdpEncap,
+    self, ChildCounters, ChildId, ChildPolicy, ChildSaInstall, EspCrypto, FlushReport, IntegAlg,
+    Integrity, KernelError, KernelIpsec, KeyBytes, Lifetime, MemKernel, REQID_MIN, SPI_RANGE, SaId,
+    UdpEncap, XfrmBackend, XfrmKernel,
 };
 use crate::wire::TrafficSelector;
 
 /// The kernel shared between the driver and the engine's SPI allocator.
-pub type SharedKernel = Arc<Mutex<Box<dyn KernelIpsec + Send>>>;
+pub type SharedKernel = Arc<Mutex<Kernel>>;
+
+enum Backend {
+    Xfrm(XfrmKernel),
+    Mem(MemKernel),
+}
+
+/// The daemon's kernel: XFRM or in memory (`--kernel none`), plus the SPIs reserved (larval
+/// SAs) for negotiations that have not installed their CHILD_SA yet, so that a failed
+/// negotiation leaves nothing behind.
+pub struct Kernel {
+    backend: Backend,
+    larval: HashSet<SaId>,
+}
+
+impl Kernel {
+    /// XFRM netlink.
+    pub fn xfrm() -> Result<Self, KernelError> {
+        Ok(Self::with(Backend::Xfrm(XfrmKernel::open()?)))
+    }
+
+    /// In memory: negotiated CHILD_SAs are recorded, nothing reaches the kernel.
+    pub fn none() -> Self {
+        Self::with(Backend::Mem(MemKernel::new()))
+    }
+
+    fn with(backend: Backend) -> Self {
+        Self {
+            backend,
+            larval: HashSet::new(),
+        }
+    }
+
+    fn ipsec(&mut self) -> &mut dyn KernelIpsec {
+        match &mut self.backend {
+            Backend::Xfrm(k) => k,
+            Backend::Mem(k) => k,
+        }
+    }
+
+    /// Deletes the larval SAs of SPIs reserved but not installed (after a failed
+    /// negotiation). A concurrent negotiation whose reservation goes too still installs:
+    /// its inbound SA is then added instead of updated. Returns how many were deleted.
+    pub fn release_reserved_spis(&mut self) -> usize {
+        let mut n = 0;
+        for id in std::mem::take(&mut self.larval) {
+            let r = match &mut self.backend {
+                Backend::Xfrm(k) => k.backend_mut().del_sa(id),
+                Backend::Mem(k) => k.backend_mut().del_sa(id),
+            };
+            match r {
+                Ok(()) => n += 1,
+                Err(e) if e.is_not_found() => {}
+                Err(e) => tracing::warn!(target: "kernel", "releasing SPI {:08x}: {e}", id.spi),
+            }
+        }
+        n
+    }
+}
+
+impl KernelIpsec for Kernel {
+    fn alloc_spi(&mut self, src: IpAddr, dst: IpAddr, reqid: u32) -> Result<u32, KernelError> {
+        let spi = self.ipsec().alloc_spi(src, dst, reqid)?;
+        self.larval.insert(SaId { dst, spi });
+        Ok(spi)
+    }
+
+    fn install_child(&mut self, child: &ChildSaInstall) -> Result<ChildId, KernelError> {
+        self.larval.remove(&SaId {
+            dst: child.policy.local,
+            spi: child.spi_in,
+        });
+        self.ipsec().install_child(child)
+    }
+
+    fn remove_child(&mut self, id: ChildId) -> Result<(), KernelError> {
+        self.ipsec().remove_child(id)
+    }
+
+    fn child_counters(&mut self, id: ChildId) -> Result<ChildCounters, KernelError> {
+        self.ipsec().child_counters(id)
+    }
+
+    fn install_trap(&mut self, trap: &ChildPolicy) -> Result<(), KernelError> {
+        self.ipsec().install_trap(trap)
+    }
+
+    fn remove_trap(&mut self, reqid: u32) -> Result<(), KernelError> {
+        self.ipsec().remove_trap(reqid)
+    }
+
+    fn flush_ours(&mut self) -> Result<FlushReport, KernelError> {
+        self.larval.clear();
+        self.ipsec().flush_ours()
+    }
+}
 
 /// Why a CHILD_SA cannot be handed to the kernel.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,7 +123,7 @@ pub enum InstallError {
     Unsupported(String),
     /// The kernel refused.
     #[error("kernel: {0}")]
-    Kernel(#[from] kernel::KernelError),
+    Kernel(#[from] KernelError),
     /// The kernel lock is poisoned (a previous kernel call panicked).
     #[error("kernel state lost (lock poisoned)")]
     Poisoned,
@@ -172,6 +269,23 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
     use zeroize::Zeroizing;
+
+    #[test]
+    fn failed_negotiations_release_their_spis() {
+        let mut k = Kernel::none();
+        let (l, r): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let a = k.alloc_spi(r, l, REQID_MIN).unwrap();
+        let b = k.alloc_spi(r, l, REQID_MIN).unwrap();
+        assert_ne!(a, b);
+        let larval = |k: &Kernel| match &k.backend {
+            Backend::Mem(m) => m.backend().sas().len(),
+            Backend::Xfrm(_) => unreachable!(),
+        };
+        assert_eq!(larval(&k), 2);
+        assert_eq!(k.release_reserved_spis(), 2);
+        assert_eq!(larval(&k), 0);
+        assert_eq!(k.release_reserved_spis(), 0);
+    }
 
     #[test]
     fn random_spis_are_in_range() {

@@ -26,9 +26,9 @@ use crate::config::check::load;
 use crate::config::conn::HostResolver;
 use crate::config::diag::Severity;
 use crate::ike::{Endpoint, EndpointConfig, SpiAllocator};
-use crate::kernel::{EventSocket, KernelError, KernelIpsec, MemKernel, XfrmKernel};
+use crate::kernel::{EventSocket, KernelError, KernelIpsec};
 use conns::{ConnEntry, Reqids, build_conns};
-use install::{KernelSpis, RandomSpis, SharedKernel};
+use install::{Kernel, KernelSpis, RandomSpis, SharedKernel};
 
 /// Which kernel interface CHILD_SAs go to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,9 +147,9 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 fn open_kernel(mode: KernelMode) -> Result<SharedKernel, KernelError> {
-    let mut k: Box<dyn KernelIpsec + Send> = match mode {
-        KernelMode::Xfrm => Box::new(XfrmKernel::open()?),
-        KernelMode::None => Box::new(MemKernel::new()),
+    let mut k = match mode {
+        KernelMode::Xfrm => Kernel::xfrm()?,
+        KernelMode::None => Kernel::none(),
     };
     let flushed = k.flush_ours()?;
     if flushed.sas + flushed.policies > 0 {
