@@ -6,7 +6,7 @@
 
 use rand::CryptoRng;
 
-use super::child::{self, ChildRequest, first_error, notify};
+use super::child::{self, ChildRequest, first_error, has_notify, notify};
 use super::conn::ConnSpec;
 use super::error::IkeError;
 use super::event::Event;
@@ -152,6 +152,9 @@ pub(crate) fn start<R: CryptoRng>(
     };
     let conn = &sa.conn;
     let mut payloads = vec![Payload::IdI(conn.local_id.clone())];
+    if sa.initial_contact {
+        payloads.push(notify(NotifyType::INITIAL_CONTACT, Vec::new()));
+    }
     if let Some(r) = &conn.remote_id {
         payloads.push(Payload::IdR(r.clone()));
     }
@@ -229,6 +232,7 @@ impl ExpectAuthRequest {
             return sa.fail(ctx, IkeError::AuthenticationFailed { local_side: true });
         };
         sa.conn = conn;
+        sa.initial_contact = has_notify(payloads, NotifyType::INITIAL_CONTACT);
         let conn = &sa.conn;
         let Some(auth) = make_auth(sa, &self.init, Signer::Responder, &conn.psk, &conn.local_id)
         else {

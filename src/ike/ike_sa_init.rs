@@ -89,6 +89,7 @@ pub(crate) fn initiate<R: CryptoRng>(
         remote_id: None,
         established_at: None,
         half_open_deadline: None,
+        initial_contact: false,
     };
     let mut st = ExpectSaInitResponse {
         dh: group.generate(ctx.rng),
@@ -405,6 +406,7 @@ pub(crate) fn respond<R: CryptoRng>(
         remote_id: None,
         established_at: None,
         half_open_deadline: ctx.now.checked_add(ctx.config.half_open_timeout),
+        initial_contact: false,
     };
     let mut payloads = vec![
         Payload::Sa(SaPayload {

@@ -194,7 +194,8 @@ impl<R: CryptoRng> Endpoint<R> {
             conns: &self.conns,
             out: &mut self.out,
         };
-        let sa = ike_sa_init::initiate(&mut ctx, id, &spec, spi)?;
+        let mut sa = ike_sa_init::initiate(&mut ctx, id, &spec, spi)?;
+        sa.initial_contact = !self.sas.values().any(|s| s.conn.name == spec.name);
         self.insert(sa);
         Ok(id)
     }
@@ -235,6 +236,7 @@ impl<R: CryptoRng> Endpoint<R> {
         if sa.role != our_role || sa.spi_i != h.spi_i || !known_r {
             return;
         }
+        let mark = self.out.events.len();
         self.with_sa(now, id, |sa, ctx| {
             if msg.header.is_response() {
                 sa.on_response(ctx, path, data, &msg);
@@ -242,6 +244,36 @@ impl<R: CryptoRng> Endpoint<R> {
                 sa.on_request(ctx, path, data, &msg);
             }
         });
+        self.on_initial_contact(id, mark);
+    }
+
+    /// The peer of responder SA `id` authenticated with INITIAL_CONTACT: it lost its state, so
+    /// its other IKE SAs (same conn and identity) are gone without notice. Their deletion
+    /// events are reported before the new SA's (inserted at event index `mark`).
+    fn on_initial_contact(&mut self, id: IkeSaId, mark: usize) {
+        let Some(sa) = self.sas.get_mut(&id) else {
+            return;
+        };
+        if sa.role != Role::Responder || !std::mem::take(&mut sa.initial_contact) {
+            return;
+        }
+        let (conn, peer) = (sa.conn.name.clone(), sa.remote_id.clone());
+        let stale: Vec<IkeSaId> = self
+            .sas
+            .values()
+            .filter(|s| s.id != id && s.conn.name == conn && s.remote_id == peer)
+            .map(|s| s.id)
+            .collect();
+        let mut gone = Output::default();
+        for old in stale {
+            if let Some(sa) = self.sas.get_mut(&old) {
+                sa.state = sa.forget(&mut gone);
+            }
+            self.remove_if_dead(old);
+        }
+        for (i, e) in gone.events.into_iter().enumerate() {
+            self.out.events.insert(mark + i, e);
+        }
     }
 
     fn on_sa_init_request(&mut self, now: Instant, path: Path, data: &[u8], msg: &Message) {

@@ -113,7 +113,10 @@ fn proposal(
 }
 
 fn transform(kind: TransformType, id: u16, key_length: Option<u16>) -> Transform {
-    Transform::new(kind, TransformId(id), key_length)
+    match key_length {
+        Some(bits) => Transform::with_key_length(kind, TransformId(id), bits),
+        None => Transform::new(kind, TransformId(id)),
+    }
 }
 
 fn encr_transform(e: Encr) -> Transform {

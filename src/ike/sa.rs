@@ -146,6 +146,10 @@ pub(crate) struct IkeSa {
     pub(crate) established_at: Option<Instant>,
     /// Responder only: drop the SA if IKE_AUTH has not completed by then.
     pub(crate) half_open_deadline: Option<Instant>,
+    /// Initiator: send INITIAL_CONTACT in IKE_AUTH (no other SA of this conn existed).
+    /// Responder: the authenticated peer sent INITIAL_CONTACT; the endpoint then forgets the
+    /// peer's older IKE SAs and clears the flag.
+    pub(crate) initial_contact: bool,
 }
 
 impl IkeSa {
@@ -287,15 +291,25 @@ impl IkeSa {
     /// Report every CHILD_SA deleted, then the IKE SA; the returned state is dead.
     #[must_use]
     pub(crate) fn deleted<R>(&mut self, ctx: &mut Ctx<'_, R>, by_peer: bool) -> State {
+        self.report_deleted(ctx.out, by_peer)
+    }
+
+    /// The peer lost this SA (INITIAL_CONTACT on a newer one): report it deleted by the peer.
+    #[must_use]
+    pub(crate) fn forget(&mut self, out: &mut Output) -> State {
+        self.report_deleted(out, true)
+    }
+
+    fn report_deleted(&mut self, out: &mut Output, by_peer: bool) -> State {
         for c in self.children.drain(..) {
-            ctx.out.events.push_back(Event::ChildSaDeleted {
+            out.events.push_back(Event::ChildSaDeleted {
                 id: self.id,
                 conn: self.conn.name.clone(),
                 spi_in: c.spi_in,
                 spi_out: c.spi_out,
             });
         }
-        ctx.out.events.push_back(Event::IkeSaDeleted {
+        out.events.push_back(Event::IkeSaDeleted {
             id: self.id,
             conn: self.conn.name.clone(),
             by_peer,

@@ -34,8 +34,8 @@ pub(crate) fn seal<R: CryptoRng>(
     let sealed_len = crypto.sealed_len(plain.len());
     let body_len = GENERIC_HEADER_LEN + sealed_len;
     let total = Header::LEN + body_len;
-    let mut h = hdr.clone();
-    h.next_payload = PayloadType::ENCRYPTED;
+    let mut h = *hdr;
+    h.next_payload = PayloadType::SK;
     h.length =
         u32::try_from(total).map_err(|_| super::IkeError::InvalidMessage("message too long"))?;
     let sk_len =

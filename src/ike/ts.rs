@@ -146,7 +146,7 @@ mod tests {
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         assert_eq!(configured_or_host(&[], a), vec![host(a)]);
         let wide = range("0.0.0.0", "255.255.255.255", 0, (0, 65535));
-        let n = narrow(&[host(a), wide.clone()], std::slice::from_ref(&wide));
+        let n = narrow(&[host(a), wide], std::slice::from_ref(&wide));
         assert_eq!(n, vec![host(a), wide]);
     }
 }

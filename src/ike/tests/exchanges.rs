@@ -158,3 +158,33 @@ fn status_snapshot() {
     assert_eq!((b.spi_i, b.spi_r), (st.spi_i, st.spi_r));
     assert_eq!(b.role, Role::Responder);
 }
+
+#[test]
+fn initial_contact_replaces_stale_sas_of_a_restarted_peer() {
+    let (mut p, _, old_b) = up();
+    // A second SA from the same (running) initiator does not claim initial contact.
+    p.a.initiate(p.now, "net").unwrap();
+    p.drive();
+    assert_eq!(p.b.ike_sas().len(), 2);
+    assert_eq!(established(&p.b_events).len(), 1);
+    p.b_events.clear();
+    // The initiator restarts (all state lost) and connects again.
+    p.a = Endpoint::new(
+        EndpointConfig::default(),
+        rand::rngs::ChaCha20Rng::seed_from_u64(99),
+        Box::new(SeqSpis(0xa100_0000)),
+    );
+    p.a.set_conns(vec![conn(A_IP, Some(B_IP), IKE, ESP)]);
+    p.connect();
+    let sas = p.b.ike_sas();
+    assert_eq!(sas.len(), 1);
+    assert_ne!(sas[0].id, old_b);
+    // Both stale SAs are reported deleted (children first), before the new one is up.
+    assert_eq!(deleted_events(&p.b_events), (2, vec![true, true]));
+    let first_up = p
+        .b_events
+        .iter()
+        .position(|e| matches!(e, Event::IkeSaEstablished { .. }))
+        .unwrap();
+    assert_eq!(first_up, 4);
+}

@@ -179,7 +179,10 @@ fn nat_detected_on_both_sides() {
     let public: SocketAddr = "198.51.100.9:1024".parse().unwrap();
     p.nat = Some((real, public));
     p.connect();
-    assert_up(&p);
+    let (ca, cb) = assert_up(&p);
+    // b installs towards the translated address; a towards b.
+    assert_eq!((ca.local, ca.remote), (ip(A_IP), ip(B_IP)));
+    assert_eq!((cb.local, cb.remote), (ip(B_IP), public.ip()));
     for ev in [&p.a_events, &p.b_events] {
         let Event::IkeSaEstablished { nat_detected, .. } = established(ev)[0] else {
             unreachable!()
@@ -229,4 +232,52 @@ fn responder_with_any_remote_and_no_idr() {
         p.a.ike_sas()[0].remote_id,
         Some(Identification::fqdn("sun.example"))
     );
+}
+
+#[test]
+fn invalid_ke_retry_survives_duplicates() {
+    let mut p = Pair::new(
+        conn(
+            A_IP,
+            Some(B_IP),
+            "aes128-sha256-x25519-ecp256",
+            "aes128-sha256",
+        ),
+        conn(B_IP, Some(A_IP), "aes128-sha256-ecp256", "aes128-sha256"),
+    );
+    p.fault = Box::new(|_, _, _| Fault::Duplicate);
+    p.connect();
+    assert_up(&p);
+    assert_eq!(p.elapsed(), 0.0);
+}
+
+#[test]
+fn invalid_ke_for_a_group_never_offered_fails() {
+    use crate::wire::{Header, Message, NotifyType};
+    let mut p = Pair::new(
+        conn(A_IP, Some(B_IP), "aes128-sha256-x25519", "aes128-sha256"),
+        conn(B_IP, Some(A_IP), "aes128-sha256-x25519", "aes128-sha256"),
+    );
+    p.a.initiate(p.now, "net").unwrap();
+    let t = p.a.poll_transmit().unwrap();
+    let mut header = Message::parse(&t.data).unwrap().header;
+    header.flags = Header::FLAG_RESPONSE;
+    let modp2048 = DhGroup::Modp2048.id().to_be_bytes().to_vec();
+    let refusal = Message {
+        header,
+        payloads: vec![super::super::child::notify(
+            NotifyType::INVALID_KE_PAYLOAD,
+            modp2048,
+        )],
+    }
+    .encode();
+    p.a.handle_datagram(p.now, t.local, t.remote, &refusal);
+    p.collect();
+    assert_eq!(
+        failures(&p.a_events),
+        vec![IkeError::InvalidKePayload {
+            group: DhGroup::Modp2048.id()
+        }]
+    );
+    assert!(p.a.ike_sas().is_empty());
 }
