@@ -50,7 +50,7 @@ impl Daemon {
         std::fs::write(
             &conf,
             format!(
-                "config setup\n\tcharondebug=\"ike 1, knl 1\"\n\n\
+                "config setup\n\tcharondebug=\"any 4\"\n\n\
                  conn hh\n\tleft={me}\n\tright={peer}\n\tleftikeport={p}\n\trightikeport={p}\n\
                  \tauthby=secret\n\tkeyexchange=ikev2\n\ttype=transport\n\
                  \tike=aes128-sha256-x25519!\n\tesp=aes128-sha256!\n\tauto=add\n",
@@ -278,7 +278,7 @@ fn up_status_down_and_sigterm() {
 fn wrong_psk_fails_on_both_sides() {
     let dir = tempdir("wrong-psk");
     let ports = free_ports();
-    let alice = Daemon::start(&dir, "alice", ALICE, BOB, "alice's key", ports);
+    let mut alice = Daemon::start(&dir, "alice", ALICE, BOB, "alice's key", ports);
     let mut bob = Daemon::start(&dir, "bob", BOB, ALICE, "bob's key", ports);
     let up = alice.ikectl(&["up", "hh"]);
     assert_eq!(up.status.code(), Some(1), "{up:?}");
