@@ -43,8 +43,22 @@ struct Daemon {
 }
 
 impl Daemon {
-    /// Starts ikev2d for `me` with a host-host conn to `peer` and waits for its ready line.
+    /// Starts ikev2d for `me` with a host-host conn (`auto=add`) to `peer` and waits for its
+    /// ready line.
     fn start(dir: &Path, name: &str, me: &str, peer: &str, psk: &str, ports: (u16, u16)) -> Self {
+        Self::start_auto(dir, name, me, peer, psk, ports, "add")
+    }
+
+    /// Like [`Daemon::start`] with the given `auto=` value.
+    fn start_auto(
+        dir: &Path,
+        name: &str,
+        me: &str,
+        peer: &str,
+        psk: &str,
+        ports: (u16, u16),
+        auto: &str,
+    ) -> Self {
         let conf = dir.join(format!("{name}.conf"));
         let secrets = dir.join(format!("{name}.secrets"));
         std::fs::write(
@@ -53,7 +67,7 @@ impl Daemon {
                 "config setup\n\tcharondebug=\"any 4\"\n\n\
                  conn hh\n\tleft={me}\n\tright={peer}\n\tleftikeport={p}\n\trightikeport={p}\n\
                  \tauthby=secret\n\tkeyexchange=ikev2\n\ttype=transport\n\
-                 \tike=aes128-sha256-x25519!\n\tesp=aes128-sha256!\n\tauto=add\n",
+                 \tike=aes128-sha256-x25519!\n\tesp=aes128-sha256!\n\tauto={auto}\n",
                 p = ports.0
             ),
         )
@@ -294,6 +308,19 @@ fn wrong_psk_fails_on_both_sides() {
             "{line}"
         );
     }
+    drop((alice, bob));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn auto_start_initiates_at_startup() {
+    let dir = tempdir("auto-start");
+    let ports = free_ports();
+    let mut bob = Daemon::start(&dir, "bob", BOB, ALICE, "k", ports);
+    let mut alice = Daemon::start_auto(&dir, "alice", ALICE, BOB, "k", ports, "start");
+    alice.wait_for("CHILD_SA hh{1} established");
+    bob.wait_for("CHILD_SA hh{1} established");
+    assert_eq!(bob.status().conns[0].ike_sas[0].children.len(), 1);
     drop((alice, bob));
     std::fs::remove_dir_all(&dir).unwrap();
 }
