@@ -16,7 +16,6 @@ use libfuzzer_sys::fuzz_target;
 use rand::SeedableRng;
 use rand::rngs::ChaCha20Rng;
 
-
 struct Spis(u32);
 
 impl SpiAllocator for Spis {
