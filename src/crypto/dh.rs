@@ -209,3 +209,158 @@ impl DhPrivate {
         Self { inner }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use hex_literal::hex;
+    use rand::SeedableRng;
+    use rand::rngs::ChaCha20Rng;
+
+    use super::*;
+
+    fn rng() -> ChaCha20Rng {
+        ChaCha20Rng::seed_from_u64(7)
+    }
+
+    // RFC 7748 §6.1.
+    const ALICE_PRIV: [u8; 32] =
+        hex!("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a");
+    const ALICE_PUB: [u8; 32] =
+        hex!("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a");
+    const BOB_PRIV: [u8; 32] =
+        hex!("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb");
+    const BOB_PUB: [u8; 32] =
+        hex!("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f");
+    const X25519_SHARED: [u8; 32] =
+        hex!("4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742");
+
+    #[test]
+    fn rfc7748_x25519() {
+        let alice = DhPrivate::from_fixed(DhGroup::Curve25519, &ALICE_PRIV);
+        let bob = DhPrivate::from_fixed(DhGroup::Curve25519, &BOB_PRIV);
+        assert_eq!(alice.public_value(), ALICE_PUB);
+        assert_eq!(bob.public_value(), BOB_PUB);
+        assert_eq!(alice.agree(&BOB_PUB).unwrap().as_slice(), X25519_SHARED);
+        assert_eq!(bob.agree(&ALICE_PUB).unwrap().as_slice(), X25519_SHARED);
+    }
+
+    #[test]
+    fn x25519_rejects_low_order_and_bad_length() {
+        let k = DhGroup::Curve25519.generate(&mut rng());
+        let invalid = Err(CryptoError::InvalidPeerPublicValue {
+            group: DhGroup::Curve25519,
+        });
+        assert_eq!(k.agree(&[0u8; 32]), invalid);
+        let mut one = [0u8; 32];
+        one[0] = 1; // u = 1 has order 4
+        assert_eq!(k.agree(&one), invalid);
+        assert_eq!(k.agree(&[9u8; 31]), invalid);
+    }
+
+    // RFC 5903 §8.1 (256-bit random ECP group).
+    const ECP_I: [u8; 32] =
+        hex!("C88F01F510D9AC3F70A292DAA2316DE544E9AAB8AFE84049C62A9C57862D1433");
+    const ECP_GI: [u8; 64] = hex!(
+        "DAD0B65394221CF9B051E1FECA5787D098DFE637FC90B9EF945D0C3772581180"
+        "5271A0461CDB8252D61F1C456FA3E59AB1F45B33ACCF5F58389E0577B8990BB3"
+    );
+    const ECP_R: [u8; 32] =
+        hex!("C6EF9C5D78AE012A011164ACB397CE2088685D8F06BF9BE0B283AB46476BEE53");
+    const ECP_GR: [u8; 64] = hex!(
+        "D12DFB5289C8D4F81208B70270398C342296970A0BCCB74C736FC7554494BF63"
+        "56FBF3CA366CC23E8157854C13C58D6AAC23F046ADA30F8353E74F33039872AB"
+    );
+    const ECP_GIR_X: [u8; 32] =
+        hex!("D6840F6B42F6EDAFD13116E0E12565202FEF8E9ECE7DCE03812464D04B9442DE");
+
+    #[test]
+    fn rfc5903_ecp256() {
+        let i = DhPrivate::from_fixed(DhGroup::Ecp256, &ECP_I);
+        let r = DhPrivate::from_fixed(DhGroup::Ecp256, &ECP_R);
+        assert_eq!(i.public_value(), ECP_GI);
+        assert_eq!(r.public_value(), ECP_GR);
+        assert_eq!(i.agree(&ECP_GR).unwrap().as_slice(), ECP_GIR_X);
+        assert_eq!(r.agree(&ECP_GI).unwrap().as_slice(), ECP_GIR_X);
+    }
+
+    #[test]
+    fn ecp256_rejects_points_off_the_curve() {
+        let k = DhGroup::Ecp256.generate(&mut rng());
+        let invalid = Err(CryptoError::InvalidPeerPublicValue {
+            group: DhGroup::Ecp256,
+        });
+        let mut off = ECP_GR;
+        off[63] ^= 1;
+        assert_eq!(k.agree(&off), invalid);
+        assert_eq!(k.agree(&[0u8; 64]), invalid);
+        assert_eq!(k.agree(&ECP_GR[..63]), invalid);
+        assert_eq!(k.agree(&[ECP_GR.as_slice(), &[0]].concat()), invalid);
+    }
+
+    #[test]
+    fn generated_keys_agree_in_every_group() {
+        let mut rng = rng();
+        for group in [DhGroup::Modp2048, DhGroup::Ecp256, DhGroup::Curve25519] {
+            let a = group.generate(&mut rng);
+            let b = group.generate(&mut rng);
+            assert_eq!(a.group(), group);
+            let (pa, pb) = (a.public_value(), b.public_value());
+            assert_eq!(pa.len(), group.public_len());
+            assert_ne!(pa, pb);
+            let s1 = a.agree(&pb).unwrap();
+            let s2 = b.agree(&pa).unwrap();
+            assert_eq!(s1, s2, "{}", group.name());
+            assert_eq!(DhGroup::from_id(group.id()), Some(group));
+        }
+    }
+
+    #[test]
+    fn modp_public_value_is_g_to_the_x() {
+        // All-zero secret bytes give x = 2^255 (the forced top bit alone), so g^x is 2
+        // squared 255 times; this pins the exponent encoding and the output padding.
+        let k = DhPrivate::from_fixed(DhGroup::Modp2048, &[0u8; 32]);
+        let params = MODP2048_PARAMS;
+        let mut acc = FixedMontyForm::new(&U2048::from_u8(2), &params);
+        for _ in 0..255 {
+            acc = acc.square();
+        }
+        let expected = acc.retrieve().to_be_bytes();
+        assert_eq!(k.public_value(), expected.as_ref());
+        // g^x for x = 2^255 + 1 is twice that.
+        let mut one = [0u8; 32];
+        one[31] = 1;
+        let k1 = DhPrivate::from_fixed(DhGroup::Modp2048, &one);
+        let doubled = acc.double().retrieve().to_be_bytes();
+        assert_eq!(k1.public_value(), doubled.as_ref());
+    }
+
+    #[test]
+    fn modp_rejects_trivial_peer_values() {
+        let k = DhGroup::Modp2048.generate(&mut rng());
+        let invalid = Err(CryptoError::InvalidPeerPublicValue {
+            group: DhGroup::Modp2048,
+        });
+        let p = MODP2048_P.as_ref();
+        let be = |v: U2048| v.to_be_bytes().as_ref().to_vec();
+        for bad in [
+            U2048::ZERO,
+            U2048::ONE,
+            p.wrapping_sub(&U2048::ONE),
+            *p,
+            p.wrapping_add(&U2048::ONE),
+            U2048::MAX,
+        ] {
+            assert_eq!(k.agree(&be(bad)), invalid);
+        }
+        assert_eq!(k.agree(&[2u8; 255]), invalid);
+        // 2 and p-2 are in range.
+        assert!(k.agree(&be(U2048::from_u8(2))).is_ok());
+        assert!(k.agree(&be(p.wrapping_sub(&U2048::from_u8(2)))).is_ok());
+    }
+
+    #[test]
+    fn debug_does_not_print_secrets() {
+        let k = DhPrivate::from_fixed(DhGroup::Curve25519, &ALICE_PRIV);
+        assert_eq!(format!("{k:?}"), "DhPrivate { group: Curve25519, .. }");
+    }
+}

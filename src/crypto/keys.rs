@@ -166,3 +166,181 @@ pub fn derive_child_keys(
         integ_r,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use hex_literal::hex;
+
+    use super::*;
+
+    // NIST CAVP SP 800-135 IKEv2 KDF, [SHA-1], g^ir 256 bits, Ni/Nr 64 bits, DKM and child DKM
+    // 1056 bits, COUNT = 0 (as shipped in libreswan programs/cavp/test.acvp.ikev2.run).
+    const NI: [u8; 8] = hex!("32b50d5f4a3763f3");
+    const NR: [u8; 8] = hex!("9206a04b26564cb1");
+    const GIR: [u8; 32] = hex!("4b2c1f971981a8ad8d0abeafabf38cf75fc8349c148142465ed9c8b516b8be52");
+    const GIR_NEW: [u8; 32] =
+        hex!("863f3c9d06efd39d2b907b97f8699e5dd5251ef64a2a176f36ee40c87d4f9330");
+    const SPI_I: [u8; 8] = hex!("34c9e7c188868785");
+    const SPI_R: [u8; 8] = hex!("3ff77d760d2b2199");
+    const SKEYSEED: [u8; 20] = hex!("a9a7b222b59f8f48645f28a1db5b5f5d7479cba7");
+    const DKM: [u8; 132] = hex!(
+        "a14293677cc80ff8f9cc0eee30d895da9d8f405666e30ef0dfcb63c634a46002a2a63080e514a062"
+        "768b76606f9fa5e992204fc5a670bde3f10d6b027113936a5c55b648a194ae587b0088d52204b702"
+        "c979fa280870d2ed41efa9c549fd11198af1670b143d384bd275c5f594cf266b05ebadca855e4249"
+        "520a441a81157435a7a56cc4"
+    );
+    const DKM_CHILD: [u8; 132] = hex!(
+        "8059e3ee8810e6c3a91bc8bcd2a7a41151b8d0e6ae239c7b38093ad85ef4c5811a8e7b5d1cdabd95"
+        "60b2d5e092d1f24e2d4b85eccdf0ad0dc9abd94b51ee71814ca6dbc8bb51b6309f5b9545c7eb35cf"
+        "5580b1e521a8fe20754a2d883ba0c2cf285f524aea6545b33106bc03e614296d319d41d4b50b3f51"
+        "0b1c0a22f3e664994d234cb4"
+    );
+    const DKM_CHILD_DH: [u8; 132] = hex!(
+        "bb43244c1860ad65ee1e211ffe8bb3661750c8f89cb9f547df7f4fa61d37301628190e38c66232ea"
+        "b4b3ab14c400a5197dd3730ed4820a8a10394d51e1c0400052f63ebd36b0e7ef53aaed31eba4a508"
+        "0d7d4b5666023a8bbb5ffb7857240f9a05884d1b7d2f933708450b7b3288f1fc863ab49fa901227c"
+        "ffc06e27899c7054d56fd74c"
+    );
+    const SKEYSEED_REKEY: [u8; 20] = hex!("63e81194946ebd05df7df5ebf5d8750056bf1f1d");
+
+    const PRF: Prf = Prf::HmacSha1;
+    const CBC128: Encr = Encr::AesCbc { key_bits: 128 };
+
+    fn concat(parts: &[&[u8]]) -> Vec<u8> {
+        parts.concat()
+    }
+
+    #[test]
+    fn cavp_skeyseed() {
+        assert_eq!(skeyseed(PRF, &NI, &NR, &GIR).as_slice(), SKEYSEED);
+    }
+
+    #[test]
+    fn cavp_dkm_via_prf_plus() {
+        let seed = concat(&[&NI, &NR, &SPI_I, &SPI_R]);
+        assert_eq!(
+            PRF.prf_plus(&SKEYSEED, &seed, DKM.len())
+                .unwrap()
+                .as_slice(),
+            DKM
+        );
+    }
+
+    #[test]
+    fn cavp_dkm_split_into_ike_keys() {
+        // PRF-HMAC-SHA1 + AES-CBC-128 + HMAC-SHA1-96 needs 20+20+20+16+16+20+20 = 132 bytes,
+        // exactly the CAVP DKM length.
+        let k = derive_ike_keys(
+            PRF,
+            CBC128,
+            Some(Integ::HmacSha1_96),
+            &NI,
+            &NR,
+            &GIR,
+            &SPI_I,
+            &SPI_R,
+        )
+        .unwrap();
+        let lens: Vec<usize> = [
+            &k.sk_d, &k.sk_ai, &k.sk_ar, &k.sk_ei, &k.sk_er, &k.sk_pi, &k.sk_pr,
+        ]
+        .iter()
+        .map(|x| x.len())
+        .collect();
+        assert_eq!(lens, [20, 20, 20, 16, 16, 20, 20]);
+        let all = concat(&[
+            &k.sk_d, &k.sk_ai, &k.sk_ar, &k.sk_ei, &k.sk_er, &k.sk_pi, &k.sk_pr,
+        ]);
+        assert_eq!(all, DKM);
+    }
+
+    #[test]
+    fn aead_ike_keys_have_empty_sk_a_and_salted_sk_e() {
+        let gcm = Encr::AesGcm16 { key_bits: 128 };
+        let k = derive_ike_keys(PRF, gcm, None, &NI, &NR, &GIR, &SPI_I, &SPI_R).unwrap();
+        assert!(k.sk_ai.is_empty() && k.sk_ar.is_empty());
+        assert_eq!(k.sk_ei.len(), 20);
+        let all = concat(&[&k.sk_d, &k.sk_ei, &k.sk_er, &k.sk_pi, &k.sk_pr]);
+        assert_eq!(all, &DKM[..all.len()]);
+    }
+
+    #[test]
+    fn cavp_child_dkm_without_and_with_dh() {
+        // CAVP's SK_d is the first PRF-output-length bytes of DKM.
+        let sk_d = &DKM[..20];
+        let keys = |dh| {
+            derive_child_keys(PRF, sk_d, &NI, &NR, CBC128, Some(Integ::HmacSha1_96), dh).unwrap()
+        };
+        let k = keys(None);
+        let all = concat(&[&k.encr_i, &k.integ_i, &k.encr_r, &k.integ_r]);
+        assert_eq!(all, &DKM_CHILD[..72]);
+        let k = keys(Some(&GIR_NEW));
+        let all = concat(&[&k.encr_i, &k.integ_i, &k.encr_r, &k.integ_r]);
+        assert_eq!(all, &DKM_CHILD_DH[..72]);
+
+        let seed = concat(&[&NI, &NR]);
+        assert_eq!(
+            PRF.prf_plus(sk_d, &seed, 132).unwrap().as_slice(),
+            DKM_CHILD
+        );
+        let seed = concat(&[&GIR_NEW, &NI, &NR]);
+        assert_eq!(
+            PRF.prf_plus(sk_d, &seed, 132).unwrap().as_slice(),
+            DKM_CHILD_DH
+        );
+    }
+
+    #[test]
+    fn cavp_rekey_skeyseed() {
+        let sk_d = &DKM[..20];
+        assert_eq!(
+            skeyseed_rekey(PRF, sk_d, &GIR_NEW, &NI, &NR).as_slice(),
+            SKEYSEED_REKEY
+        );
+    }
+
+    #[test]
+    fn transform_combinations_are_checked() {
+        let gcm = Encr::AesGcm16 { key_bits: 256 };
+        let bad = derive_ike_keys(
+            PRF,
+            gcm,
+            Some(Integ::HmacSha256_128),
+            &NI,
+            &NR,
+            &GIR,
+            &SPI_I,
+            &SPI_R,
+        );
+        assert!(matches!(bad, Err(CryptoError::IntegMismatch { .. })));
+        let bad = derive_child_keys(PRF, &DKM[..20], &NI, &NR, CBC128, None, None);
+        assert!(matches!(bad, Err(CryptoError::IntegMismatch { .. })));
+    }
+
+    #[test]
+    fn debug_is_redacted() {
+        let k = derive_ike_keys(
+            PRF,
+            CBC128,
+            Some(Integ::HmacSha1_96),
+            &NI,
+            &NR,
+            &GIR,
+            &SPI_I,
+            &SPI_R,
+        )
+        .unwrap();
+        assert_eq!(format!("{k:?}"), "IkeKeys { .. }");
+        let c = derive_child_keys(
+            PRF,
+            &k.sk_d,
+            &NI,
+            &NR,
+            CBC128,
+            Some(Integ::HmacSha1_96),
+            None,
+        )
+        .unwrap();
+        assert_eq!(format!("{c:?}"), "ChildKeys { .. }");
+    }
+}

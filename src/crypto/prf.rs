@@ -251,3 +251,177 @@ impl Integ {
         bool::from(self.compute_parts(key, parts).ct_eq(icv))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use hex_literal::hex;
+
+    use super::*;
+
+    // RFC 4868 §2.7.1 PRF test case 1 (key 0x0b * 20, "Hi There").
+    #[test]
+    fn rfc4868_prf_test_case_1() {
+        let key = [0x0b; 20];
+        let cases: [(Prf, &[u8]); 3] = [
+            (
+                Prf::HmacSha256,
+                &hex!("b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"),
+            ),
+            (
+                Prf::HmacSha384,
+                &hex!(
+                    "afd03944d84895626b0825f4ab46907f15f9dadbe4101ec682aa034c7cebc59c"
+                    "faea9ea9076ede7f4af152e8b2fa9cb6"
+                ),
+            ),
+            (
+                Prf::HmacSha512,
+                &hex!(
+                    "87aa7cdea5ef619d4ff0b4241a1d6cb02379f4e2ce4ec2787ad0b30545e17cde"
+                    "daa833b7d6b8a702038b274eaea3f4e4be9d914eeb61f1702e696c203a126854"
+                ),
+            ),
+        ];
+        for (prf, expected) in cases {
+            assert_eq!(
+                prf.prf(&key, b"Hi There").as_slice(),
+                expected,
+                "{}",
+                prf.name()
+            );
+            assert_eq!(prf.output_len(), expected.len());
+        }
+    }
+
+    // RFC 4868 §2.7.1 PRF test case 4 (key 0xaa * 131, larger than the block size).
+    #[test]
+    fn rfc4868_prf_long_key() {
+        let key = [0xaa; 131];
+        let out = Prf::HmacSha256.prf(
+            &key,
+            b"Test Using Larger Than Block-Size Key - Hash Key First",
+        );
+        assert_eq!(
+            out.as_slice(),
+            hex!("60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54")
+        );
+    }
+
+    // RFC 4868 §2.7.2 authenticator test cases 1 and 2 (truncated outputs).
+    #[test]
+    fn rfc4868_integ_test_cases() {
+        // (transform, key, data, truncated ICV)
+        type Case = (Integ, Vec<u8>, &'static [u8], &'static [u8]);
+        let cases: [Case; 6] = [
+            (
+                Integ::HmacSha256_128,
+                vec![0x0b; 32],
+                b"Hi There",
+                &hex!("198a607eb44bfbc69903a0f1cf2bbdc5"),
+            ),
+            (
+                Integ::HmacSha384_192,
+                vec![0x0b; 48],
+                b"Hi There",
+                &hex!("b6a8d5636f5c6a7224f9977dcf7ee6c7fb6d0c48cbdee973"),
+            ),
+            (
+                Integ::HmacSha512_256,
+                vec![0x0b; 64],
+                b"Hi There",
+                &hex!("637edc6e01dce7e6742a99451aae82df23da3e92439e590e43e761b33e910fb8"),
+            ),
+            (
+                Integ::HmacSha256_128,
+                b"Jefe".repeat(8),
+                b"what do ya want for nothing?",
+                &hex!("167f928588c5cc2eef8e3093caa0e87c"),
+            ),
+            (
+                Integ::HmacSha384_192,
+                b"Jefe".repeat(12),
+                b"what do ya want for nothing?",
+                &hex!("2c7353974f1842fd66d53c452ca42122b28c0b594cfb184d"),
+            ),
+            (
+                Integ::HmacSha512_256,
+                b"Jefe".repeat(16),
+                b"what do ya want for nothing?",
+                &hex!("cb370917ae8a7ce28cfd1d8f4705d6141c173b2a9362c15df235dfb251b15454"),
+            ),
+        ];
+        for (integ, key, data, icv) in cases {
+            assert_eq!(key.len(), integ.key_len());
+            assert_eq!(integ.compute(&key, data), icv, "{}", integ.name());
+            assert_eq!(integ.icv_len(), icv.len());
+            assert!(integ.verify(&key, data, icv));
+            let mut bad = icv.to_vec();
+            bad[0] ^= 1;
+            assert!(!integ.verify(&key, data, &bad));
+            assert!(!integ.verify(&key, data, &icv[..icv.len() - 1]));
+        }
+    }
+
+    // HMAC-SHA1-96 (RFC 2404 §3 test case 2: key "Jefe").
+    #[test]
+    fn rfc2404_hmac_sha1_96() {
+        let icv = Integ::HmacSha1_96.compute(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(icv, hex!("effcdf6ae5eb2fa2d27416d5"));
+    }
+
+    // HKDF-Expand (RFC 5869 §2.3) computes T(n) = HMAC(PRK, T(n-1) | info | n), the same
+    // construction as prf+: cross-check against the hkdf crate.
+    #[test]
+    fn prf_plus_matches_hkdf_expand() {
+        let key = [0x42u8; 32];
+        let seed = b"Ni | Nr | SPIi | SPIr";
+        for len in [1, 31, 32, 33, 100, 255 * 32] {
+            let ours = Prf::HmacSha256.prf_plus(&key, seed, len).unwrap();
+            let mut theirs = vec![0u8; len];
+            hkdf::Hkdf::<sha2::Sha256>::from_prk(&key)
+                .unwrap()
+                .expand(seed, &mut theirs)
+                .unwrap();
+            assert_eq!(ours.as_slice(), theirs, "len {len}");
+        }
+        let key = [0x17u8; 64];
+        let ours = Prf::HmacSha512.prf_plus(&key, seed, 300).unwrap();
+        let mut theirs = vec![0u8; 300];
+        hkdf::Hkdf::<sha2::Sha512>::from_prk(&key)
+            .unwrap()
+            .expand(seed, &mut theirs)
+            .unwrap();
+        assert_eq!(ours.as_slice(), theirs);
+    }
+
+    #[test]
+    fn prf_plus_is_limited_to_255_blocks() {
+        assert!(Prf::HmacSha256.prf_plus(b"k", b"s", 255 * 32).is_ok());
+        assert_eq!(
+            Prf::HmacSha256.prf_plus(b"k", b"s", 255 * 32 + 1),
+            Err(CryptoError::PrfPlusTooLong {
+                requested: 255 * 32 + 1,
+                max: 255 * 32
+            })
+        );
+        assert!(Prf::HmacSha256.prf_plus(b"k", b"s", 0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn ids_round_trip() {
+        for id in 0..=32 {
+            if let Some(p) = Prf::from_id(id) {
+                assert_eq!(p.id(), id);
+                assert_eq!(p.key_len(), p.output_len());
+            }
+            if let Some(i) = Integ::from_id(id) {
+                assert_eq!(i.id(), id);
+            }
+        }
+        assert_eq!(Prf::from_id(5), Some(Prf::HmacSha256));
+        assert_eq!(Prf::from_id(4), None); // AES128_XCBC: not supported
+        assert_eq!(Integ::from_id(12), Some(Integ::HmacSha256_128));
+        assert_eq!(Prf::HmacSha256.name(), "PRF_HMAC_SHA2_256");
+        assert_eq!(Integ::HmacSha512_256.name(), "HMAC_SHA2_512_256");
+    }
+}
