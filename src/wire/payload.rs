@@ -481,3 +481,414 @@ impl EncryptedFragment {
         out.extend_from_slice(&self.data);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::NotifyType;
+
+    fn read<T>(
+        f: fn(&mut Reader<'_>) -> Result<T, WireError>,
+        bytes: &[u8],
+    ) -> Result<T, WireError> {
+        f(&mut Reader::new(bytes))
+    }
+
+    // SA body: proposal 1, IKE, no SPI, 3 transforms (AES-CBC-256, PRF-SHA256, Curve25519).
+    const SA_BODY: [u8; 36] = [
+        0, 0, 0, 36, 1, 1, 0,
+        3, // last proposal, length 36, #1, IKE, SPI size 0, 3 transforms
+        3, 0, 0, 12, 1, 0, 0, 12, 0x80, 14, 1, 0, // ENCR AES_CBC, Key Length 256 (TV)
+        3, 0, 0, 8, 2, 0, 0, 5, // PRF_HMAC_SHA2_256
+        0, 0, 0, 8, 4, 0, 0, 31, // last transform: DH Curve25519
+    ];
+
+    fn encode_sa(sa: &SaPayload) -> Vec<u8> {
+        let mut out = Vec::new();
+        sa.write(&mut out);
+        out
+    }
+
+    #[test]
+    fn sa_payload_rfc_layout() {
+        let sa = read(SaPayload::read, &SA_BODY).unwrap();
+        let [p] = sa.proposals.as_slice() else {
+            panic!("{sa:?}")
+        };
+        assert_eq!(
+            (p.number, p.protocol, p.spi.as_slice()),
+            (1, ProtocolId::IKE, &[][..])
+        );
+        assert_eq!(
+            p.transforms,
+            [
+                Transform::with_key_length(TransformType::ENCR, TransformId::ENCR_AES_CBC, 256),
+                Transform::new(TransformType::PRF, TransformId::PRF_HMAC_SHA2_256),
+                Transform::new(TransformType::DH, TransformId::DH_CURVE25519),
+            ]
+        );
+        assert_eq!(encode_sa(&sa), SA_BODY);
+    }
+
+    #[test]
+    fn esp_proposals_with_spi_and_last_substruc() {
+        let sa = SaPayload {
+            proposals: vec![
+                Proposal {
+                    number: 1,
+                    protocol: ProtocolId::ESP,
+                    spi: vec![0xc0, 1, 2, 3],
+                    transforms: vec![
+                        Transform::with_key_length(
+                            TransformType::ENCR,
+                            TransformId::ENCR_AES_GCM_16,
+                            128,
+                        ),
+                        Transform::new(TransformType::ESN, TransformId::ESN_NONE),
+                    ],
+                },
+                Proposal {
+                    number: 2,
+                    protocol: ProtocolId::ESP,
+                    spi: vec![0xc0, 1, 2, 3],
+                    transforms: vec![Transform::new(TransformType::ESN, TransformId::ESN_YES)],
+                },
+            ],
+        };
+        let bytes = encode_sa(&sa);
+        #[rustfmt::skip]
+        let expected = [
+            2, 0, 0, 32, 1, 3, 4, 2, 0xc0, 1, 2, 3,
+            3, 0, 0, 12, 1, 0, 0, 20, 0x80, 14, 0, 128,
+            0, 0, 0, 8, 5, 0, 0, 0,
+            0, 0, 0, 20, 2, 3, 4, 1, 0xc0, 1, 2, 3,
+            0, 0, 0, 8, 5, 0, 0, 1,
+        ];
+        assert_eq!(bytes, expected);
+        assert_eq!(read(SaPayload::read, &bytes).unwrap(), sa);
+    }
+
+    #[test]
+    fn transform_attributes_tv_tlv_and_order_round_trip() {
+        #[rustfmt::skip]
+        let cases: [&[u8]; 3] = [
+            // TLV attribute 0x0123 (3 bytes), then Key Length: key length is not first → kept in order.
+            &[0, 0, 0, 19, 1, 0, 0, 12, 0x01, 0x23, 0, 3, 9, 9, 9, 0x80, 14, 0, 128],
+            // Key Length twice: the second one is an "other" attribute.
+            &[0, 0, 0, 16, 1, 0, 0, 12, 0x80, 14, 0, 128, 0x80, 14, 1, 0],
+            // Unknown TV attribute and an empty TLV one.
+            &[0, 0, 0, 16, 9, 0, 0xff, 0xff, 0xff, 0xff, 0xab, 0xcd, 0x7f, 0xff, 0, 0],
+        ];
+        for body in cases {
+            let mut r = Reader::new(body);
+            let (last, mut sub) = read_substruc(&mut r, "transform", 8).unwrap();
+            assert_eq!(last, 0);
+            let t = Transform::read(&mut sub).unwrap();
+            let mut out = Vec::new();
+            t.write(true, &mut out);
+            assert_eq!(out, body, "{t:?}");
+        }
+        let mut r = Reader::new(cases[0]);
+        let (_, mut sub) = read_substruc(&mut r, "transform", 8).unwrap();
+        let t = Transform::read(&mut sub).unwrap();
+        assert_eq!(t.key_length, None);
+        assert_eq!(
+            t.other_attributes,
+            [(0x0123, vec![9, 9, 9]), (0x800e, vec![0, 128])]
+        );
+    }
+
+    #[test]
+    fn tv_attribute_values_are_padded_on_encode() {
+        let t = Transform {
+            other_attributes: vec![(0x8001, vec![7]), (0x8002, vec![1, 2, 3])],
+            ..Transform::new(TransformType::ENCR, TransformId(1))
+        };
+        let mut out = Vec::new();
+        t.write(false, &mut out);
+        assert_eq!(out, [3, 0, 0, 16, 1, 0, 0, 1, 0x80, 1, 7, 0, 0x80, 2, 1, 2]);
+    }
+
+    #[test]
+    fn sa_payload_errors() {
+        let mut bad_last = SA_BODY;
+        bad_last[0] = 2; // claims another proposal follows
+        assert_eq!(
+            read(SaPayload::read, &bad_last),
+            Err(WireError::BadLastSubstruc {
+                what: "proposal",
+                value: 2
+            })
+        );
+        let mut bad_transform_last = SA_BODY;
+        bad_transform_last[28] = 3; // last transform claims more
+        assert_eq!(
+            read(SaPayload::read, &bad_transform_last),
+            Err(WireError::BadLastSubstruc {
+                what: "transform",
+                value: 3
+            })
+        );
+        let mut short_proposal = SA_BODY;
+        short_proposal[3] = 7;
+        assert_eq!(
+            read(SaPayload::read, &short_proposal),
+            Err(WireError::BadLength {
+                what: "proposal",
+                length: 7
+            })
+        );
+        let mut long_proposal = SA_BODY;
+        long_proposal[3] = 37;
+        assert_eq!(
+            read(SaPayload::read, &long_proposal),
+            Err(WireError::Truncated { what: "proposal" })
+        );
+        let mut short_transform = SA_BODY;
+        short_transform[11] = 4;
+        assert_eq!(
+            read(SaPayload::read, &short_transform),
+            Err(WireError::BadLength {
+                what: "transform",
+                length: 4
+            })
+        );
+        let mut fewer_transforms = SA_BODY;
+        fewer_transforms[7] = 2;
+        fewer_transforms[20] = 0; // second transform now claims to be last
+        assert_eq!(
+            read(SaPayload::read, &fewer_transforms),
+            Err(WireError::TrailingData { what: "proposal" })
+        );
+        let mut more_transforms = SA_BODY;
+        more_transforms[7] = 4;
+        more_transforms[28] = 3;
+        assert_eq!(
+            read(SaPayload::read, &more_transforms),
+            Err(WireError::Truncated { what: "transform" })
+        );
+        let mut big_spi = SA_BODY;
+        big_spi[6] = 40;
+        assert_eq!(
+            read(SaPayload::read, &big_spi),
+            Err(WireError::Truncated {
+                what: "proposal SPI"
+            })
+        );
+        let mut reserved = SA_BODY;
+        reserved[13] = 1; // RESERVED after Transform Type
+        assert_eq!(
+            read(SaPayload::read, &reserved),
+            Err(WireError::NonZeroReserved {
+                what: "transform RESERVED"
+            })
+        );
+        let mut bad_tlv = SA_BODY;
+        bad_tlv[16] = 0; // Key Length as TLV with length 0x0100: overruns the transform
+        assert_eq!(
+            read(SaPayload::read, &bad_tlv),
+            Err(WireError::Truncated {
+                what: "transform attribute value"
+            })
+        );
+        let mut half_attr = SA_BODY;
+        half_attr[11] = 10; // transform ends in the middle of the attribute
+        assert!(read(SaPayload::read, &half_attr).is_err());
+        for n in 1..SA_BODY.len() {
+            assert!(
+                read(SaPayload::read, &SA_BODY[..n]).is_err(),
+                "prefix {n} accepted"
+            );
+        }
+        assert_eq!(read(SaPayload::read, &[]).unwrap(), SaPayload::default());
+    }
+
+    #[test]
+    fn ke_payload() {
+        let bytes = [0, 31, 0, 0, 0xaa, 0xbb];
+        let ke = read(KePayload::read, &bytes).unwrap();
+        assert_eq!(
+            ke,
+            KePayload {
+                group: TransformId::DH_CURVE25519,
+                data: vec![0xaa, 0xbb]
+            }
+        );
+        let mut out = Vec::new();
+        ke.write(&mut out);
+        assert_eq!(out, bytes);
+        assert_eq!(
+            read(KePayload::read, &[0, 31, 0]),
+            Err(WireError::Truncated {
+                what: "KE payload RESERVED"
+            })
+        );
+        assert_eq!(
+            read(KePayload::read, &[0, 31, 0, 1]),
+            Err(WireError::NonZeroReserved {
+                what: "KE payload RESERVED"
+            })
+        );
+    }
+
+    #[test]
+    fn identification_payload_and_helpers() {
+        let bytes = [1, 0, 0, 0, 10, 1, 0, 1];
+        let id = read(Identification::read, &bytes).unwrap();
+        assert_eq!(id, Identification::from_ip("10.1.0.1".parse().unwrap()));
+        assert_eq!(id.body_bytes(), bytes);
+        assert_eq!(id.ip(), Some("10.1.0.1".parse().unwrap()));
+        let v6 = Identification::from_ip("2001:db8::1".parse().unwrap());
+        assert_eq!(v6.id_type, IdType::IPV6_ADDR);
+        assert_eq!(v6.body_bytes().len(), 20);
+        assert_eq!(v6.ip(), Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(
+            Identification::fqdn("moon.example").body_bytes(),
+            b"\x02\0\0\0moon.example"
+        );
+        assert_eq!(Identification::rfc822("a@b").body_bytes(), b"\x03\0\0\0a@b");
+        assert_eq!(
+            Identification::key_id(&[0xff]).body_bytes(),
+            [11, 0, 0, 0, 0xff]
+        );
+        assert_eq!(Identification::key_id(&[1, 2, 3, 4]).ip(), None);
+        assert_eq!(
+            Identification {
+                id_type: IdType::IPV4_ADDR,
+                data: vec![1, 2, 3]
+            }
+            .ip(),
+            None
+        );
+        assert_eq!(
+            read(Identification::read, &[2, 0, 0]),
+            Err(WireError::Truncated { what: "ID payload" })
+        );
+        assert_eq!(
+            read(Identification::read, &[2, 0, 1, 0]),
+            Err(WireError::NonZeroReserved { what: "ID payload" })
+        );
+    }
+
+    #[test]
+    fn auth_payload() {
+        let bytes = [2, 0, 0, 0, 1, 2, 3];
+        let auth = read(AuthPayload::read, &bytes).unwrap();
+        assert_eq!(
+            auth,
+            AuthPayload {
+                method: AuthMethod::SHARED_KEY_MIC,
+                data: vec![1, 2, 3]
+            }
+        );
+        let mut out = Vec::new();
+        auth.write(&mut out);
+        assert_eq!(out, bytes);
+        assert_eq!(
+            read(AuthPayload::read, &[2, 1, 0, 0]),
+            Err(WireError::NonZeroReserved {
+                what: "AUTH payload"
+            })
+        );
+        assert_eq!(
+            read(AuthPayload::read, &[2]),
+            Err(WireError::Truncated {
+                what: "AUTH payload"
+            })
+        );
+    }
+
+    #[test]
+    fn notify_payload() {
+        // REKEY_SA for ESP SPI c0010203, no data.
+        let bytes = [3, 4, 0x40, 0x09, 0xc0, 1, 2, 3];
+        let n = read(Notify::read, &bytes).unwrap();
+        assert_eq!(
+            n,
+            Notify {
+                protocol: ProtocolId::ESP,
+                spi: vec![0xc0, 1, 2, 3],
+                notify_type: NotifyType::REKEY_SA,
+                data: vec![]
+            }
+        );
+        let mut out = Vec::new();
+        n.write(&mut out);
+        assert_eq!(out, bytes);
+        let cookie = Notify::ike(NotifyType::COOKIE, vec![9; 3]);
+        let mut out = Vec::new();
+        cookie.write(&mut out);
+        assert_eq!(out, [0, 0, 0x40, 0x06, 9, 9, 9]);
+        assert_eq!(
+            read(Notify::read, &[0, 0, 0x40]),
+            Err(WireError::Truncated {
+                what: "Notify payload"
+            })
+        );
+        assert_eq!(
+            read(Notify::read, &[3, 4, 0x40, 9, 1, 2, 3]),
+            Err(WireError::Truncated { what: "Notify SPI" })
+        );
+    }
+
+    #[test]
+    fn delete_payload() {
+        let bytes = [3, 4, 0, 2, 1, 2, 3, 4, 5, 6, 7, 8];
+        let d = read(Delete::read, &bytes).unwrap();
+        assert_eq!(
+            d,
+            Delete {
+                protocol: ProtocolId::ESP,
+                spi_size: 4,
+                spis: vec![vec![1, 2, 3, 4], vec![5, 6, 7, 8]]
+            }
+        );
+        let mut out = Vec::new();
+        d.write(&mut out);
+        assert_eq!(out, bytes);
+        let ike = read(Delete::read, &[1, 0, 0, 0]).unwrap();
+        assert_eq!(
+            ike,
+            Delete {
+                protocol: ProtocolId::IKE,
+                spi_size: 0,
+                spis: vec![]
+            }
+        );
+        assert_eq!(
+            read(Delete::read, &bytes[..11]),
+            Err(WireError::Truncated { what: "Delete SPI" })
+        );
+        assert_eq!(
+            read(Delete::read, &[3, 4, 0, 1, 1, 2, 3, 4, 5]),
+            Err(WireError::TrailingData {
+                what: "Delete payload"
+            })
+        );
+        assert_eq!(
+            read(Delete::read, &[3, 4, 0]),
+            Err(WireError::Truncated {
+                what: "Delete payload"
+            })
+        );
+    }
+
+    #[test]
+    fn encrypted_fragment_payload() {
+        let bytes = [0, 2, 0, 3, 0xee];
+        let f = EncryptedFragment::read(PayloadType::NONE, &mut Reader::new(&bytes)).unwrap();
+        assert_eq!(
+            (f.fragment_number, f.total_fragments, f.data.as_slice()),
+            (2, 3, &[0xee][..])
+        );
+        let mut out = Vec::new();
+        f.write(&mut out);
+        assert_eq!(out, bytes);
+        assert_eq!(
+            EncryptedFragment::read(PayloadType::NONE, &mut Reader::new(&bytes[..3])),
+            Err(WireError::Truncated {
+                what: "SKF payload"
+            })
+        );
+    }
+}

@@ -174,3 +174,121 @@ pub(crate) fn write_ts_payload(selectors: &[TrafficSelector], out: &mut Vec<u8>)
         ts.write(out);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(selectors: &[TrafficSelector]) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_ts_payload(selectors, &mut out);
+        out
+    }
+
+    fn read(bytes: &[u8]) -> Result<Option<Vec<TrafficSelector>>, WireError> {
+        read_ts_payload(&mut Reader::new(bytes))
+    }
+
+    #[rustfmt::skip]
+    const V4_TCP_HTTPS: [u8; 20] = [
+        1, 0, 0, 0, // one selector
+        7, 6, 0, 16, 1, 0xbb, 1, 0xbb, // IPv4 range, TCP, length 16, port 443-443
+        10, 1, 0, 0, 10, 1, 0, 255,
+    ];
+
+    #[test]
+    fn ipv4_range_rfc_layout() {
+        let ts = TrafficSelector::from_subnet("10.1.0.77/24".parse().unwrap(), 6, 443..=443);
+        assert_eq!(ts.start_addr, IpAddr::from([10, 1, 0, 0]));
+        assert_eq!(ts.end_addr, IpAddr::from([10, 1, 0, 255]));
+        assert_eq!(write(&[ts]), V4_TCP_HTTPS);
+        assert_eq!(read(&V4_TCP_HTTPS).unwrap(), Some(vec![ts]));
+    }
+
+    #[test]
+    fn any_selectors_and_ipv6() {
+        let v4 = TrafficSelector::any_v4();
+        assert_eq!(
+            (v4.ts_type, v4.ip_protocol, v4.start_port, v4.end_port),
+            (TsType::IPV4_ADDR_RANGE, 0, 0, 65535)
+        );
+        assert_eq!(v4.end_addr, IpAddr::from([255; 4]));
+        let v6 = TrafficSelector::any_v6();
+        assert_eq!(
+            v6,
+            TrafficSelector::from_subnet("::/0".parse().unwrap(), 0, 0..=65535)
+        );
+        let bytes = write(&[v4, v6]);
+        assert_eq!(bytes.len(), 4 + 16 + 40);
+        assert_eq!(bytes[20..24], [8, 0, 0, 40]);
+        assert_eq!(read(&bytes).unwrap(), Some(vec![v4, v6]));
+        assert_eq!(read(&[0, 0, 0, 0]).unwrap(), Some(vec![]));
+    }
+
+    #[test]
+    fn unknown_selector_type_makes_the_payload_opaque() {
+        // A known selector followed by a type-10 (security label) selector of 6 bytes.
+        let mut bytes = V4_TCP_HTTPS.to_vec();
+        bytes[0] = 2;
+        bytes.extend_from_slice(&[10, 0, 0, 6, 0xab, 0xcd]);
+        assert_eq!(read(&bytes).unwrap(), None);
+        // The unknown selector's length is still checked.
+        bytes[23] = 3;
+        assert_eq!(
+            read(&bytes),
+            Err(WireError::BadLength {
+                what: "traffic selector",
+                length: 3
+            })
+        );
+        bytes[23] = 7;
+        assert_eq!(
+            read(&bytes),
+            Err(WireError::Truncated {
+                what: "traffic selector"
+            })
+        );
+    }
+
+    #[test]
+    fn malformed_ts_payloads() {
+        let with = |i: usize, v: u8| {
+            let mut b = V4_TCP_HTTPS;
+            b[i] = v;
+            read(&b)
+        };
+        assert_eq!(
+            with(0, 2),
+            Err(WireError::Truncated {
+                what: "traffic selector"
+            })
+        );
+        assert_eq!(
+            with(0, 0),
+            Err(WireError::TrailingData { what: "TS payload" })
+        );
+        assert_eq!(
+            with(2, 1),
+            Err(WireError::NonZeroReserved {
+                what: "TS payload RESERVED"
+            })
+        );
+        assert_eq!(
+            with(7, 40),
+            Err(WireError::BadLength {
+                what: "traffic selector",
+                length: 40
+            })
+        );
+        assert_eq!(
+            with(4, 8),
+            Err(WireError::BadLength {
+                what: "traffic selector",
+                length: 16
+            })
+        );
+        for n in 0..V4_TCP_HTTPS.len() {
+            assert!(read(&V4_TCP_HTTPS[..n]).is_err(), "prefix {n} accepted");
+        }
+    }
+}
