@@ -1,1 +1,18 @@
 //! strongSwan-compatible ipsec.conf and ipsec.secrets parsing, with file:line:column diagnostics.
+//!
+//! This module is a leaf: it knows nothing about the wire format, crypto or the IKE engine.
+//! Proposals are plain IANA transform numbers ([`proposal`]), identities are [`ident::Identity`].
+//!
+//! Entry points: [`parse::parse_conf_str`] + [`conn::build_config`] for ipsec.conf,
+//! [`secrets::parse_secrets_str`] for ipsec.secrets, [`check::check`] for `ikectl check`.
+
+pub mod check;
+pub mod conn;
+pub mod diag;
+pub mod ident;
+pub mod keywords;
+pub mod parse;
+pub mod proposal;
+pub mod secrets;
+pub mod source;
+pub mod values;

@@ -1,0 +1,234 @@
+//! IKE identities (`leftid=`, `rightid=`, ipsec.secrets selectors), parsed as strongSwan does:
+//!
+//! * `%any`, `%any6`, `*` → any identity;
+//! * `TYPE:VALUE` with TYPE one of `ipv4`, `ipv6`, `fqdn`/`dns`, `rfc822`/`email`/`userfqdn`,
+//!   `keyid` forces the type (a VALUE starting with `#` is hex: `keyid:#0102`);
+//! * `@#HEX` → key id, `@@user@host` → user FQDN, `@name` → FQDN taken literally;
+//! * an IPv4/IPv6 address → address identity;
+//! * otherwise a value containing `@` → user FQDN (RFC 822), containing `=` → a distinguished
+//!   name (not supported: certificates are out of scope), anything else → FQDN.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// An IKEv2 identity (RFC 7296 §3.5 ID types 1, 2, 3, 5, 11).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Identity {
+    /// Matches any identity (`%any`); never sent.
+    Any,
+    Ipv4(Ipv4Addr),
+    Ipv6(Ipv6Addr),
+    Fqdn(String),
+    UserFqdn(String),
+    KeyId(Vec<u8>),
+}
+
+impl Identity {
+    pub fn from_addr(a: IpAddr) -> Self {
+        match a {
+            IpAddr::V4(v4) => Self::Ipv4(v4),
+            IpAddr::V6(v6) => Self::Ipv6(v6),
+        }
+    }
+
+    /// The IANA ID type (RFC 7296 §3.5), `None` for [`Identity::Any`].
+    pub fn id_type(&self) -> Option<u8> {
+        match self {
+            Self::Any => None,
+            Self::Ipv4(_) => Some(1),
+            Self::Fqdn(_) => Some(2),
+            Self::UserFqdn(_) => Some(3),
+            Self::Ipv6(_) => Some(5),
+            Self::KeyId(_) => Some(11),
+        }
+    }
+
+    /// The identification data as sent in an ID payload.
+    pub fn data(&self) -> Vec<u8> {
+        match self {
+            Self::Any => Vec::new(),
+            Self::Ipv4(a) => a.octets().to_vec(),
+            Self::Ipv6(a) => a.octets().to_vec(),
+            Self::Fqdn(s) | Self::UserFqdn(s) => s.as_bytes().to_vec(),
+            Self::KeyId(k) => k.clone(),
+        }
+    }
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Any => f.write_str("%any"),
+            Self::Ipv4(a) => write!(f, "{a}"),
+            Self::Ipv6(a) => write!(f, "{a}"),
+            Self::Fqdn(s) => write!(f, "@{s}"),
+            Self::UserFqdn(s) => f.write_str(s),
+            Self::KeyId(k) => {
+                f.write_str("@#")?;
+                k.iter().try_for_each(|b| write!(f, "{b:02x}"))
+            }
+        }
+    }
+}
+
+/// Decodes hex digits (optionally with `:` separators, as strongSwan accepts).
+pub fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    let digits: Vec<u8> = s.bytes().filter(|b| *b != b':').collect();
+    if digits.is_empty() || !digits.len().is_multiple_of(2) {
+        return None;
+    }
+    digits
+        .chunks(2)
+        .map(|pair| {
+            let hi = char::from(*pair.first()?).to_digit(16)?;
+            let lo = char::from(*pair.get(1)?).to_digit(16)?;
+            u8::try_from(hi * 16 + lo).ok()
+        })
+        .collect()
+}
+
+fn keyid(hex: &str, v: &str) -> Result<Identity, String> {
+    decode_hex(hex)
+        .map(Identity::KeyId)
+        .ok_or_else(|| format!("invalid hex key id in identity '{v}'"))
+}
+
+const PREFIXES: &[&str] = &[
+    "ipv4", "ipv6", "fqdn", "dns", "rfc822", "email", "userfqdn", "keyid",
+];
+const UNSUPPORTED_PREFIXES: &[&str] = &[
+    "asn1dn",
+    "asn1gn",
+    "ipv4net",
+    "ipv6net",
+    "ipv4range",
+    "ipv6range",
+    "xmppaddr",
+    "md5",
+    "sha1",
+];
+
+/// Parses an identity string.
+pub fn parse_identity(v: &str) -> Result<Identity, String> {
+    match v {
+        "%any" | "%any6" | "*" => return Ok(Identity::Any),
+        "" => return Err("empty identity".to_owned()),
+        _ => {}
+    }
+    if let Some((prefix, value)) = v.split_once(':') {
+        if PREFIXES.contains(&prefix) {
+            return typed(prefix, value, v);
+        }
+        if UNSUPPORTED_PREFIXES.contains(&prefix) {
+            return Err(format!(
+                "identity type '{prefix}:' is not supported ('{v}')"
+            ));
+        }
+    }
+    if let Some(rest) = v.strip_prefix('@') {
+        if let Some(hex) = rest.strip_prefix('#') {
+            return keyid(hex, v);
+        }
+        let (user, name) = match rest.strip_prefix('@') {
+            Some(u) => (true, u),
+            None => (false, rest),
+        };
+        if name.is_empty() {
+            return Err(format!("empty name in identity '{v}'"));
+        }
+        return Ok(if user {
+            Identity::UserFqdn(name.to_owned())
+        } else {
+            Identity::Fqdn(name.to_owned())
+        });
+    }
+    if let Ok(a) = v.parse::<IpAddr>() {
+        return Ok(Identity::from_addr(a));
+    }
+    if v.contains('=') {
+        return Err(format!(
+            "distinguished-name identities are not supported ('{v}'): only PSK authentication is"
+        ));
+    }
+    if v.contains('@') {
+        return Ok(Identity::UserFqdn(v.to_owned()));
+    }
+    Ok(Identity::Fqdn(v.to_owned()))
+}
+
+fn typed(prefix: &str, value: &str, v: &str) -> Result<Identity, String> {
+    if value.starts_with('#') && prefix != "keyid" {
+        return Err(format!(
+            "binary '{prefix}:#...' identities are not supported ('{v}')"
+        ));
+    }
+    match prefix {
+        "ipv4" => value
+            .parse()
+            .map(Identity::Ipv4)
+            .map_err(|_| format!("invalid IPv4 address in identity '{v}'")),
+        "ipv6" => value
+            .parse()
+            .map(Identity::Ipv6)
+            .map_err(|_| format!("invalid IPv6 address in identity '{v}'")),
+        _ if value.is_empty() => Err(format!("empty value in identity '{v}'")),
+        "fqdn" | "dns" => Ok(Identity::Fqdn(value.to_owned())),
+        "rfc822" | "email" | "userfqdn" => Ok(Identity::UserFqdn(value.to_owned())),
+        _ => match value.strip_prefix('#') {
+            Some(hex) => keyid(hex, v),
+            None => Ok(Identity::KeyId(value.as_bytes().to_vec())),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms() {
+        let p = |s| parse_identity(s).unwrap();
+        assert_eq!(p("%any"), Identity::Any);
+        assert_eq!(p("10.1.0.1"), Identity::Ipv4("10.1.0.1".parse().unwrap()));
+        assert_eq!(p("fec0::1").id_type(), Some(5));
+        assert_eq!(
+            p("@moon.strongswan.org"),
+            Identity::Fqdn("moon.strongswan.org".into())
+        );
+        assert_eq!(
+            p("@@carol@strongswan.org"),
+            Identity::UserFqdn("carol@strongswan.org".into())
+        );
+        assert_eq!(
+            p("carol@strongswan.org"),
+            Identity::UserFqdn("carol@strongswan.org".into())
+        );
+        assert_eq!(p("@#0a0B"), Identity::KeyId(vec![0x0a, 0x0b]));
+        assert_eq!(p("keyid:#01:02"), Identity::KeyId(vec![1, 2]));
+        assert_eq!(p("keyid:swanny"), Identity::KeyId(b"swanny".to_vec()));
+        assert_eq!(p("fqdn:10.1.0.1"), Identity::Fqdn("10.1.0.1".into()));
+        assert_eq!(p("email:a@b"), Identity::UserFqdn("a@b".into()));
+        assert_eq!(p("ipv4:10.0.0.1").to_string(), "10.0.0.1");
+        assert_eq!(p("gw.example.com"), Identity::Fqdn("gw.example.com".into()));
+        assert_eq!(p("@#0a0b").to_string(), "@#0a0b");
+        assert_eq!(p("@gw").to_string(), "@gw");
+        assert_eq!(p("@gw").data(), b"gw");
+    }
+
+    #[test]
+    fn errors() {
+        for bad in [
+            "",
+            "@#zz",
+            "@#abc",
+            "@",
+            "@@",
+            "ipv4:1.2.3",
+            "C=CH, O=strongSwan",
+            "asn1dn:#30",
+            "fqdn:",
+        ] {
+            assert!(parse_identity(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! Value syntaxes shared by ipsec.conf keywords: durations, booleans, hosts, subnets,
+//! protocol/port selectors, marks. Each parser returns a specific message on failure.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+/// `60`, `30s`, `60m`, `1h`, `2d` (strongSwan time values: an integer with an optional unit;
+/// no unit means seconds).
+pub fn parse_duration(v: &str) -> Result<Duration, String> {
+    let (digits, mult) = match v.char_indices().last() {
+        Some((i, 's')) => (v.get(..i), 1),
+        Some((i, 'm')) => (v.get(..i), 60),
+        Some((i, 'h')) => (v.get(..i), 3600),
+        Some((i, 'd')) => (v.get(..i), 86400),
+        _ => (Some(v), 1),
+    };
+    digits
+        .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|d| d.parse::<u64>().ok())
+        .and_then(|n| n.checked_mul(mult))
+        .map(Duration::from_secs)
+        .ok_or_else(|| {
+            format!("invalid duration '{v}' (expected a number with an optional unit s, m, h or d, e.g. 60m)")
+        })
+}
+
+/// Formats a duration the way ipsec.conf writes it, with the largest exact unit.
+pub fn fmt_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => "0s".to_owned(),
+        s if s % 86400 == 0 => format!("{}d", s / 86400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+pub fn parse_bool(v: &str) -> Result<bool, String> {
+    match v {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => Err(format!("invalid value '{v}' (expected 'yes' or 'no')")),
+    }
+}
+
+/// A non-negative integer that fits in `u32`.
+pub fn parse_u32(v: &str) -> Result<u32, String> {
+    v.parse::<u32>()
+        .map_err(|_| format!("invalid number '{v}' (expected a non-negative integer)"))
+}
+
+/// A number in decimal or `0x` hexadecimal.
+fn parse_u32_hex(v: &str) -> Option<u32> {
+    match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        Some(h) => u32::from_str_radix(h, 16).ok(),
+        None => v.parse().ok(),
+    }
+}
+
+/// An endpoint address (`left=`/`right=`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Host {
+    /// `%any` (either family) or `%any6` (IPv6 only).
+    Any {
+        v6: bool,
+    },
+    Addr(IpAddr),
+    /// A DNS name, resolved when the configuration is loaded.
+    Name(String),
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Any { v6: false } => f.write_str("%any"),
+            Self::Any { v6: true } => f.write_str("%any6"),
+            Self::Addr(a) => write!(f, "{a}"),
+            Self::Name(n) => f.write_str(n),
+        }
+    }
+}
+
+fn valid_dns_name(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 253
+        && v.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+        && !v.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+}
+
+pub fn parse_host(v: &str) -> Result<Host, String> {
+    match v {
+        "%any" | "%any4" | "%defaultroute" => return Ok(Host::Any { v6: false }),
+        "%any6" => return Ok(Host::Any { v6: true }),
+        _ => {}
+    }
+    if let Ok(a) = v.parse::<IpAddr>() {
+        return Ok(Host::Addr(a));
+    }
+    if v.contains(',') {
+        return Err(format!("address lists are not supported ('{v}')"));
+    }
+    let is_range = v
+        .split_once('-')
+        .is_some_and(|(a, b)| a.parse::<IpAddr>().is_ok() && b.parse::<IpAddr>().is_ok());
+    if v.contains('/') || is_range {
+        return Err(format!(
+            "address ranges and subnets are not supported as endpoint ('{v}')"
+        ));
+    }
+    if v.starts_with('%') {
+        return Err(format!(
+            "'{v}' is not supported (expected an IP address, a DNS name, %any or %any6)"
+        ));
+    }
+    if valid_dns_name(v) {
+        return Ok(Host::Name(v.to_owned()));
+    }
+    Err(format!(
+        "invalid address '{v}' (expected an IP address, a DNS name, %any or %any6)"
+    ))
+}
+
+/// A subnet; a bare address means a host prefix (/32 or /128). Host bits must be zero.
+pub fn parse_subnet(v: &str) -> Result<IpNet, String> {
+    if let Ok(a) = v.parse::<IpAddr>() {
+        return Ok(IpNet::from(a));
+    }
+    let net: IpNet = v.parse().map_err(|_| match v.split_once('/') {
+        Some((a, p)) if a.parse::<IpAddr>().is_ok() => {
+            format!("invalid prefix length '/{p}' in subnet '{v}'")
+        }
+        _ => format!("invalid subnet '{v}' (expected ADDRESS/PREFIX, e.g. 10.1.0.0/16)"),
+    })?;
+    if net.trunc() != net {
+        return Err(format!(
+            "subnet '{v}' has host bits set (did you mean '{}'?)",
+            net.trunc()
+        ));
+    }
+    Ok(net)
+}
+
+/// A comma-separated subnet list (`leftsubnet=10.1.0.0/16,fec0::/16`).
+pub fn parse_subnets(v: &str) -> Result<Vec<IpNet>, String> {
+    v.split(',')
+        .map(str::trim)
+        .map(|s| {
+            if s.contains('[') {
+                Err(format!("per-subnet protocol/port selectors are not supported ('{s}'); use leftprotoport/rightprotoport"))
+            } else if s == "%dynamic" {
+                Err("'%dynamic' subnets are not supported yet".to_owned())
+            } else {
+                parse_subnet(s)
+            }
+        })
+        .collect()
+}
+
+/// `leftprotoport=proto[/port]`: IP protocol (name or number) and port or range.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProtoPort {
+    /// `None` = any protocol.
+    pub proto: Option<u8>,
+    /// Inclusive port range; `None` = any port.
+    pub ports: Option<(u16, u16)>,
+}
+
+impl fmt::Display for ProtoPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self
+            .proto
+            .and_then(|p| PROTOCOLS.iter().find(|(_, n)| *n == p))
+        {
+            Some((name, _)) => f.write_str(name)?,
+            None => match self.proto {
+                Some(p) => write!(f, "{p}")?,
+                None => f.write_str("%any")?,
+            },
+        }
+        match self.ports {
+            None => Ok(()),
+            Some((a, b)) if a == b => write!(f, "/{a}"),
+            Some((a, b)) => write!(f, "/{a}-{b}"),
+        }
+    }
+}
+
+const PROTOCOLS: &[(&str, u8)] = &[
+    ("icmp", 1),
+    ("tcp", 6),
+    ("udp", 17),
+    ("gre", 47),
+    ("esp", 50),
+    ("ah", 51),
+    ("ipv6-icmp", 58),
+    ("icmpv6", 58),
+    ("sctp", 132),
+];
+
+const SERVICES: &[(&str, u16)] = &[
+    ("ssh", 22),
+    ("domain", 53),
+    ("http", 80),
+    ("https", 443),
+    ("isakmp", 500),
+    ("ipsec-nat-t", 4500),
+];
+
+fn parse_port(p: &str) -> Option<u16> {
+    p.parse()
+        .ok()
+        .or_else(|| SERVICES.iter().find(|(n, _)| *n == p).map(|(_, v)| *v))
+}
+
+pub fn parse_protoport(v: &str) -> Result<ProtoPort, String> {
+    let (proto_s, port_s) = match v.split_once('/') {
+        Some((a, b)) => (a, Some(b)),
+        None => (v, None),
+    };
+    let proto = match proto_s {
+        "%any" | "" => None,
+        p => Some(
+            p.parse::<u8>()
+                .ok()
+                .or_else(|| PROTOCOLS.iter().find(|(n, _)| *n == p).map(|(_, n)| *n))
+                .ok_or_else(|| {
+                    format!(
+                        "unknown protocol '{p}' in '{v}'{}",
+                        super::diag::did_you_mean(p, PROTOCOLS.iter().map(|(n, _)| *n))
+                    )
+                })?,
+        ),
+    };
+    let ports = match port_s {
+        None | Some("%any") => None,
+        Some(p) => {
+            let range = match p.split_once('-') {
+                Some((a, b)) => parse_port(a).zip(parse_port(b)),
+                None => parse_port(p).map(|n| (n, n)),
+            };
+            match range {
+                Some((a, b)) if a <= b => Some((a, b)),
+                _ => {
+                    return Err(format!(
+                        "invalid port '{p}' in '{v}' (expected a number, a range LOW-HIGH or %any)"
+                    ));
+                }
+            }
+        }
+    };
+    if ports.is_some() && !matches!(proto, Some(6 | 17 | 132)) {
+        return Err(format!("a port in '{v}' needs protocol tcp, udp or sctp"));
+    }
+    Ok(ProtoPort { proto, ports })
+}
+
+/// `mark=value[/mask]`; the mask defaults to 0xffffffff.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mark {
+    pub value: u32,
+    pub mask: u32,
+}
+
+pub fn parse_mark(v: &str) -> Result<Mark, String> {
+    let (val, mask) = match v.split_once('/') {
+        Some((a, b)) => (a, Some(b)),
+        None => (v, None),
+    };
+    let value = parse_u32_hex(val);
+    let mask = match mask {
+        Some(m) => parse_u32_hex(m),
+        None => Some(u32::MAX),
+    };
+    match (value, mask) {
+        (Some(value), Some(mask)) => Ok(Mark { value, mask }),
+        _ => Err(format!(
+            "invalid mark '{v}' (expected VALUE[/MASK], decimal or 0x hex)"
+        )),
+    }
+}
+
+/// `rekeyfuzz=100%` (a percentage, may exceed 100).
+pub fn parse_percent(v: &str) -> Result<u32, String> {
+    v.strip_suffix('%')
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("invalid percentage '{v}' (expected e.g. 100%)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("60").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_duration("30s").unwrap().as_secs(), 30);
+        assert_eq!(parse_duration("60m").unwrap().as_secs(), 3600);
+        assert_eq!(parse_duration("1h").unwrap().as_secs(), 3600);
+        assert_eq!(parse_duration("2d").unwrap().as_secs(), 172800);
+        for bad in ["", "m", "1x", "-1h", "1.5h", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert_eq!(fmt_duration(Duration::from_secs(10800)), "3h");
+        assert_eq!(fmt_duration(Duration::from_secs(540)), "9m");
+        assert_eq!(fmt_duration(Duration::from_secs(61)), "61s");
+        assert_eq!(fmt_duration(Duration::from_secs(86400)), "1d");
+    }
+
+    #[test]
+    fn hosts() {
+        assert_eq!(parse_host("%any").unwrap(), Host::Any { v6: false });
+        assert_eq!(parse_host("%any6").unwrap(), Host::Any { v6: true });
+        assert_eq!(parse_host("10.1.0.1").unwrap().to_string(), "10.1.0.1");
+        assert_eq!(parse_host("fec0::1").unwrap().to_string(), "fec0::1");
+        assert_eq!(
+            parse_host("moon.strongswan.org").unwrap(),
+            Host::Name("moon.strongswan.org".into())
+        );
+        assert!(parse_host("10.1.0.256").is_err());
+        assert!(parse_host("a,b").is_err());
+        assert!(parse_host("10.0.0.0/8").is_err());
+        assert!(parse_host("%foo").is_err());
+        assert!(parse_host("bad name").is_err());
+    }
+
+    #[test]
+    fn subnets() {
+        let s = parse_subnets("10.1.0.0/16, fec1::/16,10.9.9.9").unwrap();
+        assert_eq!(s.len(), 3);
+        assert_eq!(s[2].to_string(), "10.9.9.9/32");
+        assert_eq!(
+            parse_subnet("10.1.0.1/16").unwrap_err(),
+            "subnet '10.1.0.1/16' has host bits set (did you mean '10.1.0.0/16'?)"
+        );
+        assert_eq!(
+            parse_subnet("10.1.0.0/33").unwrap_err(),
+            "invalid prefix length '/33' in subnet '10.1.0.0/33'"
+        );
+        assert!(parse_subnets("10.0.0.0/8[tcp/80]").is_err());
+    }
+
+    #[test]
+    fn protoports() {
+        assert_eq!(
+            parse_protoport("tcp/80").unwrap(),
+            ProtoPort {
+                proto: Some(6),
+                ports: Some((80, 80))
+            }
+        );
+        assert_eq!(
+            parse_protoport("17/1000-2000").unwrap().ports,
+            Some((1000, 2000))
+        );
+        assert_eq!(parse_protoport("icmp").unwrap().to_string(), "icmp");
+        assert_eq!(parse_protoport("udp/%any").unwrap().to_string(), "udp");
+        assert_eq!(parse_protoport("tcp/http").unwrap().to_string(), "tcp/80");
+        assert!(
+            parse_protoport("tpc/80")
+                .unwrap_err()
+                .contains("did you mean 'tcp'")
+        );
+        assert!(parse_protoport("tcp/99999").is_err());
+        assert!(parse_protoport("icmp/5").is_err());
+        assert!(parse_protoport("tcp/9-1").is_err());
+    }
+
+    #[test]
+    fn marks_percent_bool() {
+        assert_eq!(
+            parse_mark("42").unwrap(),
+            Mark {
+                value: 42,
+                mask: u32::MAX
+            }
+        );
+        assert_eq!(
+            parse_mark("0x10/0xff").unwrap(),
+            Mark {
+                value: 16,
+                mask: 255
+            }
+        );
+        assert!(parse_mark("x").is_err());
+        assert_eq!(parse_percent("100%").unwrap(), 100);
+        assert!(parse_percent("100").is_err());
+        assert!(parse_bool("yes").unwrap());
+        assert!(parse_bool("true").is_err());
+    }
+}

@@ -1,0 +1,81 @@
+//! The ikectl binary: `check` exit codes and output, and the not-yet-wired subcommands.
+
+use std::process::Command;
+
+fn ikectl(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ikectl"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn private(path: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+#[test]
+fn check_clean_config_exits_0() {
+    private("conf/host-host/alice/ipsec.secrets");
+    let (code, out, _) = ikectl(&[
+        "check",
+        "--conf",
+        "conf/host-host/alice/ipsec.conf",
+        "--secrets",
+        "conf/host-host/alice/ipsec.secrets",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("host-host: 10.1.0.1 <-> 10.1.0.2, ids 10.1.0.1 <-> 10.1.0.2, transport, ike aes128-sha256-x25519!, esp aes128-sha256!, auto=add, ikelifetime 3h, lifetime 1h, psk: conf/host-host/alice/ipsec.secrets:2\n"), "{out}");
+}
+
+#[test]
+fn check_broken_config_exits_1() {
+    private("tests/config-corpus/bad-keywords/ipsec.secrets");
+    let (code, out, _) = ikectl(&[
+        "check",
+        "--conf",
+        "tests/config-corpus/bad-keywords/ipsec.conf",
+        "--secrets",
+        "tests/config-corpus/bad-keywords/ipsec.secrets",
+    ]);
+    assert_eq!(code, 1);
+    assert!(out.contains("tests/config-corpus/bad-keywords/ipsec.conf:10:2: error: unknown keyword 'rigthsubnet' (did you mean 'rightsubnet'?)\n"), "{out}");
+}
+
+#[test]
+fn check_missing_files_exits_1() {
+    let (code, out, _) = ikectl(&[
+        "check",
+        "--conf",
+        "/nonexistent.conf",
+        "--secrets",
+        "/nonexistent.secrets",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        out.starts_with("/nonexistent.conf:1:1: error: cannot read file:"),
+        "{out}"
+    );
+}
+
+#[test]
+fn daemon_commands_are_not_wired_yet() {
+    for args in [
+        &["up", "host-host"][..],
+        &["down", "x"],
+        &["status", "--json"],
+        &["reload"],
+        &["--ctl", "/tmp/x.ctl", "status"],
+    ] {
+        let (code, _, err) = ikectl(args);
+        assert_eq!(code, 3, "{args:?}");
+        assert_eq!(err, "ikectl: the daemon is not implemented yet\n");
+    }
+    let (code, _, _) = ikectl(&["frobnicate"]);
+    assert_eq!(code, 2, "clap usage error");
+}
