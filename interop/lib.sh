@@ -127,6 +127,18 @@ on() {
 
 # Runs CMD; its output and exit status go to the log (stderr), the output
 # also to stdout. Always succeeds.
+# show TITLE CMD...: runs CMD and keeps its output for the reader: logged, and appended to
+# $ART/show.txt, which `interop/run --show` prints after the scenario's result line.
+show() {
+	local title=$1 out rc=0
+	shift
+	out=$("$@" 2>&1) || rc=$?
+	printf '== %s\n%s\n\n' "$title" "$out" >>"$ART/show.txt"
+	printf '%s\n' "$out" | sed 's/^/    | /' >&2
+	log "$title (exit status $rc)" >&2
+	return "$rc"
+}
+
 run_logged() {
 	local out rc=0
 	out=$("$@" 2>&1) || rc=$?
