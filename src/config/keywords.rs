@@ -132,7 +132,7 @@ const CONN: &[(&str, ValueKind, Support)] = &[
 
 /// `config setup` keywords.
 const SETUP: &[(&str, ValueKind, Support)] = &[
-    ("charondebug", V::Text, NotActed),
+    ("charondebug", V::Text, Acted),
     ("uniqueids", V::UniqueIds, NotActed),
     ("cachecrls", V::Unchecked, Unsupported),
     ("charonstart", V::Unchecked, Unsupported),
