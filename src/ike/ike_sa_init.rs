@@ -2,9 +2,10 @@
 //! (initiator), stateless refusal and half-open SA creation (responder).
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use rand::CryptoRng;
+use subtle::ConstantTimeEq;
 
 use super::child::{first_error, notify};
 use super::conn::ConnSpec;
@@ -14,7 +15,7 @@ use super::ike_auth::{self, ExpectAuthRequest, InitExchange};
 use super::natd;
 use super::proposal::{self, IkeSuite};
 use super::sa::{CachedResponse, Ctx, IkeSa, Path, SaKeys, State};
-use crate::crypto::{DhGroup, DhPrivate, derive_ike_keys};
+use crate::crypto::{DhGroup, DhPrivate, Prf, derive_ike_keys};
 use crate::wire::{
     ExchangeType, Header, KePayload, Message, Notify, NotifyType, Payload, PayloadType, SaPayload,
     TransformId,
@@ -327,6 +328,45 @@ fn refuse<R>(ctx: &mut Ctx<'_, R>, path: Path, req: &Header, n: NotifyType, data
         path.remote,
         encode(header, vec![notify(n, data)]),
     );
+}
+
+/// Stateless responder cookie (RFC 7296 §2.6): prf(secret, Ni | IPi | SPIi).
+fn cookie(secret: &[u8], nonce: &[u8], peer: IpAddr, spi_i: &[u8; 8]) -> Vec<u8> {
+    let mut data = nonce.to_vec();
+    match peer {
+        IpAddr::V4(a) => data.extend_from_slice(&a.octets()),
+        IpAddr::V6(a) => data.extend_from_slice(&a.octets()),
+    }
+    data.extend_from_slice(spi_i);
+    Prf::HmacSha256.prf(secret, &data).to_vec()
+}
+
+/// Responder under load: true if the request starts with the cookie we would give it;
+/// otherwise answer with that cookie (no state kept) and return false.
+pub(crate) fn check_cookie<R>(
+    ctx: &mut Ctx<'_, R>,
+    path: Path,
+    msg: &Message,
+    secret: &[u8],
+) -> bool {
+    let Some(nonce) = msg.payloads.iter().find_map(|p| match p {
+        Payload::Nonce(n) => Some(n),
+        _ => None,
+    }) else {
+        return false;
+    };
+    let want = cookie(secret, nonce, path.remote.ip(), &msg.header.spi_i);
+    match msg.payloads.first() {
+        Some(Payload::Notify(n))
+            if n.notify_type == NotifyType::COOKIE && bool::from(n.data.ct_eq(&want)) =>
+        {
+            true
+        }
+        _ => {
+            refuse(ctx, path, &msg.header, NotifyType::COOKIE, want);
+            false
+        }
+    }
 }
 
 /// Responder: answer a new IKE_SA_INIT request; returns the half-open SA if one was created.

@@ -39,8 +39,9 @@
 //!   `IkeSaFailed { error: IkeError::DeletedLocally }`.
 //! * Retransmission: [`RetransmitPolicy`] (default 4 s × 1.8ⁿ, 5 retransmits, give up at
 //!   ≈165 s → `IkeSaFailed { error: PeerNotResponding { tries: 5 } }`).
-//! * Responder: half-open SAs are bounded by [`EndpointConfig::max_half_open`] and expire
-//!   after [`EndpointConfig::half_open_timeout`]; retransmitted requests get the cached
+//! * Responder: half-open SAs are bounded by [`EndpointConfig::max_half_open`], need a
+//!   COOKIE from [`EndpointConfig::cookie_threshold`] on, and expire after
+//!   [`EndpointConfig::half_open_timeout`]; retransmitted requests get the cached
 //!   response; CREATE_CHILD_SA is answered with NO_ADDITIONAL_SAS.
 //! * Initiating requires `local_addr` and `remote_addr` in the [`ConnSpec`].
 
@@ -92,6 +93,8 @@ pub struct Endpoint<R> {
     by_init: HashMap<([u8; 8], SocketAddr), IkeSaId>,
     next_id: u64,
     out: Output,
+    /// Key of the stateless IKE_SA_INIT cookies.
+    cookie_secret: zeroize::Zeroizing<Vec<u8>>,
 }
 
 impl<R> std::fmt::Debug for Endpoint<R> {
@@ -105,8 +108,11 @@ impl<R> std::fmt::Debug for Endpoint<R> {
 
 impl<R: CryptoRng> Endpoint<R> {
     /// A new endpoint without conns.
-    pub fn new(config: EndpointConfig, rng: R, spis: Box<dyn SpiAllocator + Send>) -> Self {
+    pub fn new(config: EndpointConfig, mut rng: R, spis: Box<dyn SpiAllocator + Send>) -> Self {
+        let mut cookie_secret = zeroize::Zeroizing::new(vec![0u8; 32]);
+        rng.fill_bytes(&mut cookie_secret);
         Self {
+            cookie_secret,
             config,
             rng,
             spis,
@@ -300,6 +306,11 @@ impl<R: CryptoRng> Endpoint<R> {
             conns: &self.conns,
             out: &mut self.out,
         };
+        if half_open >= self.config.cookie_threshold
+            && !ike_sa_init::check_cookie(&mut ctx, path, msg, &self.cookie_secret)
+        {
+            return;
+        }
         if let Some(sa) = ike_sa_init::respond(&mut ctx, id, spi_r, path, data, msg) {
             self.insert(sa);
         }

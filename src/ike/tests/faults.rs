@@ -366,3 +366,35 @@ fn initiate_errors() {
         Err(IkeError::NoProposalsConfigured("net".into()))
     );
 }
+
+#[test]
+fn responder_cookie_challenge() {
+    let cfg = EndpointConfig {
+        cookie_threshold: 0,
+        ..EndpointConfig::default()
+    };
+    let mut p = Pair::with_config(
+        conn(A_IP, Some(B_IP), IKE, ESP),
+        conn(B_IP, None, IKE, ESP),
+        cfg,
+    );
+    p.connect();
+    assert_up(&p);
+    assert_eq!((p.count(Dir::AtoB), p.count(Dir::BtoA)), (3, 3));
+    let challenge = crate::wire::Message::parse(&p.log[1].1.data).unwrap();
+    assert_eq!(challenge.header.spi_r, [0; 8]);
+    let [crate::wire::Payload::Notify(n)] = challenge.payloads.as_slice() else {
+        panic!("{challenge:?}")
+    };
+    assert_eq!(n.notify_type, crate::wire::NotifyType::COOKIE);
+    // The cookie is bound to the initiator's address: the same request from elsewhere is
+    // challenged again instead of creating state.
+    let with_cookie = p.log[2].1.clone();
+    assert_eq!(p.log[2].0, Dir::AtoB);
+    let elsewhere: SocketAddr = "198.51.100.3:500".parse().unwrap();
+    p.b.handle_datagram(p.now, with_cookie.remote, elsewhere, &with_cookie.data);
+    let again = p.b.poll_transmit().unwrap();
+    let m = crate::wire::Message::parse(&again.data).unwrap();
+    assert_eq!(m.header.spi_r, [0; 8]);
+    assert_eq!(p.b.ike_sas().len(), 1);
+}
