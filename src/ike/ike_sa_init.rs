@@ -1,13 +1,12 @@
 //! IKE_SA_INIT: proposals, KE, nonces, NAT detection, INVALID_KE_PAYLOAD and COOKIE retries
 //! (initiator), stateless refusal and half-open SA creation (responder).
 
-use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 
 use rand::CryptoRng;
 use subtle::ConstantTimeEq;
 
-use super::child::{first_error, notify};
+use super::child::{find_notify, first_error, notify};
 use super::conn::ConnSpec;
 use super::error::IkeError;
 use super::event::{Event, IkeSaId, Role};
@@ -17,7 +16,7 @@ use super::proposal::{self, IkeSuite};
 use super::sa::{CachedResponse, Ctx, IkeSa, Path, SaKeys, State};
 use crate::crypto::{DhGroup, DhPrivate, Prf, derive_ike_keys};
 use crate::wire::{
-    ExchangeType, Header, KePayload, Message, Notify, NotifyType, Payload, PayloadType, SaPayload,
+    ExchangeType, Header, KePayload, Message, NotifyType, Payload, PayloadType, SaPayload,
     TransformId,
 };
 
@@ -69,29 +68,16 @@ pub(crate) fn initiate<R: CryptoRng>(
         Some(g) if !conn.esp_proposals.is_empty() => g,
         _ => return Err(IkeError::NoProposalsConfigured(conn.name.clone())),
     };
-    let mut sa = IkeSa {
+    let mut sa = IkeSa::new(
         id,
-        conn: conn.clone(),
-        role: Role::Initiator,
-        spi_i,
-        spi_r: [0; 8],
-        local: SocketAddr::new(l, conn.local_port),
-        remote: SocketAddr::new(r, conn.remote_port),
-        state: State::Dead,
-        keys: None,
-        next_mid: 0,
-        peer_mid: 0,
-        outstanding: None,
-        cached_response: None,
-        queue: VecDeque::new(),
-        in_flight: None,
-        children: Vec::new(),
-        nat_detected: false,
-        remote_id: None,
-        established_at: None,
-        half_open_deadline: None,
-        initial_contact: false,
-    };
+        conn.clone(),
+        Role::Initiator,
+        (spi_i, [0; 8]),
+        Path {
+            local: SocketAddr::new(l, conn.local_port),
+            remote: SocketAddr::new(r, conn.remote_port),
+        },
+    );
     let mut st = ExpectSaInitResponse {
         dh: group.generate(ctx.rng),
         ni: random(ctx.rng, NONCE_LEN),
@@ -230,13 +216,6 @@ fn message_bytes(data: &[u8], h: &Header) -> Result<Vec<u8>, IkeError> {
         .and_then(|l| data.get(..l))
         .map(<[u8]>::to_vec)
         .ok_or(IkeError::InvalidMessage("length"))
-}
-
-fn find_notify(payloads: &[Payload], t: NotifyType) -> Option<&Notify> {
-    payloads.iter().find_map(|p| match p {
-        Payload::Notify(n) if n.notify_type == t => Some(n),
-        _ => None,
-    })
 }
 
 /// The SA, KE and Nonce payloads every IKE_SA_INIT message carries.
@@ -425,29 +404,11 @@ pub(crate) fn respond<R: CryptoRng>(
     .ok()?;
     let keys = SaKeys::new(suite, keys, Role::Responder).ok()?;
     let nat = natd::check(&msg.payloads, &h.spi_i, &[0; 8], path.local, path.remote);
-    let mut sa = IkeSa {
-        id,
-        conn,
-        role: Role::Responder,
-        spi_i: h.spi_i,
-        spi_r,
-        local: path.local,
-        remote: path.remote,
-        state: State::Dead,
-        keys: Some(keys),
-        next_mid: 0,
-        peer_mid: 1,
-        outstanding: None,
-        cached_response: None,
-        queue: VecDeque::new(),
-        in_flight: None,
-        children: Vec::new(),
-        nat_detected: nat.detected(),
-        remote_id: None,
-        established_at: None,
-        half_open_deadline: ctx.now.checked_add(ctx.config.half_open_timeout),
-        initial_contact: false,
-    };
+    let mut sa = IkeSa::new(id, conn, Role::Responder, (h.spi_i, spi_r), path);
+    sa.keys = Some(keys);
+    sa.peer_mid = 1;
+    sa.nat_detected = nat.detected();
+    sa.half_open_deadline = ctx.now.checked_add(ctx.config.half_open_timeout);
     let mut payloads = vec![
         Payload::Sa(SaPayload {
             proposals: vec![suite.to_proposal(number)],

@@ -80,6 +80,21 @@ pub use timer::RetransmitPolicy;
 use crate::wire::{ExchangeType, Message};
 use sa::{Ctx, IkeSa, Output, Path, Queued, State};
 
+/// A handler context borrowing the endpoint's shared parts (field-wise, so that an SA of
+/// `sas` can be borrowed at the same time).
+macro_rules! ctx {
+    ($ep:ident, $now:expr) => {
+        Ctx {
+            now: $now,
+            rng: &mut $ep.rng,
+            spis: $ep.spis.as_mut(),
+            config: &$ep.config,
+            conns: &$ep.conns,
+            out: &mut $ep.out,
+        }
+    };
+}
+
 /// Owns all IKE SAs of this host and demultiplexes datagrams to them by SPI.
 pub struct Endpoint<R> {
     config: EndpointConfig,
@@ -169,14 +184,7 @@ impl<R: CryptoRng> Endpoint<R> {
         let Some(sa) = self.sas.get_mut(&id) else {
             return;
         };
-        let mut ctx = Ctx {
-            now,
-            rng: &mut self.rng,
-            spis: self.spis.as_mut(),
-            config: &self.config,
-            conns: &self.conns,
-            out: &mut self.out,
-        };
+        let mut ctx = ctx!(self, now);
         f(sa, &mut ctx);
         sa.pump(&mut ctx);
         self.remove_if_dead(id);
@@ -192,14 +200,7 @@ impl<R: CryptoRng> Endpoint<R> {
             .ok_or_else(|| IkeError::UnknownConn(conn.to_string()))?;
         let id = self.alloc_id();
         let spi = self.alloc_spi();
-        let mut ctx = Ctx {
-            now,
-            rng: &mut self.rng,
-            spis: self.spis.as_mut(),
-            config: &self.config,
-            conns: &self.conns,
-            out: &mut self.out,
-        };
+        let mut ctx = ctx!(self, now);
         let mut sa = ike_sa_init::initiate(&mut ctx, id, &spec, spi)?;
         sa.initial_contact = !self.sas.values().any(|s| s.conn.name == spec.name);
         self.insert(sa);
@@ -298,14 +299,7 @@ impl<R: CryptoRng> Endpoint<R> {
         }
         let id = self.alloc_id();
         let spi_r = self.alloc_spi();
-        let mut ctx = Ctx {
-            now,
-            rng: &mut self.rng,
-            spis: self.spis.as_mut(),
-            config: &self.config,
-            conns: &self.conns,
-            out: &mut self.out,
-        };
+        let mut ctx = ctx!(self, now);
         if half_open >= self.config.cookie_threshold
             && !ike_sa_init::check_cookie(&mut ctx, path, msg, &self.cookie_secret)
         {
