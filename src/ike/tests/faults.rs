@@ -398,3 +398,45 @@ fn responder_cookie_challenge() {
     assert_eq!(m.header.spi_r, [0; 8]);
     assert_eq!(p.b.ike_sas().len(), 1);
 }
+
+#[test]
+fn random_faults_keep_both_sides_consistent() {
+    use rand::Rng;
+    let (mut up, mut failed) = (0, 0);
+    for seed in 0..150 {
+        let mut p = pair();
+        let mut rng = rand::rngs::ChaCha20Rng::seed_from_u64(seed);
+        p.fault = Box::new(move |_, _, _| match rng.next_u32() % 10 {
+            0..=2 => Fault::Drop,
+            3 => Fault::Duplicate,
+            4 => Fault::Hold,
+            _ => Fault::Deliver,
+        });
+        p.connect();
+        let (ea, eb) = (
+            established(&p.a_events).len(),
+            established(&p.b_events).len(),
+        );
+        assert!(ea <= 1 && eb <= 1, "seed {seed}");
+        // b never has a half-open SA left over, a never an unfinished one.
+        assert!(
+            p.b.ike_sas()
+                .iter()
+                .all(|s| s.state == IkeSaState::Established)
+        );
+        if ea == 1 {
+            assert_eq!(eb, 1, "seed {seed}: a is up only after b");
+            assert_up(&p);
+            up += 1;
+        } else {
+            assert_eq!(
+                failures(&p.a_events),
+                vec![IkeError::PeerNotResponding { tries: 5 }],
+                "seed {seed}"
+            );
+            assert!(p.a.ike_sas().is_empty());
+            failed += 1;
+        }
+    }
+    assert!(up > 100, "{up} up, {failed} failed");
+}
