@@ -33,11 +33,17 @@ pub(crate) fn notify(notify_type: NotifyType, data: Vec<u8>) -> Payload {
     })
 }
 
-/// Notifies of a given type in a payload list.
+/// The first notify of a given type in a payload list.
+pub(crate) fn find_notify(payloads: &[Payload], t: NotifyType) -> Option<&Notify> {
+    payloads.iter().find_map(|p| match p {
+        Payload::Notify(n) if n.notify_type == t => Some(n),
+        _ => None,
+    })
+}
+
+/// Whether a payload list carries a notify of this type.
 pub(crate) fn has_notify(payloads: &[Payload], t: NotifyType) -> bool {
-    payloads
-        .iter()
-        .any(|p| matches!(p, Payload::Notify(n) if n.notify_type == t))
+    find_notify(payloads, t).is_some()
 }
 
 /// The first error notify (type < 16384), if any.

@@ -19,6 +19,9 @@ pub struct EndpointConfig {
     pub half_open_timeout: Duration,
     /// At most this many half-open responder IKE SAs; further IKE_SA_INIT requests are dropped.
     pub max_half_open: usize,
+    /// From this many half-open responder IKE SAs on, IKE_SA_INIT requests must echo a
+    /// stateless COOKIE first (RFC 7296 §2.6; strongSwan's default threshold is 30).
+    pub cookie_threshold: usize,
     /// Replay window reported in [`ChildSaReady`](super::ChildSaReady).
     pub replay_window: u32,
 }
@@ -29,6 +32,7 @@ impl Default for EndpointConfig {
             retransmit: RetransmitPolicy::default(),
             half_open_timeout: Duration::from_secs(30),
             max_half_open: 1024,
+            cookie_threshold: 30,
             replay_window: 32,
         }
     }

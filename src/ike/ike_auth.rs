@@ -1,6 +1,6 @@
 //! IKE_AUTH with PSK: IDi/[IDr]/AUTH, AUTHENTICATION_FAILED, and the first CHILD_SA.
 //!
-//! AUTH = prf(prf(PSK, "Key Pad for IKEv2"), <signed octets>) where the initiator signs its
+//! AUTH = prf(prf(PSK, "Key Pad for IKEv2"), `<signed octets>`) where the initiator signs its
 //! IKE_SA_INIT request | Nr | prf(SK_pi, IDi body) and the responder its IKE_SA_INIT
 //! response | Ni | prf(SK_pr, IDr body).
 

@@ -1,12 +1,12 @@
 //! IKE_SA_INIT: proposals, KE, nonces, NAT detection, INVALID_KE_PAYLOAD and COOKIE retries
 //! (initiator), stateless refusal and half-open SA creation (responder).
 
-use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use rand::CryptoRng;
+use subtle::ConstantTimeEq;
 
-use super::child::{first_error, notify};
+use super::child::{find_notify, first_error, notify};
 use super::conn::ConnSpec;
 use super::error::IkeError;
 use super::event::{Event, IkeSaId, Role};
@@ -14,9 +14,9 @@ use super::ike_auth::{self, ExpectAuthRequest, InitExchange};
 use super::natd;
 use super::proposal::{self, IkeSuite};
 use super::sa::{CachedResponse, Ctx, IkeSa, Path, SaKeys, State};
-use crate::crypto::{DhGroup, DhPrivate, derive_ike_keys};
+use crate::crypto::{DhGroup, DhPrivate, Prf, derive_ike_keys};
 use crate::wire::{
-    ExchangeType, Header, KePayload, Message, Notify, NotifyType, Payload, PayloadType, SaPayload,
+    ExchangeType, Header, KePayload, Message, NotifyType, Payload, PayloadType, SaPayload,
     TransformId,
 };
 
@@ -68,29 +68,16 @@ pub(crate) fn initiate<R: CryptoRng>(
         Some(g) if !conn.esp_proposals.is_empty() => g,
         _ => return Err(IkeError::NoProposalsConfigured(conn.name.clone())),
     };
-    let mut sa = IkeSa {
+    let mut sa = IkeSa::new(
         id,
-        conn: conn.clone(),
-        role: Role::Initiator,
-        spi_i,
-        spi_r: [0; 8],
-        local: SocketAddr::new(l, conn.local_port),
-        remote: SocketAddr::new(r, conn.remote_port),
-        state: State::Dead,
-        keys: None,
-        next_mid: 0,
-        peer_mid: 0,
-        outstanding: None,
-        cached_response: None,
-        queue: VecDeque::new(),
-        in_flight: None,
-        children: Vec::new(),
-        nat_detected: false,
-        remote_id: None,
-        established_at: None,
-        half_open_deadline: None,
-        initial_contact: false,
-    };
+        conn.clone(),
+        Role::Initiator,
+        (spi_i, [0; 8]),
+        Path {
+            local: SocketAddr::new(l, conn.local_port),
+            remote: SocketAddr::new(r, conn.remote_port),
+        },
+    );
     let mut st = ExpectSaInitResponse {
         dh: group.generate(ctx.rng),
         ni: random(ctx.rng, NONCE_LEN),
@@ -231,13 +218,6 @@ fn message_bytes(data: &[u8], h: &Header) -> Result<Vec<u8>, IkeError> {
         .ok_or(IkeError::InvalidMessage("length"))
 }
 
-fn find_notify(payloads: &[Payload], t: NotifyType) -> Option<&Notify> {
-    payloads.iter().find_map(|p| match p {
-        Payload::Notify(n) if n.notify_type == t => Some(n),
-        _ => None,
-    })
-}
-
 /// The SA, KE and Nonce payloads every IKE_SA_INIT message carries.
 struct InitPayloads<'a> {
     proposals: &'a [crate::wire::Proposal],
@@ -329,6 +309,45 @@ fn refuse<R>(ctx: &mut Ctx<'_, R>, path: Path, req: &Header, n: NotifyType, data
     );
 }
 
+/// Stateless responder cookie (RFC 7296 §2.6): prf(secret, Ni | IPi | SPIi).
+fn cookie(secret: &[u8], nonce: &[u8], peer: IpAddr, spi_i: &[u8; 8]) -> Vec<u8> {
+    let mut data = nonce.to_vec();
+    match peer {
+        IpAddr::V4(a) => data.extend_from_slice(&a.octets()),
+        IpAddr::V6(a) => data.extend_from_slice(&a.octets()),
+    }
+    data.extend_from_slice(spi_i);
+    Prf::HmacSha256.prf(secret, &data).to_vec()
+}
+
+/// Responder under load: true if the request starts with the cookie we would give it;
+/// otherwise answer with that cookie (no state kept) and return false.
+pub(crate) fn check_cookie<R>(
+    ctx: &mut Ctx<'_, R>,
+    path: Path,
+    msg: &Message,
+    secret: &[u8],
+) -> bool {
+    let Some(nonce) = msg.payloads.iter().find_map(|p| match p {
+        Payload::Nonce(n) => Some(n),
+        _ => None,
+    }) else {
+        return false;
+    };
+    let want = cookie(secret, nonce, path.remote.ip(), &msg.header.spi_i);
+    match msg.payloads.first() {
+        Some(Payload::Notify(n))
+            if n.notify_type == NotifyType::COOKIE && bool::from(n.data.ct_eq(&want)) =>
+        {
+            true
+        }
+        _ => {
+            refuse(ctx, path, &msg.header, NotifyType::COOKIE, want);
+            false
+        }
+    }
+}
+
 /// Responder: answer a new IKE_SA_INIT request; returns the half-open SA if one was created.
 pub(crate) fn respond<R: CryptoRng>(
     ctx: &mut Ctx<'_, R>,
@@ -385,29 +404,11 @@ pub(crate) fn respond<R: CryptoRng>(
     .ok()?;
     let keys = SaKeys::new(suite, keys, Role::Responder).ok()?;
     let nat = natd::check(&msg.payloads, &h.spi_i, &[0; 8], path.local, path.remote);
-    let mut sa = IkeSa {
-        id,
-        conn,
-        role: Role::Responder,
-        spi_i: h.spi_i,
-        spi_r,
-        local: path.local,
-        remote: path.remote,
-        state: State::Dead,
-        keys: Some(keys),
-        next_mid: 0,
-        peer_mid: 1,
-        outstanding: None,
-        cached_response: None,
-        queue: VecDeque::new(),
-        in_flight: None,
-        children: Vec::new(),
-        nat_detected: nat.detected(),
-        remote_id: None,
-        established_at: None,
-        half_open_deadline: ctx.now.checked_add(ctx.config.half_open_timeout),
-        initial_contact: false,
-    };
+    let mut sa = IkeSa::new(id, conn, Role::Responder, (h.spi_i, spi_r), path);
+    sa.keys = Some(keys);
+    sa.peer_mid = 1;
+    sa.nat_detected = nat.detected();
+    sa.half_open_deadline = ctx.now.checked_add(ctx.config.half_open_timeout);
     let mut payloads = vec![
         Payload::Sa(SaPayload {
             proposals: vec![suite.to_proposal(number)],

@@ -2,6 +2,7 @@
 
 use rand::CryptoRng;
 
+use super::child::ChildSa;
 use super::event::Event;
 use super::sa::{Ctx, IkeSa, Path, Queued, State};
 use crate::wire::{Delete, ExchangeType, Payload, ProtocolId};
@@ -43,9 +44,13 @@ pub(crate) fn send_queued<R: CryptoRng>(sa: &mut IkeSa, ctx: &mut Ctx<'_, R>, q:
     }
 }
 
-/// Remove the CHILD_SA with this outbound SPI (peer's inbound), returning our inbound SPI.
-fn remove_child_by_out<R>(sa: &mut IkeSa, ctx: &mut Ctx<'_, R>, spi_out: u32) -> Option<u32> {
-    let i = sa.children.iter().position(|c| c.spi_out == spi_out)?;
+/// Remove the first CHILD_SA matching `pred` and report it; returns our inbound SPI.
+fn remove_child<R>(
+    sa: &mut IkeSa,
+    ctx: &mut Ctx<'_, R>,
+    pred: impl Fn(&ChildSa) -> bool,
+) -> Option<u32> {
+    let i = sa.children.iter().position(pred)?;
     let c = sa.children.remove(i);
     ctx.out.events.push_back(Event::ChildSaDeleted {
         id: sa.id,
@@ -79,7 +84,8 @@ pub(crate) fn respond<R: CryptoRng>(
                 let Ok(b) = <[u8; 4]>::try_from(spi.as_slice()) else {
                     continue;
                 };
-                if let Some(spi_in) = remove_child_by_out(sa, ctx, u32::from_be_bytes(b)) {
+                let spi_out = u32::from_be_bytes(b);
+                if let Some(spi_in) = remove_child(sa, ctx, |c| c.spi_out == spi_out) {
                     ours.push(spi_in);
                 }
             }
@@ -100,25 +106,12 @@ pub(crate) fn respond<R: CryptoRng>(
 }
 
 /// The peer answered our INFORMATIONAL request.
-pub(crate) fn on_response<R>(
-    sa: &mut IkeSa,
-    ctx: &mut Ctx<'_, R>,
-    payloads: &[Payload],
-    state: State,
-) -> State {
+pub(crate) fn on_response<R>(sa: &mut IkeSa, ctx: &mut Ctx<'_, R>, state: State) -> State {
     match sa.in_flight.take() {
         Some(Queued::DeleteIke) => sa.deleted(ctx, false),
         Some(Queued::DeleteChild(spi_in)) => {
-            let _ = payloads;
-            if let Some(i) = sa.children.iter().position(|c| c.spi_in == spi_in) {
-                let c = sa.children.remove(i);
-                ctx.out.events.push_back(Event::ChildSaDeleted {
-                    id: sa.id,
-                    conn: sa.conn.name.clone(),
-                    spi_in: c.spi_in,
-                    spi_out: c.spi_out,
-                });
-            }
+            // The peer's answer names its inbound SPI of the same pair; ours identifies it.
+            remove_child(sa, ctx, |c| c.spi_in == spi_in);
             state
         }
         Some(Queued::Liveness) | None => state,

@@ -39,10 +39,48 @@
 //!   `IkeSaFailed { error: IkeError::DeletedLocally }`.
 //! * Retransmission: [`RetransmitPolicy`] (default 4 s × 1.8ⁿ, 5 retransmits, give up at
 //!   ≈165 s → `IkeSaFailed { error: PeerNotResponding { tries: 5 } }`).
-//! * Responder: half-open SAs are bounded by [`EndpointConfig::max_half_open`] and expire
-//!   after [`EndpointConfig::half_open_timeout`]; retransmitted requests get the cached
+//! * Responder: half-open SAs are bounded by [`EndpointConfig::max_half_open`], need a
+//!   COOKIE from [`EndpointConfig::cookie_threshold`] on, and expire after
+//!   [`EndpointConfig::half_open_timeout`]; retransmitted requests get the cached
 //!   response; CREATE_CHILD_SA is answered with NO_ADDITIONAL_SAS.
+//! * INITIAL_CONTACT: the initiator sends it when no other IKE SA of the conn exists; a
+//!   responder receiving it reports the peer's older SAs of the same conn and identity deleted
+//!   (`ChildSaDeleted`…, `IkeSaDeleted { by_peer: true }`) before the new SA's events.
+//! * NAT: NAT_DETECTION_* both ways, reported as `nat_detected`; no port floating. With a NAT
+//!   in the way and no configured peer selectors, the responder takes the initiator's proposed
+//!   host selectors as its dynamic ones.
 //! * Initiating requires `local_addr` and `remote_addr` in the [`ConnSpec`].
+//!
+//! # Types
+//!
+//! ```text
+//! ConnSpec { name, local_addr: Option<IpAddr>, remote_addr: Option<IpAddr>, local_port, remote_port,
+//!            local_id: Identification, remote_id: Option<Identification>, psk: Zeroizing<Vec<u8>>,
+//!            ike_proposals: Vec<IkeProposal>, esp_proposals: Vec<EspProposal>, mode: Mode,
+//!            local_ts: Vec<TrafficSelector>, remote_ts: Vec<TrafficSelector>  // empty = own host address
+//!            lifetime: Duration, ike_lifetime: Duration }
+//! IkeProposal { encr: Vec<Encr>, integ: Vec<Integ>, prf: Vec<Prf>, dh: Vec<DhGroup> }   // lists, in preference order
+//! EspProposal { encr: Vec<Encr>, integ: Vec<Integ>, esn: bool }                       // integ empty for AEAD
+//! EndpointConfig { retransmit: RetransmitPolicy, half_open_timeout: Duration (30 s), max_half_open: usize (1024),
+//!                  cookie_threshold: usize (30), replay_window: u32 (32) }            // Default
+//! RetransmitPolicy { timeout: Duration (4 s), base: f64 (1.8), tries: u32 (5) }
+//! trait SpiAllocator { fn allocate_esp_spi(&mut self, local: IpAddr, remote: IpAddr) -> Result<u32, SpiError>; }
+//! Event::{IkeSaEstablished { id, conn, role, local, remote, spi_i, spi_r, proposal, nat_detected, local_id, remote_id },
+//!         IkeSaFailed { id, conn: Option<String>, error }, ChildSaReady(ChildSaReady),
+//!         ChildSaFailed { id, conn, error }, ChildSaDeleted { id, conn, spi_in, spi_out },
+//!         IkeSaDeleted { id, conn, by_peer }}
+//! ChildSaReady { ike_sa, conn, local, remote, mode, spi_in, spi_out, local_ts, remote_ts, encr, integ: Option<Integ>,
+//!                esn, keys_in: ChildDirKeys, keys_out: ChildDirKeys, replay_window, lifetime }
+//! ChildDirKeys { encr: Zeroizing<Vec<u8>> /* GCM: key ‖ 4-byte salt */, integ: Zeroizing<Vec<u8>> }  // Debug redacted
+//! IkeSaStatus { id, conn, state: IkeSaState, role, spi_i, spi_r, local, remote, local_id, remote_id: Option<_>,
+//!               proposal: Option<String>, established_at: Option<Instant>, nat_detected, children: Vec<ChildSaStatus> }
+//! ChildSaStatus { spi_in, spi_out, mode, local_ts, remote_ts, algorithms: String }
+//! IkeError (Clone, PartialEq, non_exhaustive; fn notify() -> Option<NotifyType>): AuthenticationFailed { local_side },
+//!         NoProposalChosen, InvalidKePayload { group }, TsUnacceptable, ModeMismatch, PeerError(NotifyType),
+//!         PeerNotResponding { tries }, InvalidMessage(&str), HalfOpenTimeout, DeletedLocally, UnknownConn(String),
+//!         CannotInitiate(String), NoProposalsConfigured(String), UnknownSa(u64), Spi(SpiError),
+//!         Crypto(CryptoError), Wire(WireError)
+//! ```
 
 mod child;
 mod conn;
@@ -79,6 +117,21 @@ pub use timer::RetransmitPolicy;
 use crate::wire::{ExchangeType, Message};
 use sa::{Ctx, IkeSa, Output, Path, Queued, State};
 
+/// A handler context borrowing the endpoint's shared parts (field-wise, so that an SA of
+/// `sas` can be borrowed at the same time).
+macro_rules! ctx {
+    ($ep:ident, $now:expr) => {
+        Ctx {
+            now: $now,
+            rng: &mut $ep.rng,
+            spis: $ep.spis.as_mut(),
+            config: &$ep.config,
+            conns: &$ep.conns,
+            out: &mut $ep.out,
+        }
+    };
+}
+
 /// Owns all IKE SAs of this host and demultiplexes datagrams to them by SPI.
 pub struct Endpoint<R> {
     config: EndpointConfig,
@@ -92,6 +145,8 @@ pub struct Endpoint<R> {
     by_init: HashMap<([u8; 8], SocketAddr), IkeSaId>,
     next_id: u64,
     out: Output,
+    /// Key of the stateless IKE_SA_INIT cookies.
+    cookie_secret: zeroize::Zeroizing<Vec<u8>>,
 }
 
 impl<R> std::fmt::Debug for Endpoint<R> {
@@ -105,8 +160,11 @@ impl<R> std::fmt::Debug for Endpoint<R> {
 
 impl<R: CryptoRng> Endpoint<R> {
     /// A new endpoint without conns.
-    pub fn new(config: EndpointConfig, rng: R, spis: Box<dyn SpiAllocator + Send>) -> Self {
+    pub fn new(config: EndpointConfig, mut rng: R, spis: Box<dyn SpiAllocator + Send>) -> Self {
+        let mut cookie_secret = zeroize::Zeroizing::new(vec![0u8; 32]);
+        rng.fill_bytes(&mut cookie_secret);
         Self {
+            cookie_secret,
             config,
             rng,
             spis,
@@ -163,14 +221,7 @@ impl<R: CryptoRng> Endpoint<R> {
         let Some(sa) = self.sas.get_mut(&id) else {
             return;
         };
-        let mut ctx = Ctx {
-            now,
-            rng: &mut self.rng,
-            spis: self.spis.as_mut(),
-            config: &self.config,
-            conns: &self.conns,
-            out: &mut self.out,
-        };
+        let mut ctx = ctx!(self, now);
         f(sa, &mut ctx);
         sa.pump(&mut ctx);
         self.remove_if_dead(id);
@@ -186,14 +237,7 @@ impl<R: CryptoRng> Endpoint<R> {
             .ok_or_else(|| IkeError::UnknownConn(conn.to_string()))?;
         let id = self.alloc_id();
         let spi = self.alloc_spi();
-        let mut ctx = Ctx {
-            now,
-            rng: &mut self.rng,
-            spis: self.spis.as_mut(),
-            config: &self.config,
-            conns: &self.conns,
-            out: &mut self.out,
-        };
+        let mut ctx = ctx!(self, now);
         let mut sa = ike_sa_init::initiate(&mut ctx, id, &spec, spi)?;
         sa.initial_contact = !self.sas.values().any(|s| s.conn.name == spec.name);
         self.insert(sa);
@@ -292,14 +336,12 @@ impl<R: CryptoRng> Endpoint<R> {
         }
         let id = self.alloc_id();
         let spi_r = self.alloc_spi();
-        let mut ctx = Ctx {
-            now,
-            rng: &mut self.rng,
-            spis: self.spis.as_mut(),
-            config: &self.config,
-            conns: &self.conns,
-            out: &mut self.out,
-        };
+        let mut ctx = ctx!(self, now);
+        if half_open >= self.config.cookie_threshold
+            && !ike_sa_init::check_cookie(&mut ctx, path, msg, &self.cookie_secret)
+        {
+            return;
+        }
         if let Some(sa) = ike_sa_init::respond(&mut ctx, id, spi_r, path, data, msg) {
             self.insert(sa);
         }

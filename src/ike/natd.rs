@@ -4,7 +4,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use sha1::{Digest, Sha1};
 
-use crate::wire::{Notify, NotifyType, Payload, ProtocolId};
+use super::child::notify;
+use crate::wire::{NotifyType, Payload};
 
 /// The NAT_DETECTION_* hash of one address as seen with these SPIs.
 pub(crate) fn hash(spi_i: &[u8; 8], spi_r: &[u8; 8], addr: SocketAddr) -> Vec<u8> {
@@ -17,15 +18,6 @@ pub(crate) fn hash(spi_i: &[u8; 8], spi_r: &[u8; 8], addr: SocketAddr) -> Vec<u8
     }
     h.update(addr.port().to_be_bytes());
     h.finalize().to_vec()
-}
-
-fn notify(notify_type: NotifyType, data: Vec<u8>) -> Payload {
-    Payload::Notify(Notify {
-        protocol: ProtocolId(0),
-        spi: Vec::new(),
-        notify_type,
-        data,
-    })
 }
 
 /// NAT_DETECTION_SOURCE_IP (our `local`) and NAT_DETECTION_DESTINATION_IP (`remote`).

@@ -153,6 +153,39 @@ pub(crate) struct IkeSa {
 }
 
 impl IkeSa {
+    /// A fresh SA: no keys, message IDs 0, nothing outstanding; the caller sets the state.
+    pub(crate) fn new(
+        id: IkeSaId,
+        conn: ConnSpec,
+        role: Role,
+        (spi_i, spi_r): ([u8; 8], [u8; 8]),
+        path: Path,
+    ) -> Self {
+        Self {
+            id,
+            conn,
+            role,
+            spi_i,
+            spi_r,
+            local: path.local,
+            remote: path.remote,
+            state: State::Dead,
+            keys: None,
+            next_mid: 0,
+            peer_mid: 0,
+            outstanding: None,
+            cached_response: None,
+            queue: VecDeque::new(),
+            in_flight: None,
+            children: Vec::new(),
+            nat_detected: false,
+            remote_id: None,
+            established_at: None,
+            half_open_deadline: None,
+            initial_contact: false,
+        }
+    }
+
     /// Our own SPI (the one the endpoint demultiplexes on).
     pub(crate) fn local_spi(&self) -> [u8; 8] {
         match self.role {
@@ -398,7 +431,7 @@ impl IkeSa {
         self.state = match state {
             State::ExpectAuthResponse(st) => (*st).process(self, ctx, &payloads),
             s @ (State::Established | State::Deleting) => {
-                super::informational::on_response(self, ctx, &payloads, s)
+                super::informational::on_response(self, ctx, s)
             }
             s => s,
         };

@@ -74,3 +74,73 @@ pub(crate) fn open(
     let plain = crypto.open(aad, body).map_err(|_| OpenError::Crypto)?;
     wire::parse_payloads(sk.next_inner, &plain).map_err(OpenError::Inner)
 }
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+    use rand::rngs::ChaCha20Rng;
+
+    use super::*;
+    use crate::crypto::{Encr, Integ};
+    use crate::wire::{ExchangeType, Notify, NotifyType, ProtocolId};
+
+    fn header() -> Header {
+        Header {
+            spi_i: [1; 8],
+            spi_r: [2; 8],
+            next_payload: PayloadType::NONE,
+            major: 2,
+            minor: 0,
+            exchange: ExchangeType::INFORMATIONAL,
+            flags: Header::FLAG_INITIATOR,
+            message_id: 7,
+            length: 0,
+        }
+    }
+
+    fn inner() -> Vec<Payload> {
+        vec![Payload::Notify(Notify {
+            protocol: ProtocolId(0),
+            spi: Vec::new(),
+            notify_type: NotifyType::INITIAL_CONTACT,
+            data: vec![],
+        })]
+    }
+
+    #[test]
+    fn seal_open_round_trip_and_tamper() {
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        for (encr, integ) in [
+            (Encr::AesGcm16 { key_bits: 128 }, None),
+            (Encr::AesCbc { key_bits: 256 }, Some(Integ::HmacSha256_128)),
+        ] {
+            let ek = vec![3u8; encr.key_material_len()];
+            let ik = vec![4u8; integ.map_or(0, Integ::key_len)];
+            let c = SkCrypto::new(encr, integ, &ek, &ik).unwrap();
+            let data = seal(&header(), &inner(), &c, &mut rng).unwrap();
+            let msg = Message::parse(&data).unwrap();
+            assert_eq!(msg.header.message_id, 7);
+            assert_eq!(open(&data, &msg, &c), Ok(inner()));
+            // Any flipped bit of the header or body fails the integrity check.
+            for i in [0, 20, data.len() - 1] {
+                let mut bad = data.clone();
+                bad[i] ^= 1;
+                if let Ok(m) = Message::parse(&bad) {
+                    assert_eq!(open(&bad, &m, &c), Err(OpenError::Crypto));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn plaintext_message_is_not_opened() {
+        let c = SkCrypto::new(Encr::AesGcm16 { key_bits: 128 }, None, &[0; 20], &[]).unwrap();
+        let msg = Message {
+            header: header(),
+            payloads: inner(),
+        };
+        let data = msg.encode();
+        let parsed = Message::parse(&data).unwrap();
+        assert_eq!(open(&data, &parsed, &c), Err(OpenError::NotEncrypted));
+    }
+}

@@ -188,3 +188,10 @@ fn initial_contact_replaces_stale_sas_of_a_restarted_peer() {
         .unwrap();
     assert_eq!(first_up, 4);
 }
+
+#[test]
+fn endpoint_is_send() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Endpoint<rand::rngs::ChaCha20Rng>>();
+    assert_send::<Event>();
+}

@@ -366,3 +366,77 @@ fn initiate_errors() {
         Err(IkeError::NoProposalsConfigured("net".into()))
     );
 }
+
+#[test]
+fn responder_cookie_challenge() {
+    let cfg = EndpointConfig {
+        cookie_threshold: 0,
+        ..EndpointConfig::default()
+    };
+    let mut p = Pair::with_config(
+        conn(A_IP, Some(B_IP), IKE, ESP),
+        conn(B_IP, None, IKE, ESP),
+        cfg,
+    );
+    p.connect();
+    assert_up(&p);
+    assert_eq!((p.count(Dir::AtoB), p.count(Dir::BtoA)), (3, 3));
+    let challenge = crate::wire::Message::parse(&p.log[1].1.data).unwrap();
+    assert_eq!(challenge.header.spi_r, [0; 8]);
+    let [crate::wire::Payload::Notify(n)] = challenge.payloads.as_slice() else {
+        panic!("{challenge:?}")
+    };
+    assert_eq!(n.notify_type, crate::wire::NotifyType::COOKIE);
+    // The cookie is bound to the initiator's address: the same request from elsewhere is
+    // challenged again instead of creating state.
+    let with_cookie = p.log[2].1.clone();
+    assert_eq!(p.log[2].0, Dir::AtoB);
+    let elsewhere: SocketAddr = "198.51.100.3:500".parse().unwrap();
+    p.b.handle_datagram(p.now, with_cookie.remote, elsewhere, &with_cookie.data);
+    let again = p.b.poll_transmit().unwrap();
+    let m = crate::wire::Message::parse(&again.data).unwrap();
+    assert_eq!(m.header.spi_r, [0; 8]);
+    assert_eq!(p.b.ike_sas().len(), 1);
+}
+
+#[test]
+fn random_faults_keep_both_sides_consistent() {
+    use rand::Rng;
+    let (mut up, mut failed) = (0, 0);
+    for seed in 0..150 {
+        let mut p = pair();
+        let mut rng = rand::rngs::ChaCha20Rng::seed_from_u64(seed);
+        p.fault = Box::new(move |_, _, _| match rng.next_u32() % 10 {
+            0..=2 => Fault::Drop,
+            3 => Fault::Duplicate,
+            4 => Fault::Hold,
+            _ => Fault::Deliver,
+        });
+        p.connect();
+        let (ea, eb) = (
+            established(&p.a_events).len(),
+            established(&p.b_events).len(),
+        );
+        assert!(ea <= 1 && eb <= 1, "seed {seed}");
+        // b never has a half-open SA left over, a never an unfinished one.
+        assert!(
+            p.b.ike_sas()
+                .iter()
+                .all(|s| s.state == IkeSaState::Established)
+        );
+        if ea == 1 {
+            assert_eq!(eb, 1, "seed {seed}: a is up only after b");
+            assert_up(&p);
+            up += 1;
+        } else {
+            assert_eq!(
+                failures(&p.a_events),
+                vec![IkeError::PeerNotResponding { tries: 5 }],
+                "seed {seed}"
+            );
+            assert!(p.a.ike_sas().is_empty());
+            failed += 1;
+        }
+    }
+    assert!(up > 100, "{up} up, {failed} failed");
+}

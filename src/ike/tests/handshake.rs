@@ -281,3 +281,21 @@ fn invalid_ke_for_a_group_never_offered_fails() {
     );
     assert!(p.a.ike_sas().is_empty());
 }
+
+#[test]
+fn ipv6_handshake() {
+    let (a6, b6) = ("2001:db8::1", "2001:db8::2");
+    let v6 = |c: &mut ConnSpec, l: &str, r: &str| {
+        c.local_addr = Some(ip(l));
+        c.remote_addr = Some(ip(r));
+    };
+    let mut a = conn(A_IP, Some(B_IP), IKE_SUITES[1], "aes256gcm16");
+    let mut b = conn(B_IP, Some(A_IP), IKE_SUITES[1], "aes256gcm16");
+    v6(&mut a, a6, b6);
+    v6(&mut b, b6, a6);
+    let mut p = Pair::new(a, b);
+    p.connect();
+    let (ca, _) = assert_up(&p);
+    assert_eq!(ca.local_ts, vec![super::super::ts::host(ip(a6))]);
+    assert_eq!(ca.remote, ip(b6));
+}
