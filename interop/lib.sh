@@ -49,6 +49,19 @@ fail() {
 	exit 1
 }
 
+# ERR trap of a steps script: fail naming the steps line that failed.
+_steps_failed() {
+	local status=$1 line=$2 i
+	for ((i = 1; i < ${#BASH_SOURCE[@]}; i++)); do
+		if [[ ${BASH_SOURCE[i]} == ./steps ]]; then
+			line=${BASH_LINENO[i - 1]}
+			break
+		fi
+	done
+	((status != 124)) || status="124, timed out"
+	fail "steps line $line failed (status $status): $(sed -n "${line}s/^[[:space:]]*//p" ./steps)"
+}
+
 not() {
 	! "$@"
 }
@@ -67,8 +80,8 @@ check() {
 # The command prefix that enters HOST: alice and bob have a mount namespace
 # of their own besides the network one; the LAN namespaces only a network one.
 _ns_cmd() {
-	if [[ -e $LAB/ns/$1 ]]; then
-		ns_cmd=(nsenter --mount="$LAB/ns/$1" --net="/run/netns/$1" --)
+	if [[ -s $LAB/$1/holder ]]; then
+		ns_cmd=(nsenter --mount="/proc/$(<"$LAB/$1/holder")/ns/mnt" --net="/run/netns/$1" --)
 	else
 		ns_cmd=(ip netns exec "$1")
 	fi
@@ -123,15 +136,12 @@ wait_until() {
 }
 
 snapshot() {
-	local host=$1 label=$2 file
-	file=$ART/$host/xfrm-$label.txt
-	{
-		echo "# ip -s xfrm state ($host, $label)"
-		on "$host" ip -s xfrm state
-		echo "# ip xfrm policy ($host, $label)"
-		on "$host" ip xfrm policy
-	} >"$file"
-	on "$host" ip xfrm policy >"$LAB/$host/policy-$label"
+	local host=$1 label=$2 state policy
+	state=$(on "$host" ip -s xfrm state) || fail "ip -s xfrm state failed on $host"
+	policy=$(on "$host" ip xfrm policy) || fail "ip xfrm policy failed on $host"
+	printf '%s\n' "$policy" >"$LAB/$host/policy-$label"
+	printf '# ip -s xfrm state (%s, %s)\n%s\n# ip xfrm policy (%s, %s)\n%s\n' \
+		"$host" "$label" "$state" "$host" "$label" "$policy" >"$ART/$host/xfrm-$label.txt"
 }
 
 no_xfrm_state() {
@@ -144,8 +154,9 @@ no_xfrm_state() {
 }
 
 same_policies() {
-	local host=$1 label=$2
-	on "$host" ip xfrm policy | diff -u "$LAB/$host/policy-$label" - | sed 's/^/    | /'
+	local host=$1 label=$2 now
+	now=$(on "$host" ip xfrm policy) || return 1
+	printf '%s\n' "$now" | diff -u "$LAB/$host/policy-$label" - | sed 's/^/    | /'
 	return "${PIPESTATUS[1]}"
 }
 
@@ -163,10 +174,9 @@ esp_packets() {
 }
 
 # The daemon running on a host is recorded in $LAB/<host>/daemon as
-# "strongswan" or "ikev2d PID".
-_record_daemon() {
+# "strongswan" or "ikev2d PID"; one per host.
+_host_free() {
 	[[ ! -s $LAB/$1/daemon ]] || fail "$1 already runs a daemon ($(<"$LAB/$1/daemon"))"
-	printf '%s\n' "$2" >"$LAB/$1/daemon"
 }
 
 _bind_conf() {
@@ -177,7 +187,8 @@ _bind_conf() {
 
 start_strongswan() {
 	local host=$1 dir=$2 conf
-	_record_daemon "$host" strongswan
+	_host_free "$host"
+	echo strongswan >"$LAB/$host/daemon"
 	_bind_conf "$host" "$dir/ipsec.conf" /etc/ipsec.conf
 	_bind_conf "$host" "$dir/ipsec.secrets" /etc/ipsec.secrets
 	conf=$dir/strongswan.conf
@@ -192,16 +203,17 @@ start_ikev2d() {
 	local host=$1 dir=$2 bin=$REPO/target/debug/ikev2d pid spawned
 	shift 2
 	[[ -x $bin ]] || fail "$bin is missing (run cargo build first)"
+	_host_free "$host"
 	log "start ikev2d on $host ($dir) $*"
 	spawn_on "$host" "$ART/$host/ikev2d.log" "$bin" --conf "$dir/ipsec.conf" \
 		--secrets "$dir/ipsec.secrets" --ctl "/run/ikev2d-$host.ctl" "$@"
 	pid=$spawned
-	_record_daemon "$host" "ikev2d $pid"
+	echo "ikev2d $pid" >"$LAB/$host/daemon"
 	wait_until 10 "ikev2d control socket on $host" _ikev2d_ready "$host" "$pid"
 }
 
 _ikev2d_ready() {
-	kill -0 "$2" || fail "ikev2d on $1 exited during start-up (see $1/ikev2d.log)"
+	_alive "$2" || fail "ikev2d on $1 exited during start-up (see $1/ikev2d.log)"
 	on "$1" test -S "/run/ikev2d-$1.ctl"
 }
 
@@ -232,7 +244,8 @@ stop_daemon() {
 	log "stop $kind on $host"
 	case $kind in
 	strongswan)
-		pids=("$(on "$host" cat /run/starter.charon.pid)" "$(on "$host" cat /run/charon.pid)") || true
+		pids=("$(on "$host" cat /run/starter.charon.pid 2>/dev/null)"
+			"$(on "$host" cat /run/charon.pid 2>/dev/null)") || true
 		on "$host" ipsec stop >>"$ART/$host/starter.log" 2>&1 || true
 		;;
 	ikev2d)
