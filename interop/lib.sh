@@ -36,6 +36,25 @@
 #   same_policies HOST LABEL       HOST's policies equal those saved by `snapshot HOST LABEL`
 #   wait_until SECONDS "WHAT" CMD... poll CMD until it succeeds, else fail
 
+#
+# Adding a scenario: make interop/scenarios/<name>/ with a folder per host
+# holding that daemon's files (ipsec.conf, ipsec.secrets, optionally
+# strongswan.conf) and a `steps` file. `steps` is bash, sourced with
+# `set -eEuo pipefail` in the scenario folder after this file: any command that
+# fails (outside `check`, `if`, `||`) fails the scenario naming its line. The
+# lab is already up, alice's link is being captured, the daemons are stopped
+# and everything is torn down afterwards; steps only start what the scenario
+# names and check what it promises. For example (our daemon against strongSwan):
+#
+#   start_strongswan bob "$SCENARIO_DIR/bob"
+#   start_ikev2d alice "$SCENARIO_DIR/alice"
+#   snapshot alice 1-started
+#   check "ikectl up host-host" ikectl_on alice up host-host
+#   check "ping alice -> bob" on alice ping -c 2 -W 2 10.1.0.2
+#   check "ESP on alice" test "$(esp_packets alice)" -gt 0
+#   stop_daemon alice
+#   check "ikev2d leaves no SA behind" no_xfrm_state alice
+
 LAB_HOSTS=(alice bob)
 STEP_TIMEOUT=${STEP_TIMEOUT:-20}
 

@@ -1,12 +1,12 @@
 //! ikectl: control the ikev2d daemon, or check a configuration without it.
 
-use std::net::{IpAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use ikev2d::config::check::check;
-use ikev2d::config::conn::HostResolver;
+use ikev2d::control::{Client, ControlError, DEFAULT_SOCKET, Reply, Request};
+use ikev2d::daemon::SystemDns;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -16,7 +16,7 @@ use ikev2d::config::conn::HostResolver;
 )]
 struct Cli {
     /// Control socket of the daemon.
-    #[arg(long, global = true, default_value = "/run/ikev2d.ctl")]
+    #[arg(long, global = true, default_value = DEFAULT_SOCKET)]
     ctl: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -30,6 +30,7 @@ enum Command {
     Down { name: String },
     /// Show conns and SAs.
     Status {
+        /// Machine-readable output (the same content as JSON).
         #[arg(long)]
         json: bool,
     },
@@ -44,15 +45,40 @@ enum Command {
     },
 }
 
-/// Resolves `left=`/`right=` DNS names with the system resolver.
-struct SystemDns;
+/// Exit code when the daemon is not running.
+const NOT_RUNNING: u8 = 3;
 
-impl HostResolver for SystemDns {
-    fn resolve(&self, name: &str) -> Result<Vec<IpAddr>, String> {
-        (name, 0)
-            .to_socket_addrs()
-            .map(|addrs| addrs.map(|a| a.ip()).collect())
-            .map_err(|e| e.to_string())
+/// Sends `request`, prints progress lines as they arrive (status as text or JSON), and maps
+/// the outcome to the exit code.
+fn call(ctl: &std::path::Path, request: &Request, json: bool) -> ExitCode {
+    let result = Client::connect(ctl).and_then(|c| {
+        c.call(request, |reply| match reply {
+            Reply::Progress(p) => println!("{p}"),
+            Reply::Status(s) if json => match serde_json::to_string_pretty(s) {
+                Ok(text) => println!("{text}"),
+                Err(e) => eprintln!("ikectl: {e}"),
+            },
+            Reply::Status(s) => print!("{s}"),
+            Reply::Done(_) => {}
+        })
+    });
+    match result {
+        Ok(done) if done.ok => ExitCode::SUCCESS,
+        Ok(done) => {
+            eprintln!(
+                "ikectl: {}",
+                done.error.as_deref().unwrap_or("failed (no cause given)")
+            );
+            ExitCode::FAILURE
+        }
+        Err(e @ ControlError::NotRunning { .. }) => {
+            eprintln!("ikectl: {e}");
+            ExitCode::from(NOT_RUNNING)
+        }
+        Err(e) => {
+            eprintln!("ikectl: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -68,9 +94,9 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         }
-        Command::Up { .. } | Command::Down { .. } | Command::Status { .. } | Command::Reload => {
-            eprintln!("ikectl: the daemon is not implemented yet");
-            ExitCode::from(3)
-        }
+        Command::Up { name } => call(&cli.ctl, &Request::Up { name }, false),
+        Command::Down { name } => call(&cli.ctl, &Request::Down { name }, false),
+        Command::Status { json } => call(&cli.ctl, &Request::Status, json),
+        Command::Reload => call(&cli.ctl, &Request::Reload, false),
     }
 }

@@ -1,6 +1,75 @@
-fn main() {
-    eprintln!(
-        "usage: ikev2d [--conf PATH] [--secrets PATH] [--ctl PATH] [--port N] [--natt-port N] [--kernel xfrm|none]\n(the daemon is not implemented yet)"
-    );
-    std::process::exit(2);
+//! ikev2d: the IKEv2 daemon (foreground; logs to stderr).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, ValueEnum};
+use ikev2d::control::DEFAULT_SOCKET;
+use ikev2d::daemon::{KernelMode, Options, run};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Kernel {
+    /// Install CHILD_SAs with XFRM netlink.
+    Xfrm,
+    /// Negotiate and report CHILD_SAs without installing them.
+    None,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ikev2d",
+    version,
+    about = "IKEv2 PSK daemon (strongSwan ipsec.conf, XFRM)"
+)]
+struct Cli {
+    /// ipsec.conf to load.
+    #[arg(long, default_value = "/etc/ipsec.conf")]
+    conf: PathBuf,
+    /// ipsec.secrets to load.
+    #[arg(long, default_value = "/etc/ipsec.secrets")]
+    secrets: PathBuf,
+    /// Control socket for ikectl.
+    #[arg(long, default_value = DEFAULT_SOCKET)]
+    ctl: PathBuf,
+    /// IKE port.
+    #[arg(long, default_value_t = 500)]
+    port: u16,
+    /// NAT-T port (IKE behind the non-ESP marker, ESP-in-UDP).
+    #[arg(long, default_value_t = 4500)]
+    natt_port: u16,
+    /// Kernel interface.
+    #[arg(long, value_enum, default_value = "xfrm")]
+    kernel: Kernel,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let opts = Options {
+        conf: cli.conf,
+        secrets: cli.secrets,
+        ctl: cli.ctl,
+        port: cli.port,
+        natt_port: cli.natt_port,
+        kernel: match cli.kernel {
+            Kernel::Xfrm => KernelMode::Xfrm,
+            Kernel::None => KernelMode::None,
+        },
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ikev2d: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(opts)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ikev2d: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,1 +1,252 @@
-//! The tokio driver: sockets, clock, RNG, control socket; owns the sans-IO engine.
+//! The ikev2d daemon: tokio driver around the sans-IO IKE engine, UDP sockets, kernel
+//! installation of CHILD_SAs and the control-socket server.
+//!
+//! Structure: [`run`] loads the configuration, opens the kernel interface, binds the IKE
+//! sockets ([`net`]) and the control socket ([`ctl`]), then hands everything to the
+//! [`driver::Driver`], the single task that owns the engine. Socket receivers, control
+//! connections and the kernel event reader are separate small tasks/threads that only forward
+//! messages to the driver over channels.
+
+pub mod conns;
+pub mod ctl;
+pub mod driver;
+pub mod install;
+pub mod log;
+pub mod net;
+
+use std::net::{IpAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use rand::SeedableRng;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+use crate::config::check::load;
+use crate::config::conn::HostResolver;
+use crate::config::diag::Severity;
+use crate::ike::{Endpoint, EndpointConfig, SpiAllocator};
+use crate::kernel::{EventSocket, KernelError, KernelIpsec};
+use conns::{ConnEntry, Reqids, build_conns};
+use install::{Kernel, KernelSpis, RandomSpis, SharedKernel};
+
+/// Which kernel interface CHILD_SAs go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelMode {
+    /// XFRM netlink (needs CAP_NET_ADMIN).
+    Xfrm,
+    /// Negotiate and report CHILD_SAs without installing anything (tests, benchmarks).
+    None,
+}
+
+/// Command-line settings of the daemon.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// ipsec.conf.
+    pub conf: PathBuf,
+    /// ipsec.secrets.
+    pub secrets: PathBuf,
+    /// Control socket.
+    pub ctl: PathBuf,
+    /// IKE port.
+    pub port: u16,
+    /// NAT-T port.
+    pub natt_port: u16,
+    /// Kernel interface.
+    pub kernel: KernelMode,
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The configuration has errors.
+    #[error("configuration refused:\n{0}")]
+    Config(String),
+    /// The kernel interface could not be opened or prepared.
+    #[error("kernel: {0}")]
+    Kernel(#[from] KernelError),
+    /// A socket could not be bound.
+    #[error(transparent)]
+    Net(#[from] net::NetError),
+    /// The control socket could not be created.
+    #[error(transparent)]
+    Ctl(#[from] ctl::CtlError),
+    /// Signal handlers could not be installed.
+    #[error("signal handler: {0}")]
+    Signal(std::io::Error),
+}
+
+/// Resolves `left=`/`right=` DNS names with the system resolver.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemDns;
+
+impl HostResolver for SystemDns {
+    fn resolve(&self, name: &str) -> Result<Vec<IpAddr>, String> {
+        (name, 0)
+            .to_socket_addrs()
+            .map(|addrs| addrs.map(|a| a.ip()).collect())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Loads (and re-loads) ipsec.conf + ipsec.secrets into conns.
+#[derive(Debug)]
+pub struct Reloader {
+    conf: PathBuf,
+    secrets: PathBuf,
+    reqids: Reqids,
+}
+
+impl Reloader {
+    /// For the two files.
+    pub fn new(conf: PathBuf, secrets: PathBuf) -> Self {
+        Self {
+            conf,
+            secrets,
+            reqids: Reqids::default(),
+        }
+    }
+
+    /// Loads both files: `Err` with all diagnostics when there is any error. Warnings are
+    /// logged. Also returns `charondebug`.
+    pub fn load_with_setup(&mut self) -> Result<(Vec<ConnEntry>, Option<String>), String> {
+        let loaded = load(&self.conf, &self.secrets, &SystemDns);
+        let mut errors = Vec::new();
+        for d in &loaded.diagnostics.items {
+            match d.severity {
+                Severity::Error => errors.push(d.to_string()),
+                _ => tracing::warn!(target: "cfg", "{d}"),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors.join("\n"));
+        }
+        let conns = build_conns(
+            &loaded.config,
+            &loaded.secrets,
+            &net::is_local_address,
+            &mut self.reqids,
+        )
+        .map_err(|e| e.join("\n"))?;
+        for c in &conns {
+            tracing::info!(target: "cfg", "loaded conn {} ({}...{}, {}, auto={})",
+                c.report.name, c.report.local, c.report.remote, c.report.mode, c.report.auto);
+        }
+        Ok((conns, loaded.config.setup.charondebug))
+    }
+
+    /// Loads both files (see [`Reloader::load_with_setup`]).
+    pub fn load(&mut self) -> Result<Vec<ConnEntry>, String> {
+        self.load_with_setup().map(|(c, _)| c)
+    }
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn open_kernel(mode: KernelMode) -> Result<SharedKernel, KernelError> {
+    let mut k = match mode {
+        KernelMode::Xfrm => Kernel::xfrm()?,
+        KernelMode::None => Kernel::none(),
+    };
+    let flushed = k.flush_ours()?;
+    if flushed.sas + flushed.policies > 0 {
+        tracing::info!(target: "kernel", "removed {} SAs and {} policies left by a previous run", flushed.sas, flushed.policies);
+    }
+    Ok(Arc::new(Mutex::new(k)))
+}
+
+/// Forwards kernel events from a blocking reader thread.
+fn spawn_kernel_events(tx: mpsc::Sender<crate::kernel::KernelEvent>) -> Result<(), KernelError> {
+    let mut events = EventSocket::open()?;
+    std::thread::Builder::new()
+        .name("xfrm-events".into())
+        .spawn(move || {
+            loop {
+                match events.recv_event() {
+                    Ok(ev) => {
+                        if tx.blocking_send(ev).is_err() {
+                            return;
+                        }
+                    }
+                    Err(KernelError::EventsLost) => {
+                        tracing::warn!(target: "kernel", "kernel events were lost (socket buffer overrun)");
+                    }
+                    Err(e) => {
+                        tracing::error!(target: "kernel", "kernel event socket: {e}");
+                        return;
+                    }
+                }
+            }
+        })
+        .map_err(|e| KernelError::io(crate::kernel::Target::Events, &e))?;
+    Ok(())
+}
+
+/// Runs the daemon until SIGTERM/SIGINT. Must be called inside a tokio runtime with IO and
+/// time enabled; logging is initialised here (charondebug needs the configuration).
+pub async fn run(opts: Options) -> Result<(), DaemonError> {
+    let mut reloader = Reloader::new(opts.conf.clone(), opts.secrets.clone());
+    // Parse once silently for charondebug, then set up logging before reporting anything.
+    let charondebug = load(&opts.conf, &opts.secrets, &SystemDns)
+        .config
+        .setup
+        .charondebug;
+    log::init(charondebug.as_deref());
+    let (conns, _) = reloader.load_with_setup().map_err(DaemonError::Config)?;
+
+    let kernel = open_kernel(opts.kernel)?;
+    let xfrm = opts.kernel == KernelMode::Xfrm;
+    let (dgram_tx, dgram_rx) = mpsc::channel(256);
+    let wildcard = conns.iter().any(|c| c.spec.local_addr.is_none());
+    let mut net = net::Net::new(opts.port, opts.natt_port, wildcard, xfrm, dgram_tx)?;
+    for addr in conns.iter().filter_map(|c| c.spec.local_addr) {
+        net.add_address(addr)?;
+    }
+    let (kev_tx, kev_rx) = mpsc::channel(64);
+    if xfrm {
+        spawn_kernel_events(kev_tx)?;
+    }
+    let spis: Box<dyn SpiAllocator + Send> = match opts.kernel {
+        KernelMode::Xfrm => Box::new(KernelSpis(Arc::clone(&kernel))),
+        KernelMode::None => Box::new(RandomSpis(rand::rngs::ChaCha20Rng::from_rng(
+            &mut rand::rng(),
+        ))),
+    };
+    let mut endpoint = Endpoint::new(EndpointConfig::default(), rand::rng(), spis);
+    endpoint.set_conns(conns.iter().map(|c| c.spec.clone()).collect());
+
+    let (ctl_tx, ctl_rx) = mpsc::channel(16);
+    let _ctl = ctl::CtlSocket::bind(&opts.ctl, ctl_tx)?;
+    let sig = |k: SignalKind| signal(k).map_err(DaemonError::Signal);
+    let inputs = driver::Inputs {
+        datagrams: dgram_rx,
+        ctl: ctl_rx,
+        kernel: kev_rx,
+        sigterm: sig(SignalKind::terminate())?,
+        sigint: sig(SignalKind::interrupt())?,
+        sighup: sig(SignalKind::hangup())?,
+    };
+    let kernel_name = if xfrm { "xfrm" } else { "none" };
+    let mut driver = driver::Driver::new(
+        endpoint,
+        net,
+        kernel,
+        kernel_name,
+        opts.natt_port,
+        conns,
+        reloader,
+    );
+    driver.start().await;
+    // The line tests and scripts wait for (independent of log levels).
+    eprintln!(
+        "ikev2d ready: control socket {}, IKE port {}, NAT-T port {}, kernel {kernel_name}",
+        opts.ctl.display(),
+        opts.port,
+        opts.natt_port
+    );
+    driver.run(inputs).await;
+    Ok(())
+}

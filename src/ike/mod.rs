@@ -1,1 +1,394 @@
-//! Sans-IO IKEv2 engine: IKE_SA_INIT, IKE_AUTH with PSK, the first CHILD_SA. No sockets, clock, global RNG or kernel.
+//! Sans-IO IKEv2 engine: IKE_SA_INIT, IKE_AUTH with PSK, the first CHILD_SA, INFORMATIONAL
+//! (Delete, liveness), CREATE_CHILD_SA refusal. No sockets, clock, global RNG or kernel: the
+//! caller feeds datagrams, commands and the current time, and drains datagrams, events and the
+//! next deadline (quinn-proto style).
+//!
+//! # Driving an [`Endpoint`]
+//!
+//! ```text
+//! Endpoint::new(config: EndpointConfig, rng: R /* R: rand::CryptoRng */,
+//!               spis: Box<dyn SpiAllocator + Send>) -> Endpoint<R>
+//! fn set_conns(&mut self, conns: Vec<ConnSpec>)             // reload; existing SAs keep their copy
+//! fn initiate(&mut self, now: Instant, conn: &str) -> Result<IkeSaId, IkeError>
+//! fn handle_datagram(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, data: &[u8])
+//! fn handle_timeout(&mut self, now: Instant)                // call when poll_timeout() has passed
+//! fn poll_transmit(&mut self) -> Option<Transmit>           // Transmit { local, remote, data }
+//! fn poll_timeout(&self) -> Option<Instant>
+//! fn poll_event(&mut self) -> Option<Event>
+//! fn delete_ike_sa(&mut self, now: Instant, id: IkeSaId) -> Result<(), IkeError>
+//! fn delete_conn(&mut self, now: Instant, conn: &str) -> usize
+//! fn check_liveness(&mut self, now: Instant, id: IkeSaId) -> Result<(), IkeError>   // DPD
+//! fn ike_sas(&self) -> Vec<IkeSaStatus>
+//! ```
+//!
+//! After every `initiate` / `handle_datagram` / `handle_timeout` / `delete_*` call, drain
+//! `poll_transmit` and `poll_event`, then sleep until `poll_timeout`.
+//!
+//! * Datagrams are IKE messages without the non-ESP marker (the daemon strips/prepends it
+//!   on port 4500). A request is answered from the `local` address it arrived at to the
+//!   `remote` it came from; a responder IKE SA follows the peer's address/port. The initiator
+//!   sends from `ConnSpec::local_addr:local_port` to `remote_addr:remote_port`.
+//! * Events: [`Event::IkeSaEstablished`], [`Event::IkeSaFailed`] (never established; also
+//!   emitted when a responder refuses IKE_SA_INIT with NO_PROPOSAL_CHOSEN or on AUTH failure),
+//!   [`Event::ChildSaReady`] (everything XFRM needs), [`Event::ChildSaFailed`] (IKE SA stays
+//!   up), [`Event::ChildSaDeleted`] (remove from the kernel), [`Event::IkeSaDeleted`] (after
+//!   the ChildSaDeleted events of its children).
+//! * `delete_ike_sa` on an established SA sends INFORMATIONAL Delete(IKE) and reports
+//!   ChildSaDeleted…+IkeSaDeleted{by_peer:false} when answered or when retransmits give up;
+//!   on an SA still being set up it drops it (best-effort Delete if keys exist) and reports
+//!   `IkeSaFailed { error: IkeError::DeletedLocally }`.
+//! * Retransmission: [`RetransmitPolicy`] (default 4 s × 1.8ⁿ, 5 retransmits, give up at
+//!   ≈165 s → `IkeSaFailed { error: PeerNotResponding { tries: 5 } }`).
+//! * Responder: half-open SAs are bounded by [`EndpointConfig::max_half_open`] and expire
+//!   after [`EndpointConfig::half_open_timeout`]; retransmitted requests get the cached
+//!   response; CREATE_CHILD_SA is answered with NO_ADDITIONAL_SAS.
+//! * Initiating requires `local_addr` and `remote_addr` in the [`ConnSpec`].
+
+mod child;
+mod conn;
+mod create_child_sa;
+mod error;
+mod event;
+mod ike_auth;
+mod ike_sa_init;
+mod informational;
+mod natd;
+mod proposal;
+mod sa;
+mod sk;
+mod timer;
+mod ts;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use rand::CryptoRng;
+
+pub use conn::{ConnSpec, EndpointConfig, EspProposal, IkeProposal, Mode, SpiAllocator};
+pub use error::{IkeError, SpiError};
+pub use event::{
+    ChildDirKeys, ChildSaReady, ChildSaStatus, Event, IkeSaId, IkeSaState, IkeSaStatus, Role,
+    Transmit,
+};
+pub use timer::RetransmitPolicy;
+
+use crate::wire::{ExchangeType, Message};
+use sa::{Ctx, IkeSa, Output, Path, Queued, State};
+
+/// Owns all IKE SAs of this host and demultiplexes datagrams to them by SPI.
+pub struct Endpoint<R> {
+    config: EndpointConfig,
+    rng: R,
+    spis: Box<dyn SpiAllocator + Send>,
+    conns: Vec<ConnSpec>,
+    sas: BTreeMap<IkeSaId, IkeSa>,
+    /// Our own SPI (SPIi when we initiated, SPIr when we responded) → SA.
+    by_spi: HashMap<[u8; 8], IkeSaId>,
+    /// Responder SAs by (SPIi, peer address), to recognise retransmitted IKE_SA_INIT requests.
+    by_init: HashMap<([u8; 8], SocketAddr), IkeSaId>,
+    next_id: u64,
+    out: Output,
+}
+
+impl<R> std::fmt::Debug for Endpoint<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("conns", &self.conns.len())
+            .field("ike_sas", &self.sas.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: CryptoRng> Endpoint<R> {
+    /// A new endpoint without conns.
+    pub fn new(config: EndpointConfig, rng: R, spis: Box<dyn SpiAllocator + Send>) -> Self {
+        Self {
+            config,
+            rng,
+            spis,
+            conns: Vec::new(),
+            sas: BTreeMap::new(),
+            by_spi: HashMap::new(),
+            by_init: HashMap::new(),
+            next_id: 1,
+            out: Output::default(),
+        }
+    }
+
+    /// Replace the conn definitions. Existing IKE SAs keep the definition they started with.
+    pub fn set_conns(&mut self, conns: Vec<ConnSpec>) {
+        self.conns = conns;
+    }
+
+    fn alloc_id(&mut self) -> IkeSaId {
+        let id = IkeSaId(self.next_id);
+        self.next_id = self.next_id.wrapping_add(1);
+        id
+    }
+
+    /// A fresh, non-zero IKE SPI not used by any of our SAs.
+    fn alloc_spi(&mut self) -> [u8; 8] {
+        loop {
+            let mut spi = [0u8; 8];
+            self.rng.fill_bytes(&mut spi);
+            if spi != [0; 8] && !self.by_spi.contains_key(&spi) {
+                return spi;
+            }
+        }
+    }
+
+    fn insert(&mut self, sa: IkeSa) {
+        if sa.role == Role::Responder {
+            self.by_init.insert((sa.spi_i, sa.remote), sa.id);
+        }
+        self.by_spi.insert(sa.local_spi(), sa.id);
+        self.sas.insert(sa.id, sa);
+    }
+
+    fn remove_if_dead(&mut self, id: IkeSaId) {
+        if self.sas.get(&id).is_some_and(IkeSa::is_dead)
+            && let Some(sa) = self.sas.remove(&id)
+        {
+            self.by_spi.remove(&sa.local_spi());
+            self.by_init.retain(|_, v| *v != id);
+        }
+    }
+
+    /// Run `f` on one SA with a handler context, then send queued requests and reap it if dead.
+    fn with_sa(&mut self, now: Instant, id: IkeSaId, f: impl FnOnce(&mut IkeSa, &mut Ctx<'_, R>)) {
+        let Some(sa) = self.sas.get_mut(&id) else {
+            return;
+        };
+        let mut ctx = Ctx {
+            now,
+            rng: &mut self.rng,
+            spis: self.spis.as_mut(),
+            config: &self.config,
+            conns: &self.conns,
+            out: &mut self.out,
+        };
+        f(sa, &mut ctx);
+        sa.pump(&mut ctx);
+        self.remove_if_dead(id);
+    }
+
+    /// Start an IKE SA (and its CHILD_SA) for `conn`.
+    pub fn initiate(&mut self, now: Instant, conn: &str) -> Result<IkeSaId, IkeError> {
+        let spec = self
+            .conns
+            .iter()
+            .find(|c| c.name == conn)
+            .cloned()
+            .ok_or_else(|| IkeError::UnknownConn(conn.to_string()))?;
+        let id = self.alloc_id();
+        let spi = self.alloc_spi();
+        let mut ctx = Ctx {
+            now,
+            rng: &mut self.rng,
+            spis: self.spis.as_mut(),
+            config: &self.config,
+            conns: &self.conns,
+            out: &mut self.out,
+        };
+        let mut sa = ike_sa_init::initiate(&mut ctx, id, &spec, spi)?;
+        sa.initial_contact = !self.sas.values().any(|s| s.conn.name == spec.name);
+        self.insert(sa);
+        Ok(id)
+    }
+
+    /// Feed one received IKE message (`local` = where it arrived, `remote` = its source).
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+    ) {
+        let Ok(msg) = Message::parse(data) else {
+            return;
+        };
+        let h = &msg.header;
+        if h.major != 2 {
+            return;
+        }
+        let path = Path { local, remote };
+        if h.exchange == ExchangeType::IKE_SA_INIT && !h.is_response() {
+            if h.spi_r == [0; 8] {
+                self.on_sa_init_request(now, path, data, &msg);
+            }
+            return;
+        }
+        // The original initiator sets the I flag; our SPI is the other side's counterpart.
+        let (our_spi, our_role) = if h.is_initiator() {
+            (h.spi_r, Role::Responder)
+        } else {
+            (h.spi_i, Role::Initiator)
+        };
+        let Some(&id) = self.by_spi.get(&our_spi) else {
+            return;
+        };
+        let Some(sa) = self.sas.get(&id) else { return };
+        let known_r = sa.spi_r == [0; 8] || sa.spi_r == h.spi_r;
+        if sa.role != our_role || sa.spi_i != h.spi_i || !known_r {
+            return;
+        }
+        let mark = self.out.events.len();
+        self.with_sa(now, id, |sa, ctx| {
+            if msg.header.is_response() {
+                sa.on_response(ctx, path, data, &msg);
+            } else {
+                sa.on_request(ctx, path, data, &msg);
+            }
+        });
+        self.on_initial_contact(id, mark);
+    }
+
+    /// The peer of responder SA `id` authenticated with INITIAL_CONTACT: it lost its state, so
+    /// its other IKE SAs (same conn and identity) are gone without notice. Their deletion
+    /// events are reported before the new SA's (inserted at event index `mark`).
+    fn on_initial_contact(&mut self, id: IkeSaId, mark: usize) {
+        let Some(sa) = self.sas.get_mut(&id) else {
+            return;
+        };
+        if sa.role != Role::Responder || !std::mem::take(&mut sa.initial_contact) {
+            return;
+        }
+        let (conn, peer) = (sa.conn.name.clone(), sa.remote_id.clone());
+        let stale: Vec<IkeSaId> = self
+            .sas
+            .values()
+            .filter(|s| s.id != id && s.conn.name == conn && s.remote_id == peer)
+            .map(|s| s.id)
+            .collect();
+        let mut gone = Output::default();
+        for old in stale {
+            if let Some(sa) = self.sas.get_mut(&old) {
+                sa.state = sa.forget(&mut gone);
+            }
+            self.remove_if_dead(old);
+        }
+        for (i, e) in gone.events.into_iter().enumerate() {
+            self.out.events.insert(mark + i, e);
+        }
+    }
+
+    fn on_sa_init_request(&mut self, now: Instant, path: Path, data: &[u8], msg: &Message) {
+        if let Some(id) = self.by_init.get(&(msg.header.spi_i, path.remote)) {
+            // Retransmission: answer from the cache while IKE_AUTH has not moved on.
+            if let Some(sa) = self.sas.get(id)
+                && let Some(c) = sa.cached_response.as_ref().filter(|c| c.mid == 0)
+            {
+                self.out.send(path.local, path.remote, c.data.clone());
+            }
+            return;
+        }
+        let half_open = self.sas.values().filter(|s| s.is_half_open()).count();
+        if half_open >= self.config.max_half_open {
+            return;
+        }
+        let id = self.alloc_id();
+        let spi_r = self.alloc_spi();
+        let mut ctx = Ctx {
+            now,
+            rng: &mut self.rng,
+            spis: self.spis.as_mut(),
+            config: &self.config,
+            conns: &self.conns,
+            out: &mut self.out,
+        };
+        if let Some(sa) = ike_sa_init::respond(&mut ctx, id, spi_r, path, data, msg) {
+            self.insert(sa);
+        }
+    }
+
+    /// Retransmit, give up, expire half-open SAs: everything due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<IkeSaId> = self
+            .sas
+            .iter()
+            .filter(|(_, sa)| sa.next_deadline().is_some_and(|d| d <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            self.with_sa(now, id, |sa, ctx| sa.on_timeout(ctx));
+        }
+    }
+
+    /// Next datagram to send.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.transmits.pop_front()
+    }
+
+    /// When [`Endpoint::handle_timeout`] must be called next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.sas.values().filter_map(IkeSa::next_deadline).min()
+    }
+
+    /// Next event.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.out.events.pop_front()
+    }
+
+    /// Delete an IKE SA (and its CHILD_SAs); see the module docs for the events.
+    pub fn delete_ike_sa(&mut self, now: Instant, id: IkeSaId) -> Result<(), IkeError> {
+        if !self.sas.contains_key(&id) {
+            return Err(IkeError::UnknownSa(id.0));
+        }
+        self.with_sa(now, id, |sa, ctx| match sa.state {
+            State::Established => {
+                if !sa.queue.contains(&Queued::DeleteIke) {
+                    sa.queue.push_back(Queued::DeleteIke);
+                }
+            }
+            State::Deleting | State::Dead => {}
+            _ => {
+                if sa.keys.is_some() {
+                    let del = informational::delete_ike_payload();
+                    sa.send_unreliable(ctx, ExchangeType::INFORMATIONAL, &[del]);
+                }
+                sa.state = sa.fail(ctx, IkeError::DeletedLocally);
+            }
+        });
+        Ok(())
+    }
+
+    /// Send an empty INFORMATIONAL (liveness check, DPD) on an established IKE SA. If the
+    /// retransmits give up, the SA is reported deleted (ChildSaDeleted…, IkeSaDeleted
+    /// { by_peer: false }). A no-op on SAs that are not established.
+    pub fn check_liveness(&mut self, now: Instant, id: IkeSaId) -> Result<(), IkeError> {
+        if !self.sas.contains_key(&id) {
+            return Err(IkeError::UnknownSa(id.0));
+        }
+        self.with_sa(now, id, |sa, _| {
+            if matches!(sa.state, State::Established) && !sa.queue.contains(&Queued::Liveness) {
+                sa.queue.push_back(Queued::Liveness);
+            }
+        });
+        Ok(())
+    }
+
+    /// Delete every IKE SA of `conn`; returns how many.
+    pub fn delete_conn(&mut self, now: Instant, conn: &str) -> usize {
+        let ids: Vec<IkeSaId> = self
+            .sas
+            .values()
+            .filter(|sa| sa.conn.name == conn)
+            .map(|sa| sa.id)
+            .collect();
+        ids.iter()
+            .filter(|id| self.delete_ike_sa(now, **id).is_ok())
+            .count()
+    }
+
+    /// Status of every IKE SA, by id.
+    pub fn ike_sas(&self) -> Vec<IkeSaStatus> {
+        self.sas.values().map(IkeSa::status).collect()
+    }
+}

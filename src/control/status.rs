@@ -1,0 +1,331 @@
+//! The `ikectl status` report: plain data (serialised as `status --json`) and its text form.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything `ikectl status` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// Whether CHILD_SAs are installed in the kernel (`--kernel xfrm`) or only reported
+    /// (`--kernel none`).
+    pub kernel: String,
+    /// Loaded conns with their SAs.
+    pub conns: Vec<ConnReport>,
+}
+
+/// One loaded conn.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnReport {
+    /// Conn name.
+    pub name: String,
+    /// Our address (`%any` when not fixed).
+    pub local: String,
+    /// Peer address (`%any` when not fixed).
+    pub remote: String,
+    /// Our identity.
+    pub local_id: String,
+    /// Required peer identity (`%any` when not fixed).
+    pub remote_id: String,
+    /// `TUNNEL` or `TRANSPORT`.
+    pub mode: String,
+    /// `ignore`, `add`, `start` or `route`.
+    pub auto: String,
+    /// Configured local traffic selectors.
+    pub local_ts: Vec<String>,
+    /// Configured remote traffic selectors.
+    pub remote_ts: Vec<String>,
+    /// IKE SAs of this conn.
+    pub ike_sas: Vec<IkeSaReport>,
+}
+
+/// One IKE SA.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IkeSaReport {
+    /// Daemon-local handle.
+    pub id: u64,
+    /// `CONNECTING`, `AUTHENTICATING`, `ESTABLISHED` or `DELETING`.
+    pub state: String,
+    /// `initiator` or `responder`.
+    pub role: String,
+    /// Our address and port.
+    pub local: String,
+    /// Peer address and port.
+    pub remote: String,
+    /// Our identity.
+    pub local_id: String,
+    /// Peer's authenticated identity.
+    pub remote_id: Option<String>,
+    /// Initiator SPI, 16 hex digits.
+    pub spi_i: String,
+    /// Responder SPI, 16 hex digits.
+    pub spi_r: String,
+    /// Chosen IKE proposal, e.g. `AES_CBC_128/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/CURVE_25519`.
+    pub proposal: Option<String>,
+    /// Seconds since establishment.
+    pub established_secs: Option<u64>,
+    /// Seconds until the configured IKE SA lifetime (`ikelifetime`) ends.
+    pub lifetime_left_secs: Option<u64>,
+    /// A NAT was detected.
+    pub nat_detected: bool,
+    /// CHILD_SAs.
+    pub children: Vec<ChildReport>,
+}
+
+/// One CHILD_SA (a pair of ESP SAs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildReport {
+    /// Always `ESP`.
+    pub protocol: String,
+    /// `TUNNEL` or `TRANSPORT`.
+    pub mode: String,
+    /// reqid tying SAs and policies (0 when not installed).
+    pub reqid: u32,
+    /// Whether the SAs and policies are in the kernel.
+    pub installed: bool,
+    /// Inbound SPI, 8 hex digits.
+    pub spi_in: String,
+    /// Outbound SPI, 8 hex digits.
+    pub spi_out: String,
+    /// Encryption algorithm, e.g. `AES_GCM_16` or `AES_CBC`.
+    pub encr: String,
+    /// Encryption key length in bits (without the GCM salt).
+    pub encr_key_bits: u32,
+    /// Integrity algorithm, e.g. `HMAC_SHA2_256_128` (none for AEAD).
+    pub integ: Option<String>,
+    /// Integrity key length in bits.
+    pub integ_key_bits: Option<u32>,
+    /// Extended sequence numbers.
+    pub esn: bool,
+    /// Our traffic selectors.
+    pub local_ts: Vec<String>,
+    /// Peer traffic selectors.
+    pub remote_ts: Vec<String>,
+    /// Inbound bytes (kernel counter).
+    pub bytes_in: u64,
+    /// Inbound packets.
+    pub packets_in: u64,
+    /// Outbound bytes.
+    pub bytes_out: u64,
+    /// Outbound packets.
+    pub packets_out: u64,
+    /// Seconds since installation.
+    pub installed_secs: u64,
+    /// Seconds until the kernel's soft expire (rekey time).
+    pub rekey_in_secs: Option<u64>,
+    /// Seconds until the kernel's hard expire.
+    pub expires_in_secs: Option<u64>,
+}
+
+impl fmt::Display for StatusReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "Connections (kernel: {}):", self.kernel)?;
+        for c in &self.conns {
+            writeln!(
+                f,
+                "{:>14}:  {}...{}  IKEv2, {}, auto={}",
+                c.name,
+                c.local,
+                c.remote,
+                c.mode.to_lowercase(),
+                c.auto
+            )?;
+            writeln!(
+                f,
+                "{:>14}:   local:  [{}] uses pre-shared key authentication",
+                c.name, c.local_id
+            )?;
+            writeln!(
+                f,
+                "{:>14}:   remote: [{}] uses pre-shared key authentication",
+                c.name, c.remote_id
+            )?;
+            writeln!(
+                f,
+                "{:>14}:   child:  {} === {} {}",
+                c.name,
+                c.local_ts.join(" "),
+                c.remote_ts.join(" "),
+                c.mode
+            )?;
+        }
+        let sas: Vec<(&ConnReport, &IkeSaReport)> = self
+            .conns
+            .iter()
+            .flat_map(|c| c.ike_sas.iter().map(move |s| (c, s)))
+            .collect();
+        let up = sas.iter().filter(|(_, s)| s.state == "ESTABLISHED").count();
+        let children: usize = sas.iter().map(|(_, s)| s.children.len()).sum();
+        writeln!(
+            f,
+            "Security Associations ({up} up, {} total, {children} CHILD_SA):",
+            sas.len()
+        )?;
+        for (c, s) in sas {
+            write_ike_sa(f, &c.name, s)?;
+        }
+        Ok(())
+    }
+}
+
+fn write_ike_sa(f: &mut fmt::Formatter<'_>, conn: &str, s: &IkeSaReport) -> fmt::Result {
+    let tag = format!("{conn}[{}]", s.id);
+    let age = s
+        .established_secs
+        .map(|t| format!(" {t} seconds ago"))
+        .unwrap_or_default();
+    writeln!(
+        f,
+        "{tag:>14}: {}{age}, {}[{}]...{}[{}]",
+        s.state,
+        s.local,
+        s.local_id,
+        s.remote,
+        s.remote_id.as_deref().unwrap_or("%any")
+    )?;
+    writeln!(
+        f,
+        "{tag:>14}: IKEv2 SPIs: {}_i{} {}_r{}, role {}{}",
+        s.spi_i,
+        if s.role == "initiator" { "*" } else { "" },
+        s.spi_r,
+        if s.role == "responder" { "*" } else { "" },
+        s.role,
+        if s.nat_detected { ", NAT detected" } else { "" }
+    )?;
+    if let Some(p) = &s.proposal {
+        writeln!(f, "{tag:>14}: IKE proposal: {p}")?;
+    }
+    if let Some(left) = s.lifetime_left_secs {
+        writeln!(f, "{tag:>14}: IKE SA lifetime ends in {left} seconds")?;
+    }
+    for (n, ch) in s.children.iter().enumerate() {
+        let ctag = format!("{conn}{{{}}}", n + 1);
+        writeln!(
+            f,
+            "{ctag:>14}:  {}, {}, reqid {:#x}, {} SPIs: {}_i {}_o",
+            if ch.installed {
+                "INSTALLED"
+            } else {
+                "NEGOTIATED (not installed)"
+            },
+            ch.mode,
+            ch.reqid,
+            ch.protocol,
+            ch.spi_in,
+            ch.spi_out
+        )?;
+        let integ = match (&ch.integ, ch.integ_key_bits) {
+            (Some(i), Some(bits)) => format!("/{i} ({bits}-bit key)"),
+            (Some(i), None) => format!("/{i}"),
+            _ => String::new(),
+        };
+        writeln!(
+            f,
+            "{ctag:>14}:  {} ({}-bit key){integ}{}, {} bytes_i ({} pkts), {} bytes_o ({} pkts)",
+            ch.encr,
+            ch.encr_key_bits,
+            if ch.esn { "/ESN" } else { "" },
+            ch.bytes_in,
+            ch.packets_in,
+            ch.bytes_out,
+            ch.packets_out
+        )?;
+        let mut times = format!("installed {} seconds ago", ch.installed_secs);
+        if let Some(r) = ch.rekey_in_secs {
+            times.push_str(&format!(", soft expire (rekey) in {r} seconds"));
+        }
+        if let Some(e) = ch.expires_in_secs {
+            times.push_str(&format!(", hard expire in {e} seconds"));
+        }
+        writeln!(f, "{ctag:>14}:  {times}")?;
+        writeln!(
+            f,
+            "{ctag:>14}:   {} === {}",
+            ch.local_ts.join(" "),
+            ch.remote_ts.join(" ")
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> StatusReport {
+        StatusReport {
+            kernel: "xfrm".into(),
+            conns: vec![ConnReport {
+                name: "host-host".into(),
+                local: "10.1.0.1".into(),
+                remote: "10.1.0.2".into(),
+                local_id: "10.1.0.1".into(),
+                remote_id: "10.1.0.2".into(),
+                mode: "TRANSPORT".into(),
+                auto: "add".into(),
+                local_ts: vec!["10.1.0.1/32".into()],
+                remote_ts: vec!["10.1.0.2/32".into()],
+                ike_sas: vec![IkeSaReport {
+                    id: 1,
+                    state: "ESTABLISHED".into(),
+                    role: "initiator".into(),
+                    local: "10.1.0.1:500".into(),
+                    remote: "10.1.0.2:500".into(),
+                    local_id: "10.1.0.1".into(),
+                    remote_id: Some("10.1.0.2".into()),
+                    spi_i: "0011223344556677".into(),
+                    spi_r: "8899aabbccddeeff".into(),
+                    proposal: Some("AES_GCM_16_128/PRF_HMAC_SHA2_256/CURVE_25519".into()),
+                    established_secs: Some(3),
+                    lifetime_left_secs: Some(10797),
+                    nat_detected: false,
+                    children: vec![ChildReport {
+                        protocol: "ESP".into(),
+                        mode: "TRANSPORT".into(),
+                        reqid: 0x4b32_0001,
+                        installed: true,
+                        spi_in: "c0000001".into(),
+                        spi_out: "c0000002".into(),
+                        encr: "AES_CBC".into(),
+                        encr_key_bits: 128,
+                        integ: Some("HMAC_SHA2_256_128".into()),
+                        integ_key_bits: Some(256),
+                        esn: false,
+                        local_ts: vec!["10.1.0.1/32".into()],
+                        remote_ts: vec!["10.1.0.2/32".into()],
+                        bytes_in: 840,
+                        packets_in: 10,
+                        bytes_out: 840,
+                        packets_out: 10,
+                        installed_secs: 3,
+                        rekey_in_secs: Some(3057),
+                        expires_in_secs: Some(3597),
+                    }],
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn text_answers_the_lab_questions() {
+        let text = sample().to_string();
+        assert!(text.contains("1 up, 1 total, 1 CHILD_SA"), "{text}");
+        assert!(text.contains("INSTALLED, TRANSPORT"), "{text}");
+        assert!(text.contains("ESP SPIs: c0000001_i c0000002_o"), "{text}");
+        assert!(
+            text.contains("AES_CBC (128-bit key)/HMAC_SHA2_256_128 (256-bit key)"),
+            "{text}"
+        );
+        assert!(text.contains("840 bytes_i (10 pkts)"), "{text}");
+        assert!(text.contains("10.1.0.1/32 === 10.1.0.2/32"), "{text}");
+        assert!(text.contains("IKE proposal: AES_GCM_16_128"), "{text}");
+    }
+
+    #[test]
+    fn json_round_trip() {
+        let r = sample();
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<StatusReport>(&json).unwrap(), r);
+    }
+}

@@ -1,0 +1,444 @@
+//! From the typed ipsec.conf/ipsec.secrets ([`crate::config`]) to the engine's
+//! [`ConnSpec`]s, plus what the daemon itself needs per conn (auto, reqid, lifetimes, the
+//! status summary).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use zeroize::Zeroizing;
+
+use crate::config::conn::resolve_local_side;
+use crate::config::conn::{AuthMethod, Auto, Config, Conn, End, Mode as CfgMode, Side};
+use crate::config::ident::Identity;
+use crate::config::proposal::{Proposal, Proposals, Protocol};
+use crate::config::secrets::Secrets;
+use crate::config::values::ProtoPort;
+use crate::control::ConnReport;
+use crate::crypto::{DhGroup, Encr, Integ, Prf};
+use crate::ike::{ConnSpec, EspProposal, IkeProposal, Mode};
+use crate::kernel::{REQID_MAX, REQID_MIN};
+use crate::wire::{IdType, Identification, TrafficSelector, TsType};
+
+/// A conn as the daemon runs it.
+#[derive(Debug, Clone)]
+pub struct ConnEntry {
+    /// What the engine gets.
+    pub spec: ConnSpec,
+    /// `auto=`.
+    pub auto: Auto,
+    /// reqid of this conn's CHILD_SAs and trap policies.
+    pub reqid: u32,
+    /// CHILD_SA lifetime (kernel hard expire).
+    pub lifetime: Duration,
+    /// Soft expire (rekey) this long before the hard one.
+    pub rekeymargin: Duration,
+    /// Status summary (without SAs).
+    pub report: ConnReport,
+}
+
+/// Stable reqids per conn name across reloads. `REQID_MIN` itself is kept for SPI
+/// allocation (larval SAs), conns get the following values.
+#[derive(Debug, Default)]
+pub struct Reqids {
+    by_name: HashMap<String, u32>,
+}
+
+impl Reqids {
+    /// The reqid of `name`, allocating one on first use; `None` when the range is exhausted.
+    pub fn get(&mut self, name: &str) -> Option<u32> {
+        if let Some(r) = self.by_name.get(name) {
+            return Some(*r);
+        }
+        let next = REQID_MIN
+            .checked_add(u32::try_from(self.by_name.len()).ok()?)?
+            .checked_add(1)?;
+        if next > REQID_MAX {
+            return None;
+        }
+        self.by_name.insert(name.to_string(), next);
+        Some(next)
+    }
+
+    /// The conn name owning `reqid`.
+    pub fn name_of(&self, reqid: u32) -> Option<&str> {
+        self.by_name
+            .iter()
+            .find(|(_, r)| **r == reqid)
+            .map(|(n, _)| n.as_str())
+    }
+}
+
+/// Builds every loaded conn (`auto=ignore` conns are not loaded, as in strongSwan). Errors
+/// name the conn and the cause; any error refuses the whole configuration.
+pub fn build_conns(
+    config: &Config,
+    secrets: &Secrets,
+    is_local: &dyn Fn(IpAddr) -> bool,
+    reqids: &mut Reqids,
+) -> Result<Vec<ConnEntry>, Vec<String>> {
+    let mut entries = Vec::new();
+    let mut errors = Vec::new();
+    for conn in config.conns.iter().filter(|c| c.auto != Auto::Ignore) {
+        match build_conn(conn, secrets, is_local, reqids) {
+            Ok(e) => entries.push(e),
+            Err(e) => errors.push(format!("conn {}: {e}", conn.name)),
+        }
+    }
+    if errors.is_empty() {
+        Ok(entries)
+    } else {
+        Err(errors)
+    }
+}
+
+fn build_conn(
+    conn: &Conn,
+    secrets: &Secrets,
+    is_local: &dyn Fn(IpAddr) -> bool,
+    reqids: &mut Reqids,
+) -> Result<ConnEntry, String> {
+    let (l, r) = match resolve_local_side(conn, is_local) {
+        Some(Side::Left) => (&conn.left, &conn.right),
+        Some(Side::Right) => (&conn.right, &conn.left),
+        None => {
+            return Err(format!(
+                "neither left ({}) nor right ({}) is an address of this host",
+                conn.left.host, conn.right.host
+            ));
+        }
+    };
+    for (end, what) in [(l, "local"), (r, "remote")] {
+        if end.auth != AuthMethod::Psk {
+            return Err(format!(
+                "{what} authentication {} is not supported (only authby=secret / psk)",
+                end.auth
+            ));
+        }
+    }
+    let mode = match conn.mode {
+        CfgMode::Tunnel => Mode::Tunnel,
+        CfgMode::Transport => Mode::Transport,
+        other => return Err(format!("type={other} is not supported")),
+    };
+    let local_identity = l.effective_id();
+    let local_id = identification(&local_identity)
+        .ok_or("the local identity is %any: set an address or leftid")?;
+    let remote_identity = r.effective_id();
+    let remote_id = identification(&remote_identity);
+    let psk = secrets
+        .lookup(&local_identity, &remote_identity)
+        .ok_or_else(|| {
+            format!("no PSK in ipsec.secrets for {local_identity} <-> {remote_identity}")
+        })?;
+    let ike_proposals = proposals(&conn.ike, Protocol::Ike, ike_proposal)?;
+    let esp_proposals = proposals(&conn.esp, Protocol::Esp, esp_proposal)?;
+    let (local_ts, remote_ts) = match mode {
+        // Transport mode protects the hosts themselves; the engine fills in the addresses
+        // when a side has none configured (%any).
+        Mode::Transport => (
+            selectors(&host_nets(l), &l.protoport),
+            selectors(&host_nets(r), &r.protoport),
+        ),
+        Mode::Tunnel => (
+            selectors(&l.effective_subnets(), &l.protoport),
+            selectors(&r.effective_subnets(), &r.protoport),
+        ),
+    };
+    let reqid = match conn.reqid {
+        Some(r) => r,
+        None => reqids.get(&conn.name).ok_or("no free reqid")?,
+    };
+    if !crate::kernel::is_our_reqid(reqid) {
+        return Err(format!(
+            "reqid={reqid} is outside the range ikev2d owns ({REQID_MIN:#x}-{REQID_MAX:#x})"
+        ));
+    }
+    let report = ConnReport {
+        name: conn.name.clone(),
+        local: l.host.to_string(),
+        remote: r.host.to_string(),
+        local_id: local_identity.to_string(),
+        remote_id: remote_identity.to_string(),
+        mode: mode.to_string(),
+        auto: conn.auto.to_string(),
+        local_ts: local_ts.iter().map(fmt_ts).collect(),
+        remote_ts: remote_ts.iter().map(fmt_ts).collect(),
+        ike_sas: Vec::new(),
+    };
+    let spec = ConnSpec {
+        name: conn.name.clone(),
+        local_addr: l.addr(),
+        remote_addr: r.addr(),
+        local_port: l.ikeport,
+        remote_port: r.ikeport,
+        local_id,
+        remote_id,
+        psk: Zeroizing::new(psk.psk.as_bytes().to_vec()),
+        ike_proposals,
+        esp_proposals,
+        mode,
+        local_ts,
+        remote_ts,
+        lifetime: conn.lifetime,
+        ike_lifetime: conn.ikelifetime,
+    };
+    Ok(ConnEntry {
+        spec,
+        auto: conn.auto,
+        reqid,
+        lifetime: conn.lifetime,
+        rekeymargin: conn.rekeymargin,
+        report,
+    })
+}
+
+fn host_nets(end: &End) -> Vec<IpNet> {
+    end.addr().map(IpNet::from).into_iter().collect()
+}
+
+/// The wire identity for a configured one (`None` for `%any`).
+pub fn identification(id: &Identity) -> Option<Identification> {
+    id.id_type().map(|t| Identification {
+        id_type: IdType(t),
+        data: id.data(),
+    })
+}
+
+/// Text form of a wire identity, as in ipsec.conf.
+pub fn fmt_identification(id: &Identification) -> String {
+    let data = &id.data;
+    let text = || String::from_utf8_lossy(data).into_owned();
+    match id.id_type.0 {
+        1 => <[u8; 4]>::try_from(data.as_slice())
+            .map(|a| IpAddr::from(a).to_string())
+            .unwrap_or_else(|_| "<bad ipv4 id>".into()),
+        5 => <[u8; 16]>::try_from(data.as_slice())
+            .map(|a| IpAddr::from(a).to_string())
+            .unwrap_or_else(|_| "<bad ipv6 id>".into()),
+        2 => format!("@{}", text()),
+        3 => text(),
+        11 => format!(
+            "@#{}",
+            data.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        ),
+        t => format!("id-type-{t}"),
+    }
+}
+
+fn selectors(nets: &[IpNet], pp: &ProtoPort) -> Vec<TrafficSelector> {
+    let (start_port, end_port) = pp.ports.unwrap_or((0, u16::MAX));
+    nets.iter()
+        .map(|n| TrafficSelector {
+            ts_type: match n {
+                IpNet::V4(_) => TsType::IPV4_ADDR_RANGE,
+                IpNet::V6(_) => TsType::IPV6_ADDR_RANGE,
+            },
+            ip_protocol: pp.proto.unwrap_or(0),
+            start_port,
+            end_port,
+            start_addr: n.network(),
+            end_addr: n.broadcast(),
+        })
+        .collect()
+}
+
+/// `10.1.0.0/24`, `10.1.0.1/32`, `10.0.0.1-10.0.0.9`, with `[proto/ports]` when restricted.
+pub fn fmt_ts(ts: &TrafficSelector) -> String {
+    let cidr = (0..=128u8).rev().find_map(|len| {
+        let net = IpNet::new(ts.start_addr, len).ok()?.trunc();
+        (net.network() == ts.start_addr && net.broadcast() == ts.end_addr).then_some(net)
+    });
+    let mut s = match cidr {
+        Some(net) => net.to_string(),
+        None => format!("{}-{}", ts.start_addr, ts.end_addr),
+    };
+    if ts.ip_protocol != 0 || ts.start_port != 0 || ts.end_port != u16::MAX {
+        let ports = if ts.start_port == ts.end_port {
+            ts.start_port.to_string()
+        } else {
+            format!("{}-{}", ts.start_port, ts.end_port)
+        };
+        s.push_str(&format!("[{}/{ports}]", ts.ip_protocol));
+    }
+    s
+}
+
+/// Converts configured proposals. Algorithms the user wrote must all be supported (else a
+/// clear error naming them); strongSwan's default proposals, appended when not strict, are
+/// filtered down to what is supported.
+fn proposals<T>(
+    configured: &Proposals,
+    proto: Protocol,
+    convert: fn(&Proposal, bool) -> Result<Option<T>, String>,
+) -> Result<Vec<T>, String> {
+    let mut out = Vec::new();
+    if configured.configured {
+        for p in &configured.list {
+            if let Some(t) = convert(p, true)? {
+                out.push(t);
+            }
+        }
+    }
+    if !configured.configured || !configured.strict {
+        for p in &Proposals::default_for(proto).list {
+            if let Some(t) = convert(p, false)? {
+                out.push(t);
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(format!("no supported {proto:?} proposal"));
+    }
+    Ok(out)
+}
+
+/// Maps IANA numbers with `from`; with `strict` an unknown one is an error, else skipped.
+fn map_ids<I: Copy, T>(
+    ids: &[I],
+    strict: bool,
+    what: &str,
+    from: impl Fn(I) -> Option<T>,
+    show: impl Fn(I) -> String,
+) -> Result<Vec<T>, String> {
+    let mut out = Vec::new();
+    for id in ids {
+        match from(*id) {
+            Some(t) => out.push(t),
+            None if strict => {
+                return Err(format!("{what} algorithm {} is not supported", show(*id)));
+            }
+            None => {}
+        }
+    }
+    Ok(out)
+}
+
+fn encrs(p: &Proposal, strict: bool) -> Result<Vec<Encr>, String> {
+    map_ids(
+        &p.encr,
+        strict,
+        "encryption",
+        |(id, bits)| Encr::from_id(id, bits),
+        |(id, bits)| match bits {
+            Some(b) => format!("ENCR {id} ({b}-bit key)"),
+            None => format!("ENCR {id}"),
+        },
+    )
+}
+
+fn integs(p: &Proposal, strict: bool) -> Result<Vec<Integ>, String> {
+    map_ids(&p.integ, strict, "integrity", Integ::from_id, |id| {
+        format!("INTEG {id}")
+    })
+}
+
+fn ike_proposal(p: &Proposal, strict: bool) -> Result<Option<IkeProposal>, String> {
+    let encr = encrs(p, strict)?;
+    let integ = integs(p, strict)?;
+    let prf = map_ids(&p.prf, strict, "PRF", Prf::from_id, |id| {
+        format!("PRF {id}")
+    })?;
+    let dh = map_ids(&p.dh, strict, "DH group", DhGroup::from_id, |id| {
+        format!("DH group {id}")
+    })?;
+    let aead = encr.iter().all(|e| e.is_aead());
+    let complete =
+        !encr.is_empty() && !prf.is_empty() && !dh.is_empty() && (aead || !integ.is_empty());
+    Ok(complete.then_some(IkeProposal {
+        encr,
+        integ,
+        prf,
+        dh,
+    }))
+}
+
+fn esp_proposal(p: &Proposal, strict: bool) -> Result<Option<EspProposal>, String> {
+    let encr = encrs(p, strict)?;
+    let integ = integs(p, strict)?;
+    if strict && !p.dh.is_empty() {
+        return Err("PFS groups in esp= are not supported".into());
+    }
+    let aead = encr.iter().all(|e| e.is_aead());
+    let complete = !encr.is_empty() && (aead || !integ.is_empty());
+    let esn = p.esn.contains(&1) && !p.esn.contains(&0);
+    Ok(complete.then_some(EspProposal { encr, integ, esn }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::check::load_str;
+    use crate::config::conn::NoDns;
+    use crate::config::source::{MemResolver, SourceFile};
+
+    fn load(conf: &str, secrets: &str) -> (Config, Secrets) {
+        let src = |name: &str, text: &str| SourceFile {
+            name: name.into(),
+            text: text.into(),
+            mode: Some(0o600),
+        };
+        let l = load_str(
+            &src("ipsec.conf", conf),
+            &src("ipsec.secrets", secrets),
+            &MemResolver::default(),
+            &NoDns,
+        );
+        assert!(!l.diagnostics.has_errors(), "{:?}", l.diagnostics);
+        (l.config, l.secrets)
+    }
+
+    const CONF: &str = "conn hh\n\tleft=10.9.0.1\n\tright=10.9.0.2\n\tauthby=secret\n\ttype=transport\n\tike=aes128-sha256-x25519!\n\tesp=aes128gcm16!\n\tauto=add\n";
+    const SECRETS: &str = "10.9.0.1 10.9.0.2 : PSK \"k3y\"\n";
+
+    #[test]
+    fn local_side_is_the_local_address() {
+        let (cfg, sec) = load(CONF, SECRETS);
+        let mut reqids = Reqids::default();
+        let is_bob = |a: IpAddr| a == "10.9.0.2".parse::<IpAddr>().unwrap();
+        let conns = build_conns(&cfg, &sec, &is_bob, &mut reqids).unwrap();
+        let c = &conns[0];
+        assert_eq!(c.spec.local_addr, Some("10.9.0.2".parse().unwrap()));
+        assert_eq!(c.spec.remote_addr, Some("10.9.0.1".parse().unwrap()));
+        assert_eq!(fmt_identification(&c.spec.local_id), "10.9.0.2");
+        assert_eq!(&c.spec.psk[..], b"k3y");
+        assert_eq!(c.spec.mode, Mode::Transport);
+        assert_eq!(c.report.local_ts, vec!["10.9.0.2/32".to_string()]);
+        assert_eq!(c.reqid, REQID_MIN + 1);
+        assert_eq!(c.spec.ike_proposals.len(), 1);
+        assert!(c.spec.esp_proposals[0].integ.is_empty());
+        assert!(!format!("{:?}", c.spec).contains("k3y"));
+    }
+
+    #[test]
+    fn foreign_conn_and_missing_psk_are_errors() {
+        let (cfg, sec) = load(CONF, SECRETS);
+        let mut reqids = Reqids::default();
+        let errs = build_conns(&cfg, &sec, &|_| false, &mut reqids).unwrap_err();
+        assert!(errs[0].contains("neither left"), "{errs:?}");
+        let (cfg, sec) = load(CONF, "1.2.3.4 : PSK \"x\"\n");
+        let errs = build_conns(&cfg, &sec, &|_| true, &mut reqids).unwrap_err();
+        assert!(errs[0].contains("no PSK"), "{errs:?}");
+    }
+
+    #[test]
+    fn unsupported_algorithm_is_named() {
+        let conf = CONF.replace("esp=aes128gcm16!", "esp=aes128ccm16!");
+        let (cfg, sec) = load(&conf, SECRETS);
+        let errs = build_conns(&cfg, &sec, &|_| true, &mut Reqids::default()).unwrap_err();
+        assert!(errs[0].contains("ENCR 16"), "{errs:?}");
+    }
+
+    #[test]
+    fn ts_formatting() {
+        let sel = selectors(&["10.1.1.0/24".parse().unwrap()], &ProtoPort::default());
+        assert_eq!(fmt_ts(&sel[0]), "10.1.1.0/24");
+        let mut t = sel[0];
+        t.end_addr = "10.1.1.9".parse().unwrap();
+        t.ip_protocol = 6;
+        t.start_port = 80;
+        t.end_port = 80;
+        assert_eq!(fmt_ts(&t), "10.1.1.0-10.1.1.9[6/80]");
+    }
+}

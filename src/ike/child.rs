@@ -1,0 +1,300 @@
+//! The CHILD_SA carried in IKE_AUTH: ESP proposal with our inbound SPI, TSi/TSr narrowing,
+//! USE_TRANSPORT_MODE, and the keys handed to the kernel layer.
+
+use rand::CryptoRng;
+
+use super::conn::Mode;
+use super::error::IkeError;
+use super::event::{ChildDirKeys, ChildSaReady, Event, Role};
+use super::proposal::{self, EspSuite};
+use super::sa::{Ctx, IkeSa, Queued};
+use super::ts;
+use crate::crypto::derive_child_keys;
+use crate::wire::{Notify, NotifyType, Payload, ProtocolId, TrafficSelector};
+
+/// An installed CHILD_SA.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ChildSa {
+    pub(crate) spi_in: u32,
+    pub(crate) spi_out: u32,
+    pub(crate) mode: Mode,
+    pub(crate) local_ts: Vec<TrafficSelector>,
+    pub(crate) remote_ts: Vec<TrafficSelector>,
+    pub(crate) suite: EspSuite,
+}
+
+/// A notify payload without SPI.
+pub(crate) fn notify(notify_type: NotifyType, data: Vec<u8>) -> Payload {
+    Payload::Notify(Notify {
+        protocol: ProtocolId(0),
+        spi: Vec::new(),
+        notify_type,
+        data,
+    })
+}
+
+/// Notifies of a given type in a payload list.
+pub(crate) fn has_notify(payloads: &[Payload], t: NotifyType) -> bool {
+    payloads
+        .iter()
+        .any(|p| matches!(p, Payload::Notify(n) if n.notify_type == t))
+}
+
+/// The first error notify (type < 16384), if any.
+pub(crate) fn first_error(payloads: &[Payload]) -> Option<&Notify> {
+    payloads.iter().find_map(|p| match p {
+        Payload::Notify(n) if n.notify_type.is_error() => Some(n),
+        _ => None,
+    })
+}
+
+fn sa_payload(payloads: &[Payload]) -> Option<&[crate::wire::Proposal]> {
+    payloads.iter().find_map(|p| match p {
+        Payload::Sa(sa) => Some(sa.proposals.as_slice()),
+        _ => None,
+    })
+}
+
+fn tsi(payloads: &[Payload]) -> Option<&[TrafficSelector]> {
+    payloads.iter().find_map(|p| match p {
+        Payload::TsI(t) => Some(t.as_slice()),
+        _ => None,
+    })
+}
+
+fn tsr(payloads: &[Payload]) -> Option<&[TrafficSelector]> {
+    payloads.iter().find_map(|p| match p {
+        Payload::TsR(t) => Some(t.as_slice()),
+        _ => None,
+    })
+}
+
+/// Initiator: the CHILD_SA we asked for in IKE_AUTH.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ChildRequest {
+    spi_in: u32,
+    ts_i: Vec<TrafficSelector>,
+    ts_r: Vec<TrafficSelector>,
+}
+
+impl ChildRequest {
+    /// Allocate our inbound SPI and fix the selectors we propose.
+    pub(crate) fn new<R>(sa: &IkeSa, ctx: &mut Ctx<'_, R>) -> Result<Self, IkeError> {
+        let (l, r) = (sa.local.ip(), sa.remote.ip());
+        Ok(Self {
+            spi_in: ctx.spis.allocate_esp_spi(l, r)?,
+            ts_i: ts::configured_or_host(&sa.conn.local_ts, l),
+            ts_r: ts::configured_or_host(&sa.conn.remote_ts, r),
+        })
+    }
+
+    /// `[N(USE_TRANSPORT_MODE)], SA, TSi, TSr` for the IKE_AUTH request.
+    pub(crate) fn payloads(&self, sa: &IkeSa) -> Vec<Payload> {
+        let mut v = Vec::new();
+        if sa.conn.mode == Mode::Transport {
+            v.push(notify(NotifyType::USE_TRANSPORT_MODE, Vec::new()));
+        }
+        v.push(Payload::Sa(crate::wire::SaPayload {
+            proposals: proposal::esp_offer(&sa.conn.esp_proposals, self.spi_in),
+        }));
+        v.push(Payload::TsI(self.ts_i.clone()));
+        v.push(Payload::TsR(self.ts_r.clone()));
+        v
+    }
+
+    /// Process the child part of the IKE_AUTH response (the IKE SA is already established).
+    pub(crate) fn complete<R: CryptoRng>(
+        self,
+        sa: &mut IkeSa,
+        ctx: &mut Ctx<'_, R>,
+        payloads: &[Payload],
+        ni: &[u8],
+        nr: &[u8],
+    ) {
+        match self.accept(sa, payloads) {
+            Ok(child) => install(sa, ctx, child, ni, nr),
+            Err(error) => {
+                ctx.out.events.push_back(Event::ChildSaFailed {
+                    id: sa.id,
+                    conn: sa.conn.name.clone(),
+                    error: error.clone(),
+                });
+                // A child the peer did install but we refuse must not linger there.
+                if self.answer(sa, payloads).is_ok() {
+                    sa.queue.push_back(Queued::DeleteChild(self.spi_in));
+                }
+            }
+        }
+    }
+
+    fn answer(&self, sa: &IkeSa, payloads: &[Payload]) -> Result<(u32, EspSuite), IkeError> {
+        if let Some(n) = first_error(payloads) {
+            return Err(IkeError::from_peer_notify(n.notify_type, &n.data));
+        }
+        let offered = sa_payload(payloads).ok_or(IkeError::InvalidMessage("no SA payload"))?;
+        proposal::accept_esp(offered, &sa.conn.esp_proposals).ok_or(IkeError::NoProposalChosen)
+    }
+
+    fn accept(&self, sa: &IkeSa, payloads: &[Payload]) -> Result<ChildSa, IkeError> {
+        let (spi_out, suite) = self.answer(sa, payloads)?;
+        let (Some(ts_i), Some(ts_r)) = (tsi(payloads), tsr(payloads)) else {
+            return Err(IkeError::InvalidMessage("no TS payloads"));
+        };
+        if !ts::acceptable_answer(ts_i, &self.ts_i) || !ts::acceptable_answer(ts_r, &self.ts_r) {
+            return Err(IkeError::TsUnacceptable);
+        }
+        let transport = has_notify(payloads, NotifyType::USE_TRANSPORT_MODE);
+        let mode = match (sa.conn.mode, transport) {
+            (Mode::Transport, true) => Mode::Transport,
+            (Mode::Transport, false) => return Err(IkeError::ModeMismatch),
+            (Mode::Tunnel, _) => Mode::Tunnel,
+        };
+        Ok(ChildSa {
+            spi_in: self.spi_in,
+            spi_out,
+            mode,
+            local_ts: ts_i.to_vec(),
+            remote_ts: ts_r.to_vec(),
+            suite,
+        })
+    }
+}
+
+/// Responder: negotiate the child of an IKE_AUTH request and return the payloads for the
+/// response (SA, TSi, TSr, [USE_TRANSPORT_MODE]) or the error notify. The IKE SA survives
+/// either way.
+pub(crate) fn respond<R: CryptoRng>(
+    sa: &mut IkeSa,
+    ctx: &mut Ctx<'_, R>,
+    payloads: &[Payload],
+    ni: &[u8],
+    nr: &[u8],
+) -> Vec<Payload> {
+    match negotiate(sa, ctx, payloads) {
+        Ok((child, number)) => {
+            let mut v = Vec::new();
+            if child.mode == Mode::Transport {
+                v.push(notify(NotifyType::USE_TRANSPORT_MODE, Vec::new()));
+            }
+            v.push(Payload::Sa(crate::wire::SaPayload {
+                proposals: vec![child.suite.to_proposal(number, child.spi_in)],
+            }));
+            v.push(Payload::TsI(child.remote_ts.clone()));
+            v.push(Payload::TsR(child.local_ts.clone()));
+            install(sa, ctx, child, ni, nr);
+            v
+        }
+        Err(error) => {
+            let n = error.notify().unwrap_or(NotifyType::NO_PROPOSAL_CHOSEN);
+            ctx.out.events.push_back(Event::ChildSaFailed {
+                id: sa.id,
+                conn: sa.conn.name.clone(),
+                error,
+            });
+            vec![notify(n, Vec::new())]
+        }
+    }
+}
+
+fn negotiate<R>(
+    sa: &IkeSa,
+    ctx: &mut Ctx<'_, R>,
+    payloads: &[Payload],
+) -> Result<(ChildSa, u8), IkeError> {
+    let offered = sa_payload(payloads).ok_or(IkeError::NoProposalChosen)?;
+    let (number, spi_out, suite) =
+        proposal::select_esp(offered, &sa.conn.esp_proposals).ok_or(IkeError::NoProposalChosen)?;
+    let (Some(ts_i), Some(ts_r)) = (tsi(payloads), tsr(payloads)) else {
+        return Err(IkeError::TsUnacceptable);
+    };
+    let (l, r) = (sa.local.ip(), sa.remote.ip());
+    let remote_cfg = if sa.conn.remote_ts.is_empty() && sa.nat_detected {
+        // The dynamic selector of a peer behind a NAT is its own (private) address, as it
+        // proposes it, not the translated one we see.
+        ts_i.iter()
+            .filter(|t| t.start_addr == t.end_addr)
+            .cloned()
+            .collect()
+    } else {
+        ts::configured_or_host(&sa.conn.remote_ts, r)
+    };
+    let remote_ts = ts::narrow(ts_i, &remote_cfg);
+    let local_ts = ts::narrow(ts_r, &ts::configured_or_host(&sa.conn.local_ts, l));
+    if remote_ts.is_empty() || local_ts.is_empty() {
+        return Err(IkeError::TsUnacceptable);
+    }
+    let transport =
+        sa.conn.mode == Mode::Transport && has_notify(payloads, NotifyType::USE_TRANSPORT_MODE);
+    let spi_in = ctx.spis.allocate_esp_spi(l, r)?;
+    Ok((
+        ChildSa {
+            spi_in,
+            spi_out,
+            mode: if transport {
+                Mode::Transport
+            } else {
+                Mode::Tunnel
+            },
+            local_ts,
+            remote_ts,
+            suite,
+        },
+        number,
+    ))
+}
+
+/// Derive the CHILD_SA keys, record the child and emit [`Event::ChildSaReady`].
+fn install<R>(sa: &mut IkeSa, ctx: &mut Ctx<'_, R>, child: ChildSa, ni: &[u8], nr: &[u8]) {
+    let Some(keys) = sa.keys.as_ref() else { return };
+    let derived = derive_child_keys(
+        keys.suite.prf,
+        &keys.sk_d,
+        ni,
+        nr,
+        child.suite.encr,
+        child.suite.integ,
+        None,
+    );
+    let k = match derived {
+        Ok(k) => k,
+        Err(e) => {
+            ctx.out.events.push_back(Event::ChildSaFailed {
+                id: sa.id,
+                conn: sa.conn.name.clone(),
+                error: e.into(),
+            });
+            return;
+        }
+    };
+    let i = ChildDirKeys {
+        encr: k.encr_i.clone(),
+        integ: k.integ_i.clone(),
+    };
+    let r = ChildDirKeys {
+        encr: k.encr_r.clone(),
+        integ: k.integ_r.clone(),
+    };
+    let (keys_in, keys_out) = match sa.role {
+        Role::Initiator => (r, i),
+        Role::Responder => (i, r),
+    };
+    ctx.out.events.push_back(Event::ChildSaReady(ChildSaReady {
+        ike_sa: sa.id,
+        conn: sa.conn.name.clone(),
+        local: sa.local.ip(),
+        remote: sa.remote.ip(),
+        mode: child.mode,
+        spi_in: child.spi_in,
+        spi_out: child.spi_out,
+        local_ts: child.local_ts.clone(),
+        remote_ts: child.remote_ts.clone(),
+        encr: child.suite.encr,
+        integ: child.suite.integ,
+        esn: child.suite.esn,
+        keys_in,
+        keys_out,
+        replay_window: ctx.config.replay_window,
+        lifetime: sa.conn.lifetime,
+    }));
+    sa.children.push(child);
+}

@@ -1,0 +1,174 @@
+//! What the engine is told: endpoint settings and connection definitions.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use zeroize::Zeroizing;
+
+use super::timer::RetransmitPolicy;
+use crate::crypto::{DhGroup, Encr, Integ, Prf};
+use crate::wire::{Identification, TrafficSelector};
+
+/// Endpoint-wide settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointConfig {
+    /// Initiator retransmission schedule (strongSwan default: 4 s × 1.8ⁿ, 5 tries).
+    pub retransmit: RetransmitPolicy,
+    /// A responder IKE SA that has not completed IKE_AUTH after this long is dropped.
+    pub half_open_timeout: Duration,
+    /// At most this many half-open responder IKE SAs; further IKE_SA_INIT requests are dropped.
+    pub max_half_open: usize,
+    /// Replay window reported in [`ChildSaReady`](super::ChildSaReady).
+    pub replay_window: u32,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        Self {
+            retransmit: RetransmitPolicy::default(),
+            half_open_timeout: Duration::from_secs(30),
+            max_half_open: 1024,
+            replay_window: 32,
+        }
+    }
+}
+
+/// One IKE proposal: every listed algorithm is acceptable, in preference order
+/// (strongSwan `ike=aes128-aes256-sha256-x25519-ecp256`). An AEAD `encr` needs no `integ`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IkeProposal {
+    /// Encryption algorithms.
+    pub encr: Vec<Encr>,
+    /// Integrity algorithms (empty for AEAD-only proposals).
+    pub integ: Vec<Integ>,
+    /// Pseudo-random functions.
+    pub prf: Vec<Prf>,
+    /// Key-exchange groups; the first one of the first proposal is used for the KE payload.
+    pub dh: Vec<DhGroup>,
+}
+
+/// One ESP proposal (strongSwan `esp=aes128gcm16` or `esp=aes128-sha256`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EspProposal {
+    /// Encryption algorithms.
+    pub encr: Vec<Encr>,
+    /// Integrity algorithms (empty for AEAD-only proposals).
+    pub integ: Vec<Integ>,
+    /// Extended sequence numbers.
+    pub esn: bool,
+}
+
+/// CHILD_SA mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Tunnel mode (ipsec.conf `type=tunnel`, the default).
+    Tunnel,
+    /// Transport mode (`type=transport`), negotiated with USE_TRANSPORT_MODE.
+    Transport,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Tunnel => "TUNNEL",
+            Self::Transport => "TRANSPORT",
+        })
+    }
+}
+
+/// A connection definition (an ipsec.conf `conn`, resolved by the daemon).
+#[derive(Clone, PartialEq)]
+pub struct ConnSpec {
+    /// Conn name.
+    pub name: String,
+    /// Our address; `None` = any (responder only).
+    pub local_addr: Option<IpAddr>,
+    /// Peer address; `None` = `%any` (responder only).
+    pub remote_addr: Option<IpAddr>,
+    /// Our IKE port when initiating (500).
+    pub local_port: u16,
+    /// Peer IKE port when initiating (500).
+    pub remote_port: u16,
+    /// Our identity (IDi/IDr we send).
+    pub local_id: Identification,
+    /// Required peer identity; `None` = any. When initiating, `Some` is also sent as IDr.
+    pub remote_id: Option<Identification>,
+    /// Pre-shared key.
+    pub psk: Zeroizing<Vec<u8>>,
+    /// IKE proposals, in preference order.
+    pub ike_proposals: Vec<IkeProposal>,
+    /// ESP proposals, in preference order.
+    pub esp_proposals: Vec<EspProposal>,
+    /// CHILD_SA mode.
+    pub mode: Mode,
+    /// Our side's selectors; empty = our address (all protocols and ports).
+    pub local_ts: Vec<TrafficSelector>,
+    /// Peer side's selectors; empty = the peer's address.
+    pub remote_ts: Vec<TrafficSelector>,
+    /// CHILD_SA lifetime (informational for now).
+    pub lifetime: Duration,
+    /// IKE SA lifetime (informational for now).
+    pub ike_lifetime: Duration,
+}
+
+impl fmt::Debug for ConnSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnSpec")
+            .field("name", &self.name)
+            .field("local_addr", &self.local_addr)
+            .field("remote_addr", &self.remote_addr)
+            .field("local_port", &self.local_port)
+            .field("remote_port", &self.remote_port)
+            .field("local_id", &self.local_id)
+            .field("remote_id", &self.remote_id)
+            .field("psk", &"<redacted>")
+            .field("ike_proposals", &self.ike_proposals)
+            .field("esp_proposals", &self.esp_proposals)
+            .field("mode", &self.mode)
+            .field("local_ts", &self.local_ts)
+            .field("remote_ts", &self.remote_ts)
+            .field("lifetime", &self.lifetime)
+            .field("ike_lifetime", &self.ike_lifetime)
+            .finish()
+    }
+}
+
+/// Source of inbound ESP SPIs (the daemon: kernel ALLOCSPI; tests: deterministic).
+pub trait SpiAllocator {
+    /// Reserve an inbound ESP SPI for SAs from `remote` to `local`.
+    fn allocate_esp_spi(
+        &mut self,
+        local: IpAddr,
+        remote: IpAddr,
+    ) -> Result<u32, super::error::SpiError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conn_debug_redacts_psk() {
+        let conn = ConnSpec {
+            name: "c".into(),
+            local_addr: None,
+            remote_addr: None,
+            local_port: 500,
+            remote_port: 500,
+            local_id: Identification::fqdn("a"),
+            remote_id: None,
+            psk: Zeroizing::new(b"topsecret".to_vec()),
+            ike_proposals: vec![],
+            esp_proposals: vec![],
+            mode: Mode::Tunnel,
+            local_ts: vec![],
+            remote_ts: vec![],
+            lifetime: Duration::from_secs(3600),
+            ike_lifetime: Duration::from_secs(10800),
+        };
+        let s = format!("{conn:?}");
+        assert!(!s.contains("topsecret"));
+        assert!(s.contains("<redacted>"));
+    }
+}

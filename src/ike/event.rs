@@ -1,0 +1,259 @@
+//! What the engine hands back: datagrams, events, status snapshots.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use zeroize::Zeroizing;
+
+use super::conn::Mode;
+use super::error::IkeError;
+use crate::crypto::{Encr, Integ};
+use crate::wire::{Identification, TrafficSelector};
+
+/// Handle of one IKE SA inside an [`Endpoint`](super::Endpoint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IkeSaId(pub u64);
+
+impl fmt::Display for IkeSaId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// Which side of the IKE SA we are (the original initiator or responder).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// We sent IKE_SA_INIT.
+    Initiator,
+    /// We answered IKE_SA_INIT.
+    Responder,
+}
+
+/// A datagram to send from `local` to `remote` (without any non-ESP marker).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Source address and port (answer from where the request arrived).
+    pub local: SocketAddr,
+    /// Destination address and port.
+    pub remote: SocketAddr,
+    /// The IKE message.
+    pub data: Vec<u8>,
+}
+
+/// Keys for one direction of a CHILD_SA. GCM `encr` includes the 4-byte salt.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ChildDirKeys {
+    /// Encryption key (‖ salt for AEAD).
+    pub encr: Zeroizing<Vec<u8>>,
+    /// Integrity key (empty for AEAD).
+    pub integ: Zeroizing<Vec<u8>>,
+}
+
+impl fmt::Debug for ChildDirKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ChildDirKeys {{ encr: <{} bytes redacted>, integ: <{} bytes redacted> }}",
+            self.encr.len(),
+            self.integ.len()
+        )
+    }
+}
+
+/// Everything the kernel layer needs to install one CHILD_SA (both directions).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChildSaReady {
+    /// Owning IKE SA.
+    pub ike_sa: IkeSaId,
+    /// Conn name.
+    pub conn: String,
+    /// Our address (outer source of outbound ESP).
+    pub local: IpAddr,
+    /// Peer address.
+    pub remote: IpAddr,
+    /// Negotiated mode.
+    pub mode: Mode,
+    /// SPI the peer uses to send to us (we allocated it).
+    pub spi_in: u32,
+    /// SPI we use to send to the peer.
+    pub spi_out: u32,
+    /// Our selectors (narrowed).
+    pub local_ts: Vec<TrafficSelector>,
+    /// Peer selectors (narrowed).
+    pub remote_ts: Vec<TrafficSelector>,
+    /// ESP encryption.
+    pub encr: Encr,
+    /// ESP integrity (`None` for AEAD).
+    pub integ: Option<Integ>,
+    /// Extended sequence numbers negotiated.
+    pub esn: bool,
+    /// Keys of the inbound SA (peer → us).
+    pub keys_in: ChildDirKeys,
+    /// Keys of the outbound SA (us → peer).
+    pub keys_out: ChildDirKeys,
+    /// Anti-replay window.
+    pub replay_window: u32,
+    /// Configured CHILD_SA lifetime.
+    pub lifetime: std::time::Duration,
+}
+
+/// Something the daemon must act on or log.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// IKE SA authenticated in both directions.
+    IkeSaEstablished {
+        /// The SA.
+        id: IkeSaId,
+        /// Conn name.
+        conn: String,
+        /// Our role.
+        role: Role,
+        /// Our address and port.
+        local: SocketAddr,
+        /// Peer address and port.
+        remote: SocketAddr,
+        /// SPIi.
+        spi_i: [u8; 8],
+        /// SPIr.
+        spi_r: [u8; 8],
+        /// Chosen algorithms, e.g. `AES_GCM_16_128/PRF_HMAC_SHA2_256/CURVE_25519`.
+        proposal: String,
+        /// A NAT was detected (either side) by NAT_DETECTION_* notifies.
+        nat_detected: bool,
+        /// Our identity.
+        local_id: Identification,
+        /// Peer's authenticated identity.
+        remote_id: Identification,
+    },
+    /// IKE SA setup failed (or a responder refused an IKE_SA_INIT); the SA is gone.
+    IkeSaFailed {
+        /// The SA (or the refused attempt).
+        id: IkeSaId,
+        /// Conn, when known.
+        conn: Option<String>,
+        /// Cause.
+        error: IkeError,
+    },
+    /// Install this CHILD_SA.
+    ChildSaReady(ChildSaReady),
+    /// The CHILD_SA in IKE_AUTH failed; the IKE SA stays up.
+    ChildSaFailed {
+        /// Owning IKE SA.
+        id: IkeSaId,
+        /// Conn name.
+        conn: String,
+        /// Cause.
+        error: IkeError,
+    },
+    /// Remove this CHILD_SA.
+    ChildSaDeleted {
+        /// Owning IKE SA.
+        id: IkeSaId,
+        /// Conn name.
+        conn: String,
+        /// Inbound SPI.
+        spi_in: u32,
+        /// Outbound SPI.
+        spi_out: u32,
+    },
+    /// An established IKE SA is gone (its CHILD_SAs were reported deleted just before).
+    IkeSaDeleted {
+        /// The SA.
+        id: IkeSaId,
+        /// Conn name.
+        conn: String,
+        /// The peer deleted it.
+        by_peer: bool,
+    },
+}
+
+/// Lifecycle state of an IKE SA, for status output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IkeSaState {
+    /// Initiator: IKE_SA_INIT sent.
+    Connecting,
+    /// Initiator: IKE_AUTH sent. Responder: IKE_SA_INIT answered.
+    Authenticating,
+    /// Established.
+    Established,
+    /// Delete sent, awaiting the answer.
+    Deleting,
+}
+
+impl fmt::Display for IkeSaState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Connecting => "CONNECTING",
+            Self::Authenticating => "AUTHENTICATING",
+            Self::Established => "ESTABLISHED",
+            Self::Deleting => "DELETING",
+        })
+    }
+}
+
+/// One CHILD_SA, for status output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChildSaStatus {
+    /// Inbound SPI.
+    pub spi_in: u32,
+    /// Outbound SPI.
+    pub spi_out: u32,
+    /// Mode.
+    pub mode: Mode,
+    /// Our selectors.
+    pub local_ts: Vec<TrafficSelector>,
+    /// Peer selectors.
+    pub remote_ts: Vec<TrafficSelector>,
+    /// Algorithms, e.g. `AES_GCM_16_128` or `AES_CBC_128/HMAC_SHA2_256_128`.
+    pub algorithms: String,
+}
+
+/// One IKE SA, for `ikectl status`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IkeSaStatus {
+    /// Handle.
+    pub id: IkeSaId,
+    /// Conn name.
+    pub conn: String,
+    /// State.
+    pub state: IkeSaState,
+    /// Our role.
+    pub role: Role,
+    /// SPIi.
+    pub spi_i: [u8; 8],
+    /// SPIr (zero until known).
+    pub spi_r: [u8; 8],
+    /// Our address and port.
+    pub local: SocketAddr,
+    /// Peer address and port.
+    pub remote: SocketAddr,
+    /// Our identity.
+    pub local_id: Identification,
+    /// Peer identity once authenticated.
+    pub remote_id: Option<Identification>,
+    /// Chosen IKE proposal once known.
+    pub proposal: Option<String>,
+    /// When the IKE SA was established.
+    pub established_at: Option<Instant>,
+    /// NAT detected.
+    pub nat_detected: bool,
+    /// CHILD_SAs.
+    pub children: Vec<ChildSaStatus>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn child_keys_debug_redacts() {
+        let k = ChildDirKeys {
+            encr: Zeroizing::new(vec![0xAB; 20]),
+            integ: Zeroizing::new(vec![]),
+        };
+        let s = format!("{k:?}");
+        assert!(s.contains("20 bytes redacted"));
+        assert!(!s.contains("171") && !s.to_lowercase().contains("ab, "));
+    }
+}

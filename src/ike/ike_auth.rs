@@ -1,0 +1,279 @@
+//! IKE_AUTH with PSK: IDi/[IDr]/AUTH, AUTHENTICATION_FAILED, and the first CHILD_SA.
+//!
+//! AUTH = prf(prf(PSK, "Key Pad for IKEv2"), <signed octets>) where the initiator signs its
+//! IKE_SA_INIT request | Nr | prf(SK_pi, IDi body) and the responder its IKE_SA_INIT
+//! response | Ni | prf(SK_pr, IDr body).
+
+use rand::CryptoRng;
+
+use super::child::{self, ChildRequest, first_error, has_notify, notify};
+use super::conn::ConnSpec;
+use super::error::IkeError;
+use super::event::Event;
+use super::sa::{Ctx, IkeSa, Path, State};
+use crate::crypto::{psk_auth, verify_psk_auth};
+use crate::wire::{AuthMethod, AuthPayload, ExchangeType, Identification, NotifyType, Payload};
+
+/// What IKE_SA_INIT left for IKE_AUTH.
+pub(crate) struct InitExchange {
+    pub(crate) ni: Vec<u8>,
+    pub(crate) nr: Vec<u8>,
+    /// The IKE_SA_INIT request as sent.
+    pub(crate) request: Vec<u8>,
+    /// The IKE_SA_INIT response as sent.
+    pub(crate) response: Vec<u8>,
+}
+
+/// Initiator state: IKE_AUTH sent.
+pub(crate) struct ExpectAuthResponse {
+    init: InitExchange,
+    child: ChildRequest,
+}
+
+/// Responder state: IKE_SA_INIT answered, waiting for IKE_AUTH.
+pub(crate) struct ExpectAuthRequest {
+    init: InitExchange,
+}
+
+/// Which signed octets an AUTH payload covers.
+#[derive(Clone, Copy)]
+enum Signer {
+    Initiator,
+    Responder,
+}
+
+fn auth_inputs<'a>(
+    sa: &'a IkeSa,
+    init: &'a InitExchange,
+    who: Signer,
+) -> Option<(&'a [u8], &'a [u8], &'a [u8])> {
+    let keys = sa.keys.as_ref()?;
+    Some(match who {
+        Signer::Initiator => (&init.request, &init.nr, &keys.sk_pi),
+        Signer::Responder => (&init.response, &init.ni, &keys.sk_pr),
+    })
+}
+
+fn make_auth(
+    sa: &IkeSa,
+    init: &InitExchange,
+    who: Signer,
+    psk: &[u8],
+    id: &Identification,
+) -> Option<Payload> {
+    let prf = sa.keys.as_ref()?.suite.prf;
+    let (msg, nonce, sk_p) = auth_inputs(sa, init, who)?;
+    Some(Payload::Auth(AuthPayload {
+        method: AuthMethod::SHARED_KEY_MIC,
+        data: psk_auth(prf, psk, msg, nonce, sk_p, &id.body_bytes()).to_vec(),
+    }))
+}
+
+fn check_auth(
+    sa: &IkeSa,
+    init: &InitExchange,
+    who: Signer,
+    psk: &[u8],
+    id: &Identification,
+    auth: &AuthPayload,
+) -> bool {
+    let Some(keys) = sa.keys.as_ref() else {
+        return false;
+    };
+    let Some((msg, nonce, sk_p)) = auth_inputs(sa, init, who) else {
+        return false;
+    };
+    auth.method == AuthMethod::SHARED_KEY_MIC
+        && verify_psk_auth(
+            keys.suite.prf,
+            psk,
+            msg,
+            nonce,
+            sk_p,
+            &id.body_bytes(),
+            &auth.data,
+        )
+}
+
+/// The IDi, IDr and AUTH payloads of an IKE_AUTH message.
+struct AuthParts<'a> {
+    idi: Option<&'a Identification>,
+    idr: Option<&'a Identification>,
+    auth: Option<&'a AuthPayload>,
+}
+
+impl<'a> AuthParts<'a> {
+    fn find(payloads: &'a [Payload]) -> Self {
+        let mut parts = Self {
+            idi: None,
+            idr: None,
+            auth: None,
+        };
+        for p in payloads {
+            match p {
+                Payload::IdI(i) if parts.idi.is_none() => parts.idi = Some(i),
+                Payload::IdR(i) if parts.idr.is_none() => parts.idr = Some(i),
+                Payload::Auth(a) if parts.auth.is_none() => parts.auth = Some(a),
+                _ => {}
+            }
+        }
+        parts
+    }
+}
+
+fn established_event<R>(sa: &mut IkeSa, ctx: &mut Ctx<'_, R>, remote_id: &Identification) {
+    sa.remote_id = Some(remote_id.clone());
+    sa.established_at = Some(ctx.now);
+    sa.half_open_deadline = None;
+    ctx.out.events.push_back(Event::IkeSaEstablished {
+        id: sa.id,
+        conn: sa.conn.name.clone(),
+        role: sa.role,
+        local: sa.local,
+        remote: sa.remote,
+        spi_i: sa.spi_i,
+        spi_r: sa.spi_r,
+        proposal: sa.keys.as_ref().map(|k| k.suite.name()).unwrap_or_default(),
+        nat_detected: sa.nat_detected,
+        local_id: sa.conn.local_id.clone(),
+        remote_id: remote_id.clone(),
+    });
+}
+
+/// Initiator: IKE_SA_INIT done; send IKE_AUTH (message ID 1).
+pub(crate) fn start<R: CryptoRng>(
+    sa: &mut IkeSa,
+    ctx: &mut Ctx<'_, R>,
+    init: InitExchange,
+) -> State {
+    let child = match ChildRequest::new(sa, ctx) {
+        Ok(c) => c,
+        Err(e) => return sa.fail(ctx, e),
+    };
+    let conn = &sa.conn;
+    let mut payloads = vec![Payload::IdI(conn.local_id.clone())];
+    if sa.initial_contact {
+        payloads.push(notify(NotifyType::INITIAL_CONTACT, Vec::new()));
+    }
+    if let Some(r) = &conn.remote_id {
+        payloads.push(Payload::IdR(r.clone()));
+    }
+    let Some(auth) = make_auth(sa, &init, Signer::Initiator, &conn.psk, &conn.local_id) else {
+        return sa.fail(ctx, IkeError::InvalidMessage("no keys"));
+    };
+    payloads.push(auth);
+    payloads.extend(child.payloads(sa));
+    if let Err(e) = sa.send_request(ctx, ExchangeType::IKE_AUTH, &payloads) {
+        return sa.fail(ctx, e);
+    }
+    State::ExpectAuthResponse(Box::new(ExpectAuthResponse { init, child }))
+}
+
+impl ExpectAuthResponse {
+    /// Handle the (decrypted) IKE_AUTH response.
+    pub(crate) fn process<R: CryptoRng>(
+        self,
+        sa: &mut IkeSa,
+        ctx: &mut Ctx<'_, R>,
+        payloads: &[Payload],
+    ) -> State {
+        let parts = AuthParts::find(payloads);
+        let (Some(idr), Some(auth)) = (parts.idr, parts.auth) else {
+            let e = match first_error(payloads) {
+                Some(n) => IkeError::from_peer_notify(n.notify_type, &n.data),
+                None => IkeError::InvalidMessage("IKE_AUTH response lacks IDr or AUTH"),
+            };
+            return sa.fail(ctx, e);
+        };
+        let id_ok = sa.conn.remote_id.as_ref().is_none_or(|want| want == idr);
+        if !id_ok || !check_auth(sa, &self.init, Signer::Responder, &sa.conn.psk, idr, auth) {
+            // Best effort: tell the responder, which considers the SA established.
+            let del = super::informational::delete_ike_payload();
+            sa.send_unreliable(ctx, ExchangeType::INFORMATIONAL, &[del]);
+            return sa.fail(ctx, IkeError::AuthenticationFailed { local_side: true });
+        }
+        established_event(sa, ctx, idr);
+        let Self { init, child } = self;
+        child.complete(sa, ctx, payloads, &init.ni, &init.nr);
+        State::Established
+    }
+}
+
+impl ExpectAuthRequest {
+    pub(crate) fn new(init: InitExchange) -> Self {
+        Self { init }
+    }
+
+    /// Handle the (decrypted) IKE_AUTH request `mid`.
+    pub(crate) fn process<R: CryptoRng>(
+        self,
+        sa: &mut IkeSa,
+        ctx: &mut Ctx<'_, R>,
+        path: Path,
+        mid: u32,
+        payloads: &[Payload],
+    ) -> State {
+        let parts = AuthParts::find(payloads);
+        let (Some(idi), Some(auth)) = (parts.idi, parts.auth) else {
+            let n = notify(NotifyType::INVALID_SYNTAX, Vec::new());
+            let _ = sa.send_response(ctx, path, ExchangeType::IKE_AUTH, mid, &[n]);
+            return sa.fail(
+                ctx,
+                IkeError::InvalidMessage("IKE_AUTH request lacks IDi or AUTH"),
+            );
+        };
+        let conn = select_conn(ctx.conns, sa, path, idi, parts.idr).cloned();
+        let verified = conn
+            .as_ref()
+            .is_some_and(|c| check_auth(sa, &self.init, Signer::Initiator, &c.psk, idi, auth));
+        let (Some(conn), true) = (conn, verified) else {
+            let n = notify(NotifyType::AUTHENTICATION_FAILED, Vec::new());
+            let _ = sa.send_response(ctx, path, ExchangeType::IKE_AUTH, mid, &[n]);
+            return sa.fail(ctx, IkeError::AuthenticationFailed { local_side: true });
+        };
+        sa.conn = conn;
+        sa.initial_contact = has_notify(payloads, NotifyType::INITIAL_CONTACT);
+        let conn = &sa.conn;
+        let Some(auth) = make_auth(sa, &self.init, Signer::Responder, &conn.psk, &conn.local_id)
+        else {
+            return sa.fail(ctx, IkeError::InvalidMessage("no keys"));
+        };
+        let mut out = vec![Payload::IdR(conn.local_id.clone()), auth];
+        established_event(sa, ctx, idi);
+        out.extend(child::respond(
+            sa,
+            ctx,
+            payloads,
+            &self.init.ni,
+            &self.init.nr,
+        ));
+        if let Err(e) = sa.send_response(ctx, path, ExchangeType::IKE_AUTH, mid, &out) {
+            return sa.fail(ctx, e);
+        }
+        State::Established
+    }
+}
+
+/// The conn that authenticates this peer: reachable at `path`, allowing the negotiated IKE
+/// suite, accepting IDi, and owning IDr if the initiator named one. Conns naming the peer's
+/// identity exactly win over `%any` ones.
+fn select_conn<'a>(
+    conns: &'a [ConnSpec],
+    sa: &IkeSa,
+    path: Path,
+    idi: &Identification,
+    idr: Option<&Identification>,
+) -> Option<&'a ConnSpec> {
+    let suite = sa.keys.as_ref()?.suite;
+    let fits = |c: &&ConnSpec| {
+        c.local_addr.is_none_or(|a| a == path.local.ip())
+            && c.remote_addr.is_none_or(|a| a == path.remote.ip())
+            && suite.allowed(&c.ike_proposals)
+            && idr.is_none_or(|r| *r == c.local_id)
+    };
+    conns
+        .iter()
+        .filter(fits)
+        .find(|c| c.remote_id.as_ref() == Some(idi))
+        .or_else(|| conns.iter().filter(fits).find(|c| c.remote_id.is_none()))
+}

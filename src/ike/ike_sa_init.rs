@@ -1,0 +1,442 @@
+//! IKE_SA_INIT: proposals, KE, nonces, NAT detection, INVALID_KE_PAYLOAD and COOKIE retries
+//! (initiator), stateless refusal and half-open SA creation (responder).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+use rand::CryptoRng;
+
+use super::child::{first_error, notify};
+use super::conn::ConnSpec;
+use super::error::IkeError;
+use super::event::{Event, IkeSaId, Role};
+use super::ike_auth::{self, ExpectAuthRequest, InitExchange};
+use super::natd;
+use super::proposal::{self, IkeSuite};
+use super::sa::{CachedResponse, Ctx, IkeSa, Path, SaKeys, State};
+use crate::crypto::{DhGroup, DhPrivate, derive_ike_keys};
+use crate::wire::{
+    ExchangeType, Header, KePayload, Message, Notify, NotifyType, Payload, PayloadType, SaPayload,
+    TransformId,
+};
+
+/// Our nonce length (≥ half of any PRF key we support, RFC 7296 §2.10).
+pub(crate) const NONCE_LEN: usize = 32;
+/// Accepted peer nonce lengths (RFC 7296 §3.9: 16..=256 octets).
+const NONCE_RANGE: std::ops::RangeInclusive<usize> = 16..=256;
+/// INVALID_KE_PAYLOAD / COOKIE restarts before giving up.
+const MAX_RESTARTS: u8 = 3;
+
+/// Initiator state: IKE_SA_INIT sent, waiting for the answer.
+pub(crate) struct ExpectSaInitResponse {
+    dh: DhPrivate,
+    ni: Vec<u8>,
+    cookie: Option<Vec<u8>>,
+    /// The request as sent (signed by our AUTH).
+    request: Vec<u8>,
+    restarts: u8,
+}
+
+fn random<R: CryptoRng>(rng: &mut R, len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    rng.fill_bytes(&mut v);
+    v
+}
+
+fn encode(header: Header, payloads: Vec<Payload>) -> Vec<u8> {
+    Message { header, payloads }.encode()
+}
+
+/// The KE group to start with: the first group of our first proposal that has one.
+fn first_group(conn: &ConnSpec) -> Option<DhGroup> {
+    conn.ike_proposals
+        .iter()
+        .find_map(|p| p.dh.first().copied())
+}
+
+/// Create an initiating IKE SA for `conn` and send IKE_SA_INIT.
+pub(crate) fn initiate<R: CryptoRng>(
+    ctx: &mut Ctx<'_, R>,
+    id: IkeSaId,
+    conn: &ConnSpec,
+    spi_i: [u8; 8],
+) -> Result<IkeSa, IkeError> {
+    let (Some(l), Some(r)) = (conn.local_addr, conn.remote_addr) else {
+        return Err(IkeError::CannotInitiate(conn.name.clone()));
+    };
+    let group = match first_group(conn) {
+        Some(g) if !conn.esp_proposals.is_empty() => g,
+        _ => return Err(IkeError::NoProposalsConfigured(conn.name.clone())),
+    };
+    let mut sa = IkeSa {
+        id,
+        conn: conn.clone(),
+        role: Role::Initiator,
+        spi_i,
+        spi_r: [0; 8],
+        local: SocketAddr::new(l, conn.local_port),
+        remote: SocketAddr::new(r, conn.remote_port),
+        state: State::Dead,
+        keys: None,
+        next_mid: 0,
+        peer_mid: 0,
+        outstanding: None,
+        cached_response: None,
+        queue: VecDeque::new(),
+        in_flight: None,
+        children: Vec::new(),
+        nat_detected: false,
+        remote_id: None,
+        established_at: None,
+        half_open_deadline: None,
+        initial_contact: false,
+    };
+    let mut st = ExpectSaInitResponse {
+        dh: group.generate(ctx.rng),
+        ni: random(ctx.rng, NONCE_LEN),
+        cookie: None,
+        request: Vec::new(),
+        restarts: 0,
+    };
+    st.send(&mut sa, ctx);
+    sa.state = State::ExpectSaInitResponse(Box::new(st));
+    Ok(sa)
+}
+
+impl ExpectSaInitResponse {
+    /// (Re)build and send the request (message ID 0).
+    fn send<R>(&mut self, sa: &mut IkeSa, ctx: &mut Ctx<'_, R>) {
+        let mut payloads = Vec::new();
+        if let Some(c) = &self.cookie {
+            payloads.push(notify(NotifyType::COOKIE, c.clone()));
+        }
+        payloads.push(Payload::Sa(SaPayload {
+            proposals: proposal::ike_offer(&sa.conn.ike_proposals),
+        }));
+        payloads.push(Payload::Ke(KePayload {
+            group: TransformId(self.dh.group().id()),
+            data: self.dh.public_value(),
+        }));
+        payloads.push(Payload::Nonce(self.ni.clone()));
+        payloads.extend(natd::payloads(&sa.spi_i, &[0; 8], sa.local, sa.remote));
+        self.request = encode(sa.header(ExchangeType::IKE_SA_INIT, 0, false), payloads);
+        sa.send_tracked(ctx, 0, ExchangeType::IKE_SA_INIT, self.request.clone());
+    }
+
+    /// Handle the IKE_SA_INIT response (plaintext).
+    pub(crate) fn process<R: CryptoRng>(
+        mut self: Box<Self>,
+        sa: &mut IkeSa,
+        ctx: &mut Ctx<'_, R>,
+        path: Path,
+        data: &[u8],
+        msg: &Message,
+    ) -> State {
+        let payloads = &msg.payloads;
+        if let Some(n) = find_notify(payloads, NotifyType::COOKIE) {
+            if self.cookie.as_ref() == Some(&n.data) {
+                // A duplicate of the refusal we already answered.
+                return State::ExpectSaInitResponse(self);
+            }
+            if self.restarts >= MAX_RESTARTS || n.data.is_empty() {
+                return sa.fail(ctx, IkeError::PeerError(NotifyType::COOKIE));
+            }
+            self.restarts += 1;
+            self.cookie = Some(n.data.clone());
+            self.send(sa, ctx);
+            return State::ExpectSaInitResponse(self);
+        }
+        if let Some(n) = find_notify(payloads, NotifyType::INVALID_KE_PAYLOAD) {
+            let err = IkeError::from_peer_notify(n.notify_type, &n.data);
+            let IkeError::InvalidKePayload { group } = err else {
+                return sa.fail(ctx, err);
+            };
+            return match DhGroup::from_id(group) {
+                // A duplicate of the refusal we already followed.
+                Some(g) if g == self.dh.group() => State::ExpectSaInitResponse(self),
+                Some(g)
+                    if proposal::offers_group(&sa.conn.ike_proposals, g)
+                        && self.restarts < MAX_RESTARTS =>
+                {
+                    self.restarts += 1;
+                    self.dh = g.generate(ctx.rng);
+                    self.send(sa, ctx);
+                    State::ExpectSaInitResponse(self)
+                }
+                _ => sa.fail(ctx, err),
+            };
+        }
+        if let Some(n) = first_error(payloads) {
+            return sa.fail(ctx, IkeError::from_peer_notify(n.notify_type, &n.data));
+        }
+        match self.accept(sa, path, data, msg) {
+            Ok(init) => {
+                sa.outstanding = None;
+                ike_auth::start(sa, ctx, init)
+            }
+            Err(e) => sa.fail(ctx, e),
+        }
+    }
+
+    fn accept(
+        &self,
+        sa: &mut IkeSa,
+        path: Path,
+        data: &[u8],
+        msg: &Message,
+    ) -> Result<InitExchange, IkeError> {
+        let h = &msg.header;
+        if h.spi_r == [0; 8] {
+            return Err(IkeError::InvalidMessage("zero responder SPI"));
+        }
+        let parts = InitPayloads::find(&msg.payloads)?;
+        let suite = proposal::accept_ike(parts.proposals, &sa.conn.ike_proposals).ok_or(
+            IkeError::InvalidMessage("answer is not one of our proposals"),
+        )?;
+        if suite.dh != self.dh.group() || parts.ke.group.0 != suite.dh.id() {
+            return Err(IkeError::InvalidMessage("KE group does not match proposal"));
+        }
+        let shared = self.dh.agree(&parts.ke.data)?;
+        let nr = parts.nonce.to_vec();
+        let keys = derive_ike_keys(
+            suite.prf,
+            suite.encr,
+            suite.integ,
+            &self.ni,
+            &nr,
+            &shared,
+            &sa.spi_i,
+            &h.spi_r,
+        )?;
+        sa.spi_r = h.spi_r;
+        sa.keys = Some(SaKeys::new(suite, keys, Role::Initiator)?);
+        sa.nat_detected =
+            natd::check(&msg.payloads, &h.spi_i, &h.spi_r, path.local, path.remote).detected();
+        sa.next_mid = 1;
+        Ok(InitExchange {
+            ni: self.ni.clone(),
+            nr,
+            request: self.request.clone(),
+            response: message_bytes(data, h)?,
+        })
+    }
+}
+
+/// The exact bytes of a message (without anything after `header.length`).
+fn message_bytes(data: &[u8], h: &Header) -> Result<Vec<u8>, IkeError> {
+    usize::try_from(h.length)
+        .ok()
+        .and_then(|l| data.get(..l))
+        .map(<[u8]>::to_vec)
+        .ok_or(IkeError::InvalidMessage("length"))
+}
+
+fn find_notify(payloads: &[Payload], t: NotifyType) -> Option<&Notify> {
+    payloads.iter().find_map(|p| match p {
+        Payload::Notify(n) if n.notify_type == t => Some(n),
+        _ => None,
+    })
+}
+
+/// The SA, KE and Nonce payloads every IKE_SA_INIT message carries.
+struct InitPayloads<'a> {
+    proposals: &'a [crate::wire::Proposal],
+    ke: &'a KePayload,
+    nonce: &'a [u8],
+}
+
+impl<'a> InitPayloads<'a> {
+    fn find(payloads: &'a [Payload]) -> Result<Self, IkeError> {
+        let mut sa = None;
+        let mut ke = None;
+        let mut nonce = None;
+        for p in payloads {
+            match p {
+                Payload::Sa(s) if sa.is_none() => sa = Some(s.proposals.as_slice()),
+                Payload::Ke(k) if ke.is_none() => ke = Some(k),
+                Payload::Nonce(n) if nonce.is_none() => nonce = Some(n.as_slice()),
+                _ => {}
+            }
+        }
+        match (sa, ke, nonce) {
+            (Some(proposals), Some(ke), Some(nonce)) if NONCE_RANGE.contains(&nonce.len()) => {
+                Ok(Self {
+                    proposals,
+                    ke,
+                    nonce,
+                })
+            }
+            _ => Err(IkeError::InvalidMessage(
+                "IKE_SA_INIT lacks SA, KE or Nonce",
+            )),
+        }
+    }
+}
+
+/// Conns that may answer a peer at `path`.
+fn conn_matches(c: &ConnSpec, path: Path) -> bool {
+    c.local_addr.is_none_or(|a| a == path.local.ip())
+        && c.remote_addr.is_none_or(|a| a == path.remote.ip())
+        && !c.ike_proposals.is_empty()
+}
+
+/// Responder's choice for an IKE_SA_INIT request.
+enum Choice<'a> {
+    Accept(&'a ConnSpec, u8, IkeSuite),
+    InvalidKe(DhGroup),
+    NoProposal(Option<&'a ConnSpec>),
+}
+
+fn choose<'a>(
+    conns: &'a [ConnSpec],
+    path: Path,
+    offered: &[crate::wire::Proposal],
+    ke_group: Option<DhGroup>,
+) -> Choice<'a> {
+    let candidates = || conns.iter().filter(|c| conn_matches(c, path));
+    if let Some(g) = ke_group {
+        for c in candidates() {
+            if let Some((n, s)) = proposal::select_ike(offered, &c.ike_proposals, Some(g)) {
+                return Choice::Accept(c, n, s);
+            }
+        }
+    }
+    for c in candidates() {
+        if let Some((_, s)) = proposal::select_ike(offered, &c.ike_proposals, None) {
+            return Choice::InvalidKe(s.dh);
+        }
+    }
+    Choice::NoProposal(candidates().next())
+}
+
+/// Stateless error answer to an IKE_SA_INIT request (SPIr zero).
+fn refuse<R>(ctx: &mut Ctx<'_, R>, path: Path, req: &Header, n: NotifyType, data: Vec<u8>) {
+    let header = Header {
+        spi_i: req.spi_i,
+        spi_r: [0; 8],
+        next_payload: PayloadType(0),
+        major: 2,
+        minor: 0,
+        exchange: ExchangeType::IKE_SA_INIT,
+        flags: Header::FLAG_RESPONSE,
+        message_id: 0,
+        length: 0,
+    };
+    ctx.out.send(
+        path.local,
+        path.remote,
+        encode(header, vec![notify(n, data)]),
+    );
+}
+
+/// Responder: answer a new IKE_SA_INIT request; returns the half-open SA if one was created.
+pub(crate) fn respond<R: CryptoRng>(
+    ctx: &mut Ctx<'_, R>,
+    id: IkeSaId,
+    spi_r: [u8; 8],
+    path: Path,
+    data: &[u8],
+    msg: &Message,
+) -> Option<IkeSa> {
+    let h = &msg.header;
+    if h.message_id != 0 {
+        return None;
+    }
+    let request = message_bytes(data, h).ok()?;
+    let Ok(parts) = InitPayloads::find(&msg.payloads) else {
+        refuse(ctx, path, h, NotifyType::INVALID_SYNTAX, Vec::new());
+        return None;
+    };
+    let ke_group = DhGroup::from_id(parts.ke.group.0);
+    let (conn, number, suite) = match choose(ctx.conns, path, parts.proposals, ke_group) {
+        Choice::Accept(c, n, s) => (c.clone(), n, s),
+        Choice::InvalidKe(g) => {
+            let data = g.id().to_be_bytes().to_vec();
+            refuse(ctx, path, h, NotifyType::INVALID_KE_PAYLOAD, data);
+            return None;
+        }
+        Choice::NoProposal(c) => {
+            ctx.out.events.push_back(Event::IkeSaFailed {
+                id,
+                conn: c.map(|c| c.name.clone()),
+                error: IkeError::NoProposalChosen,
+            });
+            refuse(ctx, path, h, NotifyType::NO_PROPOSAL_CHOSEN, Vec::new());
+            return None;
+        }
+    };
+    let dh = suite.dh.generate(ctx.rng);
+    let Ok(shared) = dh.agree(&parts.ke.data) else {
+        refuse(ctx, path, h, NotifyType::INVALID_SYNTAX, Vec::new());
+        return None;
+    };
+    let ni = parts.nonce.to_vec();
+    let nr = random(ctx.rng, NONCE_LEN);
+    let keys = derive_ike_keys(
+        suite.prf,
+        suite.encr,
+        suite.integ,
+        &ni,
+        &nr,
+        &shared,
+        &h.spi_i,
+        &spi_r,
+    )
+    .ok()?;
+    let keys = SaKeys::new(suite, keys, Role::Responder).ok()?;
+    let nat = natd::check(&msg.payloads, &h.spi_i, &[0; 8], path.local, path.remote);
+    let mut sa = IkeSa {
+        id,
+        conn,
+        role: Role::Responder,
+        spi_i: h.spi_i,
+        spi_r,
+        local: path.local,
+        remote: path.remote,
+        state: State::Dead,
+        keys: Some(keys),
+        next_mid: 0,
+        peer_mid: 1,
+        outstanding: None,
+        cached_response: None,
+        queue: VecDeque::new(),
+        in_flight: None,
+        children: Vec::new(),
+        nat_detected: nat.detected(),
+        remote_id: None,
+        established_at: None,
+        half_open_deadline: ctx.now.checked_add(ctx.config.half_open_timeout),
+        initial_contact: false,
+    };
+    let mut payloads = vec![
+        Payload::Sa(SaPayload {
+            proposals: vec![suite.to_proposal(number)],
+        }),
+        Payload::Ke(KePayload {
+            group: TransformId(suite.dh.id()),
+            data: dh.public_value(),
+        }),
+        Payload::Nonce(nr.clone()),
+    ];
+    if nat.supported {
+        payloads.extend(natd::payloads(
+            &sa.spi_i,
+            &sa.spi_r,
+            path.local,
+            path.remote,
+        ));
+    }
+    let response = encode(sa.header(ExchangeType::IKE_SA_INIT, 0, true), payloads);
+    ctx.out.send(path.local, path.remote, response.clone());
+    sa.cached_response = Some(CachedResponse {
+        mid: 0,
+        data: response.clone(),
+    });
+    sa.state = State::ExpectAuthRequest(Box::new(ExpectAuthRequest::new(InitExchange {
+        ni,
+        nr,
+        request,
+        response,
+    })));
+    Some(sa)
+}

@@ -1,0 +1,126 @@
+//! INFORMATIONAL: Delete of the IKE SA or of CHILD_SAs, liveness checks, in both directions.
+
+use rand::CryptoRng;
+
+use super::event::Event;
+use super::sa::{Ctx, IkeSa, Path, Queued, State};
+use crate::wire::{Delete, ExchangeType, Payload, ProtocolId};
+
+/// Delete(IKE): protocol IKE, no SPIs (the header names the SA).
+pub(crate) fn delete_ike_payload() -> Payload {
+    Payload::Delete(Delete {
+        protocol: ProtocolId::IKE,
+        spi_size: 0,
+        spis: Vec::new(),
+    })
+}
+
+/// Delete(ESP) for our inbound SPIs.
+fn delete_esp_payload(spis: &[u32]) -> Payload {
+    Payload::Delete(Delete {
+        protocol: ProtocolId::ESP,
+        spi_size: 4,
+        spis: spis.iter().map(|s| s.to_be_bytes().to_vec()).collect(),
+    })
+}
+
+/// Send a queued request (the window is free and the SA is established).
+pub(crate) fn send_queued<R: CryptoRng>(sa: &mut IkeSa, ctx: &mut Ctx<'_, R>, q: Queued) {
+    let payloads = match q {
+        Queued::DeleteChild(spi) => vec![delete_esp_payload(&[spi])],
+        Queued::DeleteIke => vec![delete_ike_payload()],
+        Queued::Liveness => Vec::new(),
+    };
+    match sa.send_request(ctx, ExchangeType::INFORMATIONAL, &payloads) {
+        Ok(()) => {
+            sa.in_flight = Some(q);
+            if q == Queued::DeleteIke {
+                sa.state = State::Deleting;
+            }
+        }
+        Err(_) if q == Queued::DeleteIke => sa.state = sa.deleted(ctx, false),
+        Err(_) => {}
+    }
+}
+
+/// Remove the CHILD_SA with this outbound SPI (peer's inbound), returning our inbound SPI.
+fn remove_child_by_out<R>(sa: &mut IkeSa, ctx: &mut Ctx<'_, R>, spi_out: u32) -> Option<u32> {
+    let i = sa.children.iter().position(|c| c.spi_out == spi_out)?;
+    let c = sa.children.remove(i);
+    ctx.out.events.push_back(Event::ChildSaDeleted {
+        id: sa.id,
+        conn: sa.conn.name.clone(),
+        spi_in: c.spi_in,
+        spi_out: c.spi_out,
+    });
+    Some(c.spi_in)
+}
+
+/// Answer the peer's INFORMATIONAL request `mid`.
+pub(crate) fn respond<R: CryptoRng>(
+    sa: &mut IkeSa,
+    ctx: &mut Ctx<'_, R>,
+    path: Path,
+    mid: u32,
+    payloads: &[Payload],
+    state: State,
+) -> State {
+    let deletes = payloads.iter().filter_map(|p| match p {
+        Payload::Delete(d) => Some(d),
+        _ => None,
+    });
+    let mut ours = Vec::new();
+    let mut delete_ike = false;
+    for d in deletes {
+        if d.protocol == ProtocolId::IKE {
+            delete_ike = true;
+        } else if d.protocol == ProtocolId::ESP {
+            for spi in &d.spis {
+                let Ok(b) = <[u8; 4]>::try_from(spi.as_slice()) else {
+                    continue;
+                };
+                if let Some(spi_in) = remove_child_by_out(sa, ctx, u32::from_be_bytes(b)) {
+                    ours.push(spi_in);
+                }
+            }
+        }
+    }
+    let answer: Vec<Payload> = if delete_ike || ours.is_empty() {
+        Vec::new()
+    } else {
+        vec![delete_esp_payload(&ours)]
+    };
+    // Unanswerable only if encoding fails; the peer then retransmits and gives up.
+    let _ = sa.send_response(ctx, path, ExchangeType::INFORMATIONAL, mid, &answer);
+    if delete_ike {
+        sa.deleted(ctx, true)
+    } else {
+        state
+    }
+}
+
+/// The peer answered our INFORMATIONAL request.
+pub(crate) fn on_response<R>(
+    sa: &mut IkeSa,
+    ctx: &mut Ctx<'_, R>,
+    payloads: &[Payload],
+    state: State,
+) -> State {
+    match sa.in_flight.take() {
+        Some(Queued::DeleteIke) => sa.deleted(ctx, false),
+        Some(Queued::DeleteChild(spi_in)) => {
+            let _ = payloads;
+            if let Some(i) = sa.children.iter().position(|c| c.spi_in == spi_in) {
+                let c = sa.children.remove(i);
+                ctx.out.events.push_back(Event::ChildSaDeleted {
+                    id: sa.id,
+                    conn: sa.conn.name.clone(),
+                    spi_in: c.spi_in,
+                    spi_out: c.spi_out,
+                });
+            }
+            state
+        }
+        Some(Queued::Liveness) | None => state,
+    }
+}

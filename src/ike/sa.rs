@@ -1,0 +1,487 @@
+//! One IKE SA: identity, keys, message-ID bookkeeping, the current state, and the shared
+//! send/receive machinery the per-exchange modules build on.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use rand::CryptoRng;
+use zeroize::Zeroizing;
+
+use super::child::ChildSa;
+use super::conn::{ConnSpec, EndpointConfig, SpiAllocator};
+use super::error::IkeError;
+use super::event::{ChildSaStatus, Event, IkeSaId, IkeSaState, IkeSaStatus, Role, Transmit};
+use super::ike_auth::{ExpectAuthRequest, ExpectAuthResponse};
+use super::ike_sa_init::ExpectSaInitResponse;
+use super::proposal::IkeSuite;
+use super::sk;
+use super::timer::{Expiry, Outstanding};
+use crate::crypto::{IkeKeys, SkCrypto};
+use crate::wire::{ExchangeType, Header, Identification, Message, Payload, PayloadType};
+
+/// Queued effects for the caller.
+#[derive(Debug, Default)]
+pub(crate) struct Output {
+    pub(crate) transmits: VecDeque<Transmit>,
+    pub(crate) events: VecDeque<Event>,
+}
+
+impl Output {
+    pub(crate) fn send(&mut self, local: SocketAddr, remote: SocketAddr, data: Vec<u8>) {
+        self.transmits.push_back(Transmit {
+            local,
+            remote,
+            data,
+        });
+    }
+}
+
+/// Where a datagram arrived (`local`) and where it came from (`remote`); responses go back
+/// along the same path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Path {
+    pub(crate) local: SocketAddr,
+    pub(crate) remote: SocketAddr,
+}
+
+/// What an SA handler needs from the endpoint.
+pub(crate) struct Ctx<'a, R> {
+    pub(crate) now: Instant,
+    pub(crate) rng: &'a mut R,
+    pub(crate) spis: &'a mut (dyn SpiAllocator + Send),
+    pub(crate) config: &'a EndpointConfig,
+    pub(crate) conns: &'a [ConnSpec],
+    pub(crate) out: &'a mut Output,
+}
+
+/// Keys and transforms of an IKE SA after IKE_SA_INIT.
+pub(crate) struct SaKeys {
+    pub(crate) suite: IkeSuite,
+    pub(crate) sk_d: Zeroizing<Vec<u8>>,
+    pub(crate) sk_pi: Zeroizing<Vec<u8>>,
+    pub(crate) sk_pr: Zeroizing<Vec<u8>>,
+    /// Protects what we send.
+    pub(crate) out: SkCrypto,
+    /// Opens what we receive.
+    pub(crate) inb: SkCrypto,
+}
+
+impl SaKeys {
+    /// Split the IKE key material according to our role.
+    pub(crate) fn new(suite: IkeSuite, keys: IkeKeys, role: Role) -> Result<Self, IkeError> {
+        let ci = SkCrypto::new(suite.encr, suite.integ, &keys.sk_ei, &keys.sk_ai)?;
+        let cr = SkCrypto::new(suite.encr, suite.integ, &keys.sk_er, &keys.sk_ar)?;
+        let (out, inb) = match role {
+            Role::Initiator => (ci, cr),
+            Role::Responder => (cr, ci),
+        };
+        Ok(Self {
+            suite,
+            sk_d: keys.sk_d.clone(),
+            sk_pi: keys.sk_pi.clone(),
+            sk_pr: keys.sk_pr.clone(),
+            out,
+            inb,
+        })
+    }
+}
+
+/// Requests waiting for the window (one outstanding request at a time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Queued {
+    /// Delete one CHILD_SA (our inbound SPI).
+    DeleteChild(u32),
+    /// Delete the IKE SA.
+    DeleteIke,
+    /// Empty INFORMATIONAL (liveness check).
+    Liveness,
+}
+
+/// The state of an IKE SA; each exchange module owns its states.
+pub(crate) enum State {
+    /// Initiator, IKE_SA_INIT sent.
+    ExpectSaInitResponse(Box<ExpectSaInitResponse>),
+    /// Initiator, IKE_AUTH sent.
+    ExpectAuthResponse(Box<ExpectAuthResponse>),
+    /// Responder, IKE_SA_INIT answered.
+    ExpectAuthRequest(Box<ExpectAuthRequest>),
+    /// Both sides authenticated.
+    Established,
+    /// Our Delete(IKE) is outstanding.
+    Deleting,
+    /// Gone; the endpoint removes it.
+    Dead,
+}
+
+/// A response we sent, kept to answer retransmitted requests.
+pub(crate) struct CachedResponse {
+    pub(crate) mid: u32,
+    pub(crate) data: Vec<u8>,
+}
+
+/// One IKE SA.
+pub(crate) struct IkeSa {
+    pub(crate) id: IkeSaId,
+    pub(crate) conn: ConnSpec,
+    pub(crate) role: Role,
+    pub(crate) spi_i: [u8; 8],
+    pub(crate) spi_r: [u8; 8],
+    pub(crate) local: SocketAddr,
+    pub(crate) remote: SocketAddr,
+    pub(crate) state: State,
+    pub(crate) keys: Option<SaKeys>,
+    /// Message ID of our next request.
+    pub(crate) next_mid: u32,
+    /// Message ID we expect on the peer's next request.
+    pub(crate) peer_mid: u32,
+    pub(crate) outstanding: Option<Outstanding>,
+    pub(crate) cached_response: Option<CachedResponse>,
+    pub(crate) queue: VecDeque<Queued>,
+    /// The queued request currently outstanding.
+    pub(crate) in_flight: Option<Queued>,
+    pub(crate) children: Vec<ChildSa>,
+    pub(crate) nat_detected: bool,
+    pub(crate) remote_id: Option<Identification>,
+    pub(crate) established_at: Option<Instant>,
+    /// Responder only: drop the SA if IKE_AUTH has not completed by then.
+    pub(crate) half_open_deadline: Option<Instant>,
+    /// Initiator: send INITIAL_CONTACT in IKE_AUTH (no other SA of this conn existed).
+    /// Responder: the authenticated peer sent INITIAL_CONTACT; the endpoint then forgets the
+    /// peer's older IKE SAs and clears the flag.
+    pub(crate) initial_contact: bool,
+}
+
+impl IkeSa {
+    /// Our own SPI (the one the endpoint demultiplexes on).
+    pub(crate) fn local_spi(&self) -> [u8; 8] {
+        match self.role {
+            Role::Initiator => self.spi_i,
+            Role::Responder => self.spi_r,
+        }
+    }
+
+    pub(crate) fn is_dead(&self) -> bool {
+        matches!(self.state, State::Dead)
+    }
+
+    pub(crate) fn is_half_open(&self) -> bool {
+        matches!(self.state, State::ExpectAuthRequest(_))
+    }
+
+    /// A header for a message of ours.
+    pub(crate) fn header(&self, exchange: ExchangeType, mid: u32, response: bool) -> Header {
+        let mut flags = 0;
+        if self.role == Role::Initiator {
+            flags |= Header::FLAG_INITIATOR;
+        }
+        if response {
+            flags |= Header::FLAG_RESPONSE;
+        }
+        Header {
+            spi_i: self.spi_i,
+            spi_r: self.spi_r,
+            next_payload: PayloadType(0),
+            major: 2,
+            minor: 0,
+            exchange,
+            flags,
+            message_id: mid,
+            length: 0,
+        }
+    }
+
+    fn seal<R: CryptoRng>(
+        &self,
+        rng: &mut R,
+        hdr: &Header,
+        payloads: &[Payload],
+    ) -> Result<Vec<u8>, IkeError> {
+        let keys = self
+            .keys
+            .as_ref()
+            .ok_or(IkeError::InvalidMessage("no keys yet"))?;
+        sk::seal(hdr, payloads, &keys.out, rng)
+    }
+
+    /// Send an encrypted request and start its retransmission timer.
+    pub(crate) fn send_request<R: CryptoRng>(
+        &mut self,
+        ctx: &mut Ctx<'_, R>,
+        exchange: ExchangeType,
+        payloads: &[Payload],
+    ) -> Result<(), IkeError> {
+        let mid = self.next_mid;
+        let hdr = self.header(exchange, mid, false);
+        let data = self.seal(ctx.rng, &hdr, payloads)?;
+        self.next_mid = mid.wrapping_add(1);
+        self.send_tracked(ctx, mid, exchange, data);
+        Ok(())
+    }
+
+    /// Transmit a request (plain or sealed) and track it for retransmission.
+    pub(crate) fn send_tracked<R>(
+        &mut self,
+        ctx: &mut Ctx<'_, R>,
+        mid: u32,
+        exchange: ExchangeType,
+        data: Vec<u8>,
+    ) {
+        ctx.out.send(self.local, self.remote, data.clone());
+        self.outstanding = Some(Outstanding::new(
+            ctx.now,
+            &ctx.config.retransmit,
+            mid,
+            exchange,
+            data,
+        ));
+    }
+
+    /// Send an encrypted request once, without waiting for an answer (best-effort
+    /// notification of a peer we are about to forget).
+    pub(crate) fn send_unreliable<R: CryptoRng>(
+        &mut self,
+        ctx: &mut Ctx<'_, R>,
+        exchange: ExchangeType,
+        payloads: &[Payload],
+    ) {
+        let hdr = self.header(exchange, self.next_mid, false);
+        if let Ok(data) = self.seal(ctx.rng, &hdr, payloads) {
+            self.next_mid = self.next_mid.wrapping_add(1);
+            ctx.out.send(self.local, self.remote, data);
+        }
+    }
+
+    /// Send an encrypted response to the peer's request `mid` back along `path`, and cache
+    /// it for retransmitted requests.
+    pub(crate) fn send_response<R: CryptoRng>(
+        &mut self,
+        ctx: &mut Ctx<'_, R>,
+        path: Path,
+        exchange: ExchangeType,
+        mid: u32,
+        payloads: &[Payload],
+    ) -> Result<(), IkeError> {
+        let hdr = self.header(exchange, mid, true);
+        let data = self.seal(ctx.rng, &hdr, payloads)?;
+        ctx.out.send(path.local, path.remote, data.clone());
+        self.cached_response = Some(CachedResponse { mid, data });
+        self.peer_mid = mid.wrapping_add(1);
+        Ok(())
+    }
+
+    /// Open the SK payload of a message for this SA.
+    pub(crate) fn open(&self, data: &[u8], msg: &Message) -> Result<Vec<Payload>, sk::OpenError> {
+        let keys = self.keys.as_ref().ok_or(sk::OpenError::NotEncrypted)?;
+        sk::open(data, msg, &keys.inb)
+    }
+
+    /// Setup failed: report it; the returned state (dead) makes the endpoint forget the SA.
+    #[must_use]
+    pub(crate) fn fail<R>(&mut self, ctx: &mut Ctx<'_, R>, error: IkeError) -> State {
+        ctx.out.events.push_back(Event::IkeSaFailed {
+            id: self.id,
+            conn: Some(self.conn.name.clone()),
+            error,
+        });
+        self.outstanding = None;
+        State::Dead
+    }
+
+    /// Report every CHILD_SA deleted, then the IKE SA; the returned state is dead.
+    #[must_use]
+    pub(crate) fn deleted<R>(&mut self, ctx: &mut Ctx<'_, R>, by_peer: bool) -> State {
+        self.report_deleted(ctx.out, by_peer)
+    }
+
+    /// The peer lost this SA (INITIAL_CONTACT on a newer one): report it deleted by the peer.
+    #[must_use]
+    pub(crate) fn forget(&mut self, out: &mut Output) -> State {
+        self.report_deleted(out, true)
+    }
+
+    fn report_deleted(&mut self, out: &mut Output, by_peer: bool) -> State {
+        for c in self.children.drain(..) {
+            out.events.push_back(Event::ChildSaDeleted {
+                id: self.id,
+                conn: self.conn.name.clone(),
+                spi_in: c.spi_in,
+                spi_out: c.spi_out,
+            });
+        }
+        out.events.push_back(Event::IkeSaDeleted {
+            id: self.id,
+            conn: self.conn.name.clone(),
+            by_peer,
+        });
+        self.outstanding = None;
+        State::Dead
+    }
+
+    /// A request from the peer (any SA state after IKE_SA_INIT; always encrypted).
+    pub(crate) fn on_request<R: CryptoRng>(
+        &mut self,
+        ctx: &mut Ctx<'_, R>,
+        path: Path,
+        data: &[u8],
+        msg: &Message,
+    ) {
+        let mid = msg.header.message_id;
+        if let Some(c) = &self.cached_response
+            && c.mid == mid
+            && mid.wrapping_add(1) == self.peer_mid
+        {
+            ctx.out.send(path.local, path.remote, c.data.clone());
+            return;
+        }
+        if mid != self.peer_mid {
+            return;
+        }
+        let payloads = match self.open(data, msg) {
+            Ok(p) => p,
+            Err(sk::OpenError::Inner(e)) => {
+                // Authentic but unparsable: tell the peer (RFC 7296 §2.5 / §3.10.1).
+                let n = super::child::notify(e.notify(), Vec::new());
+                let _ = self.send_response(ctx, path, msg.header.exchange, mid, &[n]);
+                return;
+            }
+            Err(_) => return,
+        };
+        if self.role == Role::Responder {
+            // The responder follows the peer (e.g. its move to port 4500).
+            self.local = path.local;
+            self.remote = path.remote;
+        }
+        let exchange = msg.header.exchange;
+        let state = std::mem::replace(&mut self.state, State::Dead);
+        self.state = match state {
+            State::ExpectAuthRequest(st) if exchange == ExchangeType::IKE_AUTH => {
+                (*st).process(self, ctx, path, mid, &payloads)
+            }
+            s @ (State::Established | State::Deleting)
+                if exchange == ExchangeType::INFORMATIONAL =>
+            {
+                super::informational::respond(self, ctx, path, mid, &payloads, s)
+            }
+            s @ (State::Established | State::Deleting)
+                if exchange == ExchangeType::CREATE_CHILD_SA =>
+            {
+                super::create_child_sa::respond(self, ctx, path, mid);
+                s
+            }
+            s => s,
+        };
+    }
+
+    /// A response to our outstanding request.
+    pub(crate) fn on_response<R: CryptoRng>(
+        &mut self,
+        ctx: &mut Ctx<'_, R>,
+        path: Path,
+        data: &[u8],
+        msg: &Message,
+    ) {
+        let Some(out) = &self.outstanding else { return };
+        if out.mid != msg.header.message_id || out.exchange != msg.header.exchange {
+            return;
+        }
+        let state = std::mem::replace(&mut self.state, State::Dead);
+        if let State::ExpectSaInitResponse(st) = state {
+            self.state = st.process(self, ctx, path, data, msg);
+            return;
+        }
+        let Ok(payloads) = self.open(data, msg) else {
+            self.state = state;
+            return;
+        };
+        self.outstanding = None;
+        self.state = match state {
+            State::ExpectAuthResponse(st) => (*st).process(self, ctx, &payloads),
+            s @ (State::Established | State::Deleting) => {
+                super::informational::on_response(self, ctx, &payloads, s)
+            }
+            s => s,
+        };
+    }
+
+    /// Earliest instant at which [`IkeSa::on_timeout`] has work.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        let r = self.outstanding.as_ref().map(Outstanding::deadline);
+        match (r, self.half_open_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Retransmit, give up, or expire a half-open SA.
+    pub(crate) fn on_timeout<R: CryptoRng>(&mut self, ctx: &mut Ctx<'_, R>) {
+        if self.half_open_deadline.is_some_and(|d| ctx.now >= d) && self.is_half_open() {
+            self.state = self.fail(ctx, IkeError::HalfOpenTimeout);
+            return;
+        }
+        let Some(out) = self.outstanding.as_mut() else {
+            return;
+        };
+        match out.expire(ctx.now, &ctx.config.retransmit) {
+            None => {}
+            Some(Expiry::Retransmit) => {
+                ctx.out.send(self.local, self.remote, out.datagram.clone());
+            }
+            Some(Expiry::GiveUp { tries }) => {
+                self.state = match self.state {
+                    State::Established | State::Deleting => self.deleted(ctx, false),
+                    _ => self.fail(ctx, IkeError::PeerNotResponding { tries }),
+                };
+            }
+        }
+    }
+
+    /// Send the next queued request if the window is free.
+    pub(crate) fn pump<R: CryptoRng>(&mut self, ctx: &mut Ctx<'_, R>) {
+        if self.outstanding.is_some() || !matches!(self.state, State::Established) {
+            return;
+        }
+        if let Some(q) = self.queue.pop_front() {
+            super::informational::send_queued(self, ctx, q);
+        }
+    }
+
+    /// Public snapshot.
+    pub(crate) fn status(&self) -> IkeSaStatus {
+        let state = match self.state {
+            State::ExpectSaInitResponse(_) => IkeSaState::Connecting,
+            State::ExpectAuthResponse(_) | State::ExpectAuthRequest(_) => {
+                IkeSaState::Authenticating
+            }
+            State::Established => IkeSaState::Established,
+            State::Deleting | State::Dead => IkeSaState::Deleting,
+        };
+        IkeSaStatus {
+            id: self.id,
+            conn: self.conn.name.clone(),
+            state,
+            role: self.role,
+            spi_i: self.spi_i,
+            spi_r: self.spi_r,
+            local: self.local,
+            remote: self.remote,
+            local_id: self.conn.local_id.clone(),
+            remote_id: self.remote_id.clone(),
+            proposal: self.keys.as_ref().map(|k| k.suite.name()),
+            established_at: self.established_at,
+            nat_detected: self.nat_detected,
+            children: self
+                .children
+                .iter()
+                .map(|c| ChildSaStatus {
+                    spi_in: c.spi_in,
+                    spi_out: c.spi_out,
+                    mode: c.mode,
+                    local_ts: c.local_ts.clone(),
+                    remote_ts: c.remote_ts.clone(),
+                    algorithms: c.suite.name(),
+                })
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! Lost, duplicated, reordered datagrams; retransmission and give-up; failures.
+
+use super::*;
+
+const IKE: &str = "aes128gcm16-prfsha256-x25519";
+const ESP: &str = "aes128gcm16";
+
+fn pair() -> Pair {
+    Pair::new(
+        conn(A_IP, Some(B_IP), IKE, ESP),
+        conn(B_IP, Some(A_IP), IKE, ESP),
+    )
+}
+
+#[test]
+fn lost_first_request_and_first_auth_response() {
+    let mut p = pair();
+    // Drop a's first IKE_SA_INIT and b's IKE_AUTH response (b's second datagram).
+    p.fault = Box::new(|dir, n, _| match (dir, n) {
+        (Dir::AtoB, 0) | (Dir::BtoA, 1) => Fault::Drop,
+        _ => Fault::Deliver,
+    });
+    p.connect();
+    assert_up(&p);
+    // IKE_SA_INIT ×2, IKE_AUTH ×2 (the second answered from b's cache).
+    assert_eq!((p.count(Dir::AtoB), p.count(Dir::BtoA)), (4, 3));
+    let from_a: Vec<&Transmit> = p
+        .log
+        .iter()
+        .filter(|(d, _)| *d == Dir::AtoB)
+        .map(|(_, t)| t)
+        .collect();
+    assert_eq!(
+        from_a[2].data, from_a[3].data,
+        "retransmitted IKE_AUTH is the same datagram"
+    );
+    // First retransmit after 4 s, the second exchange's after another 4 s.
+    assert!((p.elapsed() - 8.0).abs() < 1e-6, "{}", p.elapsed());
+}
+
+#[test]
+fn duplicated_datagrams() {
+    let mut p = pair();
+    p.fault = Box::new(|_, _, _| Fault::Duplicate);
+    p.connect();
+    assert_up(&p);
+    assert!(failures(&p.a_events).is_empty() && failures(&p.b_events).is_empty());
+    // The duplicate IKE_SA_INIT got the cached answer: still one SA on b.
+    assert_eq!(p.b.ike_sas().len(), 1);
+    assert_eq!(p.elapsed(), 0.0);
+}
+
+#[test]
+fn reordered_datagrams() {
+    let mut p = pair();
+    // The first datagram in each direction arrives after the next one: a's IKE_SA_INIT
+    // behind its own retransmission, b's answer behind the answer to that retransmission.
+    p.fault = Box::new(|_, n, _| if n == 0 { Fault::Hold } else { Fault::Deliver });
+    p.connect();
+    assert_up(&p);
+    assert_eq!(p.b.ike_sas().len(), 1);
+}
+
+#[test]
+fn retransmit_then_give_up() {
+    let mut p = pair();
+    p.fault = Box::new(|_, _, _| Fault::Drop);
+    let id = p.a.initiate(p.now, "net").unwrap();
+    assert_eq!(p.a.ike_sas()[0].state, IkeSaState::Connecting);
+    p.drive();
+    assert_eq!(p.count(Dir::AtoB), 6, "1 + 5 retransmits");
+    assert_eq!(
+        failures(&p.a_events),
+        vec![IkeError::PeerNotResponding { tries: 5 }]
+    );
+    assert!((p.elapsed() - 165.06).abs() < 0.05, "{}", p.elapsed());
+    assert!(p.a.ike_sas().is_empty());
+    assert_eq!(p.a.delete_ike_sa(p.now, id), Err(IkeError::UnknownSa(id.0)));
+    let Event::IkeSaFailed { error, .. } = &p.a_events[0] else {
+        unreachable!()
+    };
+    assert_eq!(error.to_string(), "peer not responding after 5 retransmits");
+}
+
+#[test]
+fn custom_retransmit_policy() {
+    let cfg = EndpointConfig {
+        retransmit: RetransmitPolicy {
+            timeout: Duration::from_millis(500),
+            base: 2.0,
+            tries: 2,
+        },
+        ..EndpointConfig::default()
+    };
+    let mut p = Pair::with_config(
+        conn(A_IP, Some(B_IP), IKE, ESP),
+        conn(B_IP, Some(A_IP), IKE, ESP),
+        cfg,
+    );
+    p.fault = Box::new(|_, _, _| Fault::Drop);
+    p.connect();
+    assert_eq!(p.count(Dir::AtoB), 3);
+    assert!((p.elapsed() - 3.5).abs() < 1e-6, "{}", p.elapsed());
+}
+
+#[test]
+fn wrong_psk() {
+    let a = conn(A_IP, Some(B_IP), IKE, ESP);
+    let mut b = conn(B_IP, Some(A_IP), IKE, ESP);
+    b.psk = Zeroizing::new(b"another password".to_vec());
+    let mut p = Pair::new(a, b);
+    p.connect();
+    assert_eq!(
+        failures(&p.b_events),
+        vec![IkeError::AuthenticationFailed { local_side: true }]
+    );
+    assert_eq!(
+        failures(&p.a_events),
+        vec![IkeError::AuthenticationFailed { local_side: false }]
+    );
+    assert!(established(&p.a_events).is_empty() && established(&p.b_events).is_empty());
+    assert!(p.a.ike_sas().is_empty() && p.b.ike_sas().is_empty());
+    assert_eq!(
+        IkeError::AuthenticationFailed { local_side: false }.notify(),
+        Some(crate::wire::NotifyType::AUTHENTICATION_FAILED)
+    );
+}
+
+#[test]
+fn wrong_psk_on_initiator() {
+    let mut a = conn(A_IP, Some(B_IP), IKE, ESP);
+    a.psk = Zeroizing::new(b"typo".to_vec());
+    let mut p = Pair::new(a, conn(B_IP, Some(A_IP), IKE, ESP));
+    p.connect();
+    assert_eq!(
+        failures(&p.a_events),
+        vec![IkeError::AuthenticationFailed { local_side: false }]
+    );
+    assert!(p.b.ike_sas().is_empty());
+}
+
+#[test]
+fn idr_not_owned_by_responder() {
+    let mut a = conn(A_IP, Some(B_IP), IKE, ESP);
+    a.remote_id = Some(Identification::fqdn("other.example"));
+    let mut p = Pair::new(a, conn(B_IP, Some(A_IP), IKE, ESP));
+    p.connect();
+    assert_eq!(
+        failures(&p.b_events),
+        vec![IkeError::AuthenticationFailed { local_side: true }]
+    );
+    assert_eq!(
+        failures(&p.a_events),
+        vec![IkeError::AuthenticationFailed { local_side: false }]
+    );
+}
+
+#[test]
+fn initiator_rejects_responder_auth() {
+    let mut p = pair();
+    let id = p.a.initiate(p.now, "net").unwrap();
+    // IKE_SA_INIT both ways and a's IKE_AUTH; then a changes its expectation of b's identity
+    // (as if b had authenticated as someone else).
+    for _ in 0..3 {
+        assert!(p.step());
+    }
+    p.a.sas.get_mut(&id).unwrap().conn.remote_id = Some(Identification::fqdn("evil.example"));
+    p.drive();
+    assert_eq!(
+        failures(&p.a_events),
+        vec![IkeError::AuthenticationFailed { local_side: true }]
+    );
+    // b had established and learns from the best-effort Delete.
+    assert_eq!(established(&p.b_events).len(), 1);
+    assert!(
+        p.b_events
+            .iter()
+            .any(|e| matches!(e, Event::IkeSaDeleted { by_peer: true, .. }))
+    );
+    assert!(p.b.ike_sas().is_empty() && p.a.ike_sas().is_empty());
+}
+
+#[test]
+fn no_common_ike_proposal() {
+    let mut p = Pair::new(
+        conn(A_IP, Some(B_IP), "aes128-sha256-x25519", ESP),
+        conn(B_IP, Some(A_IP), "aes256gcm16-prfsha384-ecp256", ESP),
+    );
+    p.connect();
+    assert_eq!(failures(&p.a_events), vec![IkeError::NoProposalChosen]);
+    assert_eq!(failures(&p.b_events), vec![IkeError::NoProposalChosen]);
+    let Event::IkeSaFailed { conn, .. } = &p.b_events[0] else {
+        unreachable!()
+    };
+    assert_eq!(conn.as_deref(), Some("net"));
+    assert!(p.a.ike_sas().is_empty() && p.b.ike_sas().is_empty());
+}
+
+#[test]
+fn no_common_esp_proposal_keeps_ike_sa() {
+    let mut p = Pair::new(
+        conn(A_IP, Some(B_IP), IKE, "aes128-sha1"),
+        conn(B_IP, Some(A_IP), IKE, "aes256gcm16"),
+    );
+    p.connect();
+    assert_eq!(established(&p.a_events).len(), 1);
+    assert_eq!(established(&p.b_events).len(), 1);
+    assert_eq!(
+        child_failures(&p.a_events),
+        vec![IkeError::NoProposalChosen]
+    );
+    assert_eq!(
+        child_failures(&p.b_events),
+        vec![IkeError::NoProposalChosen]
+    );
+    assert!(children(&p.a_events).is_empty());
+    assert_eq!(p.a.ike_sas()[0].state, IkeSaState::Established);
+    assert!(p.a.ike_sas()[0].children.is_empty());
+}
+
+#[test]
+fn ts_unacceptable_keeps_ike_sa() {
+    let mut a = conn(A_IP, Some(B_IP), IKE, ESP);
+    let mut b = conn(B_IP, Some(A_IP), IKE, ESP);
+    a.remote_ts = vec![subnet("10.2.0.0", "10.2.255.255")];
+    b.local_ts = vec![subnet("10.3.0.0", "10.3.255.255")];
+    let mut p = Pair::new(a, b);
+    p.connect();
+    assert_eq!(child_failures(&p.a_events), vec![IkeError::TsUnacceptable]);
+    assert_eq!(child_failures(&p.b_events), vec![IkeError::TsUnacceptable]);
+    assert_eq!(p.b.ike_sas()[0].state, IkeSaState::Established);
+}
+
+#[test]
+fn mode_mismatch_deletes_peer_child() {
+    let mut a = conn(A_IP, Some(B_IP), IKE, ESP);
+    a.mode = Mode::Transport;
+    let mut p = Pair::new(a, conn(B_IP, Some(A_IP), IKE, ESP));
+    p.connect();
+    assert_eq!(child_failures(&p.a_events), vec![IkeError::ModeMismatch]);
+    let b_child = children(&p.b_events);
+    assert_eq!(b_child.len(), 1);
+    assert_eq!(b_child[0].mode, Mode::Tunnel);
+    assert!(p.b_events.iter().any(|e| matches!(
+        e,
+        Event::ChildSaDeleted { spi_in, .. } if *spi_in == b_child[0].spi_in
+    )));
+    assert!(p.b.ike_sas()[0].children.is_empty());
+}
+
+#[test]
+fn spi_allocation_failure_on_responder() {
+    let mut p = pair();
+    p.b = Endpoint::new(
+        EndpointConfig::default(),
+        rand::rngs::ChaCha20Rng::seed_from_u64(3),
+        Box::new(NoSpis),
+    );
+    p.b.set_conns(vec![conn(B_IP, Some(A_IP), IKE, ESP)]);
+    p.connect();
+    assert_eq!(established(&p.a_events).len(), 1);
+    assert_eq!(child_failures(&p.b_events).len(), 1);
+    assert_eq!(child_failures(&p.a_events).len(), 1);
+}
+
+#[test]
+fn half_open_timeout_and_limit() {
+    let cfg = EndpointConfig {
+        max_half_open: 1,
+        ..EndpointConfig::default()
+    };
+    let mut p = Pair::with_config(
+        conn(A_IP, Some(B_IP), IKE, ESP),
+        conn(B_IP, Some(A_IP), IKE, ESP),
+        cfg,
+    );
+    // Only IKE_SA_INIT requests reach b; nothing comes back.
+    p.fault = Box::new(|dir, n, _| {
+        if dir == Dir::AtoB && n == 0 {
+            Fault::Deliver
+        } else {
+            Fault::Drop
+        }
+    });
+    p.connect();
+    assert_eq!(failures(&p.b_events), vec![IkeError::HalfOpenTimeout]);
+    assert_eq!(
+        failures(&p.a_events),
+        vec![IkeError::PeerNotResponding { tries: 5 }]
+    );
+    // Limit: a second initiator's IKE_SA_INIT is ignored while one SA is half-open.
+    let mut p = Pair::with_config(
+        conn(A_IP, Some(B_IP), IKE, ESP),
+        conn(B_IP, Some(A_IP), IKE, ESP),
+        EndpointConfig {
+            max_half_open: 1,
+            ..EndpointConfig::default()
+        },
+    );
+    p.fault = Box::new(|dir, _, _| {
+        if dir == Dir::AtoB {
+            Fault::Deliver
+        } else {
+            Fault::Drop
+        }
+    });
+    p.a.initiate(p.now, "net").unwrap();
+    p.a.initiate(p.now, "net").unwrap();
+    p.drive_for(1.0);
+    assert_eq!(p.b.ike_sas().len(), 1);
+    assert_eq!(p.count(Dir::BtoA), 1);
+}
+
+#[test]
+fn garbage_is_ignored() {
+    let mut p = pair();
+    p.fault = Box::new(|_, _, _| Fault::Drop);
+    p.a.initiate(p.now, "net").unwrap();
+    p.drive_for(0.0);
+    let init = p.log[0].1.data.clone();
+    let (l, r) = (p.log[0].1.remote, p.log[0].1.local);
+    for len in 0..init.len() {
+        p.b.handle_datagram(p.now, l, r, &init[..len]);
+    }
+    for i in 0..init.len() {
+        let mut m = init.clone();
+        m[i] ^= 0xff;
+        p.b.handle_datagram(p.now, l, r, &m);
+    }
+    p.b.handle_datagram(p.now, l, r, &[0u8; 28]);
+    p.b.handle_datagram(p.now, l, r, &[0xffu8; 2000]);
+    // Whatever was created is half-open and expires.
+    p.now += Duration::from_secs(60);
+    p.b.handle_timeout(p.now);
+    assert!(p.b.ike_sas().is_empty());
+}
+
+#[test]
+fn initiate_errors() {
+    let mut p = pair();
+    assert_eq!(
+        p.a.initiate(p.now, "nope"),
+        Err(IkeError::UnknownConn("nope".into()))
+    );
+    let mut c = conn(B_IP, None, IKE, ESP);
+    c.name = "rw".into();
+    p.b.set_conns(vec![c]);
+    assert_eq!(
+        p.b.initiate(p.now, "rw"),
+        Err(IkeError::CannotInitiate("rw".into()))
+    );
+    let mut c = conn(A_IP, Some(B_IP), IKE, ESP);
+    c.esp_proposals.clear();
+    p.a.set_conns(vec![c]);
+    assert_eq!(
+        p.a.initiate(p.now, "net"),
+        Err(IkeError::NoProposalsConfigured("net".into()))
+    );
+}

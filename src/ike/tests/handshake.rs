@@ -1,0 +1,283 @@
+//! Successful handshakes: every suite, transport mode, narrowing, INVALID_KE retry, NAT.
+
+use super::*;
+
+const IKE_SUITES: [&str; 4] = [
+    "aes128gcm16-prfsha256-x25519",
+    "aes256gcm16-prfsha384-ecp256",
+    "aes128-sha256-x25519",
+    "aes256-sha256-modp2048",
+];
+const ESP_SUITES: [&str; 5] = [
+    "aes128gcm16",
+    "aes256gcm16",
+    "aes128-sha256",
+    "aes256-sha256",
+    "aes128-sha1",
+];
+
+/// (encr key incl. salt, integ key) lengths per ESP suite.
+fn esp_key_lens(esp: &str) -> (usize, usize) {
+    match esp {
+        "aes128gcm16" => (20, 0),
+        "aes256gcm16" => (36, 0),
+        "aes128-sha256" => (16, 32),
+        "aes256-sha256" => (32, 32),
+        "aes128-sha1" => (16, 20),
+        _ => unreachable!(),
+    }
+}
+
+fn handshake(ike: &str, esp: &str) {
+    let mut p = Pair::new(
+        conn(A_IP, Some(B_IP), ike, esp),
+        conn(B_IP, Some(A_IP), ike, esp),
+    );
+    let id = p.connect();
+    let (ca, cb) = assert_up(&p);
+    let (el, il) = esp_key_lens(esp);
+    assert_eq!(
+        (ca.keys_in.encr.len(), ca.keys_in.integ.len()),
+        (el, il),
+        "{esp}"
+    );
+    assert_eq!(ca.mode, Mode::Tunnel);
+    assert_eq!(ca.local_ts, vec![super::super::ts::host(ip(A_IP))]);
+    assert_eq!(cb.ike_sa, p.b.ike_sas()[0].id);
+    assert_eq!(ca.ike_sa, id);
+    let Event::IkeSaEstablished {
+        proposal,
+        nat_detected,
+        role,
+        remote_id,
+        ..
+    } = established(&p.a_events)[0]
+    else {
+        unreachable!()
+    };
+    assert_eq!(*role, Role::Initiator);
+    assert!(!nat_detected);
+    assert_eq!(*remote_id, Identification::fqdn("sun.example"));
+    let s = ike_prop(ike);
+    let mut want = vec![s.encr[0].name().to_string()];
+    if !s.encr[0].is_aead() {
+        want.push(s.integ[0].name().to_string());
+    }
+    want.push(s.prf[0].name().to_string());
+    want.push(s.dh[0].name().to_string());
+    assert_eq!(*proposal, want.join("/"));
+    // Exactly one exchange each of IKE_SA_INIT and IKE_AUTH; no retransmission.
+    assert_eq!((p.count(Dir::AtoB), p.count(Dir::BtoA)), (2, 2));
+    let st = p.a.ike_sas();
+    assert_eq!(st.len(), 1);
+    assert_eq!(st[0].state, IkeSaState::Established);
+    assert_eq!(st[0].children.len(), 1);
+    assert_eq!(p.b.ike_sas()[0].state, IkeSaState::Established);
+    assert_eq!(p.a.poll_timeout(), None);
+    assert_eq!(p.b.poll_timeout(), None);
+}
+
+#[test]
+fn every_ike_suite() {
+    for (i, ike) in IKE_SUITES.iter().enumerate() {
+        handshake(ike, ESP_SUITES[i % ESP_SUITES.len()]);
+    }
+}
+
+#[test]
+fn every_esp_suite() {
+    for esp in ESP_SUITES {
+        handshake(IKE_SUITES[0], esp);
+    }
+}
+
+#[test]
+fn responder_picks_initiators_first_acceptable_proposal() {
+    let mut p = Pair::new(
+        conn(
+            A_IP,
+            Some(B_IP),
+            "aes256gcm16-prfsha384-ecp256,aes128-sha256-x25519",
+            "aes256gcm16,aes128-sha256",
+        ),
+        conn(
+            B_IP,
+            Some(A_IP),
+            "aes128-sha256-x25519,aes256gcm16-prfsha384-ecp256",
+            "aes128-sha256,aes256gcm16",
+        ),
+    );
+    p.connect();
+    let (ca, _) = assert_up(&p);
+    assert_eq!(ca.encr, Encr::AesGcm16 { key_bits: 256 });
+    let prop = p.b.ike_sas()[0].proposal.clone().unwrap();
+    assert!(prop.contains(DhGroup::Ecp256.name()) && prop.contains(Prf::HmacSha384.name()));
+}
+
+#[test]
+fn transport_mode() {
+    let mut a = conn(A_IP, Some(B_IP), IKE_SUITES[0], "aes128gcm16");
+    let mut b = conn(B_IP, Some(A_IP), IKE_SUITES[0], "aes128gcm16");
+    a.mode = Mode::Transport;
+    b.mode = Mode::Transport;
+    let mut p = Pair::new(a, b);
+    p.connect();
+    let (ca, cb) = assert_up(&p);
+    assert_eq!((ca.mode, cb.mode), (Mode::Transport, Mode::Transport));
+    assert_eq!(ca.remote_ts, vec![super::super::ts::host(ip(B_IP))]);
+}
+
+#[test]
+fn invalid_ke_retry_with_requested_group() {
+    let mut p = Pair::new(
+        conn(
+            A_IP,
+            Some(B_IP),
+            "aes128-sha256-x25519-ecp256",
+            "aes128-sha256",
+        ),
+        conn(B_IP, Some(A_IP), "aes128-sha256-ecp256", "aes128-sha256"),
+    );
+    p.connect();
+    assert_up(&p);
+    // IKE_SA_INIT twice (x25519 refused, then ecp256), IKE_AUTH once.
+    assert_eq!((p.count(Dir::AtoB), p.count(Dir::BtoA)), (3, 3));
+    assert!(
+        p.a.ike_sas()[0]
+            .proposal
+            .as_ref()
+            .unwrap()
+            .ends_with(DhGroup::Ecp256.name())
+    );
+    // Same SPIi kept across the retry.
+    let spi_i = |t: &Transmit| t.data[..8].to_vec();
+    assert_eq!(spi_i(&p.log[0].1), spi_i(&p.log[2].1));
+    assert!(failures(&p.a_events).is_empty());
+}
+
+#[test]
+fn ts_narrowing() {
+    let mut a = conn(A_IP, Some(B_IP), IKE_SUITES[0], "aes128gcm16");
+    let mut b = conn(B_IP, Some(A_IP), IKE_SUITES[0], "aes128gcm16");
+    a.local_ts = vec![subnet("10.1.0.0", "10.1.255.255")];
+    a.remote_ts = vec![subnet("10.0.0.0", "10.255.255.255")];
+    b.local_ts = vec![subnet("10.2.0.0", "10.2.255.255")];
+    b.remote_ts = vec![subnet("10.1.0.0", "10.1.0.255")];
+    let mut p = Pair::new(a, b);
+    p.connect();
+    let (ca, _) = assert_up(&p);
+    assert_eq!(ca.local_ts, vec![subnet("10.1.0.0", "10.1.0.255")]);
+    assert_eq!(ca.remote_ts, vec![subnet("10.2.0.0", "10.2.255.255")]);
+}
+
+#[test]
+fn nat_detected_on_both_sides() {
+    let a = conn(A_IP, Some(B_IP), IKE_SUITES[0], "aes128gcm16");
+    let b = conn(B_IP, None, IKE_SUITES[0], "aes128gcm16");
+    let mut p = Pair::new(a, b);
+    let real: SocketAddr = format!("{A_IP}:500").parse().unwrap();
+    let public: SocketAddr = "198.51.100.9:1024".parse().unwrap();
+    p.nat = Some((real, public));
+    p.connect();
+    let (ca, cb) = assert_up(&p);
+    // b installs towards the translated address; a towards b.
+    assert_eq!((ca.local, ca.remote), (ip(A_IP), ip(B_IP)));
+    assert_eq!((cb.local, cb.remote), (ip(B_IP), public.ip()));
+    for ev in [&p.a_events, &p.b_events] {
+        let Event::IkeSaEstablished { nat_detected, .. } = established(ev)[0] else {
+            unreachable!()
+        };
+        assert!(nat_detected);
+    }
+    assert_eq!(p.b.ike_sas()[0].remote, public);
+}
+
+#[test]
+fn responder_follows_peer_to_port_4500() {
+    let mut p = Pair::new(
+        conn(A_IP, Some(B_IP), IKE_SUITES[0], "aes128gcm16"),
+        conn(B_IP, Some(A_IP), IKE_SUITES[0], "aes128gcm16"),
+    );
+    let a500: SocketAddr = format!("{A_IP}:500").parse().unwrap();
+    let a4500: SocketAddr = format!("{A_IP}:4500").parse().unwrap();
+    let b4500: SocketAddr = format!("{B_IP}:4500").parse().unwrap();
+    let id = p.a.initiate(p.now, "net").unwrap();
+    p.drive();
+    assert_up(&p);
+    // Move the IKE SA of `a` to 4500 by hand (NAT-T floating is the daemon's later job) and
+    // check `b` answers a liveness check on 4500 and then uses 4500 for its own requests.
+    let sa = p.a.sas.get_mut(&id).unwrap();
+    sa.local = a4500;
+    sa.remote = b4500;
+    p.a.check_liveness(p.now, id).unwrap();
+    p.drive();
+    let last = &p.log.last().unwrap();
+    assert_eq!(last.0, Dir::BtoA);
+    assert_eq!((last.1.local, last.1.remote), (b4500, a4500));
+    let st = &p.b.ike_sas()[0];
+    assert_eq!((st.local, st.remote), (b4500, a4500));
+    assert_ne!(a500, a4500);
+}
+
+#[test]
+fn responder_with_any_remote_and_no_idr() {
+    let mut a = conn(A_IP, Some(B_IP), IKE_SUITES[2], "aes128-sha256");
+    a.remote_id = None;
+    let mut b = conn(B_IP, None, IKE_SUITES[2], "aes128-sha256");
+    b.remote_id = None;
+    let mut p = Pair::new(a, b);
+    p.connect();
+    assert_up(&p);
+    assert_eq!(
+        p.a.ike_sas()[0].remote_id,
+        Some(Identification::fqdn("sun.example"))
+    );
+}
+
+#[test]
+fn invalid_ke_retry_survives_duplicates() {
+    let mut p = Pair::new(
+        conn(
+            A_IP,
+            Some(B_IP),
+            "aes128-sha256-x25519-ecp256",
+            "aes128-sha256",
+        ),
+        conn(B_IP, Some(A_IP), "aes128-sha256-ecp256", "aes128-sha256"),
+    );
+    p.fault = Box::new(|_, _, _| Fault::Duplicate);
+    p.connect();
+    assert_up(&p);
+    assert_eq!(p.elapsed(), 0.0);
+}
+
+#[test]
+fn invalid_ke_for_a_group_never_offered_fails() {
+    use crate::wire::{Header, Message, NotifyType};
+    let mut p = Pair::new(
+        conn(A_IP, Some(B_IP), "aes128-sha256-x25519", "aes128-sha256"),
+        conn(B_IP, Some(A_IP), "aes128-sha256-x25519", "aes128-sha256"),
+    );
+    p.a.initiate(p.now, "net").unwrap();
+    let t = p.a.poll_transmit().unwrap();
+    let mut header = Message::parse(&t.data).unwrap().header;
+    header.flags = Header::FLAG_RESPONSE;
+    let modp2048 = DhGroup::Modp2048.id().to_be_bytes().to_vec();
+    let refusal = Message {
+        header,
+        payloads: vec![super::super::child::notify(
+            NotifyType::INVALID_KE_PAYLOAD,
+            modp2048,
+        )],
+    }
+    .encode();
+    p.a.handle_datagram(p.now, t.local, t.remote, &refusal);
+    p.collect();
+    assert_eq!(
+        failures(&p.a_events),
+        vec![IkeError::InvalidKePayload {
+            group: DhGroup::Modp2048.id()
+        }]
+    );
+    assert!(p.a.ike_sas().is_empty());
+}
