@@ -21,6 +21,10 @@ pub struct EndpointConfig {
     pub max_half_open: usize,
     /// Replay window reported in [`ChildSaReady`](super::ChildSaReady).
     pub replay_window: u32,
+    /// Hand out each IKE SA's SK_e/SK_a keys in
+    /// [`Event::IkeSaEstablished`](super::Event::IkeSaEstablished) (`exported_keys`), for a
+    /// debugging key log (Wireshark decryption in the lab). Off by default.
+    pub export_keys: bool,
 }
 
 impl Default for EndpointConfig {
@@ -30,6 +34,7 @@ impl Default for EndpointConfig {
             half_open_timeout: Duration::from_secs(30),
             max_half_open: 1024,
             replay_window: 32,
+            export_keys: false,
         }
     }
 }
