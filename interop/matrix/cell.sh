@@ -47,11 +47,13 @@ matrix_cells() {
 # Stops what a cell started (even after a failure or a time-out) and leaves the
 # hosts without SAs or policies for the next cell; keeps the cell's charon logs.
 _cell_cleanup() {
-	local cart=$1 h pid
+	local cart=$1 h pid stops=()
 	for h in alice bob; do
-		(ART=$cart stop_daemon "$h") || true
-		: >"$LAB/$h/daemon"
+		(ART=$cart stop_daemon "$h") &
+		stops+=($!)
 	done
+	wait "${stops[@]}" || true
+	for h in alice bob; do : >"$LAB/$h/daemon"; done
 	if [[ -s $cart/tcpdump.pid ]]; then
 		pid=$(<"$cart/tcpdump.pid")
 		kill -INT "$pid" 2>/dev/null || true
@@ -109,9 +111,9 @@ conn_down() {
 norm_status() {
 	local host=$1
 	if _is_ikev2d "$host"; then
-		ikectl_on "$host" status --json | "$REPO/interop/matrix/status" ikectl "$host"
+		ikectl_on "$host" status | "$REPO/interop/matrix/status" "$host"
 	else
-		on "$host" ipsec statusall | "$REPO/interop/matrix/status" strongswan "$host"
+		on "$host" ipsec statusall | "$REPO/interop/matrix/status" "$host"
 	fi
 }
 
