@@ -43,17 +43,31 @@ struct Daemon {
 }
 
 impl Daemon {
-    /// Starts ikev2d for `me` with a host-host conn to `peer` and waits for its ready line.
+    /// Starts ikev2d for `me` with a host-host conn (`auto=add`) to `peer` and waits for its
+    /// ready line.
     fn start(dir: &Path, name: &str, me: &str, peer: &str, psk: &str, ports: (u16, u16)) -> Self {
+        Self::start_auto(dir, name, me, peer, psk, ports, "add")
+    }
+
+    /// Like [`Daemon::start`] with the given `auto=` value.
+    fn start_auto(
+        dir: &Path,
+        name: &str,
+        me: &str,
+        peer: &str,
+        psk: &str,
+        ports: (u16, u16),
+        auto: &str,
+    ) -> Self {
         let conf = dir.join(format!("{name}.conf"));
         let secrets = dir.join(format!("{name}.secrets"));
         std::fs::write(
             &conf,
             format!(
-                "config setup\n\tcharondebug=\"ike 1, knl 1\"\n\n\
+                "config setup\n\tcharondebug=\"any 4\"\n\n\
                  conn hh\n\tleft={me}\n\tright={peer}\n\tleftikeport={p}\n\trightikeport={p}\n\
                  \tauthby=secret\n\tkeyexchange=ikev2\n\ttype=transport\n\
-                 \tike=aes128-sha256-x25519!\n\tesp=aes128-sha256!\n\tauto=add\n",
+                 \tike=aes128-sha256-x25519!\n\tesp=aes128-sha256!\n\tauto={auto}\n",
                 p = ports.0
             ),
         )
@@ -278,7 +292,7 @@ fn up_status_down_and_sigterm() {
 fn wrong_psk_fails_on_both_sides() {
     let dir = tempdir("wrong-psk");
     let ports = free_ports();
-    let alice = Daemon::start(&dir, "alice", ALICE, BOB, "alice's key", ports);
+    let mut alice = Daemon::start(&dir, "alice", ALICE, BOB, "alice's key", ports);
     let mut bob = Daemon::start(&dir, "bob", BOB, ALICE, "bob's key", ports);
     let up = alice.ikectl(&["up", "hh"]);
     assert_eq!(up.status.code(), Some(1), "{up:?}");
@@ -286,12 +300,27 @@ fn wrong_psk_fails_on_both_sides() {
     bob.wait_for("AUTHENTICATION_FAILED");
     assert!(alice.status().conns[0].ike_sas.is_empty());
     assert!(bob.status().conns[0].ike_sas.is_empty());
-    for line in &bob.log {
+    // Logs run at the highest level (charondebug "any 4") and still never show a PSK.
+    alice.wait_for("AUTHENTICATION_FAILED");
+    for line in bob.log.iter().chain(&alice.log) {
         assert!(
             !line.contains("bob's key") && !line.contains("alice's key"),
             "{line}"
         );
     }
+    drop((alice, bob));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn auto_start_initiates_at_startup() {
+    let dir = tempdir("auto-start");
+    let ports = free_ports();
+    let mut bob = Daemon::start(&dir, "bob", BOB, ALICE, "k", ports);
+    let mut alice = Daemon::start_auto(&dir, "alice", ALICE, BOB, "k", ports, "start");
+    alice.wait_for("CHILD_SA hh{1} established");
+    bob.wait_for("CHILD_SA hh{1} established");
+    assert_eq!(bob.status().conns[0].ike_sas[0].children.len(), 1);
     drop((alice, bob));
     std::fs::remove_dir_all(&dir).unwrap();
 }

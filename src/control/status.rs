@@ -200,7 +200,11 @@ fn write_ike_sa(f: &mut fmt::Formatter<'_>, conn: &str, s: &IkeSaReport) -> fmt:
         writeln!(f, "{tag:>14}: IKE SA lifetime ends in {left} seconds")?;
     }
     for (n, ch) in s.children.iter().enumerate() {
-        let ctag = format!("{conn}{{{}}}", n + 1);
+        // Named after the IKE SA as in `ikectl up`'s output; a second CHILD_SA gets `.2`.
+        let ctag = match n {
+            0 => format!("{conn}{{{}}}", s.id),
+            _ => format!("{conn}{{{}.{}}}", s.id, n + 1),
+        };
         writeln!(
             f,
             "{ctag:>14}:  {}, {}, reqid {:#x}, {} SPIs: {}_i {}_o",

@@ -277,19 +277,21 @@ impl<R: CryptoRng> Driver<R> {
         tracing::info!(target: "dmn", "ikev2d stopped");
     }
 
-    /// Sends every pending datagram and handles every pending event.
+    /// Handles every pending event, then sends every pending datagram. Events go first so
+    /// that a responder installs its CHILD_SA before its IKE_AUTH response lets the
+    /// initiator send ESP.
     async fn drain(&mut self) {
         loop {
             let mut idle = true;
+            while let Some(ev) = self.endpoint.poll_event() {
+                idle = false;
+                self.event(ev);
+            }
             while let Some(t) = self.endpoint.poll_transmit() {
                 idle = false;
                 if let Err(e) = self.net.send(t.local, t.remote, &t.data).await {
                     tracing::warn!(target: "net", "{e}");
                 }
-            }
-            while let Some(ev) = self.endpoint.poll_event() {
-                idle = false;
-                self.event(ev);
             }
             if idle {
                 return;

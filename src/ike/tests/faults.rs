@@ -45,8 +45,17 @@ fn duplicated_datagrams() {
     p.connect();
     assert_up(&p);
     assert!(failures(&p.a_events).is_empty() && failures(&p.b_events).is_empty());
-    // The duplicate IKE_SA_INIT got the cached answer: still one SA on b.
+    // The duplicate IKE_SA_INIT got the cached answer, byte for byte: still one SA on b.
     assert_eq!(p.b.ike_sas().len(), 1);
+    let from_b: Vec<&Transmit> = p
+        .log
+        .iter()
+        .filter(|(d, _)| *d == Dir::BtoA)
+        .map(|(_, t)| t)
+        .collect();
+    assert_eq!(from_b.len(), 4);
+    assert_eq!(from_b[0], from_b[1]);
+    assert_eq!(from_b[2], from_b[3]);
     assert_eq!(p.elapsed(), 0.0);
 }
 

@@ -4,6 +4,7 @@
 mod exchanges;
 mod faults;
 mod handshake;
+mod interop;
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
