@@ -40,6 +40,11 @@ struct Cli {
     /// Kernel interface.
     #[arg(long, value_enum, default_value = "xfrm")]
     kernel: Kernel,
+    /// Debugging: write every IKE SA's and ESP SA's keys into DIR as Wireshark's
+    /// `ikev2_decryption_table` and `esp_sa` (a Wireshark profile folder). Whoever reads them
+    /// can decrypt the traffic; off by default.
+    #[arg(long, value_name = "DIR")]
+    wireshark_keys: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -54,6 +59,7 @@ fn main() -> ExitCode {
             Kernel::Xfrm => KernelMode::Xfrm,
             Kernel::None => KernelMode::None,
         },
+        wireshark_keys: cli.wireshark_keys,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

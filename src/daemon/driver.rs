@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use super::conns::{ConnEntry, fmt_identification, fmt_ts};
 use super::ctl::CtlRequest;
 use super::install::{self, SharedKernel};
+use super::keylog::KeyLog;
 use super::net::{Datagram, Net};
 use super::{Reloader, hex};
 use crate::config::conn::Auto;
@@ -82,6 +83,7 @@ pub struct Driver<R> {
     down_waiters: Vec<DownWaiter>,
     traps: HashSet<u32>,
     shutdown: Option<tokio::time::Instant>,
+    key_log: Option<KeyLog>,
 }
 
 fn send(replies: &mpsc::UnboundedSender<Reply>, r: Reply) {
@@ -123,7 +125,14 @@ impl<R: CryptoRng> Driver<R> {
             down_waiters: Vec::new(),
             traps: HashSet::new(),
             shutdown: None,
+            key_log: None,
         }
+    }
+
+    /// Writes every IKE SA's and CHILD_SA's keys to `log` (`--wireshark-keys`); the endpoint
+    /// must have been created with [`EndpointConfig::export_keys`](crate::ike::EndpointConfig).
+    pub fn set_key_log(&mut self, log: KeyLog) {
+        self.key_log = Some(log);
     }
 
     fn with_kernel<T>(
@@ -304,7 +313,13 @@ impl<R: CryptoRng> Driver<R> {
                 nat_detected,
                 local_id,
                 remote_id,
+                exported_keys,
             } => {
+                if let (Some(log), Some(keys)) = (self.key_log.as_mut(), exported_keys.as_deref())
+                    && let Err(e) = log.ike_sa(&spi_i, &spi_r, keys)
+                {
+                    tracing::warn!(target: "ike", "{e}");
+                }
                 let text = format!(
                     "IKE_SA {conn}[{}] established between {}[{}]...{}[{}]",
                     id.0,
@@ -429,6 +444,20 @@ impl<R: CryptoRng> Driver<R> {
     }
 
     fn child_ready(&mut self, c: &ChildSaReady) {
+        if let Some(log) = self.key_log.as_mut()
+            && let Err(e) = log.child_sa(
+                c.local,
+                c.remote,
+                c.encr,
+                c.integ,
+                c.spi_out,
+                &c.keys_out,
+                c.spi_in,
+                &c.keys_in,
+            )
+        {
+            tracing::warn!(target: "kernel", "{e}");
+        }
         let Some(entry) = self.conns.iter().find(|e| e.spec.name == c.conn) else {
             tracing::error!(target: "kernel", "CHILD_SA for unknown conn {}", c.conn);
             return;

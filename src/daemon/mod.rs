@@ -11,6 +11,7 @@ pub mod conns;
 pub mod ctl;
 pub mod driver;
 pub mod install;
+pub mod keylog;
 pub mod log;
 pub mod net;
 
@@ -54,6 +55,9 @@ pub struct Options {
     pub natt_port: u16,
     /// Kernel interface.
     pub kernel: KernelMode,
+    /// Write every IKE SA's and ESP SA's keys to this folder in Wireshark's table formats
+    /// ([`keylog`]); `None` (the default) writes nothing.
+    pub wireshark_keys: Option<PathBuf>,
 }
 
 /// Why the daemon could not start.
@@ -74,6 +78,9 @@ pub enum DaemonError {
     /// Signal handlers could not be installed.
     #[error("signal handler: {0}")]
     Signal(std::io::Error),
+    /// The Wireshark key log could not be created.
+    #[error(transparent)]
+    KeyLog(#[from] keylog::KeyLogError),
 }
 
 /// Resolves `left=`/`right=` DNS names with the system resolver.
@@ -215,7 +222,22 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
             &mut rand::rng(),
         ))),
     };
-    let mut endpoint = Endpoint::new(EndpointConfig::default(), rand::rng(), spis);
+    let key_log = opts
+        .wireshark_keys
+        .as_deref()
+        .map(keylog::KeyLog::create)
+        .transpose()?;
+    if let Some(k) = &key_log {
+        tracing::warn!(target: "cfg",
+            "writing the IKE and ESP keys of every SA to {} (Wireshark decryption tables): \
+             anyone who can read them can decrypt this host's IPsec traffic; for debugging only",
+            k.dir().display());
+    }
+    let config = EndpointConfig {
+        export_keys: key_log.is_some(),
+        ..EndpointConfig::default()
+    };
+    let mut endpoint = Endpoint::new(config, rand::rng(), spis);
     endpoint.set_conns(conns.iter().map(|c| c.spec.clone()).collect());
 
     let (ctl_tx, ctl_rx) = mpsc::channel(16);
@@ -239,6 +261,9 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         conns,
         reloader,
     );
+    if let Some(k) = key_log {
+        driver.set_key_log(k);
+    }
     driver.start().await;
     // The line tests and scripts wait for (independent of log levels).
     eprintln!(

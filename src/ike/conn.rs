@@ -24,6 +24,10 @@ pub struct EndpointConfig {
     pub cookie_threshold: usize,
     /// Replay window reported in [`ChildSaReady`](super::ChildSaReady).
     pub replay_window: u32,
+    /// Hand out each IKE SA's SK_e/SK_a keys in
+    /// [`Event::IkeSaEstablished`](super::Event::IkeSaEstablished) (`exported_keys`), for a
+    /// debugging key log (Wireshark decryption in the lab). Off by default.
+    pub export_keys: bool,
 }
 
 impl Default for EndpointConfig {
@@ -34,6 +38,7 @@ impl Default for EndpointConfig {
             max_half_open: 1024,
             cookie_threshold: 30,
             replay_window: 32,
+            export_keys: false,
         }
     }
 }

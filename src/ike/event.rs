@@ -61,6 +61,39 @@ impl fmt::Debug for ChildDirKeys {
     }
 }
 
+/// An IKE SA's encryption and integrity keys, handed out only when
+/// [`EndpointConfig::export_keys`](super::EndpointConfig::export_keys) is set: for a debugging
+/// key log that lets Wireshark decrypt the SK payloads. GCM keys include the 4-byte salt; the
+/// integrity keys are empty for AEAD. `Debug` shows lengths only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IkeSaExportedKeys {
+    /// Encryption transform.
+    pub encr: Encr,
+    /// Integrity transform (`None` for AEAD).
+    pub integ: Option<Integ>,
+    /// SK_ei (initiator → responder).
+    pub sk_ei: Zeroizing<Vec<u8>>,
+    /// SK_er (responder → initiator).
+    pub sk_er: Zeroizing<Vec<u8>>,
+    /// SK_ai.
+    pub sk_ai: Zeroizing<Vec<u8>>,
+    /// SK_ar.
+    pub sk_ar: Zeroizing<Vec<u8>>,
+}
+
+impl fmt::Debug for IkeSaExportedKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "IkeSaExportedKeys {{ encr: {:?}, integ: {:?}, sk_e: <2 x {} bytes redacted>, sk_a: <2 x {} bytes redacted> }}",
+            self.encr,
+            self.integ,
+            self.sk_ei.len(),
+            self.sk_ai.len()
+        )
+    }
+}
+
 /// Everything the kernel layer needs to install one CHILD_SA (both directions).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChildSaReady {
@@ -125,6 +158,8 @@ pub enum Event {
         local_id: Identification,
         /// Peer's authenticated identity.
         remote_id: Identification,
+        /// The SA's keys, only with [`EndpointConfig::export_keys`](super::EndpointConfig::export_keys).
+        exported_keys: Option<Box<IkeSaExportedKeys>>,
     },
     /// IKE SA setup failed (or a responder refused an IKE_SA_INIT); the SA is gone.
     IkeSaFailed {

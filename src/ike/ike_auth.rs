@@ -137,6 +137,11 @@ fn established_event<R>(sa: &mut IkeSa, ctx: &mut Ctx<'_, R>, remote_id: &Identi
         nat_detected: sa.nat_detected,
         local_id: sa.conn.local_id.clone(),
         remote_id: remote_id.clone(),
+        exported_keys: sa
+            .keys
+            .as_ref()
+            .and_then(|k| k.exported.clone())
+            .map(Box::new),
     });
 }
 

@@ -156,7 +156,7 @@ impl ExpectSaInitResponse {
         if let Some(n) = first_error(payloads) {
             return sa.fail(ctx, IkeError::from_peer_notify(n.notify_type, &n.data));
         }
-        match self.accept(sa, path, data, msg) {
+        match self.accept(sa, path, data, msg, ctx.config.export_keys) {
             Ok(init) => {
                 sa.outstanding = None;
                 ike_auth::start(sa, ctx, init)
@@ -171,6 +171,7 @@ impl ExpectSaInitResponse {
         path: Path,
         data: &[u8],
         msg: &Message,
+        export_keys: bool,
     ) -> Result<InitExchange, IkeError> {
         let h = &msg.header;
         if h.spi_r == [0; 8] {
@@ -196,7 +197,7 @@ impl ExpectSaInitResponse {
             &h.spi_r,
         )?;
         sa.spi_r = h.spi_r;
-        sa.keys = Some(SaKeys::new(suite, keys, Role::Initiator)?);
+        sa.keys = Some(SaKeys::new(suite, keys, Role::Initiator, export_keys)?);
         sa.nat_detected =
             natd::check(&msg.payloads, &h.spi_i, &h.spi_r, path.local, path.remote).detected();
         sa.next_mid = 1;
@@ -402,7 +403,7 @@ pub(crate) fn respond<R: CryptoRng>(
         &spi_r,
     )
     .ok()?;
-    let keys = SaKeys::new(suite, keys, Role::Responder).ok()?;
+    let keys = SaKeys::new(suite, keys, Role::Responder, ctx.config.export_keys).ok()?;
     let nat = natd::check(&msg.payloads, &h.spi_i, &[0; 8], path.local, path.remote);
     let mut sa = IkeSa::new(id, conn, Role::Responder, (h.spi_i, spi_r), path);
     sa.keys = Some(keys);

@@ -109,8 +109,8 @@ use rand::CryptoRng;
 pub use conn::{ConnSpec, EndpointConfig, EspProposal, IkeProposal, Mode, SpiAllocator};
 pub use error::{IkeError, SpiError};
 pub use event::{
-    ChildDirKeys, ChildSaReady, ChildSaStatus, Event, IkeSaId, IkeSaState, IkeSaStatus, Role,
-    Transmit,
+    ChildDirKeys, ChildSaReady, ChildSaStatus, Event, IkeSaExportedKeys, IkeSaId, IkeSaState,
+    IkeSaStatus, Role, Transmit,
 };
 pub use timer::RetransmitPolicy;
 

@@ -11,7 +11,9 @@ use zeroize::Zeroizing;
 use super::child::ChildSa;
 use super::conn::{ConnSpec, EndpointConfig, SpiAllocator};
 use super::error::IkeError;
-use super::event::{ChildSaStatus, Event, IkeSaId, IkeSaState, IkeSaStatus, Role, Transmit};
+use super::event::{
+    ChildSaStatus, Event, IkeSaExportedKeys, IkeSaId, IkeSaState, IkeSaStatus, Role, Transmit,
+};
 use super::ike_auth::{ExpectAuthRequest, ExpectAuthResponse};
 use super::ike_sa_init::ExpectSaInitResponse;
 use super::proposal::IkeSuite;
@@ -65,11 +67,19 @@ pub(crate) struct SaKeys {
     pub(crate) out: SkCrypto,
     /// Opens what we receive.
     pub(crate) inb: SkCrypto,
+    /// A copy for the debugging key log ([`EndpointConfig::export_keys`]).
+    pub(crate) exported: Option<IkeSaExportedKeys>,
 }
 
 impl SaKeys {
-    /// Split the IKE key material according to our role.
-    pub(crate) fn new(suite: IkeSuite, keys: IkeKeys, role: Role) -> Result<Self, IkeError> {
+    /// Split the IKE key material according to our role; keep a copy of the SK_e/SK_a keys
+    /// when `export` ([`EndpointConfig::export_keys`]).
+    pub(crate) fn new(
+        suite: IkeSuite,
+        keys: IkeKeys,
+        role: Role,
+        export: bool,
+    ) -> Result<Self, IkeError> {
         let ci = SkCrypto::new(suite.encr, suite.integ, &keys.sk_ei, &keys.sk_ai)?;
         let cr = SkCrypto::new(suite.encr, suite.integ, &keys.sk_er, &keys.sk_ar)?;
         let (out, inb) = match role {
@@ -83,6 +93,14 @@ impl SaKeys {
             sk_pr: keys.sk_pr.clone(),
             out,
             inb,
+            exported: export.then(|| IkeSaExportedKeys {
+                encr: suite.encr,
+                integ: suite.integ,
+                sk_ei: keys.sk_ei.clone(),
+                sk_er: keys.sk_er.clone(),
+                sk_ai: keys.sk_ai.clone(),
+                sk_ar: keys.sk_ar.clone(),
+            }),
         })
     }
 }

@@ -299,3 +299,48 @@ fn ipv6_handshake() {
     assert_eq!(ca.local_ts, vec![super::super::ts::host(ip(a6))]);
     assert_eq!(ca.remote, ip(b6));
 }
+
+/// The SK keys of an established IKE SA, as its `IkeSaEstablished` event carries them.
+fn exported(events: &[Event]) -> Option<IkeSaExportedKeys> {
+    match established(events).first() {
+        Some(Event::IkeSaEstablished { exported_keys, .. }) => exported_keys.as_deref().cloned(),
+        _ => unreachable!("no IkeSaEstablished event"),
+    }
+}
+
+#[test]
+fn keys_are_exported_only_when_configured() {
+    let (ike, esp) = ("aes128-sha256-x25519", "aes128-sha256");
+    let mut p = Pair::new(
+        conn(A_IP, Some(B_IP), ike, esp),
+        conn(B_IP, Some(A_IP), ike, esp),
+    );
+    p.connect();
+    assert_up(&p);
+    assert_eq!(exported(&p.a_events), None);
+    assert_eq!(exported(&p.b_events), None);
+
+    let cfg = EndpointConfig {
+        export_keys: true,
+        ..EndpointConfig::default()
+    };
+    for (ike, esp, e_len, a_len) in [
+        ("aes128-sha256-x25519", "aes128-sha256", 16, 32),
+        ("aes256gcm16-prfsha384-ecp256", "aes256gcm16", 36, 0),
+    ] {
+        let mut p = Pair::with_config(
+            conn(A_IP, Some(B_IP), ike, esp),
+            conn(B_IP, Some(A_IP), ike, esp),
+            cfg.clone(),
+        );
+        p.connect();
+        assert_up(&p);
+        let a = exported(&p.a_events).expect("initiator exports its keys");
+        let b = exported(&p.b_events).expect("responder exports its keys");
+        // Both ends derived the same keys (SK_ei/SK_ai are the initiator's on both sides).
+        assert!(a == b, "{ike}");
+        assert_eq!((a.sk_ei.len(), a.sk_ar.len()), (e_len, a_len), "{ike}");
+        assert_ne!(a.sk_ei, a.sk_er);
+        assert_eq!(a.encr, ike_prop(ike).encr[0]);
+    }
+}
