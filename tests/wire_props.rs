@@ -1,5 +1,8 @@
 //! Property tests of the wire codec: structured messages round-trip, and arbitrary or mutated
-//! bytes never make the parser panic; whatever it accepts re-encodes to the same bytes.
+//! bytes never make the parser panic. Whatever it accepts re-encodes to a canonical form that
+//! parses to the same value and differs from the input only in ignored bits (RESERVED fields and
+//! the Critical bit of modelled payload types), which [`ignored_bits`] locates independently of
+//! the codec, from the RFC 7296 layouts.
 
 use std::net::IpAddr;
 
@@ -186,7 +189,7 @@ fn message() -> impl Strategy<Value = Message> {
         any::<[u8; 8]>(),
         0u8..16,
         any::<u8>(),
-        any::<u8>(),
+        any::<u8>().prop_map(|flags| flags & Header::FLAGS_DEFINED),
         any::<u32>(),
         chain(),
     )
@@ -210,10 +213,80 @@ fn message() -> impl Strategy<Value = Message> {
         )
 }
 
-/// Parses `bytes`; if accepted, checks that encoding gives the same bytes back.
-fn check_canonical(bytes: &[u8]) -> Result<(), TestCaseError> {
-    if let Ok(msg) = Message::parse(bytes) {
-        prop_assert_eq!(msg.encode(), bytes);
+fn be16(bytes: &[u8], at: usize) -> usize {
+    usize::from(u16::from_be_bytes([bytes[at], bytes[at + 1]]))
+}
+
+/// For a message that [`Message::parse`] accepts: a mask of the bits that RFC 7296 says to ignore
+/// on receipt and that the encoder writes as zero — reserved header flags, the reserved bits of
+/// every generic payload header and the Critical bit of modelled payload types, the RESERVED
+/// octets of KE, ID, AUTH and (fully modelled) TS payloads and of proposals and transforms.
+fn ignored_bits(bytes: &[u8]) -> Vec<u8> {
+    let mut mask = vec![0u8; bytes.len()];
+    mask[19] = !Header::FLAGS_DEFINED;
+    let mut ty = PayloadType(bytes[16]);
+    let mut at = Header::LEN;
+    while ty != PayloadType::NONE {
+        let len = be16(bytes, at + 2);
+        let body = at + 4;
+        let end = at + len;
+        mask[at + 1] = if MODELED.contains(&ty) { 0xff } else { 0x7f };
+        let mut reserved = |range: std::ops::Range<usize>| mask[range].fill(0xff);
+        match ty {
+            PayloadType::KE => reserved(body + 2..body + 4),
+            PayloadType::IDI | PayloadType::IDR | PayloadType::AUTH => reserved(body + 1..body + 4),
+            PayloadType::TSI | PayloadType::TSR => {
+                // Only a TS payload made of IPv4/IPv6 ranges is decoded; others stay opaque.
+                let mut sel = body + 4;
+                let mut modelled = true;
+                while sel < end {
+                    modelled &= matches!(
+                        TsType(bytes[sel]),
+                        TsType::IPV4_ADDR_RANGE | TsType::IPV6_ADDR_RANGE
+                    );
+                    sel += be16(bytes, sel + 2);
+                }
+                if modelled {
+                    reserved(body + 1..body + 4);
+                }
+            }
+            PayloadType::SA => {
+                let mut proposal = body;
+                while proposal < end {
+                    reserved(proposal + 1..proposal + 2);
+                    let spi_size = usize::from(bytes[proposal + 6]);
+                    let mut transform = proposal + 8 + spi_size;
+                    for _ in 0..bytes[proposal + 7] {
+                        reserved(transform + 1..transform + 2);
+                        reserved(transform + 5..transform + 6);
+                        transform += be16(bytes, transform + 2);
+                    }
+                    proposal += be16(bytes, proposal + 2);
+                }
+            }
+            PayloadType::SK | PayloadType::SKF => break,
+            _ => {}
+        }
+        ty = PayloadType(bytes[at]);
+        at = end;
+    }
+    mask
+}
+
+/// Parses `bytes`; if accepted, checks the round-trip guarantee: the encoding parses to the same
+/// message, and equals `bytes` with the ignored bits cleared (so it equals `bytes` when those
+/// are already zero, i.e. when `bytes` is canonical).
+fn check_round_trip(bytes: &[u8]) -> Result<(), TestCaseError> {
+    let Ok(msg) = Message::parse(bytes) else {
+        return Ok(());
+    };
+    let encoded = msg.encode();
+    prop_assert_eq!(Message::parse(&encoded), Ok(msg));
+    let mask = ignored_bits(bytes);
+    let cleared: Vec<u8> = bytes.iter().zip(&mask).map(|(b, m)| b & !m).collect();
+    prop_assert_eq!(&encoded, &cleared);
+    if cleared == bytes {
+        prop_assert_eq!(encoded, bytes);
     }
     Ok(())
 }
@@ -227,7 +300,29 @@ proptest! {
         msg.header.length = u32::try_from(bytes.len()).unwrap();
         let parsed = Message::parse(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(&parsed, &msg);
+        prop_assert_eq!(&parsed.encode(), &bytes);
+        // The encoder writes the canonical form.
+        let mask = ignored_bits(&bytes);
+        prop_assert!(bytes.iter().zip(&mask).all(|(b, m)| b & m == 0));
+    }
+
+    #[test]
+    fn ignored_bits_do_not_change_the_message(
+        msg in message(),
+        noise in vec(any::<u8>(), 1..64),
+    ) {
+        let bytes = msg.encode();
+        let mask = ignored_bits(&bytes);
+        let noisy: Vec<u8> = bytes
+            .iter()
+            .zip(&mask)
+            .zip(noise.iter().cycle())
+            .map(|((b, m), n)| b | (m & n))
+            .collect();
+        let parsed = Message::parse(&noisy).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(Message::parse(&bytes), Ok(parsed.clone()));
         prop_assert_eq!(parsed.encode(), bytes);
+        check_round_trip(&noisy)?;
     }
 
     #[test]
@@ -238,7 +333,7 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in bytes(600)) {
-        check_canonical(&bytes)?;
+        check_round_trip(&bytes)?;
     }
 
     #[test]
@@ -257,7 +352,7 @@ proptest! {
         }
         .encode(&mut bytes);
         bytes.extend_from_slice(&body);
-        check_canonical(&bytes)?;
+        check_round_trip(&bytes)?;
     }
 
     #[test]
@@ -275,6 +370,6 @@ proptest! {
         if truncate {
             bytes.truncate(cut.index(bytes.len() + 1));
         }
-        check_canonical(&bytes)?;
+        check_round_trip(&bytes)?;
     }
 }

@@ -67,13 +67,10 @@ impl<'a> Reader<'a> {
         self.array(what).map(u32::from_be_bytes)
     }
 
-    /// Reads `N` RESERVED bytes, which must be zero (see [`WireError::NonZeroReserved`]).
+    /// Skips `N` RESERVED bytes. Their value is ignored (RFC 7296 §3.2: "MUST be ignored on
+    /// receipt"); the encoders write zeros.
     pub(crate) fn reserved<const N: usize>(&mut self, what: &'static str) -> Result<(), WireError> {
-        if self.array::<N>(what)? == [0; N] {
-            Ok(())
-        } else {
-            Err(WireError::NonZeroReserved { what })
-        }
+        self.take(N, what).map(drop)
     }
 }
 
@@ -114,11 +111,13 @@ mod tests {
     }
 
     #[test]
-    fn reserved_must_be_zero() {
-        assert!(Reader::new(&[0, 0, 0]).reserved::<3>("r").is_ok());
+    fn reserved_bytes_are_skipped_whatever_their_value() {
+        let mut r = Reader::new(&[0, 0xff, 0x80, 7]);
+        assert_eq!(r.reserved::<3>("r"), Ok(()));
+        assert_eq!(r.u8("x").unwrap(), 7);
         assert_eq!(
-            Reader::new(&[0, 1, 0]).reserved::<3>("r"),
-            Err(WireError::NonZeroReserved { what: "r" })
+            Reader::new(&[1, 2]).reserved::<3>("r"),
+            Err(WireError::Truncated { what: "r" })
         );
     }
 

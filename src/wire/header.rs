@@ -13,7 +13,8 @@ pub struct Header {
     pub major: u8,
     pub minor: u8,
     pub exchange: ExchangeType,
-    /// The whole flags octet, reserved bits included (they are preserved, not interpreted).
+    /// The flags octet. Only [`Header::FLAGS_DEFINED`] bits are read and written: the reserved
+    /// bits are ignored on receipt and sent as zero.
     pub flags: u8,
     pub message_id: u32,
     pub length: u32,
@@ -28,6 +29,8 @@ impl Header {
     pub const FLAG_VERSION: u8 = 0x10;
     /// R(esponse) flag.
     pub const FLAG_RESPONSE: u8 = 0x20;
+    /// The flags RFC 7296 defines (I, V, R); the other bits are RESERVED.
+    pub const FLAGS_DEFINED: u8 = Self::FLAG_INITIATOR | Self::FLAG_VERSION | Self::FLAG_RESPONSE;
     /// The IKE major version this crate speaks.
     pub const MAJOR_VERSION: u8 = 2;
 
@@ -54,7 +57,7 @@ impl Header {
         let next_payload = PayloadType(r.u8(what)?);
         let version = r.u8(what)?;
         let exchange = ExchangeType(r.u8(what)?);
-        let flags = r.u8(what)?;
+        let flags = r.u8(what)? & Self::FLAGS_DEFINED;
         let message_id = r.u32(what)?;
         let length = r.u32(what)?;
         Ok(Header {
@@ -70,14 +73,15 @@ impl Header {
         })
     }
 
-    /// Appends the header exactly as its fields say (`major`/`minor` are truncated to 4 bits).
+    /// Appends the header as its fields say (`major`/`minor` are truncated to 4 bits, reserved
+    /// flag bits are cleared).
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.spi_i);
         out.extend_from_slice(&self.spi_r);
         out.push(self.next_payload.0);
         out.push((self.major << 4) | (self.minor & 0x0f));
         out.push(self.exchange.0);
-        out.push(self.flags);
+        out.push(self.flags & Self::FLAGS_DEFINED);
         out.extend_from_slice(&self.message_id.to_be_bytes());
         out.extend_from_slice(&self.length.to_be_bytes());
     }
@@ -116,13 +120,37 @@ mod tests {
     fn flags_and_odd_versions_round_trip() {
         let mut bytes = BYTES;
         bytes[17] = 0x3f; // version 3.15
-        bytes[19] = 0xff; // all flags, reserved bits too
+        bytes[19] = 0x38; // I, V and R
         let h = Header::parse(&bytes).unwrap();
         assert_eq!((h.major, h.minor), (3, 15));
         assert!(h.is_response() && h.is_initiator());
+        assert_eq!(h.flags, Header::FLAGS_DEFINED);
         let mut out = Vec::new();
         h.encode(&mut out);
         assert_eq!(out, bytes);
+    }
+
+    #[test]
+    fn reserved_flag_bits_are_ignored_and_sent_as_zero() {
+        let mut bytes = BYTES;
+        bytes[19] = 0xc7 | Header::FLAG_RESPONSE; // every reserved bit, and R
+        let h = Header::parse(&bytes).unwrap();
+        assert_eq!(
+            h,
+            Header::parse(&BYTES)
+                .map(|h| Header {
+                    flags: Header::FLAG_RESPONSE,
+                    ..h
+                })
+                .unwrap()
+        );
+        let mut out = Vec::new();
+        h.encode(&mut out);
+        assert_eq!(out[19], Header::FLAG_RESPONSE);
+        // Reserved bits set by a caller are not sent either.
+        let mut out = Vec::new();
+        Header { flags: 0xff, ..h }.encode(&mut out);
+        assert_eq!(out[19], Header::FLAGS_DEFINED);
     }
 
     #[test]

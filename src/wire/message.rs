@@ -27,8 +27,9 @@ pub enum Payload {
     Encrypted(EncryptedPayload),
     /// SKF (RFC 7383): must be the last payload of a chain.
     EncryptedFragment(EncryptedFragment),
-    /// A payload kept opaque. `critical` is the Critical bit; [`parse_payloads`] only ever
-    /// produces `false` (a critical payload it does not understand is an error).
+    /// A payload kept opaque. `critical` is the Critical bit written by the encoder;
+    /// [`parse_payloads`] only ever produces `false` (a critical payload of a type it does not
+    /// understand is an error, and the bit is ignored on the types it does understand).
     Unknown {
         payload_type: PayloadType,
         critical: bool,
@@ -58,7 +59,8 @@ impl Payload {
     }
 
     /// Parses one body. `next` is the payload's own Next Payload field (needed by SK/SKF, whose
-    /// Next Payload names the first inner payload).
+    /// Next Payload names the first inner payload). `critical` only matters for a payload type
+    /// this crate does not understand (RFC 7296 §3.2): such a payload is rejected.
     fn read(
         ty: PayloadType,
         next: PayloadType,
@@ -66,7 +68,7 @@ impl Payload {
         body: &[u8],
     ) -> Result<Payload, WireError> {
         let r = &mut Reader::new(body);
-        let payload = match ty {
+        Ok(match ty {
             PayloadType::SA => Payload::Sa(SaPayload::read(r)?),
             PayloadType::KE => Payload::Ke(KePayload::read(r)?),
             PayloadType::IDI => Payload::IdI(Identification::read(r)?),
@@ -90,17 +92,13 @@ impl Payload {
                 data: r.rest().to_vec(),
             }),
             PayloadType::SKF => Payload::EncryptedFragment(EncryptedFragment::read(next, r)?),
+            _ if critical => return Err(WireError::UnsupportedCriticalPayload(ty)),
             _ => Payload::Unknown {
                 payload_type: ty,
                 critical: false,
                 body: r.rest().to_vec(),
             },
-        };
-        match payload {
-            Payload::Unknown { .. } if critical => Err(WireError::UnsupportedCriticalPayload(ty)),
-            _ if critical => Err(WireError::CriticalBitOnKnownPayload(ty)),
-            payload => Ok(payload),
-        }
+        })
     }
 
     fn write_body(&self, out: &mut Vec<u8>) {
@@ -144,17 +142,15 @@ pub fn parse_payloads(first: PayloadType, bytes: &[u8]) -> Result<Vec<Payload>, 
     while ty != PayloadType::NONE {
         let what = "generic payload header";
         let next = PayloadType(r.u8(what)?);
-        let flags = r.u8(what)?;
-        if flags & 0x7f != 0 {
-            return Err(WireError::NonZeroReserved { what });
-        }
+        // Critical bit, then 7 RESERVED bits (ignored on receipt).
+        let critical = r.u8(what)? & 0x80 != 0;
         let len = r.u16(what)?;
         let body_len = len.checked_sub(4).ok_or(WireError::BadLength {
             what: "payload",
             length: usize::from(len),
         })?;
         let body = r.take(usize::from(body_len), "payload body")?;
-        let payload = Payload::read(ty, next, flags & 0x80 != 0, body)?;
+        let payload = Payload::read(ty, next, critical, body)?;
         let terminal = payload.is_terminal();
         payloads.push(payload);
         if terminal {
@@ -407,19 +403,77 @@ mod tests {
             Err(WireError::UnsupportedCriticalPayload(PayloadType::CERTREQ))
         );
 
-        bytes[29] = 0;
-        bytes[34] = 0x80; // critical bit on the Nonce
-        assert_eq!(
-            Message::parse(&bytes),
-            Err(WireError::CriticalBitOnKnownPayload(PayloadType::NONCE))
-        );
-        bytes[34] = 0x01; // reserved bit
-        assert_eq!(
-            Message::parse(&bytes),
-            Err(WireError::NonZeroReserved {
-                what: "generic payload header"
-            })
-        );
+        // Reserved bits of an unknown payload are ignored like any other.
+        bytes[29] = 0x7f;
+        assert_eq!(Message::parse(&bytes), Ok(msg));
+    }
+
+    /// Sets RESERVED bits everywhere and the Critical bit of each payload in a canonical encoding
+    /// of an SA, KE, IDi, AUTH, TSr and SK payload: the value and its encoding do not change.
+    #[test]
+    fn reserved_fields_and_critical_bits_are_ignored() {
+        let canonical = message(vec![
+            Payload::Sa(SaPayload {
+                proposals: vec![crate::wire::Proposal {
+                    number: 1,
+                    protocol: ProtocolId::ESP,
+                    spi: vec![1, 2, 3, 4],
+                    transforms: vec![crate::wire::Transform::new(
+                        crate::wire::TransformType::ESN,
+                        TransformId::ESN_NONE,
+                    )],
+                }],
+            }),
+            Payload::Ke(KePayload {
+                group: TransformId::DH_CURVE25519,
+                data: vec![4; 32],
+            }),
+            Payload::IdI(Identification::fqdn("alice")),
+            Payload::Auth(AuthPayload {
+                method: AuthMethod::SHARED_KEY_MIC,
+                data: vec![5; 32],
+            }),
+            Payload::TsR(vec![TrafficSelector::any_v4()]),
+            Payload::Encrypted(EncryptedPayload {
+                next_inner: PayloadType::IDI,
+                data: vec![9; 48],
+            }),
+        ]);
+        let bytes = canonical.encode();
+        let mut noisy = bytes.clone();
+        assert_eq!(noisy[19], Header::FLAG_INITIATOR);
+        noisy[19] |= 0xc7; // reserved bits of the header flags
+        let mut set = |at: usize, bits: u8| {
+            assert_eq!(noisy[at], 0, "byte {at} is not a zero RESERVED field");
+            noisy[at] = bits;
+        };
+        let sa = 28;
+        set(sa + 1, 0xff); // generic header: Critical + RESERVED
+        set(sa + 5, 0x5a); // proposal RESERVED
+        set(sa + 17, 0x01); // transform substructure RESERVED
+        set(sa + 21, 0x80); // RESERVED after Transform Type
+        let ke = sa + 24;
+        set(ke + 1, 0x80);
+        set(ke + 6, 0x12);
+        set(ke + 7, 0x34);
+        let id = ke + 8 + 32;
+        set(id + 1, 0x81);
+        set(id + 5, 1);
+        set(id + 6, 2);
+        set(id + 7, 3);
+        let auth = id + 8 + 5;
+        set(auth + 1, 0x80);
+        set(auth + 5, 0xff);
+        set(auth + 7, 0xff);
+        let ts = auth + 8 + 32;
+        set(ts + 1, 0xc0);
+        set(ts + 5, 0xee);
+        let sk = ts + 8 + 16;
+        set(sk + 1, 0xfe);
+        assert_eq!(sk + 4 + 48, bytes.len());
+        let parsed = Message::parse(&noisy).unwrap();
+        assert_eq!(parsed, Message::parse(&bytes).unwrap());
+        assert_eq!(parsed.encode(), bytes);
     }
 
     #[test]
@@ -438,11 +492,15 @@ mod tests {
             }]
         );
         assert_eq!(msg.encode(), bytes);
+        // TSi is a payload type this crate understands, so its Critical bit is ignored.
         bytes[29] = 0x80;
-        assert_eq!(
-            Message::parse(&bytes),
-            Err(WireError::UnsupportedCriticalPayload(PayloadType::TSI))
-        );
+        assert_eq!(Message::parse(&bytes), Ok(msg.clone()));
+        assert_eq!(Message::parse(&bytes).unwrap().encode()[29], 0);
+        // The body is opaque: its RESERVED octets are kept as received.
+        bytes[33] = 0xff;
+        let opaque = Message::parse(&bytes).unwrap();
+        assert_ne!(opaque, msg);
+        assert_eq!(opaque.encode()[33], 0xff);
         assert_eq!(TsType(10).name(), None);
     }
 

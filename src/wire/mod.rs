@@ -1,14 +1,21 @@
 //! IKEv2 wire codec (RFC 7296): header, payloads, open code-point types. Never panics on input.
 //!
-//! [`Message::parse`] accepts exactly the canonical encodings, so that for every input it accepts
-//! `Message::encode(&Message::parse(b)?) == b`:
+//! [`Message::parse`] follows RFC 7296 §3.2 on what to ignore, and [`Message::encode`] writes a
+//! canonical form:
 //! - unknown code points (exchange types, transform IDs, notify types, ...) are kept as numbers;
 //! - payloads of types this crate does not model are kept as [`Payload::Unknown`], unless their
 //!   Critical bit is set ([`WireError::UnsupportedCriticalPayload`]);
-//! - RESERVED fields must be zero and the Critical bit must be clear on payload types this crate
-//!   models (RFC 7296 says to ignore both on receipt; no known implementation sets them, and
-//!   rejecting them keeps the representation free of fields nobody uses);
+//! - RESERVED fields (the reserved bits of the header flags and of the generic payload header,
+//!   the RESERVED octets of KE, ID, AUTH and TS payloads and of proposal and transform
+//!   substructures) and the Critical bit of a payload type this crate models are ignored on
+//!   receipt; the encoder writes them as zero. The body of a [`Payload::Unknown`] (including a
+//!   TS payload with an unmodelled selector type) is kept as received, reserved octets included;
 //! - the content of an SK payload stays opaque: decrypt it and use [`parse_payloads`].
+//!
+//! Round trip: for every `b` that parses, `parse(encode(parse(b))) == parse(b)`, and
+//! `encode(parse(b))` is `b` with exactly those ignored bits cleared, so it equals `b` whenever
+//! `b` is canonical (as every message this crate or strongSwan sends is). The integrity check and
+//! the AUTH computation of a received message must therefore use the received bytes.
 
 mod codec;
 mod enums;
@@ -38,14 +45,10 @@ pub enum WireError {
     BadLength { what: &'static str, length: usize },
     #[error("trailing data after {what}")]
     TrailingData { what: &'static str },
-    #[error("non-zero RESERVED field in {what}")]
-    NonZeroReserved { what: &'static str },
     #[error("bad Last Substruc value {value} in {what}")]
     BadLastSubstruc { what: &'static str, value: u8 },
     #[error("unsupported critical payload {0}")]
     UnsupportedCriticalPayload(PayloadType),
-    #[error("critical bit set on payload {0}, which must have it clear")]
-    CriticalBitOnKnownPayload(PayloadType),
     #[error("encrypted payload is not the last payload")]
     EncryptedNotLast,
     #[error("invalid major version {0}")]

@@ -1,7 +1,7 @@
 //! Payload bodies (RFC 7296 §3.3–§3.14): everything after the 4-byte generic payload header.
 //!
 //! Each type has a `read` that consumes a whole body (trailing bytes are an error) and a `write`
-//! that appends the body. RESERVED fields must be zero on input (see [`WireError::NonZeroReserved`]).
+//! that appends the body. RESERVED fields are ignored on input and written as zero.
 
 use std::net::IpAddr;
 
@@ -610,6 +610,19 @@ mod tests {
     }
 
     #[test]
+    fn sa_reserved_octets_are_ignored_and_written_as_zero() {
+        let mut bytes = SA_BODY;
+        bytes[1] = 0xff; // proposal substructure RESERVED
+        bytes[9] = 0x01; // transform substructure RESERVED
+        bytes[13] = 0x80; // RESERVED after Transform Type
+        bytes[29] = 0x10;
+        bytes[33] = 0xff;
+        let sa = read(SaPayload::read, &bytes).unwrap();
+        assert_eq!(sa, read(SaPayload::read, &SA_BODY).unwrap());
+        assert_eq!(encode_sa(&sa), SA_BODY);
+    }
+
+    #[test]
     fn sa_payload_errors() {
         let mut bad_last = SA_BODY;
         bad_last[0] = 2; // claims another proposal follows
@@ -675,14 +688,6 @@ mod tests {
                 what: "proposal SPI"
             })
         );
-        let mut reserved = SA_BODY;
-        reserved[13] = 1; // RESERVED after Transform Type
-        assert_eq!(
-            read(SaPayload::read, &reserved),
-            Err(WireError::NonZeroReserved {
-                what: "transform RESERVED"
-            })
-        );
         let mut bad_tlv = SA_BODY;
         bad_tlv[16] = 0; // Key Length as TLV with length 0x0100: overruns the transform
         assert_eq!(
@@ -723,12 +728,7 @@ mod tests {
                 what: "KE payload RESERVED"
             })
         );
-        assert_eq!(
-            read(KePayload::read, &[0, 31, 0, 1]),
-            Err(WireError::NonZeroReserved {
-                what: "KE payload RESERVED"
-            })
-        );
+        assert_eq!(read(KePayload::read, &[0, 31, 0x80, 1, 0xaa, 0xbb]), Ok(ke));
     }
 
     #[test]
@@ -765,8 +765,8 @@ mod tests {
             Err(WireError::Truncated { what: "ID payload" })
         );
         assert_eq!(
-            read(Identification::read, &[2, 0, 1, 0]),
-            Err(WireError::NonZeroReserved { what: "ID payload" })
+            read(Identification::read, &[1, 0xff, 1, 0x80, 10, 1, 0, 1]),
+            Ok(id)
         );
     }
 
@@ -785,10 +785,8 @@ mod tests {
         auth.write(&mut out);
         assert_eq!(out, bytes);
         assert_eq!(
-            read(AuthPayload::read, &[2, 1, 0, 0]),
-            Err(WireError::NonZeroReserved {
-                what: "AUTH payload"
-            })
+            read(AuthPayload::read, &[2, 1, 0x80, 0xff, 1, 2, 3]),
+            Ok(auth)
         );
         assert_eq!(
             read(AuthPayload::read, &[2]),

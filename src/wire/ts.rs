@@ -251,6 +251,15 @@ mod tests {
     }
 
     #[test]
+    fn reserved_octets_are_ignored_and_written_as_zero() {
+        let mut bytes = V4_TCP_HTTPS;
+        bytes[1..4].copy_from_slice(&[0xff, 1, 0x80]);
+        let ts = read(&bytes).unwrap();
+        assert_eq!(ts, read(&V4_TCP_HTTPS).unwrap());
+        assert_eq!(write(&ts.unwrap()), V4_TCP_HTTPS);
+    }
+
+    #[test]
     fn malformed_ts_payloads() {
         let with = |i: usize, v: u8| {
             let mut b = V4_TCP_HTTPS;
@@ -266,12 +275,6 @@ mod tests {
         assert_eq!(
             with(0, 0),
             Err(WireError::TrailingData { what: "TS payload" })
-        );
-        assert_eq!(
-            with(2, 1),
-            Err(WireError::NonZeroReserved {
-                what: "TS payload RESERVED"
-            })
         );
         assert_eq!(
             with(7, 40),
