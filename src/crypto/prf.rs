@@ -11,7 +11,7 @@ use super::CryptoError;
 fn hmac_parts<M: Mac + KeyInit>(key: &[u8], parts: &[&[u8]]) -> Zeroizing<Vec<u8>> {
     // HMAC accepts keys of every length (RFC 2104 §2), so this cannot fail.
     let Ok(mut mac) = <M as KeyInit>::new_from_slice(key) else {
-        unreachable!("HMAC accepts keys of any length")
+        unreachable!("HMAC accepts keys of any length") // ok: RFC 2104 HMAC takes any key length
     };
     for p in parts {
         mac.update(p);
@@ -149,7 +149,7 @@ impl Prf {
         let mut counter: u8 = 1;
         while out.len() < len {
             let block = self.prf_parts(key, &[&prev, seed, &[counter]]);
-            let take = (len - out.len()).min(block.len());
+            let take = (len - out.len()).min(block.len()); // ok: loop runs while out.len() < len
             out.extend_from_slice(block.get(..take).unwrap_or_default());
             prev = block;
             // At most 255 iterations run (checked above), so the counter never wraps in use.
