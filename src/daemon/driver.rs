@@ -434,7 +434,7 @@ impl<R: CryptoRng> Driver<R> {
             return;
         };
         let reqid = entry.reqid;
-        let life = install::lifetime(entry.lifetime, entry.rekeymargin);
+        let life = install::lifetime(c.lifetime, entry.rekeymargin);
         let encap = self
             .ike_info
             .get(&c.ike_sa)
