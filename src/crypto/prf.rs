@@ -229,20 +229,10 @@ impl Integ {
         }
     }
 
-    /// Truncated ICV over `data`.
-    pub fn compute(self, key: &[u8], data: &[u8]) -> Vec<u8> {
-        self.compute_parts(key, &[data])
-    }
-
     /// Truncated ICV over the concatenation of `parts`.
     pub(crate) fn compute_parts(self, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
         let full = self.hash().hmac(key, parts);
         full.get(..self.icv_len()).unwrap_or_default().to_vec()
-    }
-
-    /// Constant-time check of `icv` against the ICV over `data`.
-    pub fn verify(self, key: &[u8], data: &[u8], icv: &[u8]) -> bool {
-        self.verify_parts(key, &[data], icv)
     }
 
     /// Constant-time check of `icv` against the ICV over the concatenation of `parts`.
@@ -352,20 +342,20 @@ mod tests {
         ];
         for (integ, key, data, icv) in cases {
             assert_eq!(key.len(), integ.key_len());
-            assert_eq!(integ.compute(&key, data), icv, "{}", integ.name());
+            assert_eq!(integ.compute_parts(&key, &[data]), icv, "{}", integ.name());
             assert_eq!(integ.icv_len(), icv.len());
-            assert!(integ.verify(&key, data, icv));
+            assert!(integ.verify_parts(&key, &[data], icv));
             let mut bad = icv.to_vec();
             bad[0] ^= 1;
-            assert!(!integ.verify(&key, data, &bad));
-            assert!(!integ.verify(&key, data, &icv[..icv.len() - 1]));
+            assert!(!integ.verify_parts(&key, &[data], &bad));
+            assert!(!integ.verify_parts(&key, &[data], &icv[..icv.len() - 1]));
         }
     }
 
     // HMAC-SHA1-96 (RFC 2404 §3 test case 2: key "Jefe").
     #[test]
     fn rfc2404_hmac_sha1_96() {
-        let icv = Integ::HmacSha1_96.compute(b"Jefe", b"what do ya want for nothing?");
+        let icv = Integ::HmacSha1_96.compute_parts(b"Jefe", &[b"what do ya want for nothing?"]);
         assert_eq!(icv, hex!("effcdf6ae5eb2fa2d27416d5"));
     }
 
