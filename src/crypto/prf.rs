@@ -160,7 +160,6 @@ impl Prf {
 }
 
 /// IKEv2/ESP integrity transform (transform type 3): truncated HMAC.
-#[allow(non_camel_case_types)] // the names mirror the IANA registry (AUTH_HMAC_SHA2_256_128)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Integ {
     /// AUTH_HMAC_SHA1_96 (2), RFC 2404.
