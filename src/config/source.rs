@@ -109,7 +109,7 @@ impl IncludeStack {
                 );
                 break;
             } else {
-                self.total += 1;
+                self.total += 1; // ok: < MAX_INCLUDED_FILES (checked above)
                 out.push(f);
             }
         }
