@@ -112,7 +112,7 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
                 .min(at(&prev, j) + usize::from(ca != cb));
             let transposed = i > 0 && j > 0 && a.get(i - 1) == Some(cb) && b.get(j - 1) == Some(ca);
             if transposed {
-                d = d.min(at(&prev2, j - 1) + 1);
+                d = d.min(at(&prev2, j - 1) + 1); // ok: j > 0, at() <= usize::MAX - 1
             }
             cur.push(d);
         }

@@ -108,7 +108,7 @@ impl Parser<'_> {
                 continue;
             }
             if trimmed.len() != line.len() {
-                let indent = line.chars().count() - trimmed.chars().count();
+                let indent = line.chars().count() - trimmed.chars().count(); // ok: suffix
                 if in_section {
                     self.setting(name, lineno, indent, trimmed);
                 } else {
@@ -236,7 +236,7 @@ impl Parser<'_> {
             return;
         }
         let value_text = after_eq.trim_start();
-        let value_col = key_col + text.chars().count() - value_text.chars().count();
+        let value_col = key_col + text.chars().count() - value_text.chars().count(); // ok: suffix
         let (value, rest) = match lex_value(value_text) {
             Ok(v) => v,
             Err(msg) => {
@@ -246,7 +246,7 @@ impl Parser<'_> {
         };
         let rest_trim = rest.trim_start();
         if !rest_trim.is_empty() && (!rest_trim.starts_with('#') || rest_trim.len() == rest.len()) {
-            let col = value_col + value_text.chars().count() - rest_trim.chars().count();
+            let col = value_col + value_text.chars().count() - rest_trim.chars().count(); // ok: suffix
             self.diags.error(
                 &pos(col),
                 format!("unexpected text '{rest_trim}' after the value of '{key}' (quote values that contain spaces)"),
@@ -270,7 +270,7 @@ impl Parser<'_> {
 fn lex_value(text: &str) -> Result<(String, &str), String> {
     let Some(body) = text.strip_prefix('"') else {
         let end = text.find(char::is_whitespace).unwrap_or(text.len());
-        let (word, rest) = text.split_at(end);
+        let (word, rest) = text.split_at(end); // ok: find() gives a char boundary
         if word.contains('"') {
             return Err(format!("stray '\"' in value '{word}'"));
         }

@@ -154,7 +154,8 @@ fn col_of(line: &str, byte: usize) -> usize {
 /// Standard base64 (RFC 4648) with optional `=` padding.
 fn decode_base64(s: &str) -> Option<Vec<u8>> {
     let body = s.trim_end_matches('=');
-    if s.len() - body.len() > 2 {
+    let padding = s.len() - body.len(); // ok: body is a prefix of s
+    if padding > 2 {
         return None;
     }
     let mut out = Vec::with_capacity(body.len() * 3 / 4);
@@ -206,7 +207,7 @@ impl SecretsParser<'_> {
     fn line(&mut self, name: &str, lineno: usize, line: &str) {
         let pos = |byte: usize| Pos::new(name, lineno, col_of(line, byte));
         let trimmed = line.trim_start();
-        let start = line.len() - trimmed.len();
+        let start = line.len() - trimmed.len(); // ok: suffix
         if trimmed.is_empty() || trimmed.starts_with('#') {
             return;
         }
@@ -244,14 +245,14 @@ impl SecretsParser<'_> {
         }
         let tail = line.get(sep + 1..).unwrap_or_default();
         let tail_trim = tail.trim_start();
-        let type_at = sep + 1 + (tail.len() - tail_trim.len());
+        let type_at = sep + 1 + (tail.len() - tail_trim.len()); // ok: suffix
         let type_end = tail_trim
             .find(char::is_whitespace)
             .unwrap_or(tail_trim.len());
-        let (kind, after_type) = tail_trim.split_at(type_end);
+        let (kind, after_type) = tail_trim.split_at(type_end); // ok: find() gives a char boundary
         if kind == "PSK" {
             let secret_text = after_type.trim_start();
-            let secret_at = line.len() - secret_text.len();
+            let secret_at = line.len() - secret_text.len(); // ok: suffix
             match lex_secret(secret_text) {
                 Ok((psk, rest)) => {
                     let rest_t = rest.trim_start();
@@ -259,7 +260,7 @@ impl SecretsParser<'_> {
                         && (!rest_t.starts_with('#') || rest_t.len() == rest.len())
                     {
                         self.diags.error(
-                            &pos(line.len() - rest_t.len()),
+                            &pos(line.len() - rest_t.len()), // ok: suffix
                             "unexpected text after the secret (quote secrets that contain spaces)",
                         );
                     } else if ok {
@@ -327,7 +328,7 @@ fn lex_secret(text: &str) -> Result<(Psk, &str), String> {
         ));
     }
     let end = text.find(char::is_whitespace).unwrap_or(text.len());
-    let (word, rest) = text.split_at(end);
+    let (word, rest) = text.split_at(end); // ok: find() gives a char boundary
     let bytes = if let Some(hex) = word.strip_prefix("0x") {
         decode_hex(hex).ok_or_else(|| "invalid hex secret after 0x".to_owned())?
     } else if let Some(b64) = word.strip_prefix("0s") {

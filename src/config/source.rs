@@ -16,11 +16,30 @@ pub const MAX_INCLUDE_DEPTH: usize = 10;
 pub const MAX_INCLUDED_FILES: usize = 1000;
 
 /// One configuration file's text. `mode` is the Unix permission bits, when known.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// The text of ipsec.secrets holds PSKs: it is wiped on drop and `Debug` shows only its
+/// length.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SourceFile {
     pub name: String,
     pub text: String,
     pub mode: Option<u32>,
+}
+
+impl Drop for SourceFile {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.text);
+    }
+}
+
+impl std::fmt::Debug for SourceFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceFile")
+            .field("name", &self.name)
+            .field("text", &format_args!("<{} bytes>", self.text.len()))
+            .field("mode", &self.mode)
+            .finish()
+    }
 }
 
 /// Resolves `include PATTERN` found in file `from`.
@@ -90,7 +109,7 @@ impl IncludeStack {
                 );
                 break;
             } else {
-                self.total += 1;
+                self.total += 1; // ok: < MAX_INCLUDED_FILES (checked above)
                 out.push(f);
             }
         }
@@ -286,6 +305,21 @@ impl IncludeResolver for MemResolver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_hides_the_text() {
+        let f = SourceFile {
+            name: "ipsec.secrets".into(),
+            text: ": PSK \"topsecret\"".into(),
+            mode: Some(0o600),
+        };
+        let s = format!("{f:?}");
+        assert!(!s.contains("topsecret"), "{s}");
+        assert!(
+            s.contains("ipsec.secrets") && s.contains("<17 bytes>"),
+            "{s}"
+        );
+    }
 
     #[test]
     fn glob() {

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_SOCKET: &str = "/run/ikev2d.ctl";
 
 /// Longest request line the daemon accepts (bytes).
-pub const MAX_REQUEST_LEN: usize = 4096;
+pub const MAX_REQUEST_LEN: u64 = 4096;
 
 /// A command sent by ikectl.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -168,9 +168,11 @@ impl DhPrivate {
                 if y <= U2048::ONE || y >= p_minus_1 {
                     return Err(group.invalid());
                 }
-                let shared = FixedMontyForm::new(&y, &MODP2048_PARAMS)
-                    .pow(&**x)
-                    .retrieve();
+                let shared = Zeroizing::new(
+                    FixedMontyForm::new(&y, &MODP2048_PARAMS)
+                        .pow(&**x)
+                        .retrieve(),
+                );
                 let mut bytes = shared.to_be_bytes();
                 let out = Zeroizing::new(bytes.as_ref().to_vec());
                 zeroize::Zeroize::zeroize(&mut bytes);
@@ -185,8 +187,7 @@ impl DhPrivate {
                 Ok(Zeroizing::new(shared.raw_secret_bytes().to_vec()))
             }
             Inner::Curve25519(secret) => {
-                let mut bytes = [0u8; 32];
-                bytes.copy_from_slice(peer_public);
+                let bytes: [u8; 32] = peer_public.try_into().map_err(|_| group.invalid())?;
                 let shared = secret.diffie_hellman(&x25519_dalek::PublicKey::from(bytes));
                 if !shared.was_contributory() {
                     return Err(group.invalid());

@@ -60,7 +60,7 @@ pub(crate) fn check_integ(encr: Encr, integ: Option<Integ>) -> Result<usize, Cry
 fn split<const N: usize>(material: &[u8], lens: [usize; N]) -> [Zeroizing<Vec<u8>>; N] {
     let mut rest = material;
     lens.map(|len| {
-        let (head, tail) = rest.split_at(len.min(rest.len()));
+        let (head, tail) = rest.split_at(len.min(rest.len())); // ok: clamped to the length
         rest = tail;
         Zeroizing::new(head.to_vec())
     })

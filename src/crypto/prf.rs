@@ -11,7 +11,7 @@ use super::CryptoError;
 fn hmac_parts<M: Mac + KeyInit>(key: &[u8], parts: &[&[u8]]) -> Zeroizing<Vec<u8>> {
     // HMAC accepts keys of every length (RFC 2104 §2), so this cannot fail.
     let Ok(mut mac) = <M as KeyInit>::new_from_slice(key) else {
-        unreachable!("HMAC accepts keys of any length")
+        unreachable!("HMAC accepts keys of any length") // ok: RFC 2104 HMAC takes any key length
     };
     for p in parts {
         mac.update(p);
@@ -149,7 +149,7 @@ impl Prf {
         let mut counter: u8 = 1;
         while out.len() < len {
             let block = self.prf_parts(key, &[&prev, seed, &[counter]]);
-            let take = (len - out.len()).min(block.len());
+            let take = (len - out.len()).min(block.len()); // ok: loop runs while out.len() < len
             out.extend_from_slice(block.get(..take).unwrap_or_default());
             prev = block;
             // At most 255 iterations run (checked above), so the counter never wraps in use.
@@ -160,7 +160,6 @@ impl Prf {
 }
 
 /// IKEv2/ESP integrity transform (transform type 3): truncated HMAC.
-#[allow(non_camel_case_types)] // the names mirror the IANA registry (AUTH_HMAC_SHA2_256_128)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Integ {
     /// AUTH_HMAC_SHA1_96 (2), RFC 2404.
@@ -229,20 +228,10 @@ impl Integ {
         }
     }
 
-    /// Truncated ICV over `data`.
-    pub fn compute(self, key: &[u8], data: &[u8]) -> Vec<u8> {
-        self.compute_parts(key, &[data])
-    }
-
     /// Truncated ICV over the concatenation of `parts`.
     pub(crate) fn compute_parts(self, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
         let full = self.hash().hmac(key, parts);
         full.get(..self.icv_len()).unwrap_or_default().to_vec()
-    }
-
-    /// Constant-time check of `icv` against the ICV over `data`.
-    pub fn verify(self, key: &[u8], data: &[u8], icv: &[u8]) -> bool {
-        self.verify_parts(key, &[data], icv)
     }
 
     /// Constant-time check of `icv` against the ICV over the concatenation of `parts`.
@@ -352,20 +341,20 @@ mod tests {
         ];
         for (integ, key, data, icv) in cases {
             assert_eq!(key.len(), integ.key_len());
-            assert_eq!(integ.compute(&key, data), icv, "{}", integ.name());
+            assert_eq!(integ.compute_parts(&key, &[data]), icv, "{}", integ.name());
             assert_eq!(integ.icv_len(), icv.len());
-            assert!(integ.verify(&key, data, icv));
+            assert!(integ.verify_parts(&key, &[data], icv));
             let mut bad = icv.to_vec();
             bad[0] ^= 1;
-            assert!(!integ.verify(&key, data, &bad));
-            assert!(!integ.verify(&key, data, &icv[..icv.len() - 1]));
+            assert!(!integ.verify_parts(&key, &[data], &bad));
+            assert!(!integ.verify_parts(&key, &[data], &icv[..icv.len() - 1]));
         }
     }
 
     // HMAC-SHA1-96 (RFC 2404 §3 test case 2: key "Jefe").
     #[test]
     fn rfc2404_hmac_sha1_96() {
-        let icv = Integ::HmacSha1_96.compute(b"Jefe", b"what do ya want for nothing?");
+        let icv = Integ::HmacSha1_96.compute_parts(b"Jefe", &[b"what do ya want for nothing?"]);
         assert_eq!(icv, hex!("effcdf6ae5eb2fa2d27416d5"));
     }
 

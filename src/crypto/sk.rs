@@ -127,9 +127,16 @@ impl SkCrypto {
             }
             _ => {
                 key_length("SK_a", 0, integ_key)?;
-                let (key, salt) = enc_key.split_at(encr.key_len());
-                let mut salt_arr = Zeroizing::new([0u8; Encr::GCM_SALT_LEN]);
-                salt_arr.copy_from_slice(salt);
+                let salt_err = || CryptoError::KeyLength {
+                    what: "SK_e",
+                    expected: encr.key_material_len(),
+                    actual: enc_key.len(),
+                };
+                let (key, salt) = enc_key
+                    .split_at_checked(encr.key_len())
+                    .ok_or_else(salt_err)?;
+                let salt_arr: Zeroizing<[u8; Encr::GCM_SALT_LEN]> =
+                    Zeroizing::new(salt.try_into().map_err(|_| salt_err())?);
                 Mode::Gcm {
                     key_bits,
                     key: Zeroizing::new(key.to_vec()),
@@ -185,7 +192,7 @@ impl SkCrypto {
             });
         }
         let padded_len = self.padded_len(plaintext.len());
-        let pad_len = padded_len - plaintext.len() - 1;
+        let pad_len = padded_len - plaintext.len() - 1; // ok: padded_len > plaintext.len()
         let mut out = Vec::with_capacity(self.sealed_len(plaintext.len()));
         out.extend_from_slice(iv);
         out.extend_from_slice(plaintext);
@@ -209,7 +216,7 @@ impl SkCrypto {
                 key,
                 salt,
             } => {
-                let nonce = gcm_nonce(salt, iv);
+                let nonce = gcm_nonce(salt, iv)?;
                 let tag = with_aes!(*key_bits, C => gcm_encrypt::<C>(key, &nonce, aad, body))?;
                 out.extend_from_slice(&tag);
             }
@@ -231,8 +238,12 @@ impl SkCrypto {
             .checked_sub(iv_len + icv_len)
             .filter(|&n| n > 0)
             .ok_or_else(|| invalid.clone())?;
-        let (iv, rest) = body.split_at(iv_len);
-        let (ciphertext, icv) = rest.split_at(ct_len);
+        let (iv, rest) = body
+            .split_at_checked(iv_len)
+            .ok_or_else(|| invalid.clone())?;
+        let (ciphertext, icv) = rest
+            .split_at_checked(ct_len)
+            .ok_or_else(|| invalid.clone())?;
         let mut plain = Zeroizing::new(ciphertext.to_vec());
         match &self.mode {
             Mode::Cbc {
@@ -255,7 +266,7 @@ impl SkCrypto {
                 key,
                 salt,
             } => {
-                let nonce = gcm_nonce(salt, iv);
+                let nonce = gcm_nonce(salt, iv)?;
                 with_aes!(*key_bits, C => gcm_decrypt::<C>(key, &nonce, aad, &mut plain, icv))?;
             }
         }
@@ -270,12 +281,16 @@ impl SkCrypto {
 }
 
 /// GCM nonce = salt ‖ IV (RFC 5282 §4 / RFC 4106 §4).
-fn gcm_nonce(salt: &[u8; Encr::GCM_SALT_LEN], iv: &[u8]) -> [u8; 12] {
+fn gcm_nonce(salt: &[u8; Encr::GCM_SALT_LEN], iv: &[u8]) -> Result<[u8; 12], CryptoError> {
+    let iv: &[u8; GCM_IV_LEN] = iv.try_into().map_err(|_| CryptoError::IvLength {
+        expected: GCM_IV_LEN,
+        actual: iv.len(),
+    })?;
     let mut nonce = [0u8; 12];
-    let (s, i) = nonce.split_at_mut(Encr::GCM_SALT_LEN);
-    s.copy_from_slice(salt);
-    i.copy_from_slice(iv);
-    nonce
+    for (n, b) in nonce.iter_mut().zip(salt.iter().chain(iv)) {
+        *n = *b;
+    }
+    Ok(nonce)
 }
 
 fn cbc_encrypt<C>(key: &[u8], iv: &[u8], buf: &mut [u8]) -> Result<(), CryptoError>
@@ -472,7 +487,7 @@ mod tests {
         assert_eq!(&body[16..32], block.as_slice());
         assert_eq!(
             &body[32..],
-            integ.compute(&ak, &[AAD, &body[..32]].concat()).as_slice()
+            integ.compute_parts(&ak, &[AAD, &body[..32]]).as_slice()
         );
     }
 
@@ -489,7 +504,7 @@ mod tests {
         aes::Aes128::new(&ek.into()).encrypt_block(&mut block);
         let mut body = iv.to_vec();
         body.extend_from_slice(&block);
-        let icv = integ.compute(&ak, &[AAD, &body].concat());
+        let icv = integ.compute_parts(&ak, &[AAD, &body]);
         body.extend_from_slice(&icv);
         sk.open(AAD, &body)
     }

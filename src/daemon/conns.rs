@@ -30,8 +30,6 @@ pub struct ConnEntry {
     pub auto: Auto,
     /// reqid of this conn's CHILD_SAs and trap policies.
     pub reqid: u32,
-    /// CHILD_SA lifetime (kernel hard expire).
-    pub lifetime: Duration,
     /// Soft expire (rekey) this long before the hard one.
     pub rekeymargin: Duration,
     /// Status summary (without SAs).
@@ -188,7 +186,6 @@ fn build_conn(
         spec,
         auto: conn.auto,
         reqid,
-        lifetime: conn.lifetime,
         rekeymargin: conn.rekeymargin,
         report,
     })

@@ -85,7 +85,7 @@ async fn accept(listener: UnixListener, tx: mpsc::Sender<CtlRequest>) {
 async fn serve(stream: UnixStream, tx: mpsc::Sender<CtlRequest>) {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
-    let mut reader = BufReader::new(read.take(MAX_REQUEST_LEN as u64));
+    let mut reader = BufReader::new(read.take(MAX_REQUEST_LEN));
     let parsed = match reader.read_line(&mut line).await {
         Ok(_) => serde_json::from_str::<Request>(&line).map_err(|e| format!("bad request: {e}")),
         Err(e) => Err(format!("reading request: {e}")),

@@ -179,8 +179,8 @@ impl<R: CryptoRng> Driver<R> {
                 tracing::error!(target: "kernel", "auto=route {name}: needs fixed left and right addresses");
                 continue;
             };
-            let local_ts = ts_or_host(&spec.local_ts, local);
-            let remote_ts = ts_or_host(&spec.remote_ts, remote);
+            let local_ts = crate::ike::configured_or_host(&spec.local_ts, local);
+            let remote_ts = crate::ike::configured_or_host(&spec.remote_ts, remote);
             let trap = install::trap_policy(local, remote, spec.mode, reqid, &local_ts, &remote_ts);
             match self.with_kernel(|k| k.install_trap(&trap)) {
                 Ok(()) => {
@@ -463,7 +463,7 @@ impl<R: CryptoRng> Driver<R> {
             return;
         };
         let reqid = entry.reqid;
-        let life = install::lifetime(entry.lifetime, entry.rekeymargin);
+        let life = install::lifetime(c.lifetime, entry.rekeymargin);
         let encap = self
             .ike_info
             .get(&c.ike_sa)
@@ -758,27 +758,6 @@ impl<R: CryptoRng> Driver<R> {
             nat_detected: sa.nat_detected,
             children,
         }
-    }
-}
-
-fn ts_or_host(
-    ts: &[crate::wire::TrafficSelector],
-    addr: std::net::IpAddr,
-) -> Vec<crate::wire::TrafficSelector> {
-    if ts.is_empty() {
-        vec![crate::wire::TrafficSelector {
-            ts_type: match addr {
-                std::net::IpAddr::V4(_) => crate::wire::TsType::IPV4_ADDR_RANGE,
-                std::net::IpAddr::V6(_) => crate::wire::TsType::IPV6_ADDR_RANGE,
-            },
-            ip_protocol: 0,
-            start_port: 0,
-            end_port: u16::MAX,
-            start_addr: addr,
-            end_addr: addr,
-        }]
-    } else {
-        ts.to_vec()
     }
 }
 

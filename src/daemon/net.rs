@@ -152,8 +152,8 @@ impl Net {
         let sock = self.socket_for(local).ok_or(NetError::NoSocket(local))?;
         let framed;
         let payload = if local.port() == self.natt_port {
-            framed = [&NON_ESP_MARKER[..], data].concat();
-            &framed[..]
+            framed = [NON_ESP_MARKER.as_slice(), data].concat();
+            framed.as_slice()
         } else {
             data
         };

@@ -115,9 +115,11 @@ pub struct ConnSpec {
     pub local_ts: Vec<TrafficSelector>,
     /// Peer side's selectors; empty = the peer's address.
     pub remote_ts: Vec<TrafficSelector>,
-    /// CHILD_SA lifetime (informational for now).
+    /// CHILD_SA lifetime, passed on in [`super::ChildSaReady`] (the kernel SA's hard expiry;
+    /// CHILD_SAs are not rekeyed).
     pub lifetime: Duration,
-    /// IKE SA lifetime (informational for now).
+    /// IKE SA lifetime. The engine does not act on it (IKE SAs are not rekeyed); the daemon
+    /// reports the time left.
     pub ike_lifetime: Duration,
 }
 

@@ -128,7 +128,7 @@ impl ExpectSaInitResponse {
             if self.restarts >= MAX_RESTARTS || n.data.is_empty() {
                 return sa.fail(ctx, IkeError::PeerError(NotifyType::COOKIE));
             }
-            self.restarts += 1;
+            self.restarts += 1; // ok: < MAX_RESTARTS (checked above)
             self.cookie = Some(n.data.clone());
             self.send(sa, ctx);
             return State::ExpectSaInitResponse(self);
@@ -145,7 +145,7 @@ impl ExpectSaInitResponse {
                     if proposal::offers_group(&sa.conn.ike_proposals, g)
                         && self.restarts < MAX_RESTARTS =>
                 {
-                    self.restarts += 1;
+                    self.restarts += 1; // ok: < MAX_RESTARTS (match guard)
                     self.dh = g.generate(ctx.rng);
                     self.send(sa, ctx);
                     State::ExpectSaInitResponse(self)

@@ -113,6 +113,7 @@ pub use event::{
     IkeSaStatus, Role, Transmit,
 };
 pub use timer::RetransmitPolicy;
+pub(crate) use ts::configured_or_host;
 
 use crate::wire::{ExchangeType, Message};
 use sa::{Ctx, IkeSa, Output, Path, Queued, State};

@@ -67,7 +67,7 @@ pub(crate) fn open(
         .len()
         .checked_sub(sk.data.len())
         .ok_or(OpenError::NotEncrypted)?;
-    let (aad, body) = data.split_at(aad_len);
+    let (aad, body) = data.split_at(aad_len); // ok: aad_len <= data.len() (checked_sub)
     if body != sk.data.as_slice() {
         return Err(OpenError::NotEncrypted);
     }

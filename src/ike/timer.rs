@@ -103,7 +103,7 @@ impl Outstanding {
                 tries: self.retransmits,
             });
         }
-        self.retransmits += 1;
+        self.retransmits += 1; // ok: < policy.tries (checked above)
         self.deadline = policy.deadline(now, self.retransmits);
         Some(Expiry::Retransmit)
     }

@@ -223,8 +223,8 @@ impl XfrmBackend for MemBackend {
         self.sas.retain(|_, sa| !is_our_reqid(sa.reqid));
         self.policies.retain(|_, p| !is_our_reqid(p.tmpl.reqid));
         Ok(FlushReport {
-            sas: sas - self.sas.len(),
-            policies: policies - self.policies.len(),
+            sas: sas - self.sas.len(),                // ok: retain only removes
+            policies: policies - self.policies.len(), // ok: retain only removes
         })
     }
 }

@@ -129,7 +129,7 @@ impl NlSocket {
     pub(crate) fn recv_datagram(&mut self) -> Result<Vec<NetlinkMessage<XfrmMessage>>, NlError> {
         let n = self
             .sock
-            .recv(&mut &mut self.buf[..], libc::MSG_TRUNC)
+            .recv(&mut self.buf.as_mut_slice(), libc::MSG_TRUNC)
             .map_err(NlError::Io)?;
         let result = parse_all(self.buf.get(..n).ok_or_else(|| {
             NlError::Decode(format!(

@@ -260,7 +260,7 @@ fn expand(ts: &TrafficSelector) -> Result<Expanded, KernelError> {
         .into_iter()
         .map(|(v, len)| {
             let value = u16::try_from(v).unwrap_or(u16::MAX);
-            let mask = u16::MAX.checked_shl(16 - u32::from(len)).unwrap_or(0);
+            let mask = u16::MAX.checked_shl(16 - u32::from(len)).unwrap_or(0); // ok: len <= 16
             (value, mask)
         })
         .collect();
@@ -283,7 +283,7 @@ fn ranges(start: u128, end: u128, bits: u8) -> Vec<(u128, u8)> {
             k -= 1;
         }
         let last = cur | low_mask(k);
-        out.push((cur, bits - u8::try_from(k).unwrap_or(bits)));
+        out.push((cur, bits - u8::try_from(k).unwrap_or(bits))); // ok: k <= bits
         match last.checked_add(1) {
             Some(next) => cur = next,
             None => break,
