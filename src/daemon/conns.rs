@@ -32,6 +32,10 @@ pub struct ConnEntry {
     pub reqid: u32,
     /// Soft expire (rekey) this long before the hard one.
     pub rekeymargin: Duration,
+    /// Up to this percentage of `rekeymargin` more, at random (`rekeyfuzz`).
+    pub rekeyfuzz_percent: u32,
+    /// `rekey=`: rekey CHILD_SAs at their soft expire (otherwise they expire).
+    pub rekey: bool,
     /// Status summary (without SAs).
     pub report: ConnReport,
 }
@@ -187,6 +191,8 @@ fn build_conn(
         auto: conn.auto,
         reqid,
         rekeymargin: conn.rekeymargin,
+        rekeyfuzz_percent: conn.rekeyfuzz_percent,
+        rekey: conn.rekey,
         report,
     })
 }

@@ -48,6 +48,8 @@ struct ChildRecord {
     ready: ChildReport,
     installed_at: Instant,
     lifetime: crate::kernel::Lifetime,
+    /// A rekey replaced this CHILD_SA; it only waits for its deletion.
+    replaced: bool,
 }
 
 /// An `ikectl up` waiting for its IKE SA and CHILD_SA.
@@ -463,7 +465,9 @@ impl<R: CryptoRng> Driver<R> {
             return;
         };
         let reqid = entry.reqid;
-        let life = install::lifetime(c.lifetime, entry.rekeymargin);
+        let jitter =
+            install::rekey_jitter(entry.rekeymargin, entry.rekeyfuzz_percent, &mut rand::rng());
+        let life = install::lifetime(c.lifetime, entry.rekeymargin, jitter);
         let encap = self
             .ike_info
             .get(&c.ike_sa)
@@ -478,6 +482,12 @@ impl<R: CryptoRng> Driver<R> {
             Ok(id) => id,
             Err(e) => {
                 tracing::error!(target: "kernel", "installing CHILD_SA of {}[{}] failed: {e}", c.conn, c.ike_sa.0);
+                if c.rekeyed_from.is_some() {
+                    // The old CHILD_SA still works until its hard expire; the peer's Delete
+                    // of it, or that expire, ends the IKE SA's traffic then.
+                    self.release_spis();
+                    return;
+                }
                 if let Some(waiters) = self.up_waiters.remove(&c.ike_sa) {
                     for w in waiters {
                         done(
@@ -504,8 +514,17 @@ impl<R: CryptoRng> Driver<R> {
             report.local_ts.join(" "),
             report.remote_ts.join(" ")
         );
-        tracing::info!(target: "kernel", "{text} ({} {}, reqid {reqid:#x}, kernel: {})",
+        let rekey = c
+            .rekeyed_from
+            .map(|(i, o)| format!(", rekeys {i:08x}_i {o:08x}_o"))
+            .unwrap_or_default();
+        tracing::info!(target: "kernel", "{text} ({} {}, reqid {reqid:#x}, kernel: {}{rekey})",
             report.protocol, report.mode, self.kernel_name);
+        if let Some((old_in, _)) = c.rekeyed_from
+            && let Some(old) = self.children.get_mut(&(c.ike_sa, old_in))
+        {
+            old.replaced = true;
+        }
         if let Some(waiters) = self.up_waiters.remove(&c.ike_sa) {
             for w in waiters {
                 progress(&w.replies, text.clone());
@@ -525,6 +544,7 @@ impl<R: CryptoRng> Driver<R> {
                 ready: report,
                 installed_at: Instant::now(),
                 lifetime: life,
+                replaced: false,
             },
         );
     }
@@ -560,15 +580,38 @@ impl<R: CryptoRng> Driver<R> {
                         c.kernel_id.reqid == reqid
                             && (c.kernel_id.spi_in == sa.spi || c.kernel_id.spi_out == sa.spi)
                     })
-                    .map(|c| (c.ike_sa, c.conn.clone()));
-                let Some((ike_sa, conn)) = owner else { return };
-                if hard {
+                    .map(|c| (c.ike_sa, c.conn.clone(), c.kernel_id.spi_in, c.replaced));
+                let Some((ike_sa, conn, spi_in, replaced)) = owner else {
+                    return;
+                };
+                let rekey = self
+                    .conns
+                    .iter()
+                    .find(|c| c.spec.name == conn)
+                    .is_none_or(|c| c.rekey);
+                let now = Instant::now();
+                if replaced {
+                    // Already rekeyed: a soft expire needs nothing, a hard one (the peer
+                    // never deleted it) removes just this CHILD_SA.
+                    if hard {
+                        tracing::info!(target: "kernel", "rekeyed ESP SA {:08x} of {conn} hit its hard lifetime; deleting its CHILD_SA", sa.spi);
+                        if let Err(e) = self.endpoint.delete_child(now, ike_sa, spi_in) {
+                            tracing::warn!(target: "ike", "deleting CHILD_SA {spi_in:08x}: {e}");
+                            self.remove_child(ike_sa, spi_in);
+                        }
+                    }
+                } else if hard {
                     tracing::warn!(target: "kernel", "ESP SA {:08x} of {conn} hit its hard lifetime; deleting IKE_SA [{}]", sa.spi, ike_sa.0);
-                    if let Err(e) = self.endpoint.delete_ike_sa(Instant::now(), ike_sa) {
+                    if let Err(e) = self.endpoint.delete_ike_sa(now, ike_sa) {
                         tracing::warn!(target: "ike", "deleting IKE_SA [{}]: {e}", ike_sa.0);
                     }
+                } else if rekey {
+                    tracing::info!(target: "kernel", "ESP SA {:08x} of {conn} reached its soft lifetime; rekeying CHILD_SA {spi_in:08x}", sa.spi);
+                    if let Err(e) = self.endpoint.rekey_child(now, ike_sa, spi_in) {
+                        tracing::warn!(target: "ike", "rekeying CHILD_SA {spi_in:08x}: {e}");
+                    }
                 } else {
-                    tracing::warn!(target: "kernel", "ESP SA {:08x} of {conn} reached its soft lifetime; CHILD_SA rekeying is not implemented, it will be deleted at the hard lifetime", sa.spi);
+                    tracing::info!(target: "kernel", "ESP SA {:08x} of {conn} reached its soft lifetime (rekey=no)", sa.spi);
                 }
             }
         }

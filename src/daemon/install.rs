@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rand::Rng;
+use rand::{Rng, RngExt};
 
 use crate::crypto::{Encr, Integ};
 use crate::ike::{ChildDirKeys, ChildSaReady, Mode, SpiAllocator, SpiError};
@@ -204,17 +204,24 @@ fn esp_crypto(
     }
 }
 
-/// Soft expire `margin` before the hard one (at least half the lifetime).
-pub fn lifetime(hard: Duration, margin: Duration) -> Lifetime {
+/// Soft expire (the rekey) `margin` + `jitter` before the hard one, but not before half
+/// the lifetime.
+pub fn lifetime(hard: Duration, margin: Duration, jitter: Duration) -> Lifetime {
     let hard_secs = hard.as_secs();
     let soft_secs = hard_secs
-        .saturating_sub(margin.as_secs())
+        .saturating_sub(margin.saturating_add(jitter).as_secs())
         .max(hard_secs / 2);
     Lifetime {
         soft_secs,
         hard_secs,
         ..Lifetime::default()
     }
+}
+
+/// Random extra rekey margin: up to `fuzz_percent` of `margin` (strongSwan's `rekeyfuzz`).
+pub fn rekey_jitter(margin: Duration, fuzz_percent: u32, rng: &mut impl Rng) -> Duration {
+    let max = margin.as_secs().saturating_mul(u64::from(fuzz_percent)) / 100;
+    Duration::from_secs(rng.random_range(0..=max))
 }
 
 /// The kernel request for a negotiated CHILD_SA.
@@ -296,10 +303,29 @@ mod tests {
 
     #[test]
     fn lifetimes() {
-        let l = lifetime(Duration::from_secs(3600), Duration::from_secs(540));
+        let none = Duration::ZERO;
+        let l = lifetime(Duration::from_secs(3600), Duration::from_secs(540), none);
         assert_eq!((l.soft_secs, l.hard_secs), (3060, 3600));
-        let l = lifetime(Duration::from_secs(60), Duration::from_secs(540));
+        let l = lifetime(Duration::from_secs(60), Duration::from_secs(540), none);
         assert_eq!((l.soft_secs, l.hard_secs), (30, 60));
+        let l = lifetime(
+            Duration::from_secs(3600),
+            Duration::from_secs(540),
+            Duration::from_secs(100),
+        );
+        assert_eq!(l.soft_secs, 2960);
+    }
+
+    #[test]
+    fn rekey_jitter_stays_within_the_fuzz() {
+        let mut rng = rand::rngs::ChaCha20Rng::seed_from_u64(3);
+        let margin = Duration::from_secs(540);
+        assert_eq!(rekey_jitter(margin, 0, &mut rng), Duration::ZERO);
+        let j: Vec<_> = (0..200)
+            .map(|_| rekey_jitter(margin, 100, &mut rng))
+            .collect();
+        assert!(j.iter().all(|d| *d <= margin));
+        assert!(j.iter().any(|d| *d != j[0]), "random");
     }
 
     #[test]

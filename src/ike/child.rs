@@ -21,6 +21,36 @@ pub(crate) struct ChildSa {
     pub(crate) local_ts: Vec<TrafficSelector>,
     pub(crate) remote_ts: Vec<TrafficSelector>,
     pub(crate) suite: EspSuite,
+    /// A rekey of this CHILD_SA completed (either side initiated it); it only waits for its
+    /// Delete and is not rekeyed again.
+    pub(crate) replaced: bool,
+}
+
+/// Inputs of a CHILD_SA's key derivation: KEYMAT = prf+(SK_d, [g^ir (new)] | Ni | Nr).
+pub(crate) struct Keymat<'a> {
+    /// Nonce of the exchange's initiator.
+    pub(crate) ni: &'a [u8],
+    /// Nonce of the exchange's responder.
+    pub(crate) nr: &'a [u8],
+    /// PFS shared secret of a CREATE_CHILD_SA exchange.
+    pub(crate) dh: Option<&'a [u8]>,
+    /// We initiated the exchange that created the child (the first keys are ours outbound).
+    pub(crate) initiator: bool,
+    /// `(spi_in, spi_out)` of the CHILD_SA this one rekeys.
+    pub(crate) rekeyed_from: Option<(u32, u32)>,
+}
+
+impl<'a> Keymat<'a> {
+    /// The keys of the CHILD_SA carried in IKE_AUTH.
+    pub(crate) fn ike_auth(sa: &IkeSa, ni: &'a [u8], nr: &'a [u8]) -> Self {
+        Self {
+            ni,
+            nr,
+            dh: None,
+            initiator: sa.role == Role::Initiator,
+            rekeyed_from: None,
+        }
+    }
 }
 
 /// A notify payload without SPI.
@@ -54,7 +84,7 @@ pub(crate) fn first_error(payloads: &[Payload]) -> Option<&Notify> {
     })
 }
 
-fn sa_payload(payloads: &[Payload]) -> Option<&[crate::wire::Proposal]> {
+pub(crate) fn sa_payload(payloads: &[Payload]) -> Option<&[crate::wire::Proposal]> {
     payloads.iter().find_map(|p| match p {
         Payload::Sa(sa) => Some(sa.proposals.as_slice()),
         _ => None,
@@ -84,6 +114,20 @@ pub(crate) struct ChildRequest {
 }
 
 impl ChildRequest {
+    /// A request for inbound SPI `spi_in` with these selectors (a rekey keeps the old ones).
+    pub(crate) fn with(
+        spi_in: u32,
+        ts_i: Vec<TrafficSelector>,
+        ts_r: Vec<TrafficSelector>,
+    ) -> Self {
+        Self { spi_in, ts_i, ts_r }
+    }
+
+    /// Our inbound SPI.
+    pub(crate) fn spi_in(&self) -> u32 {
+        self.spi_in
+    }
+
     /// Allocate our inbound SPI and fix the selectors we propose.
     pub(crate) fn new<R>(sa: &IkeSa, ctx: &mut Ctx<'_, R>) -> Result<Self, IkeError> {
         let (l, r) = (sa.local.ip(), sa.remote.ip());
@@ -108,17 +152,17 @@ impl ChildRequest {
         v
     }
 
-    /// Process the child part of the IKE_AUTH response (the IKE SA is already established).
+    /// Process the child part of the IKE_AUTH or CREATE_CHILD_SA response (the IKE SA is
+    /// already established). Returns whether the child was installed.
     pub(crate) fn complete<R: CryptoRng>(
         self,
         sa: &mut IkeSa,
         ctx: &mut Ctx<'_, R>,
         payloads: &[Payload],
-        ni: &[u8],
-        nr: &[u8],
-    ) {
+        km: &Keymat<'_>,
+    ) -> bool {
         match self.accept(sa, payloads) {
-            Ok(child) => install(sa, ctx, child, ni, nr),
+            Ok(child) => install(sa, ctx, child, km),
             Err(error) => {
                 ctx.out.events.push_back(Event::ChildSaFailed {
                     id: sa.id,
@@ -129,6 +173,7 @@ impl ChildRequest {
                 if self.answer(sa, payloads).is_ok() {
                     sa.queue.push_back(Queued::DeleteChild(self.spi_in));
                 }
+                false
             }
         }
     }
@@ -162,6 +207,7 @@ impl ChildRequest {
             local_ts: ts_i.to_vec(),
             remote_ts: ts_r.to_vec(),
             suite,
+            replaced: false,
         })
     }
 }
@@ -187,7 +233,8 @@ pub(crate) fn respond<R: CryptoRng>(
             }));
             v.push(Payload::TsI(child.remote_ts.clone()));
             v.push(Payload::TsR(child.local_ts.clone()));
-            install(sa, ctx, child, ni, nr);
+            let km = Keymat::ike_auth(sa, ni, nr);
+            install(sa, ctx, child, &km);
             v
         }
         Err(error) => {
@@ -202,7 +249,9 @@ pub(crate) fn respond<R: CryptoRng>(
     }
 }
 
-fn negotiate<R>(
+/// Responder: select the ESP proposal, narrow the selectors, allocate our inbound SPI.
+/// Returns the child and the number of the chosen proposal.
+pub(crate) fn negotiate<R>(
     sa: &IkeSa,
     ctx: &mut Ctx<'_, R>,
     payloads: &[Payload],
@@ -244,22 +293,31 @@ fn negotiate<R>(
             local_ts,
             remote_ts,
             suite,
+            replaced: false,
         },
         number,
     ))
 }
 
-/// Derive the CHILD_SA keys, record the child and emit [`Event::ChildSaReady`].
-fn install<R>(sa: &mut IkeSa, ctx: &mut Ctx<'_, R>, child: ChildSa, ni: &[u8], nr: &[u8]) {
-    let Some(keys) = sa.keys.as_ref() else { return };
+/// Derive the CHILD_SA keys, record the child and emit [`Event::ChildSaReady`]. Returns
+/// whether it was installed ([`Event::ChildSaFailed`] otherwise).
+pub(crate) fn install<R>(
+    sa: &mut IkeSa,
+    ctx: &mut Ctx<'_, R>,
+    child: ChildSa,
+    km: &Keymat<'_>,
+) -> bool {
+    let Some(keys) = sa.keys.as_ref() else {
+        return false;
+    };
     let derived = derive_child_keys(
         keys.suite.prf,
         &keys.sk_d,
-        ni,
-        nr,
+        km.ni,
+        km.nr,
         child.suite.encr,
         child.suite.integ,
-        None,
+        km.dh,
     );
     let k = match derived {
         Ok(k) => k,
@@ -269,7 +327,7 @@ fn install<R>(sa: &mut IkeSa, ctx: &mut Ctx<'_, R>, child: ChildSa, ni: &[u8], n
                 conn: sa.conn.name.clone(),
                 error: e.into(),
             });
-            return;
+            return false;
         }
     };
     let i = ChildDirKeys {
@@ -280,10 +338,7 @@ fn install<R>(sa: &mut IkeSa, ctx: &mut Ctx<'_, R>, child: ChildSa, ni: &[u8], n
         encr: k.encr_r.clone(),
         integ: k.integ_r.clone(),
     };
-    let (keys_in, keys_out) = match sa.role {
-        Role::Initiator => (r, i),
-        Role::Responder => (i, r),
-    };
+    let (keys_in, keys_out) = if km.initiator { (r, i) } else { (i, r) };
     ctx.out.events.push_back(Event::ChildSaReady(ChildSaReady {
         ike_sa: sa.id,
         conn: sa.conn.name.clone(),
@@ -301,6 +356,8 @@ fn install<R>(sa: &mut IkeSa, ctx: &mut Ctx<'_, R>, child: ChildSa, ni: &[u8], n
         keys_out,
         replay_window: ctx.config.replay_window,
         lifetime: sa.conn.lifetime,
+        rekeyed_from: km.rekeyed_from,
     }));
     sa.children.push(child);
+    true
 }

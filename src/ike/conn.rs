@@ -116,7 +116,7 @@ pub struct ConnSpec {
     /// Peer side's selectors; empty = the peer's address.
     pub remote_ts: Vec<TrafficSelector>,
     /// CHILD_SA lifetime, passed on in [`super::ChildSaReady`] (the kernel SA's hard expiry;
-    /// CHILD_SAs are not rekeyed).
+    /// the daemon rekeys on the soft expiry with [`super::Endpoint::rekey_child`]).
     pub lifetime: Duration,
     /// IKE SA lifetime. The engine does not act on it (IKE SAs are not rekeyed); the daemon
     /// reports the time left.

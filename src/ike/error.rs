@@ -65,6 +65,9 @@ pub enum IkeError {
     /// No IKE SA with this id.
     #[error("no IKE SA with id {0}")]
     UnknownSa(u64),
+    /// No CHILD_SA with this inbound SPI on the IKE SA.
+    #[error("no CHILD_SA with inbound SPI {0:08x}")]
+    UnknownChild(u32),
     /// The SPI allocator failed.
     #[error(transparent)]
     Spi(#[from] SpiError),

@@ -129,6 +129,10 @@ pub struct ChildSaReady {
     pub replay_window: u32,
     /// Configured CHILD_SA lifetime.
     pub lifetime: std::time::Duration,
+    /// Set when this CHILD_SA rekeys an installed one: that one's `(spi_in, spi_out)`. The
+    /// old CHILD_SA stays until its own [`Event::ChildSaDeleted`]; the new one replaces it
+    /// (same conn, selectors and policies).
+    pub rekeyed_from: Option<(u32, u32)>,
 }
 
 /// Something the daemon must act on or log.

@@ -199,7 +199,8 @@ impl ExpectAuthResponse {
         }
         established_event(sa, ctx, idr);
         let Self { init, child } = self;
-        child.complete(sa, ctx, payloads, &init.ni, &init.nr);
+        let km = child::Keymat::ike_auth(sa, &init.ni, &init.nr);
+        child.complete(sa, ctx, payloads, &km);
         State::Established
     }
 }

@@ -37,7 +37,7 @@ pub(crate) struct ExpectSaInitResponse {
     restarts: u8,
 }
 
-fn random<R: CryptoRng>(rng: &mut R, len: usize) -> Vec<u8> {
+pub(crate) fn random<R: CryptoRng>(rng: &mut R, len: usize) -> Vec<u8> {
     let mut v = vec![0u8; len];
     rng.fill_bytes(&mut v);
     v

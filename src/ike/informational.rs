@@ -25,9 +25,11 @@ fn delete_esp_payload(spis: &[u32]) -> Payload {
     })
 }
 
-/// Send a queued request (the window is free and the SA is established).
-pub(crate) fn send_queued<R: CryptoRng>(sa: &mut IkeSa, ctx: &mut Ctx<'_, R>, q: Queued) {
+/// Send a queued request (the window is free and the SA is established). Returns false if
+/// the request turned out to be moot (a rekey of a CHILD_SA that is gone or replaced).
+pub(crate) fn send_queued<R: CryptoRng>(sa: &mut IkeSa, ctx: &mut Ctx<'_, R>, q: Queued) -> bool {
     let payloads = match q {
+        Queued::RekeyChild(spi) => return super::create_child_sa::send_rekey(sa, ctx, spi),
         Queued::DeleteChild(spi) => vec![delete_esp_payload(&[spi])],
         Queued::DeleteIke => vec![delete_ike_payload()],
         Queued::Liveness => Vec::new(),
@@ -42,6 +44,7 @@ pub(crate) fn send_queued<R: CryptoRng>(sa: &mut IkeSa, ctx: &mut Ctx<'_, R>, q:
         Err(_) if q == Queued::DeleteIke => sa.state = sa.deleted(ctx, false),
         Err(_) => {}
     }
+    true
 }
 
 /// Remove the first CHILD_SA matching `pred` and report it; returns our inbound SPI.
@@ -114,6 +117,7 @@ pub(crate) fn on_response<R>(sa: &mut IkeSa, ctx: &mut Ctx<'_, R>, state: State)
             remove_child(sa, ctx, |c| c.spi_in == spi_in);
             state
         }
-        Some(Queued::Liveness) | None => state,
+        // Rekey answers arrive as CREATE_CHILD_SA (create_child_sa::on_response).
+        Some(Queued::Liveness | Queued::RekeyChild(_)) | None => state,
     }
 }

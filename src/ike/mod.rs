@@ -1,5 +1,6 @@
 //! Sans-IO IKEv2 engine: IKE_SA_INIT, IKE_AUTH with PSK, the first CHILD_SA, INFORMATIONAL
-//! (Delete, liveness), CREATE_CHILD_SA refusal. No sockets, clock, global RNG or kernel: the
+//! (Delete, liveness), CREATE_CHILD_SA rekeying of CHILD_SAs (both roles; new CHILD_SAs and
+//! IKE SA rekeys refused). No sockets, clock, global RNG or kernel: the
 //! caller feeds datagrams, commands and the current time, and drains datagrams, events and the
 //! next deadline (quinn-proto style).
 //!
@@ -18,6 +19,8 @@
 //! fn delete_ike_sa(&mut self, now: Instant, id: IkeSaId) -> Result<(), IkeError>
 //! fn delete_conn(&mut self, now: Instant, conn: &str) -> usize
 //! fn check_liveness(&mut self, now: Instant, id: IkeSaId) -> Result<(), IkeError>   // DPD
+//! fn rekey_child(&mut self, now: Instant, id: IkeSaId, spi_in: u32) -> Result<(), IkeError>
+//! fn delete_child(&mut self, now: Instant, id: IkeSaId, spi_in: u32) -> Result<(), IkeError>
 //! fn ike_sas(&self) -> Vec<IkeSaStatus>
 //! ```
 //!
@@ -42,7 +45,12 @@
 //! * Responder: half-open SAs are bounded by [`EndpointConfig::max_half_open`], need a
 //!   COOKIE from [`EndpointConfig::cookie_threshold`] on, and expire after
 //!   [`EndpointConfig::half_open_timeout`]; retransmitted requests get the cached
-//!   response; CREATE_CHILD_SA is answered with NO_ADDITIONAL_SAS.
+//!   response.
+//! * CREATE_CHILD_SA: CHILD_SA rekeys in both roles ([`Endpoint::rekey_child`]; the new
+//!   child's [`ChildSaReady::rekeyed_from`] names the old pair, which is deleted next by the
+//!   rekey's initiator); PFS only as responder; simultaneous rekeys resolved by the lowest
+//!   nonce (RFC 7296 §2.8.1). See `create_child_sa.rs`. Requests for additional CHILD_SAs
+//!   and IKE SA rekeys are answered with NO_ADDITIONAL_SAS.
 //! * INITIAL_CONTACT: the initiator sends it when no other IKE SA of the conn exists; a
 //!   responder receiving it reports the peer's older SAs of the same conn and identity deleted
 //!   (`ChildSaDeleted`…, `IkeSaDeleted { by_peer: true }`) before the new SA's events.
@@ -70,7 +78,8 @@
 //!         ChildSaFailed { id, conn, error }, ChildSaDeleted { id, conn, spi_in, spi_out },
 //!         IkeSaDeleted { id, conn, by_peer }}
 //! ChildSaReady { ike_sa, conn, local, remote, mode, spi_in, spi_out, local_ts, remote_ts, encr, integ: Option<Integ>,
-//!                esn, keys_in: ChildDirKeys, keys_out: ChildDirKeys, replay_window, lifetime }
+//!                esn, keys_in: ChildDirKeys, keys_out: ChildDirKeys, replay_window, lifetime,
+//!                rekeyed_from: Option<(u32, u32)> /* old (spi_in, spi_out) this one rekeys */ }
 //! ChildDirKeys { encr: Zeroizing<Vec<u8>> /* GCM: key ‖ 4-byte salt */, integ: Zeroizing<Vec<u8>> }  // Debug redacted
 //! IkeSaStatus { id, conn, state: IkeSaState, role, spi_i, spi_r, local, remote, local_id, remote_id: Option<_>,
 //!               proposal: Option<String>, established_at: Option<Instant>, nat_detected, children: Vec<ChildSaStatus> }
@@ -78,6 +87,7 @@
 //! IkeError (Clone, PartialEq, non_exhaustive; fn notify() -> Option<NotifyType>): AuthenticationFailed { local_side },
 //!         NoProposalChosen, InvalidKePayload { group }, TsUnacceptable, ModeMismatch, PeerError(NotifyType),
 //!         PeerNotResponding { tries }, InvalidMessage(&str), HalfOpenTimeout, DeletedLocally, UnknownConn(String),
+//!         UnknownChild(u32),
 //!         CannotInitiate(String), NoProposalsConfigured(String), UnknownSa(u64), Spi(SpiError),
 //!         Crypto(CryptoError), Wire(WireError)
 //! ```
@@ -412,6 +422,44 @@ impl<R: CryptoRng> Endpoint<R> {
         self.with_sa(now, id, |sa, _| {
             if matches!(sa.state, State::Established) && !sa.queue.contains(&Queued::Liveness) {
                 sa.queue.push_back(Queued::Liveness);
+            }
+        });
+        Ok(())
+    }
+
+    /// Rekey the CHILD_SA with inbound SPI `spi_in` of IKE SA `id` (the daemon calls this on
+    /// the kernel's soft expire): CREATE_CHILD_SA with REKEY_SA, sent when the window is
+    /// free. On success [`Event::ChildSaReady`] with `rekeyed_from` = the old pair, then the
+    /// old child is deleted (INFORMATIONAL) and reported [`Event::ChildSaDeleted`]; on
+    /// failure [`Event::ChildSaFailed`] and the old child stays. A no-op for a child that is
+    /// already being rekeyed or was replaced (e.g. the peer rekeyed it first).
+    pub fn rekey_child(&mut self, now: Instant, id: IkeSaId, spi_in: u32) -> Result<(), IkeError> {
+        self.queue_child_request(now, id, spi_in, Queued::RekeyChild(spi_in))
+    }
+
+    /// Delete the CHILD_SA with inbound SPI `spi_in` of IKE SA `id` (INFORMATIONAL Delete);
+    /// [`Event::ChildSaDeleted`] follows the answer.
+    pub fn delete_child(&mut self, now: Instant, id: IkeSaId, spi_in: u32) -> Result<(), IkeError> {
+        self.queue_child_request(now, id, spi_in, Queued::DeleteChild(spi_in))
+    }
+
+    fn queue_child_request(
+        &mut self,
+        now: Instant,
+        id: IkeSaId,
+        spi_in: u32,
+        q: Queued,
+    ) -> Result<(), IkeError> {
+        let sa = self.sas.get(&id).ok_or(IkeError::UnknownSa(id.0))?;
+        if !sa.children.iter().any(|c| c.spi_in == spi_in) {
+            return Err(IkeError::UnknownChild(spi_in));
+        }
+        self.with_sa(now, id, |sa, _| {
+            if matches!(sa.state, State::Established)
+                && sa.in_flight != Some(q)
+                && !sa.queue.contains(&q)
+            {
+                sa.queue.push_back(q);
             }
         });
         Ok(())

@@ -275,6 +275,21 @@ pub(crate) fn select_esp(
         })
 }
 
+/// The DH transform IDs of the offered proposal `number` (PFS groups of a CREATE_CHILD_SA;
+/// 0 is NONE).
+pub(crate) fn esp_dh_ids(offered: &[Proposal], number: u8) -> Vec<u16> {
+    offered
+        .iter()
+        .filter(|p| p.number == number && p.protocol == ProtocolId::ESP)
+        .flat_map(|p| of_type(p, TransformType::DH).map(|t| t.id.0))
+        .collect()
+}
+
+/// Add the PFS group to a one-proposal ESP answer.
+pub(crate) fn add_dh(answer: &mut Proposal, g: DhGroup) {
+    answer.transforms.push(dh_transform(g));
+}
+
 /// Exactly one transform of `kind` in an answer, or none.
 fn single<T>(mut it: impl Iterator<Item = T>) -> Result<Option<T>, ()> {
     let first = it.next();

@@ -114,6 +114,8 @@ pub(crate) enum Queued {
     DeleteIke,
     /// Empty INFORMATIONAL (liveness check).
     Liveness,
+    /// CREATE_CHILD_SA rekeying one CHILD_SA (our inbound SPI).
+    RekeyChild(u32),
 }
 
 /// The state of an IKE SA; each exchange module owns its states.
@@ -158,6 +160,8 @@ pub(crate) struct IkeSa {
     pub(crate) queue: VecDeque<Queued>,
     /// The queued request currently outstanding.
     pub(crate) in_flight: Option<Queued>,
+    /// Our outstanding CHILD_SA rekey request.
+    pub(crate) rekey: Option<super::create_child_sa::RekeyRequest>,
     pub(crate) children: Vec<ChildSa>,
     pub(crate) nat_detected: bool,
     pub(crate) remote_id: Option<Identification>,
@@ -195,6 +199,7 @@ impl IkeSa {
             cached_response: None,
             queue: VecDeque::new(),
             in_flight: None,
+            rekey: None,
             children: Vec::new(),
             nat_detected: false,
             remote_id: None,
@@ -417,7 +422,8 @@ impl IkeSa {
             s @ (State::Established | State::Deleting)
                 if exchange == ExchangeType::CREATE_CHILD_SA =>
             {
-                super::create_child_sa::respond(self, ctx, path, mid);
+                let established = matches!(s, State::Established);
+                super::create_child_sa::respond(self, ctx, path, mid, &payloads, established);
                 s
             }
             s => s,
@@ -448,6 +454,12 @@ impl IkeSa {
         self.outstanding = None;
         self.state = match state {
             State::ExpectAuthResponse(st) => (*st).process(self, ctx, &payloads),
+            s @ (State::Established | State::Deleting)
+                if msg.header.exchange == ExchangeType::CREATE_CHILD_SA =>
+            {
+                super::create_child_sa::on_response(self, ctx, &payloads);
+                s
+            }
             s @ (State::Established | State::Deleting) => {
                 super::informational::on_response(self, ctx, s)
             }
@@ -492,8 +504,10 @@ impl IkeSa {
         if self.outstanding.is_some() || !matches!(self.state, State::Established) {
             return;
         }
-        if let Some(q) = self.queue.pop_front() {
-            super::informational::send_queued(self, ctx, q);
+        while let Some(q) = self.queue.pop_front() {
+            if super::informational::send_queued(self, ctx, q) {
+                break;
+            }
         }
     }
 

@@ -5,6 +5,7 @@ mod exchanges;
 mod faults;
 mod handshake;
 mod interop;
+mod rekey;
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
