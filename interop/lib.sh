@@ -167,9 +167,12 @@ wait_until() {
 }
 
 snapshot() {
-	local host=$1 label=$2 state policy
-	state=$(on "$host" ip -s xfrm state) || fail "ip -s xfrm state failed on $host"
-	policy=$(on "$host" ip xfrm policy) || fail "ip xfrm policy failed on $host"
+	local host=$1 label=$2 both state policy
+	# One command on the host for both (a process start is slow in the UML).
+	both=$(on "$host" sh -c 'ip -s xfrm state && echo "--- policy" && ip xfrm policy') ||
+		fail "ip -s xfrm state / ip xfrm policy failed on $host"
+	state=${both%%--- policy*} policy=${both#*--- policy}
+	state=${state%$'\n'} policy=${policy#$'\n'}
 	printf '%s\n' "$policy" >"$LAB/$host/policy-$label"
 	printf '# ip -s xfrm state (%s, %s)\n%s\n# ip xfrm policy (%s, %s)\n%s\n' \
 		"$host" "$label" "$state" "$host" "$label" "$policy" >"$ART/$host/xfrm-$label.txt"
@@ -227,7 +230,10 @@ start_strongswan() {
 	_bind_conf "$host" "$conf" /etc/strongswan.conf
 	log "start strongSwan on $host ($dir)"
 	on "$host" ipsec start >>"$ART/$host/starter.log" 2>&1 || fail "ipsec start failed on $host"
-	wait_until 10 "charon on $host" on "$host" ipsec statusall
+	# Waiting on charon's control socket first: polling `ipsec statusall` (a
+	# script) would take CPU from charon's start-up.
+	wait_until 20 "charon's control socket on $host" on "$host" test -S /run/charon.ctl
+	wait_until 20 "charon on $host" on "$host" ipsec statusall
 }
 
 start_ikev2d() {
@@ -240,7 +246,7 @@ start_ikev2d() {
 		--secrets "$dir/ipsec.secrets" --ctl "/run/ikev2d-$host.ctl" "$@"
 	pid=$spawned
 	echo "ikev2d $pid" >"$LAB/$host/daemon"
-	wait_until 10 "ikev2d control socket on $host" _ikev2d_ready "$host" "$pid"
+	wait_until 20 "ikev2d control socket on $host" _ikev2d_ready "$host" "$pid"
 }
 
 _ikev2d_ready() {

@@ -75,7 +75,7 @@ cell_run() {
 	log "cell $CELL: $CELL_ROLE $CELL_MODE ike=$CELL_IKE esp=$CELL_ESP ids=$CELL_IDS expect=$CELL_EXPECT down=$CELL_DOWN"
 	spawn_on alice "$ART/tcpdump.log" tcpdump -Z root -i eth0 -U -n -w "$ART/link.pcap"
 	echo "$spawned" >"$ART/tcpdump.pid"
-	wait_until 10 "tcpdump on alice" grep -q "listening on" "$ART/tcpdump.log"
+	wait_until 20 "tcpdump on alice" grep -q "listening on" "$ART/tcpdump.log"
 
 	# bob's strongSwan starts while alice's daemon does.
 	start_strongswan bob "$CELL_DIR/bob" &
@@ -184,8 +184,8 @@ cell_pass() {
 	if [[ $CELL_DOWN == init ]]; then down=$init; else down=$resp; fi
 	if [[ $down == alice ]]; then other=bob; else other=alice; fi
 	conn_down "$down" >/dev/null
-	wait_until 10 "no XFRM state on $other after the down on $down" no_xfrm_state "$other"
-	wait_until 10 "no XFRM state on $down" no_xfrm_state "$down"
+	wait_until 20 "no XFRM state on $other after the down on $down" no_xfrm_state "$other"
+	wait_until 20 "no XFRM state on $down" no_xfrm_state "$down"
 	snapshot alice 4-down
 	snapshot bob 4-down
 	for h in alice bob; do
