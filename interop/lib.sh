@@ -44,7 +44,9 @@
 # fails (outside `check`, `if`, `||`) fails the scenario naming its line. The
 # lab is already up, alice's link is being captured, the daemons are stopped
 # and everything is torn down afterwards; steps only start what the scenario
-# names and check what it promises. For example (our daemon against strongSwan):
+# names and check what it promises. A scenario that needs more than the default
+# steps limit (45 s; e.g. waiting for lifetimes) puts its limit in seconds in a
+# `steps-timeout` file beside `steps`. For example (our daemon against strongSwan):
 #
 #   start_strongswan bob "$SCENARIO_DIR/bob"
 #   start_ikev2d alice "$SCENARIO_DIR/alice"
