@@ -345,6 +345,24 @@ impl<R: CryptoRng> Driver<R> {
                     },
                 );
             }
+            Event::IkeSaRekeyed {
+                old,
+                new,
+                conn,
+                spi_i,
+                spi_r,
+                proposal,
+                exported_keys,
+            } => {
+                if let (Some(log), Some(keys)) = (self.key_log.as_mut(), exported_keys.as_deref())
+                    && let Err(e) = log.ike_sa(&spi_i, &spi_r, keys)
+                {
+                    tracing::warn!(target: "ike", "{e}");
+                }
+                tracing::info!(target: "ike", "IKE_SA {conn}[{}] rekeyed by the peer as {conn}[{}] (SPIs {}_i {}_r, {proposal})",
+                    old.0, new.0, hex(&spi_i), hex(&spi_r));
+                self.ike_rekeyed(old, new);
+            }
             Event::IkeSaFailed { id, conn, error } => {
                 let name = conn.as_deref().unwrap_or("?");
                 tracing::warn!(target: "ike", "IKE_SA {name}[{}] failed: {error}", id.0);
@@ -403,6 +421,26 @@ impl<R: CryptoRng> Driver<R> {
                     format!("establishing connection '{}' failed: {error}", w.name),
                 );
                 done(&w.replies, Done::failed(error.to_string()));
+            }
+        }
+    }
+
+    /// IKE SA `old` was rekeyed into `new`: its CHILD_SAs (kernel state unchanged) and facts
+    /// now belong to `new`.
+    fn ike_rekeyed(&mut self, old: IkeSaId, new: IkeSaId) {
+        if let Some(info) = self.ike_info.remove(&old) {
+            self.ike_info.insert(new, info);
+        }
+        let moved: Vec<(IkeSaId, u32)> = self
+            .children
+            .keys()
+            .filter(|(sa, _)| *sa == old)
+            .copied()
+            .collect();
+        for key in moved {
+            if let Some(mut c) = self.children.remove(&key) {
+                c.ike_sa = new;
+                self.children.insert((new, key.1), c);
             }
         }
     }

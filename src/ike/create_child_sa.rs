@@ -6,7 +6,8 @@
 //!   proposal lists: our own ESP proposals carry no groups). The new child is reported with
 //!   [`ChildSaReady::rekeyed_from`](super::ChildSaReady::rekeyed_from); the old one stays
 //!   until the peer deletes it. An unknown SPI gets CHILD_SA_NOT_FOUND. Requests without
-//!   REKEY_SA (additional CHILD_SAs) and IKE SA rekeys get NO_ADDITIONAL_SAS.
+//!   REKEY_SA for additional CHILD_SAs get NO_ADDITIONAL_SAS; IKE SA rekeys (an SA payload
+//!   proposing protocol IKE) are answered by `ike_rekey.rs`.
 //! * Initiator ([`super::Endpoint::rekey_child`]): request without PFS, the old child's
 //!   selectors and mode; on success the new child is reported and the old one deleted with
 //!   an INFORMATIONAL Delete (its ChildSaDeleted comes with the answer).
@@ -24,6 +25,7 @@ use super::child::{
 use super::conn::Mode;
 use super::error::IkeError;
 use super::event::Event;
+use super::ike_rekey::{self, Fresh, is_ike_rekey};
 use super::ike_sa_init::{NONCE_LEN, random};
 use super::proposal;
 use super::sa::{Ctx, IkeSa, Path, Queued};
@@ -43,14 +45,14 @@ pub(crate) struct RekeyRequest {
     collision: Option<(u32, Vec<u8>)>,
 }
 
-fn nonce(payloads: &[Payload]) -> Option<&[u8]> {
+pub(crate) fn nonce(payloads: &[Payload]) -> Option<&[u8]> {
     payloads.iter().find_map(|p| match p {
         Payload::Nonce(n) => Some(n.as_slice()),
         _ => None,
     })
 }
 
-fn ke(payloads: &[Payload]) -> Option<&KePayload> {
+pub(crate) fn ke(payloads: &[Payload]) -> Option<&KePayload> {
     payloads.iter().find_map(|p| match p {
         Payload::Ke(k) => Some(k),
         _ => None,
@@ -67,6 +69,7 @@ fn spi_notify(t: NotifyType, spi: u32) -> Payload {
 }
 
 /// Answer a CREATE_CHILD_SA request `mid` (`established`: not while deleting the IKE SA).
+/// An IKE SA rekey uses `fresh` for the new SA, which is returned on success.
 pub(crate) fn respond<R: CryptoRng>(
     sa: &mut IkeSa,
     ctx: &mut Ctx<'_, R>,
@@ -74,14 +77,25 @@ pub(crate) fn respond<R: CryptoRng>(
     mid: u32,
     payloads: &[Payload],
     established: bool,
-) {
+    fresh: Option<Fresh>,
+) -> Option<IkeSa> {
+    let mut born = None;
     let answer = match find_notify(payloads, NotifyType::REKEY_SA) {
         Some(n) if established => rekey(sa, ctx, payloads, n),
+        None if is_ike_rekey(payloads) => match fresh {
+            Some(f) if established => {
+                let (answer, new) = ike_rekey::respond(sa, ctx, payloads, f);
+                born = new;
+                answer
+            }
+            _ => vec![notify(NotifyType::TEMPORARY_FAILURE, Vec::new())],
+        },
         Some(_) => vec![notify(NotifyType::TEMPORARY_FAILURE, Vec::new())],
         None => vec![notify(NotifyType::NO_ADDITIONAL_SAS, Vec::new())],
     };
     // An encoding failure leaves the request unanswered; the peer retransmits, then gives up.
     let _ = sa.send_response(ctx, path, ExchangeType::CREATE_CHILD_SA, mid, &answer);
+    born
 }
 
 /// The PFS group of the peer's KEi if the chosen proposal `number` allows it; `Ok(None)`

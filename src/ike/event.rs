@@ -196,6 +196,26 @@ pub enum Event {
         /// Outbound SPI.
         spi_out: u32,
     },
+    /// The peer rekeyed IKE SA `old` (CREATE_CHILD_SA, RFC 7296 §2.18): the new IKE SA `new`
+    /// (we are its responder) took over all CHILD_SAs of `old`, whose SPIs and kernel state
+    /// stay. `old` has no children left; its deletion (normally by the peer, right away)
+    /// follows as [`Event::IkeSaDeleted`] without ChildSaDeleted events.
+    IkeSaRekeyed {
+        /// The old SA.
+        old: IkeSaId,
+        /// The new SA.
+        new: IkeSaId,
+        /// Conn name.
+        conn: String,
+        /// SPIi of the new SA.
+        spi_i: [u8; 8],
+        /// SPIr of the new SA.
+        spi_r: [u8; 8],
+        /// Chosen algorithms of the new SA.
+        proposal: String,
+        /// The new SA's keys, only with [`EndpointConfig::export_keys`](super::EndpointConfig::export_keys).
+        exported_keys: Option<Box<IkeSaExportedKeys>>,
+    },
     /// An established IKE SA is gone (its CHILD_SAs were reported deleted just before).
     IkeSaDeleted {
         /// The SA.

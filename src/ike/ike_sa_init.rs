@@ -23,7 +23,7 @@ use crate::wire::{
 /// Our nonce length (≥ half of any PRF key we support, RFC 7296 §2.10).
 pub(crate) const NONCE_LEN: usize = 32;
 /// Accepted peer nonce lengths (RFC 7296 §3.9: 16..=256 octets).
-const NONCE_RANGE: std::ops::RangeInclusive<usize> = 16..=256;
+pub(crate) const NONCE_RANGE: std::ops::RangeInclusive<usize> = 16..=256;
 /// INVALID_KE_PAYLOAD / COOKIE restarts before giving up.
 const MAX_RESTARTS: u8 = 3;
 

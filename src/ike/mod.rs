@@ -1,6 +1,6 @@
 //! Sans-IO IKEv2 engine: IKE_SA_INIT, IKE_AUTH with PSK, the first CHILD_SA, INFORMATIONAL
-//! (Delete, liveness), CREATE_CHILD_SA rekeying of CHILD_SAs (both roles; new CHILD_SAs and
-//! IKE SA rekeys refused). No sockets, clock, global RNG or kernel: the
+//! (Delete, liveness), CREATE_CHILD_SA rekeying of CHILD_SAs (both roles) and of the IKE SA
+//! (responder only; new CHILD_SAs refused). No sockets, clock, global RNG or kernel: the
 //! caller feeds datagrams, commands and the current time, and drains datagrams, events and the
 //! next deadline (quinn-proto style).
 //!
@@ -50,7 +50,12 @@
 //!   child's [`ChildSaReady::rekeyed_from`] names the old pair, which is deleted next by the
 //!   rekey's initiator); PFS only as responder; simultaneous rekeys resolved by the lowest
 //!   nonce (RFC 7296 §2.8.1). See `create_child_sa.rs`. Requests for additional CHILD_SAs
-//!   and IKE SA rekeys are answered with NO_ADDITIONAL_SAS.
+//!   are answered with NO_ADDITIONAL_SAS.
+//! * IKE SA rekey, responder only (`ike_rekey.rs`, RFC 7296 §2.18): the new IKE SA (new id,
+//!   our role responder, message IDs from 0) takes over every CHILD_SA of the old one
+//!   (no kernel change), reported as [`Event::IkeSaRekeyed`]; the old SA stays, childless,
+//!   until deleted (its IkeSaDeleted comes without ChildSaDeleted). A wrong KE group gets
+//!   INVALID_KE_PAYLOAD; TEMPORARY_FAILURE while our own request is outstanding.
 //! * INITIAL_CONTACT: the initiator sends it when no other IKE SA of the conn exists; a
 //!   responder receiving it reports the peer's older SAs of the same conn and identity deleted
 //!   (`ChildSaDeleted`…, `IkeSaDeleted { by_peer: true }`) before the new SA's events.
@@ -76,6 +81,7 @@
 //! Event::{IkeSaEstablished { id, conn, role, local, remote, spi_i, spi_r, proposal, nat_detected, local_id, remote_id },
 //!         IkeSaFailed { id, conn: Option<String>, error }, ChildSaReady(ChildSaReady),
 //!         ChildSaFailed { id, conn, error }, ChildSaDeleted { id, conn, spi_in, spi_out },
+//!         IkeSaRekeyed { old, new, conn, spi_i, spi_r, proposal, exported_keys },
 //!         IkeSaDeleted { id, conn, by_peer }}
 //! ChildSaReady { ike_sa, conn, local, remote, mode, spi_in, spi_out, local_ts, remote_ts, encr, integ: Option<Integ>,
 //!                esn, keys_in: ChildDirKeys, keys_out: ChildDirKeys, replay_window, lifetime,
@@ -98,6 +104,7 @@ mod create_child_sa;
 mod error;
 mod event;
 mod ike_auth;
+mod ike_rekey;
 mod ike_sa_init;
 mod informational;
 mod natd;
@@ -291,14 +298,22 @@ impl<R: CryptoRng> Endpoint<R> {
         if sa.role != our_role || sa.spi_i != h.spi_i || !known_r {
             return;
         }
+        // Reserved for an IKE SA rekey (the id is only used up when the rekey succeeds).
+        let fresh = (h.exchange == ExchangeType::CREATE_CHILD_SA && !h.is_response())
+            .then(|| (IkeSaId(self.next_id), self.alloc_spi()));
         let mark = self.out.events.len();
+        let mut born = None;
         self.with_sa(now, id, |sa, ctx| {
             if msg.header.is_response() {
                 sa.on_response(ctx, path, data, &msg);
             } else {
-                sa.on_request(ctx, path, data, &msg);
+                born = sa.on_request(ctx, path, data, &msg, fresh);
             }
         });
+        if let Some(new) = born {
+            self.alloc_id();
+            self.insert(new);
+        }
         self.on_initial_contact(id, mark);
     }
 

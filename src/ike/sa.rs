@@ -15,6 +15,7 @@ use super::event::{
     ChildSaStatus, Event, IkeSaExportedKeys, IkeSaId, IkeSaState, IkeSaStatus, Role, Transmit,
 };
 use super::ike_auth::{ExpectAuthRequest, ExpectAuthResponse};
+use super::ike_rekey::Fresh;
 use super::ike_sa_init::ExpectSaInitResponse;
 use super::proposal::IkeSuite;
 use super::sk;
@@ -374,24 +375,26 @@ impl IkeSa {
         State::Dead
     }
 
-    /// A request from the peer (any SA state after IKE_SA_INIT; always encrypted).
+    /// A request from the peer (any SA state after IKE_SA_INIT; always encrypted). `fresh`
+    /// (id and SPI reserved by the endpoint) serves an IKE SA rekey, whose new SA is returned.
     pub(crate) fn on_request<R: CryptoRng>(
         &mut self,
         ctx: &mut Ctx<'_, R>,
         path: Path,
         data: &[u8],
         msg: &Message,
-    ) {
+        fresh: Option<Fresh>,
+    ) -> Option<IkeSa> {
         let mid = msg.header.message_id;
         if let Some(c) = &self.cached_response
             && c.mid == mid
             && mid.wrapping_add(1) == self.peer_mid
         {
             ctx.out.send(path.local, path.remote, c.data.clone());
-            return;
+            return None;
         }
         if mid != self.peer_mid {
-            return;
+            return None;
         }
         let payloads = match self.open(data, msg) {
             Ok(p) => p,
@@ -399,9 +402,9 @@ impl IkeSa {
                 // Authentic but unparsable: tell the peer (RFC 7296 §2.5 / §3.10.1).
                 let n = super::child::notify(e.notify(), Vec::new());
                 let _ = self.send_response(ctx, path, msg.header.exchange, mid, &[n]);
-                return;
+                return None;
             }
-            Err(_) => return,
+            Err(_) => return None,
         };
         if self.role == Role::Responder {
             // The responder follows the peer (e.g. its move to port 4500).
@@ -409,6 +412,7 @@ impl IkeSa {
             self.remote = path.remote;
         }
         let exchange = msg.header.exchange;
+        let mut born = None;
         let state = std::mem::replace(&mut self.state, State::Dead);
         self.state = match state {
             State::ExpectAuthRequest(st) if exchange == ExchangeType::IKE_AUTH => {
@@ -423,11 +427,20 @@ impl IkeSa {
                 if exchange == ExchangeType::CREATE_CHILD_SA =>
             {
                 let established = matches!(s, State::Established);
-                super::create_child_sa::respond(self, ctx, path, mid, &payloads, established);
+                born = super::create_child_sa::respond(
+                    self,
+                    ctx,
+                    path,
+                    mid,
+                    &payloads,
+                    established,
+                    fresh,
+                );
                 s
             }
             s => s,
         };
+        born
     }
 
     /// A response to our outstanding request.

@@ -4,6 +4,7 @@
 mod exchanges;
 mod faults;
 mod handshake;
+mod ike_rekey;
 mod interop;
 mod rekey;
 

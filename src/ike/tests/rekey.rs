@@ -7,10 +7,10 @@ use crate::wire::{
     TransformId,
 };
 
-const IKE: &str = "aes128-sha256-x25519";
+pub(super) const IKE: &str = "aes128-sha256-x25519";
 const ESP: &str = "aes128-sha256";
 
-fn up() -> (Pair, IkeSaId, IkeSaId, ChildSaReady, ChildSaReady) {
+pub(super) fn up() -> (Pair, IkeSaId, IkeSaId, ChildSaReady, ChildSaReady) {
     let mut p = Pair::new(
         conn(A_IP, Some(B_IP), IKE, ESP),
         conn(B_IP, Some(A_IP), IKE, ESP),
@@ -36,7 +36,7 @@ fn deleted(ev: &[Event]) -> Vec<(u32, u32)> {
 
 /// One rekey completed on both sides: a new matching pair replaced the old one, which is
 /// gone. Returns (a's, b's) new child.
-fn assert_rekeyed(
+pub(super) fn assert_rekeyed(
     p: &Pair,
     old_a: &ChildSaReady,
     old_b: &ChildSaReady,
@@ -223,7 +223,7 @@ fn simultaneous_rekeys_leave_one_child() {
 }
 
 /// a sends a hand-made CREATE_CHILD_SA request on its SA; returns b's decrypted answer.
-fn request(p: &mut Pair, a: IkeSaId, payloads: Vec<Payload>) -> Vec<Payload> {
+pub(super) fn request(p: &mut Pair, a: IkeSaId, payloads: Vec<Payload>) -> Vec<Payload> {
     p.a.with_sa(p.now, a, |sa, ctx| {
         sa.send_request(ctx, ExchangeType::CREATE_CHILD_SA, &payloads)
             .unwrap();
