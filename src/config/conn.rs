@@ -888,7 +888,8 @@ mod tests {
         let (c, d) = build(
             "conn %default\n  ikelifetime=8h\n  lifetime=2h\n  keyingtries=%forever\n  authby=secret\nconn x\n  also=y\n  ikelifetime=1h\n  keylife=\n  auto=add\nconn y\n  also=z\n  left=10.0.0.1\n  ikelifetime=4h\nconn z\n  right=10.0.0.2\n  left=10.9.9.9\n  type=transport\n",
         );
-        assert!(d.is_empty(), "{d:?}");
+        // ikelifetime and keyingtries are parsed but not acted on yet: warnings only.
+        assert!(d.iter().all(|m| m.contains(": warning: ")), "{d:?}");
         let x = c.conn("x").unwrap();
         assert_eq!(x.ikelifetime, Duration::from_secs(3600), "own value wins");
         assert_eq!(
@@ -920,8 +921,9 @@ mod tests {
         let (_, d) = build(
             "conn %default\n  ikelifetime=forever\nconn a\n  also=c\n  left=10.0.0.1\nconn b\n  also=a\n  right=10.0.0.2\nconn c\n  also=b\n",
         );
+        let errors: Vec<&String> = d.iter().filter(|m| m.contains(": error: ")).collect();
         assert_eq!(
-            d,
+            errors,
             [
                 "t:2:15: error: invalid duration 'forever' (expected a number with an optional unit s, m, h or d, e.g. 60m)",
                 "t:7:8: error: also= cycle: a -> c -> b -> a",

@@ -197,7 +197,10 @@ fn write_ike_sa(f: &mut fmt::Formatter<'_>, conn: &str, s: &IkeSaReport) -> fmt:
         writeln!(f, "{tag:>14}: IKE proposal: {p}")?;
     }
     if let Some(left) = s.lifetime_left_secs {
-        writeln!(f, "{tag:>14}: IKE SA lifetime ends in {left} seconds")?;
+        writeln!(
+            f,
+            "{tag:>14}: IKE SA reaches ikelifetime in {left} seconds (not acted on yet)"
+        )?;
     }
     for (n, ch) in s.children.iter().enumerate() {
         // Named after the IKE SA as in `ikectl up`'s output; a second CHILD_SA gets `.2`.
