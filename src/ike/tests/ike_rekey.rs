@@ -17,7 +17,7 @@ fn ask(p: &mut Pair, a: IkeSaId, group: DhGroup) -> (Vec<Payload>, DhPrivate) {
     for o in &mut offer {
         o.spi = NEW_SPI_I.to_vec();
     }
-    let dh = group.generate(&mut rand::rng());
+    let dh = group.generate(&mut <ChaCha20Rng as rand::SeedableRng>::seed_from_u64(7));
     let payloads = vec![
         Payload::Sa(SaPayload { proposals: offer }),
         Payload::Nonce(NI.to_vec()),
