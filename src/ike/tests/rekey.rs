@@ -255,7 +255,8 @@ fn responder_rekey_with_and_without_pfs() {
         let ni = vec![0x11; 32];
         let new_in = 0xa0ff_0001;
         let mut offer = super::super::proposal::esp_offer(&[esp_prop(ESP)], new_in);
-        let dh = DhGroup::Curve25519.generate(&mut rand::rng());
+        let dh = DhGroup::Curve25519
+            .generate(&mut <ChaCha20Rng as rand::SeedableRng>::seed_from_u64(11));
         let mut payloads = vec![rekey_sa(ca.spi_in)];
         if pfs {
             super::super::proposal::add_dh(&mut offer[0], DhGroup::Curve25519);
