@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use ikev2d::config::check::check;
-use ikev2d::control::{Client, ControlError, DEFAULT_SOCKET, Reply, Request};
+use ikev2d::control::{Client, ControlError, DEFAULT_SOCKET, Limits, Reply, Request};
 use ikev2d::daemon::SystemDns;
 
 #[derive(Parser, Debug)]
@@ -18,6 +18,10 @@ struct Cli {
     /// Control socket of the daemon.
     #[arg(long, global = true, default_value = DEFAULT_SOCKET)]
     ctl: PathBuf,
+    /// Give up when the daemon sends nothing for this many seconds (default: 200 for up and
+    /// down, which stream progress while retransmitting; 30 for the rest).
+    #[arg(long, global = true, value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: Option<u64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -50,9 +54,13 @@ const NOT_RUNNING: u8 = 3;
 
 /// Sends `request`, prints progress lines as they arrive (status as text or JSON), and maps
 /// the outcome to the exit code.
-fn call(ctl: &std::path::Path, request: &Request, json: bool) -> ExitCode {
+fn call(ctl: &std::path::Path, timeout: Option<u64>, request: &Request, json: bool) -> ExitCode {
+    let mut limits = Limits::for_request(request);
+    if let Some(secs) = timeout {
+        limits.idle = std::time::Duration::from_secs(secs);
+    }
     let result = Client::connect(ctl).and_then(|c| {
-        c.call(request, |reply| match reply {
+        c.call(request, limits, |reply| match reply {
             Reply::Progress(p) => println!("{p}"),
             Reply::Status(s) if json => match serde_json::to_string_pretty(s) {
                 Ok(text) => println!("{text}"),
@@ -94,9 +102,9 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         }
-        Command::Up { name } => call(&cli.ctl, &Request::Up { name }, false),
-        Command::Down { name } => call(&cli.ctl, &Request::Down { name }, false),
-        Command::Status { json } => call(&cli.ctl, &Request::Status, json),
-        Command::Reload => call(&cli.ctl, &Request::Reload, false),
+        Command::Up { name } => call(&cli.ctl, cli.timeout, &Request::Up { name }, false),
+        Command::Down { name } => call(&cli.ctl, cli.timeout, &Request::Down { name }, false),
+        Command::Status { json } => call(&cli.ctl, cli.timeout, &Request::Status, json),
+        Command::Reload => call(&cli.ctl, cli.timeout, &Request::Reload, false),
     }
 }

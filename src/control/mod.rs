@@ -12,7 +12,7 @@
 mod client;
 mod status;
 
-pub use client::{Client, ControlError};
+pub use client::{Client, ControlError, Limits};
 pub use status::{ChildReport, ConnReport, IkeSaReport, StatusReport};
 
 use serde::{Deserialize, Serialize};
