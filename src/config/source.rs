@@ -145,20 +145,52 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
     glob_at(&p, &n)
 }
 
+/// Iterative match with one back-tracking point (the last `*`): O(len(p) × len(n)) at worst,
+/// so a pattern like `*a*a*a*a*b` against a long name cannot take exponential time.
 fn glob_at(p: &[char], n: &[char]) -> bool {
-    match p.split_first() {
-        None => n.is_empty(),
-        Some(('*', rest)) => {
-            (0..=n.len()).any(|i| n.get(i..).is_some_and(|tail| glob_at(rest, tail)))
+    let (mut pi, mut ni) = (0, 0);
+    // After a mismatch: where the pattern resumes after the last `*`, and how much of the name
+    // that `*` has swallowed so far.
+    let mut retry: Option<(usize, usize)> = None;
+    loop {
+        if p.get(pi) == Some(&'*') {
+            pi += 1;
+            retry = Some((pi, ni));
+            continue;
         }
-        Some(('?', rest)) => n.split_first().is_some_and(|(_, tail)| glob_at(rest, tail)),
-        Some(('[', rest)) => match (class_match(rest, n.first().copied()), n.split_first()) {
-            (Some((true, after)), Some((_, tail))) => glob_at(after, tail),
-            (Some((false, _)), _) | (Some(_), None) => false,
+        let Some(&c) = n.get(ni) else {
+            // The name is used up: only `*`s may remain.
+            return p
+                .get(pi..)
+                .is_some_and(|rest| rest.iter().all(|&x| x == '*'));
+        };
+        if let Some(next) = step(p, pi, c) {
+            pi = next;
+            ni += 1;
+            continue;
+        }
+        match retry {
+            Some((resume, swallowed)) if swallowed < n.len() => {
+                retry = Some((resume, swallowed + 1));
+                pi = resume;
+                ni = swallowed + 1;
+            }
+            _ => return false,
+        }
+    }
+}
+
+/// Matches the single-character token at `p[pi]` (not `*`) against `c`; the index after it.
+fn step(p: &[char], pi: usize, c: char) -> Option<usize> {
+    match *p.get(pi)? {
+        '?' => Some(pi + 1),
+        '[' => match class_match(p.get(pi + 1..)?, Some(c)) {
+            Some((true, after)) => Some(p.len() - after.len()),
+            Some((false, _)) => None,
             // An unterminated '[' is a literal character.
-            (None, _) => n.first() == Some(&'[') && glob_at(rest, n.get(1..).unwrap_or_default()),
+            None => (c == '[').then_some(pi + 1),
         },
-        Some((c, rest)) => n.first() == Some(c) && glob_at(rest, n.get(1..).unwrap_or_default()),
+        x => (x == c).then_some(pi + 1),
     }
 }
 
@@ -194,8 +226,26 @@ pub struct FsResolver;
 
 impl FsResolver {
     /// Reads one file (used for the top-level ipsec.conf / ipsec.secrets).
+    /// Only regular files of at most [`MAX_FILE_BYTES`] are read: a FIFO, a device or a
+    /// directory named by an include is refused at once instead of blocking the reader.
     pub fn load(path: &Path) -> std::io::Result<SourceFile> {
-        let text = std::fs::read_to_string(path)?;
+        use std::io::Read;
+        let file = open_nonblocking(path)?;
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
+        }
+        if meta.len() > MAX_FILE_BYTES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("larger than {MAX_FILE_BYTES} bytes"),
+            ));
+        }
+        let mut text = String::new();
+        file.take(MAX_FILE_BYTES).read_to_string(&mut text)?;
         Ok(SourceFile {
             name: path.to_string_lossy().into_owned(),
             text,
@@ -234,6 +284,24 @@ impl FsResolver {
         }
         paths
     }
+}
+
+/// Largest configuration file read (ipsec.conf, ipsec.secrets or an include): 16 MiB.
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
+
+/// Opens for reading without blocking on a FIFO that has no writer.
+#[cfg(unix)]
+fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+}
+
+#[cfg(not(unix))]
+fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::File::open(path)
 }
 
 #[cfg(unix)]
@@ -333,6 +401,39 @@ mod tests {
         assert!(!glob_match("[a-c]x", "dx"));
         assert!(glob_match("[x", "[x"));
         assert!(glob_match("*", ""));
+        assert!(glob_match("a*b*c", "aXbYc"));
+        assert!(glob_match("*x", "xxx"));
+        assert!(!glob_match("a*b", "a"));
+        assert!(glob_match("**", "z"));
+        assert!(glob_match("*[0-9]", "ipsec9"));
+    }
+
+    #[test]
+    fn glob_does_not_backtrack_exponentially() {
+        // With the recursive matcher this took exponential time in the number of stars.
+        let name = "a".repeat(4096);
+        let pattern = format!("{}b", "*a".repeat(12));
+        assert!(!glob_match(&pattern, &name));
+        assert!(glob_match(&format!("{}*", "*a".repeat(12)), &name));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn fifo_and_directory_are_refused_without_blocking() {
+        let dir = std::env::temp_dir().join(format!("ikev2d-src-fifo-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo.conf");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let err = FsResolver::load(&fifo).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        let err = FsResolver::load(&dir).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
