@@ -310,6 +310,21 @@ fn refuse<R>(ctx: &mut Ctx<'_, R>, path: Path, req: &Header, n: NotifyType, data
     );
 }
 
+/// RFC 7296 §2.5: an IKE_SA_INIT request of a higher major version is dropped and answered,
+/// without state, with INVALID_MAJOR_VERSION in a header of the version we speak. Nothing else
+/// of a foreign version is answered.
+pub(crate) fn refuse_major_version<R>(ctx: &mut Ctx<'_, R>, path: Path, req: &Header) {
+    if req.exchange == ExchangeType::IKE_SA_INIT && !req.is_response() && req.spi_i != [0; 8] {
+        refuse(
+            ctx,
+            path,
+            req,
+            NotifyType::INVALID_MAJOR_VERSION,
+            Vec::new(),
+        );
+    }
+}
+
 /// Stateless responder cookie (RFC 7296 §2.6): prf(secret, Ni | IPi | SPIi).
 fn cookie(secret: &[u8], nonce: &[u8], peer: IpAddr, spi_i: &[u8; 8]) -> Vec<u8> {
     let mut data = nonce.to_vec();

@@ -132,7 +132,7 @@ pub use event::{
 pub use timer::RetransmitPolicy;
 pub(crate) use ts::configured_or_host;
 
-use crate::wire::{ExchangeType, Message};
+use crate::wire::{ExchangeType, Header, Message, WireError};
 use sa::{Ctx, IkeSa, Output, Path, Queued, State};
 
 /// A handler context borrowing the endpoint's shared parts (field-wise, so that an SA of
@@ -270,16 +270,21 @@ impl<R: CryptoRng> Endpoint<R> {
         remote: SocketAddr,
         data: &[u8],
     ) {
-        let Ok(msg) = Message::parse(data) else {
-            return;
+        let path = Path { local, remote };
+        let msg = match Message::parse(data) {
+            Ok(msg) => msg,
+            Err(WireError::InvalidMajorVersion(major)) if major > Header::MAJOR_VERSION => {
+                if let Ok(h) = Header::parse(data) {
+                    ike_sa_init::refuse_major_version(&mut ctx!(self, now), path, &h);
+                }
+                return;
+            }
+            Err(_) => return,
         };
         let h = &msg.header;
-        if h.major != 2 {
-            return;
-        }
-        let path = Path { local, remote };
         if h.exchange == ExchangeType::IKE_SA_INIT && !h.is_response() {
-            if h.spi_r == [0; 8] {
+            // SPIi 0 is not a valid initiator SPI (RFC 7296 §3.1): no state for it.
+            if h.spi_r == [0; 8] && h.spi_i != [0; 8] {
                 self.on_sa_init_request(now, path, data, &msg);
             }
             return;

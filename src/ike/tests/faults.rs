@@ -1,6 +1,7 @@
 //! Lost, duplicated, reordered datagrams; retransmission and give-up; failures.
 
 use super::*;
+use crate::wire::{NotifyType, Payload};
 
 const IKE: &str = "aes128gcm16-prfsha256-x25519";
 const ESP: &str = "aes128gcm16";
@@ -342,6 +343,45 @@ fn garbage_is_ignored() {
     p.now += Duration::from_secs(60);
     p.b.handle_timeout(p.now);
     assert!(p.b.ike_sas().is_empty());
+}
+
+#[test]
+fn higher_major_version_and_zero_spi() {
+    let mut p = pair();
+    p.fault = Box::new(|_, _, _| Fault::Drop);
+    p.a.initiate(p.now, "net").unwrap();
+    p.drive_for(0.0);
+    let init = p.log[0].1.data.clone();
+    let (l, r) = (p.log[0].1.remote, p.log[0].1.local);
+    // Version 3.0: dropped without state, answered with INVALID_MAJOR_VERSION in a 2.0 header.
+    let mut v3 = init.clone();
+    v3[17] = 0x30;
+    p.b.handle_datagram(p.now, l, r, &v3);
+    let answer = p.b.poll_transmit().expect("INVALID_MAJOR_VERSION");
+    assert!(p.b.poll_transmit().is_none());
+    let msg = Message::parse(&answer.data).unwrap();
+    assert_eq!((msg.header.major, msg.header.minor), (2, 0));
+    assert!(msg.header.is_response());
+    assert_eq!(msg.header.spi_i, Header::parse(&init).unwrap().spi_i);
+    assert!(matches!(
+        msg.payloads.as_slice(),
+        [Payload::Notify(n)] if n.notify_type == NotifyType::INVALID_MAJOR_VERSION
+    ));
+    // A response of version 3, or another exchange, gets nothing.
+    let mut v3_response = v3.clone();
+    v3_response[19] |= Header::FLAG_RESPONSE;
+    p.b.handle_datagram(p.now, l, r, &v3_response);
+    assert!(p.b.poll_transmit().is_none());
+    // SPIi 0 creates no half-open SA and gets no answer.
+    let mut zero = init.clone();
+    zero[..8].fill(0);
+    p.b.handle_datagram(p.now, l, r, &zero);
+    assert!(p.b.poll_transmit().is_none());
+    assert!(p.b.ike_sas().is_empty());
+    // The unchanged request still works.
+    p.b.handle_datagram(p.now, l, r, &init);
+    assert!(p.b.poll_transmit().is_some());
+    assert_eq!(p.b.ike_sas().len(), 1);
 }
 
 #[test]
