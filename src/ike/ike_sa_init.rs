@@ -13,7 +13,7 @@ use super::event::{Event, IkeSaId, Role};
 use super::ike_auth::{self, ExpectAuthRequest, InitExchange};
 use super::natd;
 use super::proposal::{self, IkeSuite};
-use super::sa::{CachedResponse, Ctx, IkeSa, Path, SaKeys, State};
+use super::sa::{CachedResponse, Ctx, IkeSa, Path, RequestPrint, SaKeys, State};
 use crate::crypto::{DhGroup, DhPrivate, Prf, derive_ike_keys};
 use crate::wire::{
     ExchangeType, Header, KePayload, Message, NotifyType, Payload, PayloadType, SaPayload,
@@ -447,6 +447,7 @@ pub(crate) fn respond<R: CryptoRng>(
     ctx.out.send(path.local, path.remote, response.clone());
     sa.cached_response = Some(CachedResponse {
         mid: 0,
+        request: RequestPrint::of(path, &request),
         data: response.clone(),
     });
     sa.state = State::ExpectAuthRequest(Box::new(ExpectAuthRequest::new(InitExchange {

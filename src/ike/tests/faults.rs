@@ -480,3 +480,96 @@ fn random_faults_keep_both_sides_consistent() {
     }
     assert!(up > 100, "{up} up, {failed} failed");
 }
+
+/// The exchange type octet of a datagram.
+fn exchange_of(t: &Transmit) -> Option<u8> {
+    t.data.get(18).copied()
+}
+
+#[test]
+fn one_address_answering_cookies_cannot_lock_out_another() {
+    let cfg = EndpointConfig {
+        cookie_threshold: 2,
+        max_half_open: 8,
+        ..EndpointConfig::default()
+    };
+    // b answers anyone (right=%any).
+    let mut p = Pair::with_config(
+        conn(A_IP, Some(B_IP), IKE, ESP),
+        conn(B_IP, None, IKE, ESP),
+        cfg.clone(),
+    );
+    // a floods IKE_SA_INIT and answers every COOKIE, but never sends IKE_AUTH: its SAs on b
+    // stay half-open.
+    let ike_auth = ExchangeType::IKE_AUTH.0;
+    p.fault = Box::new(move |dir, _, t| {
+        if dir == Dir::AtoB && exchange_of(t) == Some(ike_auth) {
+            Fault::Drop
+        } else {
+            Fault::Deliver
+        }
+    });
+    for _ in 0..40 {
+        p.a.initiate(p.now, "net").unwrap();
+    }
+    p.drive_for(1.0);
+    let stats = p.b.responder_stats();
+    assert_eq!(stats.half_open, 5, "{stats:?}");
+    assert!(stats.cookies_sent >= 35, "{stats:?}");
+    assert_eq!(stats.dropped_per_ip, 35, "{stats:?}");
+    assert_eq!(stats.dropped_total, 0, "{stats:?}");
+
+    // Another peer still gets in, after its own COOKIE round.
+    let c_ip = "192.0.2.3";
+    let mut c = Endpoint::new(
+        cfg,
+        ChaCha20Rng::seed_from_u64(3),
+        Box::new(SeqSpis(0xc000_0000)),
+    );
+    c.set_conns(vec![conn(c_ip, Some(B_IP), IKE, ESP)]);
+    c.initiate(p.now, "net").unwrap();
+    let c_addr = SocketAddr::new(ip(c_ip), 500);
+    let mut established = false;
+    for _ in 0..10 {
+        while let Some(t) = c.poll_transmit() {
+            p.b.handle_datagram(p.now, t.remote, t.local, &t.data);
+        }
+        while let Some(t) = p.b.poll_transmit() {
+            if t.remote == c_addr {
+                c.handle_datagram(p.now, t.remote, t.local, &t.data);
+            }
+        }
+        while let Some(e) = c.poll_event() {
+            established |= matches!(e, Event::IkeSaEstablished { .. });
+        }
+    }
+    assert!(established, "{:?}", p.b.responder_stats());
+}
+
+#[test]
+fn cached_response_only_for_a_true_retransmission() {
+    let mut p = pair();
+    p.connect();
+    let (_, auth) = p
+        .log
+        .iter()
+        .find(|(d, t)| *d == Dir::AtoB && exchange_of(t) == Some(ExchangeType::IKE_AUTH.0))
+        .cloned()
+        .unwrap();
+    let (local, remote) = (auth.remote, auth.local);
+    // The same bytes from the same source: answered again from the cache.
+    p.b.handle_datagram(p.now, local, remote, &auth.data);
+    assert!(p.b.poll_transmit().is_some());
+    // The same bytes from elsewhere: not reflected there.
+    let elsewhere = SocketAddr::new(ip("203.0.113.9"), 500);
+    p.b.handle_datagram(p.now, local, elsewhere, &auth.data);
+    assert!(p.b.poll_transmit().is_none());
+    // A bare 28-byte header with the SA's SPIs and message ID, from the peer's own address.
+    let mut forged = auth.data[..Header::LEN].to_vec();
+    forged[16] = 0;
+    forged[24..28].copy_from_slice(&28u32.to_be_bytes());
+    p.b.handle_datagram(p.now, local, remote, &forged);
+    assert!(p.b.poll_transmit().is_none());
+    assert_eq!(p.b.responder_stats().replays_refused, 2);
+    assert_eq!(p.b.ike_sas().len(), 1);
+}
