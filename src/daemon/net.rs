@@ -136,11 +136,6 @@ impl Net {
         Ok(())
     }
 
-    /// Every bound socket with its address (for the kernel's socket options).
-    pub fn sockets(&self) -> impl Iterator<Item = (SocketAddr, &UdpSocket)> {
-        self.bound.iter().map(|b| (b.addr, b.sock.as_ref()))
-    }
-
     /// Sends an IKE message from `local` to `remote`, adding the non-ESP marker on the NAT-T
     /// port.
     pub async fn send(

@@ -18,8 +18,8 @@
 //!
 //! # Install and removal
 //!
-//! A CHILD_SA is installed as: inbound SA (an SPI from [`KernelIpsec::alloc_spi`] replaces the
-//! kernel's larval SA via UPDSA), outbound SA, then policies out + in (+ fwd in tunnel mode)
+//! A CHILD_SA is installed as: inbound SA (its SPI was chosen by the IKE engine; one the kernel
+//! already has is [`KernelError::Exists`], a collision the daemon treats as a failed install), outbound SA, then policies out + in (+ fwd in tunnel mode)
 //! for each pair of traffic selectors. If any step fails, the steps already done are undone in
 //! reverse order; a failure while undoing is reported as [`KernelError::Rollback`].
 //! Policies are reference-counted: a trap (`auto=route`) and the CHILD_SA it triggered, or an
@@ -36,17 +36,17 @@ mod events;
 mod ipsec;
 mod mem;
 mod netlink;
+mod ops;
 mod sockopt;
 mod spec;
 mod types;
 mod xfrm;
 
-use std::net::IpAddr;
-
 pub use error::{KernelError, Target};
 pub use events::{EventSocket, Flow, KernelEvent};
 pub use ipsec::{Ipsec, XfrmBackend};
 pub use mem::{MemBackend, MemKernel, MemOp, MemSa};
+pub use ops::{KernelOp, KernelOutput};
 pub use sockopt::{SocketFamily, bypass_socket, set_udp_encap};
 pub use spec::{Dir, PolicyKey, PolicySpec, SaId, SaSpec, Selector, Template};
 pub use types::{
@@ -58,11 +58,6 @@ pub use xfrm::{NetlinkBackend, XfrmKernel};
 
 /// The kernel operations the daemon needs.
 pub trait KernelIpsec {
-    /// Reserves an SPI (in [`SPI_RANGE`]) for an inbound ESP SA from the peer `src` to us
-    /// (`dst`). The reservation carries `reqid`, expires in the kernel after ~30 s if unused,
-    /// and is consumed by [`KernelIpsec::install_child`] with that `spi_in`.
-    fn alloc_spi(&mut self, src: IpAddr, dst: IpAddr, reqid: u32) -> Result<u32, KernelError>;
-
     /// Installs both SAs and the policies of a CHILD_SA; all or nothing.
     fn install_child(&mut self, child: &ChildSaInstall) -> Result<ChildId, KernelError>;
 
