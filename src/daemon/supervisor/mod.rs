@@ -16,6 +16,8 @@
 //! before the IKE_AUTH response that lets the initiator send ESP.
 
 mod status;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -187,11 +189,6 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             phase: Phase::Running,
             effects: VecDeque::new(),
         }
-    }
-
-    /// The engine (read-only: status, tests).
-    pub fn endpoint(&self) -> &Endpoint<R> {
-        &self.endpoint
     }
 
     /// Start-up actions: traps for `auto=route`, initiation for `auto=start`.
