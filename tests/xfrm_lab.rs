@@ -9,14 +9,13 @@
 //! - `XFRM_LAB_LOCAL_TS`, `XFRM_LAB_REMOTE_TS`: traffic selectors as CIDR (default: the hosts);
 //! - `XFRM_LAB_REPLAY`: replay window (default 32);
 //! - `XFRM_LAB_CMD`, `XFRM_LAB_REPLY`: FIFOs of a line protocol with the scenario:
-//!   → `SPI <hex>` (inbound SPI from ALLOCSPI), ← `PEER <hex>` (the peer's inbound SPI),
+//!   → `SPI <hex>` (our inbound SPI, drawn at random from the SPI range), ← `PEER <hex>` (the peer's inbound SPI),
 //!   → `INSTALLED`, ← `STOP`, → `COUNTERS ...`, → `REMOVED`.
 //!
 //! `lab_expire` (same addresses and algorithm variables, no FIFOs) installs a CHILD_SA with
 //! 2 s soft and 4 s hard lifetimes and expects the kernel's soft then hard EXPIRE events for
 //! both SAs, then removes the CHILD_SA (whose SAs the kernel already deleted). Its inbound SPI
-//! comes from ALLOCSPI (the SA then replaces the larval one) unless `XFRM_LAB_SPI_IN` (hex)
-//! gives one (plain NEWSA).
+//! is drawn at random from the SPI range unless `XFRM_LAB_SPI_IN` (hex) gives one.
 //!
 //! Keys are fixed lab keys chosen per direction so that both hosts agree.
 

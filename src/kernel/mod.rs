@@ -1,9 +1,12 @@
 //! Kernel IPsec interface: a trait, its XFRM netlink implementation and an in-memory one.
 //!
-//! - [`KernelIpsec`] is what the daemon calls (synchronous: run it on a dedicated thread or
-//!   with `tokio::task::spawn_blocking`). Implementations: [`XfrmKernel`] (XFRM netlink) and
-//!   [`MemKernel`] (in memory, with failure injection; it is also the `--kernel none` mode:
-//!   everything is negotiated and reported, nothing reaches the kernel).
+//! - [`KernelIpsec`] is the one owner of ikev2d's kernel state (installed CHILD_SAs, their
+//!   reference-counted policies, traps); it is synchronous, so the daemon keeps it on a worker
+//!   thread and sends it [`KernelOp`]s (values decided by the daemon's sans-IO supervisor).
+//!   Implementations: [`XfrmKernel`] (XFRM netlink) and [`MemKernel`] (in memory, with failure
+//!   injection; it is also the `--kernel none` mode: everything is negotiated and reported,
+//!   nothing reaches the kernel). Both are [`Ipsec`] over an [`XfrmBackend`] of primitive
+//!   operations.
 //! - [`EventSocket`] delivers ACQUIRE and EXPIRE as [`KernelEvent`]s.
 //! - [`bypass_socket`] and [`set_udp_encap`] set up the IKE sockets.
 //!
