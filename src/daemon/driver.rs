@@ -113,10 +113,23 @@ impl<R: CryptoRng> Driver<R> {
         }
     }
 
-    /// Start-up actions (traps, `auto=start`).
+    /// Start-up actions (traps, `auto=start`); returns once their kernel operations are done,
+    /// so that the daemon reports ready with its traps in place.
     pub async fn start(&mut self) {
         self.sup.start(Instant::now());
         self.execute().await;
+        while self.ops_done < self.ops_sent {
+            let Some((op, r)) = self.worker.results.recv().await else {
+                return;
+            };
+            self.kernel_done(op, r);
+            self.execute().await;
+        }
+    }
+
+    fn kernel_done(&mut self, op: OpId, r: Result<KernelOutput, KernelError>) {
+        self.ops_done += 1;
+        self.sup.handle_kernel_done(Instant::now(), op, r);
     }
 
     /// Runs until shut down; returns after every SA and policy was removed.
@@ -134,10 +147,7 @@ impl<R: CryptoRng> Driver<R> {
                     self.sup.handle_request(Instant::now(), id, req.request);
                 }
                 Some(ev) = inputs.kernel.recv() => self.sup.handle_kernel_event(Instant::now(), ev),
-                Some((op, r)) = self.worker.results.recv() => {
-                    self.ops_done += 1;
-                    self.sup.handle_kernel_done(Instant::now(), op, r);
-                }
+                Some((op, r)) = self.worker.results.recv() => self.kernel_done(op, r),
                 () = sleep_until(timeout), if timeout.is_some() => {
                     self.sup.handle_timeout(Instant::now());
                 }

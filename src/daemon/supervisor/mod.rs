@@ -31,7 +31,7 @@ use super::conns::{ConnEntry, fmt_identification};
 use super::keylog::KeyRecord;
 use crate::config::conn::Auto;
 use crate::control::{ChildReport, Done, Reply, Request, StatusReport};
-use crate::ike::{Endpoint, Event, IkeSaId, Role, Transmit};
+use crate::ike::{Endpoint, Event, IkeSaExportedKeys, IkeSaId, Role, Transmit};
 use crate::kernel::{ChildId, KernelError, KernelEvent, KernelOp, KernelOutput, Lifetime};
 
 /// How long SIGTERM waits for the peers' answers to our DELETEs.
@@ -484,6 +484,14 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         self.finish_if_drained(now);
     }
 
+    /// An IKE SA's keys for the Wireshark key log (present only when the engine exports them).
+    fn log_ike_keys(&mut self, spi_i: &[u8; 8], spi_r: &[u8; 8], keys: Option<&IkeSaExportedKeys>) {
+        if let Some(keys) = keys {
+            self.effects
+                .push_back(Effect::KeyLog(KeyRecord::ike_sa(spi_i, spi_r, keys)));
+        }
+    }
+
     fn event(&mut self, now: Instant, ev: Event) {
         match ev {
             Event::IkeSaEstablished {
@@ -500,10 +508,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 remote_id,
                 exported_keys,
             } => {
-                if let Some(keys) = exported_keys.as_deref() {
-                    self.effects
-                        .push_back(Effect::KeyLog(KeyRecord::ike_sa(&spi_i, &spi_r, keys)));
-                }
+                self.log_ike_keys(&spi_i, &spi_r, exported_keys.as_deref());
                 let text = format!(
                     "IKE_SA {conn}[{}] established between {}[{}]...{}[{}]",
                     id.0,
@@ -536,10 +541,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 proposal,
                 exported_keys,
             } => {
-                if let Some(keys) = exported_keys.as_deref() {
-                    self.effects
-                        .push_back(Effect::KeyLog(KeyRecord::ike_sa(&spi_i, &spi_r, keys)));
-                }
+                self.log_ike_keys(&spi_i, &spi_r, exported_keys.as_deref());
                 tracing::info!(target: "ike", "IKE_SA {conn}[{}] rekeyed by the peer as {conn}[{}] (SPIs {}_i {}_r, {proposal})",
                     old.0, new.0, super::hex(&spi_i), super::hex(&spi_r));
             }
