@@ -356,6 +356,10 @@ pub(crate) fn install<R>(
         keys_out,
         replay_window: ctx.config.replay_window,
         lifetime: sa.conn.lifetime,
+        reqid: sa.conn.reqid,
+        rekey_margin: sa.conn.rekey_margin,
+        rekey_fuzz_percent: sa.conn.rekey_fuzz_percent,
+        natt_remote_port: sa.nat_detected.then(|| sa.remote.port()),
         rekeyed_from: km.rekeyed_from,
     }));
     sa.children.push(child);

@@ -77,7 +77,8 @@
 //! EndpointConfig { retransmit: RetransmitPolicy, half_open_timeout: Duration (30 s), max_half_open: usize (1024),
 //!                  cookie_threshold: usize (30), replay_window: u32 (32) }            // Default
 //! RetransmitPolicy { timeout: Duration (4 s), base: f64 (1.8), tries: u32 (5) }
-//! trait SpiAllocator { fn allocate_esp_spi(&mut self, local: IpAddr, remote: IpAddr) -> Result<u32, SpiError>; }
+//! trait SpiAllocator { fn allocate_esp_spi(&mut self, local: IpAddr, remote: IpAddr) -> Result<u32, SpiError>; } // no I/O
+//! RandomSpis::new(rng: R, range: RangeInclusive<u32>)  // impl SpiAllocator: uniform draws, nothing reserved
 //! Event::{IkeSaEstablished { id, conn, role, local, remote, spi_i, spi_r, proposal, nat_detected, local_id, remote_id },
 //!         IkeSaFailed { id, conn: Option<String>, error }, ChildSaReady(ChildSaReady),
 //!         ChildSaFailed { id, conn, error }, ChildSaDeleted { id, conn, spi_in, spi_out },
@@ -85,11 +86,13 @@
 //!         IkeSaDeleted { id, conn, by_peer }}
 //! ChildSaReady { ike_sa, conn, local, remote, mode, spi_in, spi_out, local_ts, remote_ts, encr, integ: Option<Integ>,
 //!                esn, keys_in: ChildDirKeys, keys_out: ChildDirKeys, replay_window, lifetime,
+//!                reqid, rekey_margin, rekey_fuzz_percent /* from the ConnSpec */,
+//!                natt_remote_port: Option<u16> /* NAT detected: peer's IKE port */,
 //!                rekeyed_from: Option<(u32, u32)> /* old (spi_in, spi_out) this one rekeys */ }
 //! ChildDirKeys { encr: Zeroizing<Vec<u8>> /* GCM: key ‖ 4-byte salt */, integ: Zeroizing<Vec<u8>> }  // Debug redacted
 //! IkeSaStatus { id, conn, state: IkeSaState, role, spi_i, spi_r, local, remote, local_id, remote_id: Option<_>,
 //!               proposal: Option<String>, established_at: Option<Instant>, nat_detected, children: Vec<ChildSaStatus> }
-//! ChildSaStatus { spi_in, spi_out, mode, local_ts, remote_ts, algorithms: String }
+//! ChildSaStatus { spi_in, spi_out, mode, local_ts, remote_ts, algorithms: String, replaced: bool }
 //! IkeError (Clone, PartialEq, non_exhaustive; fn notify() -> Option<NotifyType>): AuthenticationFailed { local_side },
 //!         NoProposalChosen, InvalidKePayload { group }, TsUnacceptable, ModeMismatch, PeerError(NotifyType),
 //!         PeerNotResponding { tries }, InvalidMessage(&str), HalfOpenTimeout, DeletedLocally, UnknownConn(String),
@@ -123,7 +126,9 @@ use std::time::Instant;
 
 use rand::CryptoRng;
 
-pub use conn::{ConnSpec, EndpointConfig, EspProposal, IkeProposal, Mode, SpiAllocator};
+pub use conn::{
+    ConnSpec, EndpointConfig, EspProposal, IkeProposal, Mode, RandomSpis, SpiAllocator,
+};
 pub use error::{IkeError, SpiError};
 pub use event::{
     ChildDirKeys, ChildSaReady, ChildSaStatus, Event, IkeSaExportedKeys, IkeSaId, IkeSaState,
