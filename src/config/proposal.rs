@@ -1,5 +1,8 @@
 //! `ike=` / `esp=` proposal strings with strongSwan's algorithm keywords, as plain IANA
-//! transform numbers (RFC 7296 §3.3.2 registries), so the daemon maps them to crypto later.
+//! transform numbers (RFC 7296 §3.3.2 registries). Config is a leaf, so it keeps its own
+//! table of these numbers (it also names algorithms ikev2d does not implement, to diagnose
+//! them); the protocol layers use `wire::TransformId`. `daemon/conns.rs` is the one place
+//! where these numbers become crypto types (`Encr::from_id`, ...).
 //!
 //! Syntax: a comma-separated list of proposals, each a `-`-separated list of algorithm keywords
 //! (several of one kind are alternatives, IKEv2 style), with an optional trailing `!` on the

@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 use crate::config::conn::resolve_local_side;
 use crate::config::conn::{AuthMethod, Auto, Config, Conn, ConnType, End, Side};
 use crate::config::ident::Identity;
-use crate::config::proposal::{Proposal, Proposals, Protocol};
+use crate::config::proposal::{Proposal, Proposals, Protocol, esn};
 use crate::config::secrets::Secrets;
 use crate::config::values::ProtoPort;
 use crate::control::ConnReport;
@@ -365,7 +365,7 @@ fn esp_proposal(p: &Proposal, strict: bool) -> Result<Option<EspProposal>, Strin
     }
     let aead = encr.iter().all(|e| e.is_aead());
     let complete = !encr.is_empty() && (aead || !integ.is_empty());
-    let esn = p.esn.contains(&1) && !p.esn.contains(&0);
+    let esn = p.esn.contains(&esn::ESN) && !p.esn.contains(&esn::NO_ESN);
     Ok(complete.then_some(EspProposal { encr, integ, esn }))
 }
 
