@@ -372,8 +372,8 @@ fn esp_proposal(p: &Proposal, strict: bool) -> Result<Option<EspProposal>, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::check::load_str;
     use crate::config::conn::NoDns;
+    use crate::config::load::load_str;
     use crate::config::source::{MemResolver, SourceFile};
 
     fn load(conf: &str, secrets: &str) -> (Config, Secrets) {

@@ -23,9 +23,9 @@ use rand::SeedableRng;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
-use crate::config::check::load;
 use crate::config::conn::HostResolver;
 use crate::config::diag::Severity;
+use crate::config::load::load;
 use crate::ike::{Endpoint, EndpointConfig, SpiAllocator};
 use crate::kernel::{EventSocket, KernelError, KernelIpsec};
 use conns::{ConnEntry, Reqids, build_conns};
