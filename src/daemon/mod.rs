@@ -134,7 +134,7 @@ impl Reloader {
             &net::is_local_address,
             &mut self.reqids,
         )
-        .map_err(|e| e.join("\n"))?;
+        .map_err(|e| e.to_string())?;
         for c in &conns {
             tracing::info!(target: "cfg", "loaded conn {} ({}...{}, {}, auto={})",
                 c.report.name, c.report.local, c.report.remote, c.report.mode, c.report.auto);
