@@ -70,7 +70,7 @@ pub(super) fn check_conn_section(sec: &Section, diags: &mut Diagnostics) -> Chec
                 }
                 out.values.insert(canon, (v, s.key_pos.clone()));
             }
-            Err(msg) => diags.error(&s.value_pos, msg),
+            Err(e) => diags.error(&s.value_pos, e.to_string()),
         }
     }
     out
@@ -97,7 +97,7 @@ pub(super) fn build_setup(sec: &Section, setup: &mut Setup, diags: &mut Diagnost
             Ok(Val::Text(t)) => setup.charondebug = Some(t),
             Ok(Val::UniqueIds(u)) => setup.uniqueids = u,
             Ok(_) => {}
-            Err(msg) => diags.error(&s.value_pos, msg),
+            Err(e) => diags.error(&s.value_pos, e.to_string()),
         }
     }
 }

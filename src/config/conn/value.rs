@@ -6,12 +6,12 @@ use ipnet::IpNet;
 
 use super::{Action, AuthMethod, Auto, ConnType, Fragmentation, UniqueIds};
 use crate::config::diag::did_you_mean;
-use crate::config::ident::{Identity, parse_identity};
+use crate::config::ident::{Identity, IdentityError, parse_identity};
 use crate::config::keywords::ValueKind;
-use crate::config::proposal::{Proposals, Protocol, parse_proposals};
+use crate::config::proposal::{ProposalError, Proposals, Protocol, parse_proposals};
 use crate::config::values::{
-    Host, Mark, ProtoPort, parse_bool, parse_duration, parse_host, parse_mark, parse_percent,
-    parse_protoport, parse_subnets, parse_u32,
+    Host, Mark, ProtoPort, ValueError, parse_bool, parse_duration, parse_host, parse_mark,
+    parse_percent, parse_protoport, parse_subnets, parse_u32,
 };
 
 /// A validated keyword value.
@@ -41,22 +41,61 @@ pub(super) enum Val {
     Ignored,
 }
 
-fn choice<T: Copy>(v: &str, options: &[(&str, T)], what: &str) -> Result<T, String> {
+/// Why a keyword's value is invalid (its `Display` is the diagnostic's message). `hint`
+/// fields are a " (did you mean ...?)" suffix or empty.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingError {
+    #[error(transparent)]
+    Value(#[from] ValueError),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Proposal(#[from] ProposalError),
+    /// A value that is not one of a keyword's fixed words (`what`: the keyword).
+    #[error("invalid {what} '{value}' (expected {expected}){hint}")]
+    Choice {
+        what: &'static str,
+        value: String,
+        expected: String,
+        hint: String,
+    },
+    #[error("invalid authentication method '{value}' (expected psk, pubkey, eap or xauth){hint}")]
+    Auth { value: String, hint: String },
+    #[error("invalid port '{0}' (expected 1-65535)")]
+    Port(String),
+    #[error("authby={0} is IKEv1 only; IKEv1 is not supported")]
+    IkeV1AuthBy(String),
+    #[error(
+        "invalid authby '{value}' (expected secret, psk, pubkey, rsasig, ecdsasig or never){hint}"
+    )]
+    AuthBy { value: String, hint: String },
+    #[error("IKEv1 is not supported (keyexchange=ikev1); use keyexchange=ikev2")]
+    IkeV1,
+    #[error("invalid keyexchange '{value}' (expected ike or ikev2){hint}")]
+    KeyExchange { value: String, hint: String },
+    #[error("type=transport_proxy is not supported")]
+    TransportProxy,
+    #[error("invalid keyingtries '{0}' (expected a number or %forever)")]
+    KeyingTries(String),
+}
+
+fn choice<T: Copy>(v: &str, options: &[(&str, T)], what: &'static str) -> Result<T, SettingError> {
     options
         .iter()
         .find(|(n, _)| *n == v)
         .map(|(_, t)| *t)
         .ok_or_else(|| {
             let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
-            format!(
-                "invalid {what} '{v}' (expected {}){}",
-                names.join(", "),
-                did_you_mean(v, names.iter().copied())
-            )
+            SettingError::Choice {
+                what,
+                value: v.to_owned(),
+                expected: names.join(", "),
+                hint: did_you_mean(v, names.iter().copied()),
+            }
         })
 }
 
-fn parse_auth(v: &str) -> Result<AuthMethod, String> {
+fn parse_auth(v: &str) -> Result<AuthMethod, SettingError> {
     match v {
         "psk" | "secret" => Ok(AuthMethod::Psk),
         "pubkey" | "rsa" | "ecdsa" | "bliss" => Ok(AuthMethod::Pubkey),
@@ -64,14 +103,14 @@ fn parse_auth(v: &str) -> Result<AuthMethod, String> {
         _ if v.starts_with("rsa-") || v.starts_with("ecdsa-") => Ok(AuthMethod::Pubkey),
         _ if v.starts_with("eap") => Ok(AuthMethod::Eap),
         _ if v.starts_with("xauth") => Ok(AuthMethod::Xauth),
-        _ => Err(format!(
-            "invalid authentication method '{v}' (expected psk, pubkey, eap or xauth){}",
-            did_you_mean(v, ["psk", "pubkey", "eap", "xauth"])
-        )),
+        _ => Err(SettingError::Auth {
+            value: v.to_owned(),
+            hint: did_you_mean(v, ["psk", "pubkey", "eap", "xauth"]),
+        }),
     }
 }
 
-pub(super) fn convert(kind: ValueKind, v: &str) -> Result<Val, String> {
+pub(super) fn convert(kind: ValueKind, v: &str) -> Result<Val, SettingError> {
     if v.is_empty() {
         return Ok(Val::Unset);
     }
@@ -84,45 +123,43 @@ pub(super) fn convert(kind: ValueKind, v: &str) -> Result<Val, String> {
             v.parse()
                 .ok()
                 .filter(|p| *p != 0)
-                .ok_or_else(|| format!("invalid port '{v}' (expected 1-65535)"))?,
+                .ok_or_else(|| SettingError::Port(v.to_owned()))?,
         ),
         ValueKind::AuthBy => Val::Auth(match v {
             "secret" | "psk" => AuthMethod::Psk,
             "pubkey" | "rsasig" | "ecdsasig" => AuthMethod::Pubkey,
             "never" => AuthMethod::Never,
             "xauthpsk" | "xauthrsasig" => {
-                return Err(format!("authby={v} is IKEv1 only; IKEv1 is not supported"));
+                return Err(SettingError::IkeV1AuthBy(v.to_owned()));
             }
             _ => {
-                return Err(format!(
-                    "invalid authby '{v}' (expected secret, psk, pubkey, rsasig, ecdsasig or never){}",
-                    did_you_mean(
+                return Err(SettingError::AuthBy {
+                    value: v.to_owned(),
+                    hint: did_you_mean(
                         v,
-                        ["secret", "psk", "pubkey", "rsasig", "ecdsasig", "never"]
-                    )
-                ));
+                        ["secret", "psk", "pubkey", "rsasig", "ecdsasig", "never"],
+                    ),
+                });
             }
         }),
         ValueKind::Auth => Val::Auth(parse_auth(v)?),
         ValueKind::KeyExchange => match v {
             "ikev2" | "ike" => Val::Ignored,
             "ikev1" => {
-                return Err(
-                    "IKEv1 is not supported (keyexchange=ikev1); use keyexchange=ikev2".to_owned(),
-                );
+                return Err(SettingError::IkeV1);
             }
             _ => {
-                return Err(format!(
-                    "invalid keyexchange '{v}' (expected ike or ikev2){}",
-                    did_you_mean(v, ["ike", "ikev2", "ikev1"])
-                ));
+                return Err(SettingError::KeyExchange {
+                    value: v.to_owned(),
+                    hint: did_you_mean(v, ["ike", "ikev2", "ikev1"]),
+                });
             }
         },
         ValueKind::Ike => Val::Proposals(parse_proposals(Protocol::Ike, v)?),
         ValueKind::Esp => Val::Proposals(parse_proposals(Protocol::Esp, v)?),
         ValueKind::ConnType => Val::ConnType(match v {
             "transport_proxy" => {
-                return Err("type=transport_proxy is not supported".to_owned());
+                return Err(SettingError::TransportProxy);
             }
             _ => choice(
                 v,
@@ -151,10 +188,8 @@ pub(super) fn convert(kind: ValueKind, v: &str) -> Result<Val, String> {
         ValueKind::Percent => Val::Percent(parse_percent(v)?),
         ValueKind::Tries => Val::Tries(match v {
             "%forever" => None,
-            n => Some(parse_u32(n).map_err(|_| {
-                format!("invalid keyingtries '{n}' (expected a number or %forever)")
-            })?)
-            .filter(|n| *n != 0),
+            n => Some(parse_u32(n).map_err(|_| SettingError::KeyingTries(n.to_owned()))?)
+                .filter(|n| *n != 0),
         }),
         ValueKind::Bool => Val::Bool(parse_bool(v)?),
         ValueKind::Action => Val::Action(choice(
