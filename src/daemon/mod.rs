@@ -88,11 +88,10 @@ pub enum DaemonError {
 pub struct SystemDns;
 
 impl HostResolver for SystemDns {
-    fn resolve(&self, name: &str) -> Result<Vec<IpAddr>, String> {
+    fn resolve(&self, name: &str) -> std::io::Result<Vec<IpAddr>> {
         (name, 0)
             .to_socket_addrs()
             .map(|addrs| addrs.map(|a| a.ip()).collect())
-            .map_err(|e| e.to_string())
     }
 }
 

@@ -395,10 +395,10 @@ mod tests {
     fn dns_names_use_the_resolver() {
         struct One;
         impl HostResolver for One {
-            fn resolve(&self, name: &str) -> Result<Vec<IpAddr>, String> {
+            fn resolve(&self, name: &str) -> std::io::Result<Vec<IpAddr>> {
                 match name {
                     "gw.example" => Ok(vec!["192.0.2.7".parse().unwrap()]),
-                    _ => Err("nope".into()),
+                    _ => Err(std::io::ErrorKind::NotFound.into()),
                 }
             }
         }

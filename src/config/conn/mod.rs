@@ -34,7 +34,9 @@ pub use build::build_config;
 /// Resolves DNS names in `left=`/`right=` when the configuration is loaded. The daemon and
 /// `ikectl` provide the system resolver; tests use a fixed table.
 pub trait HostResolver {
-    fn resolve(&self, name: &str) -> Result<Vec<IpAddr>, String>;
+    /// The addresses of `name`. A failure is reported as a warning (the name is looked up
+    /// again when used).
+    fn resolve(&self, name: &str) -> std::io::Result<Vec<IpAddr>>;
 }
 
 /// A resolver that knows no names (for fuzzing and tests).
@@ -42,8 +44,10 @@ pub trait HostResolver {
 pub struct NoDns;
 
 impl HostResolver for NoDns {
-    fn resolve(&self, name: &str) -> Result<Vec<IpAddr>, String> {
-        Err(format!("no resolver available for '{name}'"))
+    fn resolve(&self, name: &str) -> std::io::Result<Vec<IpAddr>> {
+        Err(std::io::Error::other(format!(
+            "no resolver available for '{name}'"
+        )))
     }
 }
 
