@@ -12,9 +12,7 @@ use super::event::{Event, IkeSaId, Role};
 use super::natd;
 use super::payloads::{NONCE_LEN, NONCE_RANGE, find_notify, first_error, notify, random};
 use super::proposal::{self, IkeSuite};
-use super::sa::{
-    CachedResponse, Ctx, IkeSa, InitExchange, Path, RequestPrint, SaKeys, State,
-};
+use super::sa::{CachedResponse, Ctx, IkeSa, InitExchange, Path, RequestPrint, SaKeys, State};
 use crate::crypto::{DhGroup, DhPrivate, Prf, derive_ike_keys};
 use crate::wire::{
     ExchangeType, Header, KePayload, Message, NotifyType, Payload, PayloadType, SaPayload,
