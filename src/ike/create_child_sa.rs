@@ -24,7 +24,7 @@ use super::error::IkeError;
 use super::event::Event;
 use super::payloads::{NONCE_LEN, find_notify, first_error, ke, nonce, notify, random, sa_payload};
 use super::proposal;
-use super::sa::{Ctx, IkeSa, Path, Queued};
+use super::sa::{Ctx, IkeSa, Queued};
 use crate::crypto::{DhGroup, DhPrivate};
 use crate::kernel::Mode;
 use crate::wire::{
@@ -51,23 +51,19 @@ fn spi_notify(t: NotifyType, spi: u32) -> Payload {
     })
 }
 
-/// Answer a CREATE_CHILD_SA request `mid` that does not rekey the IKE SA (`established`:
+/// The answer to a CREATE_CHILD_SA request that does not rekey the IKE SA (`established`:
 /// not while deleting the IKE SA).
 pub(crate) fn respond<R: CryptoRng>(
     sa: &mut IkeSa,
     ctx: &mut Ctx<'_, R>,
-    path: Path,
-    mid: u32,
     payloads: &[Payload],
     established: bool,
-) {
-    let answer = match find_notify(payloads, NotifyType::REKEY_SA) {
+) -> Vec<Payload> {
+    match find_notify(payloads, NotifyType::REKEY_SA) {
         Some(n) if established => rekey(sa, ctx, payloads, n),
         Some(_) => vec![notify(NotifyType::TEMPORARY_FAILURE, Vec::new())],
         None => vec![notify(NotifyType::NO_ADDITIONAL_SAS, Vec::new())],
-    };
-    // An encoding failure leaves the request unanswered; the peer retransmits, then gives up.
-    let _ = sa.send_response(ctx, path, ExchangeType::CREATE_CHILD_SA, mid, &answer);
+    }
 }
 
 /// The PFS group of the peer's KEi if the chosen proposal `number` allows it; `Ok(None)`

@@ -481,19 +481,17 @@ impl IkeSa {
                 if exchange == ExchangeType::CREATE_CHILD_SA =>
             {
                 let established = matches!(s, State::Established);
-                if super::ike_rekey::is_ike_rekey(&payloads) {
-                    born = super::ike_rekey::respond(
-                        self,
-                        ctx,
-                        path,
-                        mid,
-                        &payloads,
-                        established,
-                        fresh,
-                    );
+                let answer = if super::ike_rekey::is_ike_rekey(&payloads) {
+                    let (answer, new) =
+                        super::ike_rekey::respond(self, ctx, &payloads, established, fresh);
+                    born = new;
+                    answer
                 } else {
-                    super::create_child_sa::respond(self, ctx, path, mid, &payloads, established);
-                }
+                    super::create_child_sa::respond(self, ctx, &payloads, established)
+                };
+                // An encoding failure leaves the request unanswered; the peer retransmits,
+                // then gives up.
+                let _ = self.send_response(ctx, path, ExchangeType::CREATE_CHILD_SA, mid, &answer);
                 s
             }
             s => s,
