@@ -11,8 +11,8 @@ use rand::SeedableRng;
 use rand::rngs::ChaCha20Rng;
 
 use super::*;
-use crate::config::check::load_str;
 use crate::config::conn::NoDns;
+use crate::config::load::load_str;
 use crate::config::source::{MemResolver, SourceFile};
 use crate::daemon::conns::{Reqids, build_conns};
 use crate::ike::{EndpointConfig, RandomSpis};
