@@ -208,6 +208,11 @@ impl<R: CryptoRng> Driver<R> {
                 let loaded = self.load_config();
                 self.sup.config_loaded(Instant::now(), from, loaded);
             }
+            Effect::Keepalive { local, remote } => {
+                if let Err(e) = self.net.send_keepalive(local, remote).await {
+                    tracing::warn!(target: "net", "NAT keepalive: {e}");
+                }
+            }
             Effect::KeyLog(record) => {
                 if let Some(Err(e)) = self.key_log.as_mut().map(|k| k.write(&record)) {
                     tracing::warn!(target: "dmn", "{e}");

@@ -225,6 +225,35 @@ pub enum Event {
         /// The new SA's keys, only with [`EndpointConfig::export_keys`](super::EndpointConfig::export_keys).
         exported_keys: Option<Box<IkeSaExportedKeys>>,
     },
+    /// Our outstanding request got no answer in time and was sent again.
+    Retransmit {
+        /// The SA.
+        id: IkeSaId,
+        /// Conn name.
+        conn: String,
+        /// Where it went.
+        remote: SocketAddr,
+        /// Which retransmission this is (1 = the first).
+        attempt: u32,
+        /// Retransmissions before giving up.
+        of: u32,
+        /// The next retransmission (or giving up) follows after this long without an answer.
+        next_in: std::time::Duration,
+    },
+    /// The peer of a responder IKE SA with a NAT on the path sent an authenticated request
+    /// from another address or port (its NAT mapping changed, RFC 7296 §2.23): the IKE SA
+    /// follows it; the CHILD_SAs' UDP encapsulation still names the old port until they are
+    /// replaced (the daemon rekeys them).
+    PeerMoved {
+        /// The SA.
+        id: IkeSaId,
+        /// Conn name.
+        conn: String,
+        /// The old address and port.
+        from: SocketAddr,
+        /// The new address and port.
+        to: SocketAddr,
+    },
     /// An established IKE SA is gone (its CHILD_SAs were reported deleted just before).
     IkeSaDeleted {
         /// The SA.
@@ -308,6 +337,8 @@ pub struct IkeSaStatus {
     pub established_at: Option<Instant>,
     /// NAT detected.
     pub nat_detected: bool,
+    /// We are behind a NAT (or `forceencaps`): NAT keepalives are due on this SA's path.
+    pub behind_nat: bool,
     /// CHILD_SAs.
     pub children: Vec<ChildSaStatus>,
 }

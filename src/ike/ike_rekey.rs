@@ -129,6 +129,7 @@ fn answer<R: CryptoRng>(
     new.state = State::Established;
     new.remote_id = sa.remote_id.clone();
     new.nat_detected = sa.nat_detected;
+    new.behind_nat = sa.behind_nat;
     new.established_at = Some(ctx.now);
     new.children = std::mem::take(&mut sa.children);
     ctx.out.events.push_back(Event::IkeSaRekeyed {

@@ -103,7 +103,13 @@ impl ExpectSaInitResponse {
             data: self.dh.public_value(),
         }));
         payloads.push(Payload::Nonce(self.ni.clone()));
-        payloads.extend(natd::payloads(&sa.spi_i, &[0; 8], sa.local, sa.remote));
+        payloads.extend(natd::payloads(
+            &sa.spi_i,
+            &[0; 8],
+            sa.local,
+            sa.remote,
+            sa.conn.force_encaps,
+        ));
         self.request = encode(sa.header(ExchangeType::IKE_SA_INIT, 0, false), payloads);
         sa.send_tracked(ctx, 0, ExchangeType::IKE_SA_INIT, self.request.clone());
     }
@@ -158,6 +164,9 @@ impl ExpectSaInitResponse {
         match self.accept(sa, path, data, msg, ctx.config.export_keys) {
             Ok(init) => {
                 sa.outstanding = None;
+                if sa.nat_detected {
+                    sa.float_to_natt(ctx.config.natt_port);
+                }
                 InitOutcome::Done(init)
             }
             Err(e) => InitOutcome::Stay(sa.fail(ctx, e)),
@@ -197,8 +206,9 @@ impl ExpectSaInitResponse {
         )?;
         sa.spi_r = h.spi_r;
         sa.keys = Some(SaKeys::new(suite, keys, Role::Initiator, export_keys)?);
-        sa.nat_detected =
-            natd::check(&msg.payloads, &h.spi_i, &h.spi_r, path.local, path.remote).detected();
+        let nat = natd::check(&msg.payloads, &h.spi_i, &h.spi_r, path.local, path.remote);
+        sa.nat_detected = nat.detected() || sa.conn.force_encaps;
+        sa.behind_nat = nat.local_behind || sa.conn.force_encaps;
         sa.next_mid = 1;
         Ok(InitExchange {
             ni: self.ni.clone(),
@@ -423,7 +433,8 @@ pub(crate) fn respond<R: CryptoRng>(
     let mut sa = IkeSa::new(id, conn, Role::Responder, (h.spi_i, spi_r), path);
     sa.keys = Some(keys);
     sa.peer_mid = 1;
-    sa.nat_detected = nat.detected();
+    sa.nat_detected = nat.detected() || sa.conn.force_encaps;
+    sa.behind_nat = nat.local_behind || sa.conn.force_encaps;
     sa.half_open_deadline = ctx.now.checked_add(ctx.config.half_open_timeout);
     let mut payloads = vec![
         Payload::Sa(SaPayload {
@@ -441,6 +452,7 @@ pub(crate) fn respond<R: CryptoRng>(
             &sa.spi_r,
             path.local,
             path.remote,
+            sa.conn.force_encaps,
         ));
     }
     let response = encode(sa.header(ExchangeType::IKE_SA_INIT, 0, true), payloads);

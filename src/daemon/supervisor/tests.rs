@@ -4,7 +4,7 @@
 //! ikectl replies and Wireshark key records are collected per node.
 
 use std::collections::VecDeque;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
@@ -65,6 +65,8 @@ struct Node {
     next_conf: Option<String>,
     replies: Vec<(CtlId, Reply)>,
     key_records: usize,
+    /// NAT keepalives sent: (when, from, to).
+    keepalives: Vec<(Instant, SocketAddr, SocketAddr)>,
     next_ctl: u64,
     /// Keep kernel operations in `held` (a slow kernel) instead of applying them.
     hold: bool,
@@ -86,6 +88,7 @@ impl Node {
             kernel_installs: true,
             natt_port: 4500,
             key_log: true,
+            nat_keepalive: super::NAT_KEEPALIVE,
         };
         Self {
             sup: Supervisor::new(
@@ -100,6 +103,7 @@ impl Node {
             next_conf: None,
             replies: Vec::new(),
             key_records: 0,
+            keepalives: Vec::new(),
             next_ctl: 0,
             hold: false,
             held: VecDeque::new(),
@@ -208,6 +212,7 @@ impl Pair {
                     node.sup.config_loaded(now, from, loaded);
                 }
                 Effect::KeyLog(_) => node.key_records += 1,
+                Effect::Keepalive { local, remote } => node.keepalives.push((now, local, remote)),
             }
         }
     }
@@ -637,4 +642,81 @@ fn a_child_deleted_while_its_install_runs_is_removed_afterwards() {
     p.b.hold = false;
     p.release(false);
     assert_eq!((p.b.sas(), p.b.policies()), (0, 0));
+}
+
+#[test]
+fn forceencaps_installs_udp_encapsulation_and_sends_keepalives() {
+    let conf_a = conf("").replace("\tauto=add\n", "\tauto=add\n\tforceencaps=yes\n");
+    let mut p = Pair::new(&conf_a, &conf(""));
+    p.up();
+    let encaps = |n: &Node| -> Vec<Option<(u16, u16)>> {
+        n.kernel
+            .backend()
+            .sas()
+            .values()
+            .map(|sa| sa.encap)
+            .collect()
+    };
+    assert_eq!(encaps(&p.a), [Some((4500, 4500)); 2]);
+    assert_eq!(encaps(&p.b), [Some((4500, 4500)); 2]);
+    let start = p.now;
+    p.advance(Duration::from_secs(61));
+    // Only a (which forces encapsulation, like a host behind a NAT) sends them, every 20 s.
+    let a_at: Vec<u64> =
+        p.a.keepalives
+            .iter()
+            .map(|(t, _, _)| (*t - start).as_secs())
+            .collect();
+    assert_eq!(a_at, [20, 40, 60]);
+    let (_, from, to) = p.a.keepalives[0];
+    assert_eq!(
+        (from, to),
+        (SocketAddr::new(ip(A), 4500), SocketAddr::new(ip(B), 4500))
+    );
+    assert!(p.b.keepalives.is_empty());
+    // Down: no more keepalives.
+    p.request(true, Request::Down { name: "hh".into() });
+    p.advance(Duration::from_secs(60));
+    assert_eq!(p.a.keepalives.len(), 3);
+}
+
+#[test]
+fn no_nat_no_keepalives_and_no_encapsulation() {
+    let mut p = Pair::new(&conf(""), &conf(""));
+    p.up();
+    assert!(
+        p.a.kernel
+            .backend()
+            .sas()
+            .values()
+            .all(|sa| sa.encap.is_none())
+    );
+    p.advance(Duration::from_secs(61));
+    assert!(p.a.keepalives.is_empty() && p.b.keepalives.is_empty());
+}
+
+#[test]
+fn up_streams_each_retransmission() {
+    let mut p = Pair::new(&conf(""), &conf(""));
+    p.blackhole = true;
+    let ctl = p.request(true, Request::Up { name: "hh".into() });
+    // Retransmits at 4 and 11.2 s, the third at 24.2 s.
+    p.advance(Duration::from_secs(20));
+    let texts: Vec<String> =
+        p.a.outcome(ctl)
+            .0
+            .into_iter()
+            .filter_map(|r| match r {
+                Reply::Progress(t) if t.starts_with("retransmit") => Some(t.clone()),
+                _ => None,
+            })
+            .collect();
+    assert_eq!(
+        texts,
+        [
+            "retransmit 1 of 5 to 10.9.0.2:500, next in 7 s",
+            "retransmit 2 of 5 to 10.9.0.2:500, next in 13 s",
+        ]
+    );
+    assert_eq!(p.a.outcome(ctl).1, None, "still waiting");
 }

@@ -86,9 +86,7 @@ fn retransmit_then_give_up() {
     assert!((p.elapsed() - 165.06).abs() < 0.05, "{}", p.elapsed());
     assert!(p.a.ike_sas().is_empty());
     assert_eq!(p.a.delete_ike_sa(p.now, id), Err(IkeError::UnknownSa(id.0)));
-    let Event::IkeSaFailed { error, .. } = &p.a_events[0] else {
-        unreachable!()
-    };
+    let error = &failures(&p.a_events)[0];
     assert_eq!(error.to_string(), "peer not responding after 5 retransmits");
 }
 
