@@ -720,3 +720,40 @@ fn up_streams_each_retransmission() {
     );
     assert_eq!(p.a.outcome(ctl).1, None, "still waiting");
 }
+
+#[test]
+fn status_shows_the_responder_counters() {
+    let mut p = Pair::new(&conf(""), &conf(""));
+    // a's IKE_SA_INIT, captured before the wire delivers it.
+    let now = p.now;
+    p.a.sup
+        .handle_request(now, CtlId(99), Request::Up { name: "hh".into() });
+    let init = std::iter::from_fn(|| p.a.sup.poll_effect())
+        .find_map(|e| match e {
+            Effect::Transmit(t) => Some(t),
+            _ => None,
+        })
+        .unwrap();
+    // The same request from four ports of a's address: three half-open SAs, then a COOKIE
+    // (b's answers go nowhere).
+    p.blackhole = true;
+    for port in 1000..1004 {
+        p.b.sup
+            .handle_datagram(now, init.remote, SocketAddr::new(ip(A), port), &init.data);
+    }
+    let r = p.status(false).responder;
+    assert_eq!(
+        (
+            r.half_open,
+            r.cookies_sent,
+            r.dropped_per_ip,
+            r.dropped_total
+        ),
+        (3, 1, 0, 0)
+    );
+    let text = p.status(false).to_string();
+    assert!(
+        text.contains("Responder: 3 half-open, 1 cookies sent"),
+        "{text}"
+    );
+}
