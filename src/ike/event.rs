@@ -174,7 +174,17 @@ pub enum Event {
         /// The SA's keys, only with [`EndpointConfig::export_keys`](super::EndpointConfig::export_keys).
         exported_keys: Option<Box<IkeSaExportedKeys>>,
     },
-    /// IKE SA setup failed (or a responder refused an IKE_SA_INIT); the SA is gone.
+    /// A new IKE_SA_INIT request was refused or challenged (no state kept): for the log.
+    /// (INVALID_KE_PAYLOAD is a normal step of the negotiation, not reported.)
+    InitRefused {
+        /// Where it came from.
+        peer: SocketAddr,
+        /// The conn that matched the addresses, when one did.
+        conn: Option<String>,
+        /// Why.
+        reason: InitRefusal,
+    },
+    /// IKE SA setup failed; the SA is gone.
     IkeSaFailed {
         /// The SA (or the refused attempt).
         id: IkeSaId,
@@ -263,6 +273,33 @@ pub enum Event {
         /// The peer deleted it.
         by_peer: bool,
     },
+}
+
+/// Why a responder refused a new IKE_SA_INIT request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InitRefusal {
+    /// No acceptable proposal (NO_PROPOSAL_CHOSEN sent).
+    NoProposal,
+    /// SA, KE or Nonce missing or unusable (INVALID_SYNTAX sent).
+    InvalidSyntax,
+    /// Under load: a COOKIE was demanded.
+    Cookie,
+    /// Dropped: too many half-open SAs of this address.
+    TooManyFromPeer,
+    /// Dropped: too many half-open SAs in all.
+    TooMany,
+}
+
+impl fmt::Display for InitRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::NoProposal => "no acceptable proposal (NO_PROPOSAL_CHOSEN)",
+            Self::InvalidSyntax => "malformed (INVALID_SYNTAX)",
+            Self::Cookie => "COOKIE demanded (under load)",
+            Self::TooManyFromPeer => "dropped: too many half-open IKE SAs from this address",
+            Self::TooMany => "dropped: too many half-open IKE SAs",
+        })
+    }
 }
 
 /// Lifecycle state of an IKE SA, for status output.

@@ -8,7 +8,7 @@ use subtle::ConstantTimeEq;
 
 use super::conn::ConnSpec;
 use super::error::IkeError;
-use super::event::{Event, IkeSaId, Role};
+use super::event::{Event, IkeSaId, InitRefusal, Role};
 use super::natd;
 use super::payloads::{NONCE_LEN, NONCE_RANGE, find_notify, first_error, notify, random};
 use super::proposal::{self, IkeSuite};
@@ -388,7 +388,15 @@ pub(crate) fn respond<R: CryptoRng>(
         return None;
     }
     let request = message_bytes(data, h).ok()?;
+    let refused = |ctx: &mut Ctx<'_, R>, conn: Option<&ConnSpec>, reason| {
+        ctx.out.events.push_back(Event::InitRefused {
+            peer: path.remote,
+            conn: conn.map(|c| c.name.clone()),
+            reason,
+        });
+    };
     let Ok(parts) = InitPayloads::find(&msg.payloads) else {
+        refused(ctx, None, InitRefusal::InvalidSyntax);
         refuse(ctx, path, h, NotifyType::INVALID_SYNTAX, Vec::new());
         return None;
     };
@@ -401,17 +409,14 @@ pub(crate) fn respond<R: CryptoRng>(
             return None;
         }
         Choice::NoProposal(c) => {
-            ctx.out.events.push_back(Event::IkeSaFailed {
-                id,
-                conn: c.map(|c| c.name.clone()),
-                error: IkeError::NoProposalChosen,
-            });
+            refused(ctx, c, InitRefusal::NoProposal);
             refuse(ctx, path, h, NotifyType::NO_PROPOSAL_CHOSEN, Vec::new());
             return None;
         }
     };
     let dh = suite.dh.generate(ctx.rng);
     let Ok(shared) = dh.agree(&parts.ke.data) else {
+        refused(ctx, Some(&conn), InitRefusal::InvalidSyntax);
         refuse(ctx, path, h, NotifyType::INVALID_SYNTAX, Vec::new());
         return None;
     };

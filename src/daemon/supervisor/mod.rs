@@ -18,6 +18,7 @@
 mod children;
 mod control;
 mod nat;
+mod refusals;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -178,6 +179,8 @@ pub struct Supervisor<R> {
     effects: VecDeque<Effect>,
     /// When NAT keepalives are due next (while some IKE SA is behind a NAT).
     next_keepalive: Option<Instant>,
+    /// Refused IKE_SA_INIT requests, logged with a rate limit.
+    refusals: refusals::RefusalLog,
 }
 
 impl<R: rand::CryptoRng> Supervisor<R> {
@@ -204,6 +207,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             phase: Phase::Running,
             effects: VecDeque::new(),
             next_keepalive: None,
+            refusals: refusals::RefusalLog::default(),
         }
     }
 
@@ -238,10 +242,15 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             Phase::Draining { deadline } => Some(deadline),
             _ => None,
         };
-        [self.endpoint.poll_timeout(), drain, self.next_keepalive]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.endpoint.poll_timeout(),
+            drain,
+            self.next_keepalive,
+            self.refusals.deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Everything is removed after a shutdown: the driver may exit.
@@ -265,6 +274,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.endpoint.handle_timeout(now);
         self.keepalive_timeout(now);
+        self.refusals_timeout(now);
         self.drain_engine(now);
     }
 
@@ -562,6 +572,9 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 next_in,
             } => self.retransmitted(id, &conn, remote, attempt, of, next_in),
             Event::PeerMoved { id, conn, from, to } => self.peer_moved(now, id, &conn, from, to),
+            Event::InitRefused { peer, conn, reason } => {
+                self.init_refused(now, peer, conn.as_deref(), reason)
+            }
             Event::IkeSaRekeyed {
                 old,
                 new,

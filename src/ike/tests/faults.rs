@@ -196,11 +196,14 @@ fn no_common_ike_proposal() {
     );
     p.connect();
     assert_eq!(failures(&p.a_events), vec![IkeError::NoProposalChosen]);
-    assert_eq!(failures(&p.b_events), vec![IkeError::NoProposalChosen]);
-    let Event::IkeSaFailed { conn, .. } = &p.b_events[0] else {
-        unreachable!()
+    // b keeps no state: a refusal naming the peer and the conn, no IKE SA failure.
+    assert!(failures(&p.b_events).is_empty());
+    let [Event::InitRefused { peer, conn, reason }] = p.b_events.as_slice() else {
+        panic!("{:?}", p.b_events)
     };
+    assert_eq!(peer.ip(), ip(A_IP));
     assert_eq!(conn.as_deref(), Some("net"));
+    assert_eq!(*reason, InitRefusal::NoProposal);
     assert!(p.a.ike_sas().is_empty() && p.b.ike_sas().is_empty());
 }
 
