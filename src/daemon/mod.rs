@@ -252,7 +252,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     let worker = driver::KernelWorker::spawn(kernel).map_err(DaemonError::Thread)?;
 
     let (ctl_tx, ctl_rx) = mpsc::channel(16);
-    let _ctl = ctl::CtlSocket::bind(&opts.ctl, ctl_tx)?;
+    let _ctl = ctl::CtlSocket::bind(&opts.ctl, ctl_tx, ctl::CtlLimits::default())?;
     let sig = |k: SignalKind| signal(k).map_err(DaemonError::Signal);
     let inputs = driver::Inputs {
         datagrams: dgram_rx,
