@@ -118,8 +118,9 @@ pub struct ConnSpec {
     /// CHILD_SA lifetime, passed on in [`super::ChildSaReady`] (the kernel SA's hard expiry;
     /// the daemon rekeys on the soft expiry with [`super::Endpoint::rekey_child`]).
     pub lifetime: Duration,
-    /// IKE SA lifetime. The engine does not act on it (IKE SAs are not rekeyed); the daemon
-    /// reports the time left.
+    /// IKE SA lifetime. The engine does not act on it: it rekeys an IKE SA only when the peer
+    /// asks (as responder) and never starts an IKE SA rekey itself; the daemon reports the
+    /// time left.
     pub ike_lifetime: Duration,
 }
 
