@@ -108,6 +108,7 @@ mod ike_rekey;
 mod ike_sa_init;
 mod informational;
 mod natd;
+mod payloads;
 mod proposal;
 mod sa;
 mod sk;
@@ -368,7 +369,8 @@ impl<R: CryptoRng> Endpoint<R> {
         {
             return;
         }
-        if let Some(sa) = ike_sa_init::respond(&mut ctx, id, spi_r, path, data, msg) {
+        if let Some((mut sa, init)) = ike_sa_init::respond(&mut ctx, id, spi_r, path, data, msg) {
+            sa.state = State::ExpectAuthRequest(Box::new(ike_auth::ExpectAuthRequest::new(init)));
             self.insert(sa);
         }
     }
@@ -418,7 +420,7 @@ impl<R: CryptoRng> Endpoint<R> {
             State::Deleting | State::Dead => {}
             _ => {
                 if sa.keys.is_some() {
-                    let del = informational::delete_ike_payload();
+                    let del = payloads::delete_ike_payload();
                     sa.send_unreliable(ctx, ExchangeType::INFORMATIONAL, &[del]);
                 }
                 sa.state = sa.fail(ctx, IkeError::DeletedLocally);
