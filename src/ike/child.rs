@@ -3,7 +3,6 @@
 
 use rand::CryptoRng;
 
-use super::conn::Mode;
 use super::error::IkeError;
 use super::event::{ChildDirKeys, ChildSaReady, Event, Role};
 use super::payloads::{first_error, has_notify, notify, sa_payload};
@@ -11,6 +10,7 @@ use super::proposal::{self, EspSuite};
 use super::sa::{Ctx, IkeSa, Queued};
 use super::ts;
 use crate::crypto::derive_child_keys;
+use crate::kernel::Mode;
 use crate::wire::{NotifyType, Payload, TrafficSelector};
 
 /// An installed CHILD_SA.

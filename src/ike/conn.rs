@@ -8,6 +8,7 @@ use zeroize::Zeroizing;
 
 use super::timer::RetransmitPolicy;
 use crate::crypto::{DhGroup, Encr, Integ, Prf};
+use crate::kernel::Mode;
 use crate::wire::{Identification, TrafficSelector};
 
 /// Endpoint-wide settings.
@@ -66,24 +67,6 @@ pub struct EspProposal {
     pub integ: Vec<Integ>,
     /// Extended sequence numbers.
     pub esn: bool,
-}
-
-/// CHILD_SA mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Mode {
-    /// Tunnel mode (ipsec.conf `type=tunnel`, the default).
-    Tunnel,
-    /// Transport mode (`type=transport`), negotiated with USE_TRANSPORT_MODE.
-    Transport,
-}
-
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Tunnel => "TUNNEL",
-            Self::Transport => "TRANSPORT",
-        })
-    }
 }
 
 /// A connection definition (an ipsec.conf `conn`, resolved by the daemon).

@@ -20,13 +20,13 @@
 use rand::CryptoRng;
 
 use super::child::{ChildRequest, Keymat, install, negotiate};
-use super::conn::Mode;
 use super::error::IkeError;
 use super::event::Event;
 use super::payloads::{NONCE_LEN, find_notify, first_error, ke, nonce, notify, random, sa_payload};
 use super::proposal;
 use super::sa::{Ctx, IkeSa, Path, Queued};
 use crate::crypto::{DhGroup, DhPrivate};
+use crate::kernel::Mode;
 use crate::wire::{
     ExchangeType, KePayload, Notify, NotifyType, Payload, ProtocolId, SaPayload, TransformId,
 };
