@@ -7,7 +7,7 @@
 use std::fmt;
 use std::path::Path;
 
-use super::conn::{Auto, Config, Conn, End, HostResolver, Mode, build_config};
+use super::conn::{Auto, Config, Conn, ConnType, End, HostResolver, build_config};
 use super::diag::{Diagnostics, Pos, Severity};
 use super::parse::parse_conf_str;
 use super::secrets::{Secrets, parse_secrets_str};
@@ -141,8 +141,9 @@ fn summary(c: &Conn, secrets: &Secrets, diags: &mut Diagnostics) -> String {
         format!("{} <-> {}", host(&c.left), host(&c.right)),
         format!("ids {lid} <-> {rid}"),
     ];
-    let mut mode = c.mode.to_string();
-    if c.mode == Mode::Tunnel || !c.left.subnets.is_empty() || !c.right.subnets.is_empty() {
+    let mut mode = c.conn_type.to_string();
+    if c.conn_type == ConnType::Tunnel || !c.left.subnets.is_empty() || !c.right.subnets.is_empty()
+    {
         mode.push_str(&format!(" {} === {}", subnets(&c.left), subnets(&c.right)));
     }
     if c.left.protoport != ProtoPort::default() || c.right.protoport != ProtoPort::default() {

@@ -62,16 +62,17 @@ impl fmt::Display for AuthMethod {
     }
 }
 
-/// `type=`.
+/// `type=`: a CHILD_SA mode or a shunt. The daemon maps tunnel/transport to the CHILD_SA
+/// mode (`kernel::Mode`, the engine's too) in `daemon/conns.rs` and refuses the others.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
+pub enum ConnType {
     Tunnel,
     Transport,
     Passthrough,
     Drop,
 }
 
-impl fmt::Display for Mode {
+impl fmt::Display for ConnType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Tunnel => "tunnel",
@@ -185,7 +186,8 @@ pub struct Conn {
     pub right: End,
     pub ike: Proposals,
     pub esp: Proposals,
-    pub mode: Mode,
+    /// `type=`.
+    pub conn_type: ConnType,
     pub auto: Auto,
     pub ikelifetime: Duration,
     pub lifetime: Duration,
@@ -280,7 +282,7 @@ enum Val {
     Port(u16),
     Auth(AuthMethod),
     Proposals(Proposals),
-    Mode(Mode),
+    ConnType(ConnType),
     Auto(Auto),
     Duration(Duration),
     Percent(u32),
@@ -374,19 +376,19 @@ fn convert(kind: ValueKind, v: &str) -> Result<Val, String> {
         },
         ValueKind::Ike => Val::Proposals(parse_proposals(Protocol::Ike, v)?),
         ValueKind::Esp => Val::Proposals(parse_proposals(Protocol::Esp, v)?),
-        ValueKind::Mode => Val::Mode(match v {
+        ValueKind::ConnType => Val::ConnType(match v {
             "transport_proxy" => {
                 return Err("type=transport_proxy is not supported".to_owned());
             }
             _ => choice(
                 v,
                 &[
-                    ("tunnel", Mode::Tunnel),
-                    ("transport", Mode::Transport),
-                    ("passthrough", Mode::Passthrough),
-                    ("pass", Mode::Passthrough),
-                    ("drop", Mode::Drop),
-                    ("reject", Mode::Drop),
+                    ("tunnel", ConnType::Tunnel),
+                    ("transport", ConnType::Transport),
+                    ("passthrough", ConnType::Passthrough),
+                    ("pass", ConnType::Passthrough),
+                    ("drop", ConnType::Drop),
+                    ("reject", ConnType::Drop),
                 ],
                 "type",
             )?,
@@ -571,7 +573,7 @@ impl Resolved<'_> {
     getter!(port, Port, u16);
     getter!(auth, Auth, AuthMethod);
     getter!(proposals, Proposals, Proposals);
-    getter!(mode, Mode, Mode);
+    getter!(conn_type, ConnType, ConnType);
     getter!(auto, Auto, Auto);
     getter!(duration, Duration, Duration);
     getter!(percent, Percent, u32);
@@ -713,7 +715,7 @@ impl<'a> Builder<'a> {
             esp: r
                 .proposals("esp")
                 .unwrap_or_else(|| Proposals::default_for(Protocol::Esp)),
-            mode: r.mode("type").unwrap_or(Mode::Tunnel),
+            conn_type: r.conn_type("type").unwrap_or(ConnType::Tunnel),
             auto: r.auto("auto").unwrap_or(Auto::Ignore),
             ikelifetime: r
                 .duration("ikelifetime")
@@ -764,12 +766,12 @@ fn check_conn(c: &Conn, diags: &mut Diagnostics) {
     if matches!(c.left.host, Host::Any { .. }) && matches!(c.right.host, Host::Any { .. }) {
         diags.error(pos, format!("conn '{name}': left and right are both %any"));
     }
-    if matches!(c.mode, Mode::Passthrough | Mode::Drop) {
+    if matches!(c.conn_type, ConnType::Passthrough | ConnType::Drop) {
         diags.warning(
             pos,
             format!(
                 "conn '{name}': type={} is accepted but not acted on yet",
-                c.mode
+                c.conn_type
             ),
         );
     }
@@ -872,7 +874,7 @@ mod tests {
         assert_eq!(a.rekeymargin, Duration::from_secs(540));
         assert_eq!(a.rekeyfuzz_percent, 100);
         assert_eq!(a.keyingtries, Some(3));
-        assert_eq!((a.mode, a.auto), (Mode::Tunnel, Auto::Ignore));
+        assert_eq!((a.conn_type, a.auto), (ConnType::Tunnel, Auto::Ignore));
         assert!(a.mobike && a.rekey && a.reauth && !a.forceencaps);
         assert_eq!(
             (a.dpdaction, a.dpddelay),
@@ -908,7 +910,7 @@ mod tests {
             Host::Addr("10.0.0.2".parse().unwrap()),
             "chained also"
         );
-        assert_eq!(x.mode, Mode::Transport);
+        assert_eq!(x.conn_type, ConnType::Transport);
         assert_eq!(x.left.auth, AuthMethod::Psk);
         assert_eq!(
             c.conn("y").unwrap().ikelifetime,

@@ -10,7 +10,7 @@ use ipnet::IpNet;
 use zeroize::Zeroizing;
 
 use crate::config::conn::resolve_local_side;
-use crate::config::conn::{AuthMethod, Auto, Config, Conn, End, Mode as CfgMode, Side};
+use crate::config::conn::{AuthMethod, Auto, Config, Conn, ConnType, End, Side};
 use crate::config::ident::Identity;
 use crate::config::proposal::{Proposal, Proposals, Protocol};
 use crate::config::secrets::Secrets;
@@ -119,9 +119,9 @@ fn build_conn(
             ));
         }
     }
-    let mode = match conn.mode {
-        CfgMode::Tunnel => Mode::Tunnel,
-        CfgMode::Transport => Mode::Transport,
+    let mode = match conn.conn_type {
+        ConnType::Tunnel => Mode::Tunnel,
+        ConnType::Transport => Mode::Transport,
         other => return Err(format!("type={other} is not supported")),
     };
     let local_identity = l.effective_id();

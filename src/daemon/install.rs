@@ -154,13 +154,6 @@ impl<R: Rng> SpiAllocator for RandomSpis<R> {
     }
 }
 
-fn kernel_mode(m: Mode) -> kernel::Mode {
-    match m {
-        Mode::Tunnel => kernel::Mode::Tunnel,
-        Mode::Transport => kernel::Mode::Transport,
-    }
-}
-
 /// Kernel form of a traffic selector.
 pub fn kernel_ts(ts: &TrafficSelector) -> kernel::TrafficSelector {
     kernel::TrafficSelector {
@@ -235,7 +228,7 @@ pub fn child_install(
         policy: ChildPolicy {
             local: c.local,
             remote: c.remote,
-            mode: kernel_mode(c.mode),
+            mode: c.mode,
             reqid,
             local_ts: c.local_ts.iter().map(kernel_ts).collect(),
             remote_ts: c.remote_ts.iter().map(kernel_ts).collect(),
@@ -262,7 +255,7 @@ pub fn trap_policy(
     ChildPolicy {
         local,
         remote,
-        mode: kernel_mode(mode),
+        mode,
         reqid,
         local_ts: local_ts.iter().map(kernel_ts).collect(),
         remote_ts: remote_ts.iter().map(kernel_ts).collect(),

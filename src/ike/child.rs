@@ -3,14 +3,15 @@
 
 use rand::CryptoRng;
 
-use super::conn::Mode;
 use super::error::IkeError;
 use super::event::{ChildDirKeys, ChildSaReady, Event, Role};
+use super::payloads::{first_error, has_notify, notify, sa_payload};
 use super::proposal::{self, EspSuite};
 use super::sa::{Ctx, IkeSa, Queued};
 use super::ts;
 use crate::crypto::derive_child_keys;
-use crate::wire::{Notify, NotifyType, Payload, ProtocolId, TrafficSelector};
+use crate::kernel::Mode;
+use crate::wire::{NotifyType, Payload, TrafficSelector};
 
 /// An installed CHILD_SA.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,44 +52,6 @@ impl<'a> Keymat<'a> {
             rekeyed_from: None,
         }
     }
-}
-
-/// A notify payload without SPI.
-pub(crate) fn notify(notify_type: NotifyType, data: Vec<u8>) -> Payload {
-    Payload::Notify(Notify {
-        protocol: ProtocolId(0),
-        spi: Vec::new(),
-        notify_type,
-        data,
-    })
-}
-
-/// The first notify of a given type in a payload list.
-pub(crate) fn find_notify(payloads: &[Payload], t: NotifyType) -> Option<&Notify> {
-    payloads.iter().find_map(|p| match p {
-        Payload::Notify(n) if n.notify_type == t => Some(n),
-        _ => None,
-    })
-}
-
-/// Whether a payload list carries a notify of this type.
-pub(crate) fn has_notify(payloads: &[Payload], t: NotifyType) -> bool {
-    find_notify(payloads, t).is_some()
-}
-
-/// The first error notify (type < 16384), if any.
-pub(crate) fn first_error(payloads: &[Payload]) -> Option<&Notify> {
-    payloads.iter().find_map(|p| match p {
-        Payload::Notify(n) if n.notify_type.is_error() => Some(n),
-        _ => None,
-    })
-}
-
-pub(crate) fn sa_payload(payloads: &[Payload]) -> Option<&[crate::wire::Proposal]> {
-    payloads.iter().find_map(|p| match p {
-        Payload::Sa(sa) => Some(sa.proposals.as_slice()),
-        _ => None,
-    })
 }
 
 fn tsi(payloads: &[Payload]) -> Option<&[TrafficSelector]> {

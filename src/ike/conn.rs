@@ -8,6 +8,7 @@ use zeroize::Zeroizing;
 
 use super::timer::RetransmitPolicy;
 use crate::crypto::{DhGroup, Encr, Integ, Prf};
+use crate::kernel::Mode;
 use crate::wire::{Identification, TrafficSelector};
 
 /// Endpoint-wide settings.
@@ -68,24 +69,6 @@ pub struct EspProposal {
     pub esn: bool,
 }
 
-/// CHILD_SA mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Mode {
-    /// Tunnel mode (ipsec.conf `type=tunnel`, the default).
-    Tunnel,
-    /// Transport mode (`type=transport`), negotiated with USE_TRANSPORT_MODE.
-    Transport,
-}
-
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Tunnel => "TUNNEL",
-            Self::Transport => "TRANSPORT",
-        })
-    }
-}
-
 /// A connection definition (an ipsec.conf `conn`, resolved by the daemon).
 #[derive(Clone, PartialEq)]
 pub struct ConnSpec {
@@ -118,8 +101,9 @@ pub struct ConnSpec {
     /// CHILD_SA lifetime, passed on in [`super::ChildSaReady`] (the kernel SA's hard expiry;
     /// the daemon rekeys on the soft expiry with [`super::Endpoint::rekey_child`]).
     pub lifetime: Duration,
-    /// IKE SA lifetime. The engine does not act on it (IKE SAs are not rekeyed); the daemon
-    /// reports the time left.
+    /// IKE SA lifetime. The engine does not act on it: it rekeys an IKE SA only when the peer
+    /// asks (as responder) and never starts an IKE SA rekey itself; the daemon reports the
+    /// time left.
     pub ike_lifetime: Duration,
 }
 

@@ -19,17 +19,14 @@
 
 use rand::CryptoRng;
 
-use super::child::{
-    ChildRequest, Keymat, find_notify, first_error, install, negotiate, notify, sa_payload,
-};
-use super::conn::Mode;
+use super::child::{ChildRequest, Keymat, install, negotiate};
 use super::error::IkeError;
 use super::event::Event;
-use super::ike_rekey::{self, Fresh, is_ike_rekey};
-use super::ike_sa_init::{NONCE_LEN, random};
+use super::payloads::{NONCE_LEN, find_notify, first_error, ke, nonce, notify, random, sa_payload};
 use super::proposal;
 use super::sa::{Ctx, IkeSa, Path, Queued};
 use crate::crypto::{DhGroup, DhPrivate};
+use crate::kernel::Mode;
 use crate::wire::{
     ExchangeType, KePayload, Notify, NotifyType, Payload, ProtocolId, SaPayload, TransformId,
 };
@@ -45,20 +42,6 @@ pub(crate) struct RekeyRequest {
     collision: Option<(u32, Vec<u8>)>,
 }
 
-pub(crate) fn nonce(payloads: &[Payload]) -> Option<&[u8]> {
-    payloads.iter().find_map(|p| match p {
-        Payload::Nonce(n) => Some(n.as_slice()),
-        _ => None,
-    })
-}
-
-pub(crate) fn ke(payloads: &[Payload]) -> Option<&KePayload> {
-    payloads.iter().find_map(|p| match p {
-        Payload::Ke(k) => Some(k),
-        _ => None,
-    })
-}
-
 fn spi_notify(t: NotifyType, spi: u32) -> Payload {
     Payload::Notify(Notify {
         protocol: ProtocolId::ESP,
@@ -68,8 +51,8 @@ fn spi_notify(t: NotifyType, spi: u32) -> Payload {
     })
 }
 
-/// Answer a CREATE_CHILD_SA request `mid` (`established`: not while deleting the IKE SA).
-/// An IKE SA rekey uses `fresh` for the new SA, which is returned on success.
+/// Answer a CREATE_CHILD_SA request `mid` that does not rekey the IKE SA (`established`:
+/// not while deleting the IKE SA).
 pub(crate) fn respond<R: CryptoRng>(
     sa: &mut IkeSa,
     ctx: &mut Ctx<'_, R>,
@@ -77,25 +60,14 @@ pub(crate) fn respond<R: CryptoRng>(
     mid: u32,
     payloads: &[Payload],
     established: bool,
-    fresh: Option<Fresh>,
-) -> Option<IkeSa> {
-    let mut born = None;
+) {
     let answer = match find_notify(payloads, NotifyType::REKEY_SA) {
         Some(n) if established => rekey(sa, ctx, payloads, n),
-        None if is_ike_rekey(payloads) => match fresh {
-            Some(f) if established => {
-                let (answer, new) = ike_rekey::respond(sa, ctx, payloads, f);
-                born = new;
-                answer
-            }
-            _ => vec![notify(NotifyType::TEMPORARY_FAILURE, Vec::new())],
-        },
         Some(_) => vec![notify(NotifyType::TEMPORARY_FAILURE, Vec::new())],
         None => vec![notify(NotifyType::NO_ADDITIONAL_SAS, Vec::new())],
     };
     // An encoding failure leaves the request unanswered; the peer retransmits, then gives up.
     let _ = sa.send_response(ctx, path, ExchangeType::CREATE_CHILD_SA, mid, &answer);
-    born
 }
 
 /// The PFS group of the peer's KEi if the chosen proposal `number` allows it; `Ok(None)`

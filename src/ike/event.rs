@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use zeroize::Zeroizing;
 
-use super::conn::Mode;
 use super::error::IkeError;
 use crate::crypto::{Encr, Integ};
+use crate::kernel::Mode;
 use crate::wire::{Identification, TrafficSelector};
 
 /// Handle of one IKE SA inside an [`Endpoint`](super::Endpoint).

@@ -6,23 +6,14 @@
 
 use rand::CryptoRng;
 
-use super::child::{self, ChildRequest, first_error, has_notify, notify};
+use super::child::{self, ChildRequest};
 use super::conn::ConnSpec;
 use super::error::IkeError;
 use super::event::Event;
-use super::sa::{Ctx, IkeSa, Path, State};
+use super::payloads::{delete_ike_payload, first_error, has_notify, notify};
+use super::sa::{Ctx, IkeSa, InitExchange, Path, State};
 use crate::crypto::{psk_auth, verify_psk_auth};
 use crate::wire::{AuthMethod, AuthPayload, ExchangeType, Identification, NotifyType, Payload};
-
-/// What IKE_SA_INIT left for IKE_AUTH.
-pub(crate) struct InitExchange {
-    pub(crate) ni: Vec<u8>,
-    pub(crate) nr: Vec<u8>,
-    /// The IKE_SA_INIT request as sent.
-    pub(crate) request: Vec<u8>,
-    /// The IKE_SA_INIT response as sent.
-    pub(crate) response: Vec<u8>,
-}
 
 /// Initiator state: IKE_AUTH sent.
 pub(crate) struct ExpectAuthResponse {
@@ -193,7 +184,7 @@ impl ExpectAuthResponse {
         let id_ok = sa.conn.remote_id.as_ref().is_none_or(|want| want == idr);
         if !id_ok || !check_auth(sa, &self.init, Signer::Responder, &sa.conn.psk, idr, auth) {
             // Best effort: tell the responder, which considers the SA established.
-            let del = super::informational::delete_ike_payload();
+            let del = delete_ike_payload();
             sa.send_unreliable(ctx, ExchangeType::INFORMATIONAL, &[del]);
             return sa.fail(ctx, IkeError::AuthenticationFailed { local_side: true });
         }

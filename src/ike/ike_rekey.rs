@@ -9,26 +9,51 @@
 
 use rand::CryptoRng;
 
-use super::child::{notify, sa_payload};
-use super::create_child_sa::{ke, nonce};
 use super::event::{Event, IkeSaId, Role};
-use super::ike_sa_init::{NONCE_LEN, NONCE_RANGE, random};
+use super::payloads::{NONCE_LEN, NONCE_RANGE, find_notify, ke, nonce, notify, random, sa_payload};
 use super::proposal;
 use super::sa::{Ctx, IkeSa, Path, SaKeys, State};
 use crate::crypto::{DhGroup, derive_ike_keys_from_skeyseed, skeyseed_rekey};
-use crate::wire::{KePayload, NotifyType, Payload, Proposal, ProtocolId, SaPayload, TransformId};
+use crate::wire::{
+    ExchangeType, KePayload, NotifyType, Payload, Proposal, ProtocolId, SaPayload, TransformId,
+};
 
 /// A fresh IKE SA id and SPI the endpoint reserved for a possible rekey.
 pub(crate) type Fresh = (IkeSaId, [u8; 8]);
 
-/// The request proposes protocol IKE (an IKE SA rekey, not a CHILD_SA).
+/// A CREATE_CHILD_SA request that rekeys the IKE SA: it proposes protocol IKE and does not
+/// name a CHILD_SA with N(REKEY_SA).
 pub(crate) fn is_ike_rekey(payloads: &[Payload]) -> bool {
-    sa_payload(payloads).is_some_and(|ps| ps.iter().any(|p| p.protocol == ProtocolId::IKE))
+    find_notify(payloads, NotifyType::REKEY_SA).is_none()
+        && sa_payload(payloads).is_some_and(|ps| ps.iter().any(|p| p.protocol == ProtocolId::IKE))
 }
 
-/// Answer an IKE SA rekey request on `sa`: the response payloads and, on success, the new
-/// IKE SA (already holding `sa`'s children).
+/// Answer the IKE SA rekey request `mid` on `sa` (`established`: not while deleting the IKE
+/// SA), using `fresh` for the new SA. Returns the new IKE SA (already holding `sa`'s
+/// children) on success.
 pub(crate) fn respond<R: CryptoRng>(
+    sa: &mut IkeSa,
+    ctx: &mut Ctx<'_, R>,
+    path: Path,
+    mid: u32,
+    payloads: &[Payload],
+    established: bool,
+    fresh: Option<Fresh>,
+) -> Option<IkeSa> {
+    let (answer, born) = match fresh {
+        Some(f) if established => answer(sa, ctx, payloads, f),
+        _ => (
+            vec![notify(NotifyType::TEMPORARY_FAILURE, Vec::new())],
+            None,
+        ),
+    };
+    // An encoding failure leaves the request unanswered; the peer retransmits, then gives up.
+    let _ = sa.send_response(ctx, path, ExchangeType::CREATE_CHILD_SA, mid, &answer);
+    born
+}
+
+/// The response payloads to an IKE SA rekey request and, on success, the new IKE SA.
+fn answer<R: CryptoRng>(
     sa: &mut IkeSa,
     ctx: &mut Ctx<'_, R>,
     payloads: &[Payload],

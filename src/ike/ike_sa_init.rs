@@ -6,26 +6,30 @@ use std::net::{IpAddr, SocketAddr};
 use rand::CryptoRng;
 use subtle::ConstantTimeEq;
 
-use super::child::{find_notify, first_error, notify};
 use super::conn::ConnSpec;
 use super::error::IkeError;
 use super::event::{Event, IkeSaId, Role};
-use super::ike_auth::{self, ExpectAuthRequest, InitExchange};
 use super::natd;
+use super::payloads::{NONCE_LEN, NONCE_RANGE, find_notify, first_error, notify, random};
 use super::proposal::{self, IkeSuite};
-use super::sa::{CachedResponse, Ctx, IkeSa, Path, SaKeys, State};
+use super::sa::{CachedResponse, Ctx, IkeSa, InitExchange, Path, SaKeys, State};
 use crate::crypto::{DhGroup, DhPrivate, Prf, derive_ike_keys};
 use crate::wire::{
     ExchangeType, Header, KePayload, Message, NotifyType, Payload, PayloadType, SaPayload,
     TransformId,
 };
 
-/// Our nonce length (≥ half of any PRF key we support, RFC 7296 §2.10).
-pub(crate) const NONCE_LEN: usize = 32;
-/// Accepted peer nonce lengths (RFC 7296 §3.9: 16..=256 octets).
-pub(crate) const NONCE_RANGE: std::ops::RangeInclusive<usize> = 16..=256;
 /// INVALID_KE_PAYLOAD / COOKIE restarts before giving up.
 const MAX_RESTARTS: u8 = 3;
+
+/// What an IKE_SA_INIT response led to.
+pub(crate) enum InitOutcome {
+    /// The exchange completed; IKE_AUTH starts with this.
+    Done(InitExchange),
+    /// The state to stay in: still IKE_SA_INIT (a COOKIE or INVALID_KE_PAYLOAD retry, a
+    /// duplicate), or failed.
+    Stay(State),
+}
 
 /// Initiator state: IKE_SA_INIT sent, waiting for the answer.
 pub(crate) struct ExpectSaInitResponse {
@@ -35,12 +39,6 @@ pub(crate) struct ExpectSaInitResponse {
     /// The request as sent (signed by our AUTH).
     request: Vec<u8>,
     restarts: u8,
-}
-
-pub(crate) fn random<R: CryptoRng>(rng: &mut R, len: usize) -> Vec<u8> {
-    let mut v = vec![0u8; len];
-    rng.fill_bytes(&mut v);
-    v
 }
 
 fn encode(header: Header, payloads: Vec<Payload>) -> Vec<u8> {
@@ -110,7 +108,7 @@ impl ExpectSaInitResponse {
         sa.send_tracked(ctx, 0, ExchangeType::IKE_SA_INIT, self.request.clone());
     }
 
-    /// Handle the IKE_SA_INIT response (plaintext).
+    /// Handle the IKE_SA_INIT response (plaintext); on success IKE_AUTH starts next.
     pub(crate) fn process<R: CryptoRng>(
         mut self: Box<Self>,
         sa: &mut IkeSa,
@@ -118,27 +116,27 @@ impl ExpectSaInitResponse {
         path: Path,
         data: &[u8],
         msg: &Message,
-    ) -> State {
+    ) -> InitOutcome {
         let payloads = &msg.payloads;
         if let Some(n) = find_notify(payloads, NotifyType::COOKIE) {
             if self.cookie.as_ref() == Some(&n.data) {
                 // A duplicate of the refusal we already answered.
-                return State::ExpectSaInitResponse(self);
+                return InitOutcome::Stay(State::ExpectSaInitResponse(self));
             }
             if self.restarts >= MAX_RESTARTS || n.data.is_empty() {
-                return sa.fail(ctx, IkeError::PeerError(NotifyType::COOKIE));
+                return InitOutcome::Stay(sa.fail(ctx, IkeError::PeerError(NotifyType::COOKIE)));
             }
             self.restarts += 1; // ok: < MAX_RESTARTS (checked above)
             self.cookie = Some(n.data.clone());
             self.send(sa, ctx);
-            return State::ExpectSaInitResponse(self);
+            return InitOutcome::Stay(State::ExpectSaInitResponse(self));
         }
         if let Some(n) = find_notify(payloads, NotifyType::INVALID_KE_PAYLOAD) {
             let err = IkeError::from_peer_notify(n.notify_type, &n.data);
             let IkeError::InvalidKePayload { group } = err else {
-                return sa.fail(ctx, err);
+                return InitOutcome::Stay(sa.fail(ctx, err));
             };
-            return match DhGroup::from_id(group) {
+            return InitOutcome::Stay(match DhGroup::from_id(group) {
                 // A duplicate of the refusal we already followed.
                 Some(g) if g == self.dh.group() => State::ExpectSaInitResponse(self),
                 Some(g)
@@ -151,17 +149,18 @@ impl ExpectSaInitResponse {
                     State::ExpectSaInitResponse(self)
                 }
                 _ => sa.fail(ctx, err),
-            };
+            });
         }
         if let Some(n) = first_error(payloads) {
-            return sa.fail(ctx, IkeError::from_peer_notify(n.notify_type, &n.data));
+            let e = IkeError::from_peer_notify(n.notify_type, &n.data);
+            return InitOutcome::Stay(sa.fail(ctx, e));
         }
         match self.accept(sa, path, data, msg, ctx.config.export_keys) {
             Ok(init) => {
                 sa.outstanding = None;
-                ike_auth::start(sa, ctx, init)
+                InitOutcome::Done(init)
             }
-            Err(e) => sa.fail(ctx, e),
+            Err(e) => InitOutcome::Stay(sa.fail(ctx, e)),
         }
     }
 
@@ -349,7 +348,8 @@ pub(crate) fn check_cookie<R>(
     }
 }
 
-/// Responder: answer a new IKE_SA_INIT request; returns the half-open SA if one was created.
+/// Responder: answer a new IKE_SA_INIT request; returns the half-open SA if one was created,
+/// with what IKE_AUTH needs of this exchange.
 pub(crate) fn respond<R: CryptoRng>(
     ctx: &mut Ctx<'_, R>,
     id: IkeSaId,
@@ -357,7 +357,7 @@ pub(crate) fn respond<R: CryptoRng>(
     path: Path,
     data: &[u8],
     msg: &Message,
-) -> Option<IkeSa> {
+) -> Option<(IkeSa, InitExchange)> {
     let h = &msg.header;
     if h.message_id != 0 {
         return None;
@@ -434,11 +434,11 @@ pub(crate) fn respond<R: CryptoRng>(
         mid: 0,
         data: response.clone(),
     });
-    sa.state = State::ExpectAuthRequest(Box::new(ExpectAuthRequest::new(InitExchange {
+    let init = InitExchange {
         ni,
         nr,
         request,
         response,
-    })));
-    Some(sa)
+    };
+    Some((sa, init))
 }

@@ -4,48 +4,9 @@ use rand::CryptoRng;
 
 use super::child::ChildSa;
 use super::event::Event;
+use super::payloads::delete_esp_payload;
 use super::sa::{Ctx, IkeSa, Path, Queued, State};
-use crate::wire::{Delete, ExchangeType, Payload, ProtocolId};
-
-/// Delete(IKE): protocol IKE, no SPIs (the header names the SA).
-pub(crate) fn delete_ike_payload() -> Payload {
-    Payload::Delete(Delete {
-        protocol: ProtocolId::IKE,
-        spi_size: 0,
-        spis: Vec::new(),
-    })
-}
-
-/// Delete(ESP) for our inbound SPIs.
-fn delete_esp_payload(spis: &[u32]) -> Payload {
-    Payload::Delete(Delete {
-        protocol: ProtocolId::ESP,
-        spi_size: 4,
-        spis: spis.iter().map(|s| s.to_be_bytes().to_vec()).collect(),
-    })
-}
-
-/// Send a queued request (the window is free and the SA is established). Returns false if
-/// the request turned out to be moot (a rekey of a CHILD_SA that is gone or replaced).
-pub(crate) fn send_queued<R: CryptoRng>(sa: &mut IkeSa, ctx: &mut Ctx<'_, R>, q: Queued) -> bool {
-    let payloads = match q {
-        Queued::RekeyChild(spi) => return super::create_child_sa::send_rekey(sa, ctx, spi),
-        Queued::DeleteChild(spi) => vec![delete_esp_payload(&[spi])],
-        Queued::DeleteIke => vec![delete_ike_payload()],
-        Queued::Liveness => Vec::new(),
-    };
-    match sa.send_request(ctx, ExchangeType::INFORMATIONAL, &payloads) {
-        Ok(()) => {
-            sa.in_flight = Some(q);
-            if q == Queued::DeleteIke {
-                sa.state = State::Deleting;
-            }
-        }
-        Err(_) if q == Queued::DeleteIke => sa.state = sa.deleted(ctx, false),
-        Err(_) => {}
-    }
-    true
-}
+use crate::wire::{ExchangeType, Payload, ProtocolId};
 
 /// Remove the first CHILD_SA matching `pred` and report it; returns our inbound SPI.
 fn remove_child<R>(

@@ -66,37 +66,8 @@
 //!
 //! # Types
 //!
-//! ```text
-//! ConnSpec { name, local_addr: Option<IpAddr>, remote_addr: Option<IpAddr>, local_port, remote_port,
-//!            local_id: Identification, remote_id: Option<Identification>, psk: Zeroizing<Vec<u8>>,
-//!            ike_proposals: Vec<IkeProposal>, esp_proposals: Vec<EspProposal>, mode: Mode,
-//!            local_ts: Vec<TrafficSelector>, remote_ts: Vec<TrafficSelector>  // empty = own host address
-//!            lifetime: Duration, ike_lifetime: Duration }
-//! IkeProposal { encr: Vec<Encr>, integ: Vec<Integ>, prf: Vec<Prf>, dh: Vec<DhGroup> }   // lists, in preference order
-//! EspProposal { encr: Vec<Encr>, integ: Vec<Integ>, esn: bool }                       // integ empty for AEAD
-//! EndpointConfig { retransmit: RetransmitPolicy, half_open_timeout: Duration (30 s), max_half_open: usize (1024),
-//!                  cookie_threshold: usize (30), replay_window: u32 (32) }            // Default
-//! RetransmitPolicy { timeout: Duration (4 s), base: f64 (1.8), tries: u32 (5) }
-//! trait SpiAllocator { fn allocate_esp_spi(&mut self, local: IpAddr, remote: IpAddr) -> Result<u32, SpiError>; }
-//! Event::{IkeSaEstablished { id, conn, role, local, remote, spi_i, spi_r, proposal, nat_detected, local_id, remote_id },
-//!         IkeSaFailed { id, conn: Option<String>, error }, ChildSaReady(ChildSaReady),
-//!         ChildSaFailed { id, conn, error }, ChildSaDeleted { id, conn, spi_in, spi_out },
-//!         IkeSaRekeyed { old, new, conn, spi_i, spi_r, proposal, exported_keys },
-//!         IkeSaDeleted { id, conn, by_peer }}
-//! ChildSaReady { ike_sa, conn, local, remote, mode, spi_in, spi_out, local_ts, remote_ts, encr, integ: Option<Integ>,
-//!                esn, keys_in: ChildDirKeys, keys_out: ChildDirKeys, replay_window, lifetime,
-//!                rekeyed_from: Option<(u32, u32)> /* old (spi_in, spi_out) this one rekeys */ }
-//! ChildDirKeys { encr: Zeroizing<Vec<u8>> /* GCM: key ‖ 4-byte salt */, integ: Zeroizing<Vec<u8>> }  // Debug redacted
-//! IkeSaStatus { id, conn, state: IkeSaState, role, spi_i, spi_r, local, remote, local_id, remote_id: Option<_>,
-//!               proposal: Option<String>, established_at: Option<Instant>, nat_detected, children: Vec<ChildSaStatus> }
-//! ChildSaStatus { spi_in, spi_out, mode, local_ts, remote_ts, algorithms: String }
-//! IkeError (Clone, PartialEq, non_exhaustive; fn notify() -> Option<NotifyType>): AuthenticationFailed { local_side },
-//!         NoProposalChosen, InvalidKePayload { group }, TsUnacceptable, ModeMismatch, PeerError(NotifyType),
-//!         PeerNotResponding { tries }, InvalidMessage(&str), HalfOpenTimeout, DeletedLocally, UnknownConn(String),
-//!         UnknownChild(u32),
-//!         CannotInitiate(String), NoProposalsConfigured(String), UnknownSa(u64), Spi(SpiError),
-//!         Crypto(CryptoError), Wire(WireError)
-//! ```
+//! The public types ([`ConnSpec`], [`EndpointConfig`], [`Event`], [`ChildSaReady`],
+//! [`IkeSaStatus`], [`IkeError`], ...) document their fields where they are defined.
 
 mod child;
 mod conn;
@@ -108,6 +79,7 @@ mod ike_rekey;
 mod ike_sa_init;
 mod informational;
 mod natd;
+mod payloads;
 mod proposal;
 mod sa;
 mod sk;
@@ -123,7 +95,10 @@ use std::time::Instant;
 
 use rand::CryptoRng;
 
-pub use conn::{ConnSpec, EndpointConfig, EspProposal, IkeProposal, Mode, SpiAllocator};
+/// The CHILD_SA mode is the kernel layer's plain data type, so no conversion is needed between
+/// the engine's events and an install.
+pub use crate::kernel::Mode;
+pub use conn::{ConnSpec, EndpointConfig, EspProposal, IkeProposal, SpiAllocator};
 pub use error::{IkeError, SpiError};
 pub use event::{
     ChildDirKeys, ChildSaReady, ChildSaStatus, Event, IkeSaExportedKeys, IkeSaId, IkeSaState,
@@ -368,7 +343,8 @@ impl<R: CryptoRng> Endpoint<R> {
         {
             return;
         }
-        if let Some(sa) = ike_sa_init::respond(&mut ctx, id, spi_r, path, data, msg) {
+        if let Some((mut sa, init)) = ike_sa_init::respond(&mut ctx, id, spi_r, path, data, msg) {
+            sa.state = State::ExpectAuthRequest(Box::new(ike_auth::ExpectAuthRequest::new(init)));
             self.insert(sa);
         }
     }
@@ -418,7 +394,7 @@ impl<R: CryptoRng> Endpoint<R> {
             State::Deleting | State::Dead => {}
             _ => {
                 if sa.keys.is_some() {
-                    let del = informational::delete_ike_payload();
+                    let del = payloads::delete_ike_payload();
                     sa.send_unreliable(ctx, ExchangeType::INFORMATIONAL, &[del]);
                 }
                 sa.state = sa.fail(ctx, IkeError::DeletedLocally);

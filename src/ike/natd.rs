@@ -4,7 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use sha1::{Digest, Sha1};
 
-use super::child::notify;
+use super::payloads::notify;
 use crate::wire::{NotifyType, Payload};
 
 /// The NAT_DETECTION_* hash of one address as seen with these SPIs.

@@ -16,7 +16,8 @@ use super::event::{
 };
 use super::ike_auth::{ExpectAuthRequest, ExpectAuthResponse};
 use super::ike_rekey::Fresh;
-use super::ike_sa_init::ExpectSaInitResponse;
+use super::ike_sa_init::{ExpectSaInitResponse, InitOutcome};
+use super::payloads::{delete_esp_payload, delete_ike_payload};
 use super::proposal::IkeSuite;
 use super::sk;
 use super::timer::{Expiry, Outstanding};
@@ -56,6 +57,16 @@ pub(crate) struct Ctx<'a, R> {
     pub(crate) config: &'a EndpointConfig,
     pub(crate) conns: &'a [ConnSpec],
     pub(crate) out: &'a mut Output,
+}
+
+/// What IKE_SA_INIT left for IKE_AUTH.
+pub(crate) struct InitExchange {
+    pub(crate) ni: Vec<u8>,
+    pub(crate) nr: Vec<u8>,
+    /// The IKE_SA_INIT request as sent.
+    pub(crate) request: Vec<u8>,
+    /// The IKE_SA_INIT response as sent.
+    pub(crate) response: Vec<u8>,
 }
 
 /// Keys and transforms of an IKE SA after IKE_SA_INIT.
@@ -400,7 +411,7 @@ impl IkeSa {
             Ok(p) => p,
             Err(sk::OpenError::Inner(e)) => {
                 // Authentic but unparsable: tell the peer (RFC 7296 §2.5 / §3.10.1).
-                let n = super::child::notify(e.notify(), Vec::new());
+                let n = super::payloads::notify(e.notify(), Vec::new());
                 let _ = self.send_response(ctx, path, msg.header.exchange, mid, &[n]);
                 return None;
             }
@@ -427,15 +438,19 @@ impl IkeSa {
                 if exchange == ExchangeType::CREATE_CHILD_SA =>
             {
                 let established = matches!(s, State::Established);
-                born = super::create_child_sa::respond(
-                    self,
-                    ctx,
-                    path,
-                    mid,
-                    &payloads,
-                    established,
-                    fresh,
-                );
+                if super::ike_rekey::is_ike_rekey(&payloads) {
+                    born = super::ike_rekey::respond(
+                        self,
+                        ctx,
+                        path,
+                        mid,
+                        &payloads,
+                        established,
+                        fresh,
+                    );
+                } else {
+                    super::create_child_sa::respond(self, ctx, path, mid, &payloads, established);
+                }
                 s
             }
             s => s,
@@ -457,7 +472,10 @@ impl IkeSa {
         }
         let state = std::mem::replace(&mut self.state, State::Dead);
         if let State::ExpectSaInitResponse(st) = state {
-            self.state = st.process(self, ctx, path, data, msg);
+            self.state = match st.process(self, ctx, path, data, msg) {
+                InitOutcome::Done(init) => super::ike_auth::start(self, ctx, init),
+                InitOutcome::Stay(state) => state,
+            };
             return;
         }
         let Ok(payloads) = self.open(data, msg) else {
@@ -518,10 +536,32 @@ impl IkeSa {
             return;
         }
         while let Some(q) = self.queue.pop_front() {
-            if super::informational::send_queued(self, ctx, q) {
+            if self.send_queued(ctx, q) {
                 break;
             }
         }
+    }
+
+    /// Send a queued request (the window is free and the SA is established). Returns false
+    /// if the request turned out to be moot (a rekey of a CHILD_SA that is gone or replaced).
+    fn send_queued<R: CryptoRng>(&mut self, ctx: &mut Ctx<'_, R>, q: Queued) -> bool {
+        let payloads = match q {
+            Queued::RekeyChild(spi) => return super::create_child_sa::send_rekey(self, ctx, spi),
+            Queued::DeleteChild(spi) => vec![delete_esp_payload(&[spi])],
+            Queued::DeleteIke => vec![delete_ike_payload()],
+            Queued::Liveness => Vec::new(),
+        };
+        match self.send_request(ctx, ExchangeType::INFORMATIONAL, &payloads) {
+            Ok(()) => {
+                self.in_flight = Some(q);
+                if q == Queued::DeleteIke {
+                    self.state = State::Deleting;
+                }
+            }
+            Err(_) if q == Queued::DeleteIke => self.state = self.deleted(ctx, false),
+            Err(_) => {}
+        }
+        true
     }
 
     /// Public snapshot.

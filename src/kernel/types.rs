@@ -22,13 +22,24 @@ pub fn is_our_reqid(reqid: u32) -> bool {
 /// Range inbound SPIs are allocated from (as strongSwan does).
 pub const SPI_RANGE: RangeInclusive<u32> = 0xc000_0000..=0xcfff_ffff;
 
-/// IPsec mode of a CHILD_SA.
+/// IPsec mode of a CHILD_SA: the crate's one type for it (the engine negotiates it and
+/// re-exports it as `ike::Mode`; ipsec.conf's `type=` maps to it in `daemon/conns.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Mode {
     /// Host to host: the ESP header goes between the IP header and its payload.
     Transport,
     /// Gateway to gateway: the whole inner packet is encapsulated.
     Tunnel,
+}
+
+impl fmt::Display for Mode {
+    /// strongSwan's spelling in status output.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Tunnel => "TUNNEL",
+            Self::Transport => "TRANSPORT",
+        })
+    }
 }
 
 /// One traffic selector: an address range, an IP protocol (0 = any) and a port range.

@@ -265,7 +265,7 @@ fn invalid_ke_for_a_group_never_offered_fails() {
     let modp2048 = DhGroup::Modp2048.id().to_be_bytes().to_vec();
     let refusal = Message {
         header,
-        payloads: vec![super::super::child::notify(
+        payloads: vec![super::super::payloads::notify(
             NotifyType::INVALID_KE_PAYLOAD,
             modp2048,
         )],
