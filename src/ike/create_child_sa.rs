@@ -61,8 +61,10 @@ pub(crate) fn respond<R: CryptoRng>(
     payloads: &[Payload],
     established: bool,
 ) {
+    // While we rekey the IKE SA, its CHILD_SAs wait (RFC 7296 §2.25.2).
+    let rekeying_ike = sa.ike_rekey.is_some();
     let answer = match find_notify(payloads, NotifyType::REKEY_SA) {
-        Some(n) if established => rekey(sa, ctx, payloads, n),
+        Some(n) if established && !rekeying_ike => rekey(sa, ctx, payloads, n),
         Some(_) => vec![notify(NotifyType::TEMPORARY_FAILURE, Vec::new())],
         None => vec![notify(NotifyType::NO_ADDITIONAL_SAS, Vec::new())],
     };

@@ -79,6 +79,6 @@ pub(crate) fn on_response<R>(sa: &mut IkeSa, ctx: &mut Ctx<'_, R>, state: State)
             state
         }
         // Rekey answers arrive as CREATE_CHILD_SA (create_child_sa::on_response).
-        Some(Queued::Liveness | Queued::RekeyChild(_)) | None => state,
+        Some(Queued::Liveness | Queued::RekeyChild(_) | Queued::RekeyIke) | None => state,
     }
 }

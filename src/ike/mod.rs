@@ -108,7 +108,7 @@ pub use timer::RetransmitPolicy;
 pub(crate) use ts::configured_or_host;
 
 use crate::wire::{ExchangeType, Message};
-use sa::{Ctx, IkeSa, Output, Path, Queued, State};
+use sa::{Born, Ctx, IkeSa, Output, Path, Queued, State};
 
 /// A handler context borrowing the endpoint's shared parts (field-wise, so that an SA of
 /// `sas` can be borrowed at the same time).
@@ -121,6 +121,7 @@ macro_rules! ctx {
             config: &$ep.config,
             conns: &$ep.conns,
             out: &mut $ep.out,
+            ike_spis: &$ep.by_spi,
         }
     };
 }
@@ -276,20 +277,39 @@ impl<R: CryptoRng> Endpoint<R> {
         // Reserved for an IKE SA rekey (the id is only used up when the rekey succeeds).
         let fresh = (h.exchange == ExchangeType::CREATE_CHILD_SA && !h.is_response())
             .then(|| (IkeSaId(self.next_id), self.alloc_spi()));
+        // For the new SA when our IKE SA rekey is answered.
+        let fresh_id = IkeSaId(self.next_id);
         let mark = self.out.events.len();
         let mut born = None;
         self.with_sa(now, id, |sa, ctx| {
-            if msg.header.is_response() {
-                sa.on_response(ctx, path, data, &msg);
+            born = if msg.header.is_response() {
+                sa.on_response(ctx, path, data, &msg, fresh_id)
             } else {
-                born = sa.on_request(ctx, path, data, &msg, fresh);
-            }
+                sa.on_request(ctx, path, data, &msg, fresh).map(|sa| Born {
+                    sa,
+                    adopt_from: None,
+                })
+            };
         });
-        if let Some(new) = born {
-            self.alloc_id();
-            self.insert(new);
+        if let Some(b) = born {
+            self.born(now, b);
         }
         self.on_initial_contact(id, mark);
+    }
+
+    /// Take in the new SA of an IKE SA rekey (its id was reserved as the next one).
+    fn born(&mut self, now: Instant, mut b: Born) {
+        self.alloc_id();
+        if let Some(from) = b.adopt_from
+            && let Some(old) = self.sas.get_mut(&from)
+        {
+            old.hand_over(&mut b.sa);
+            self.out.events.push_back(b.sa.rekeyed_event(from));
+        }
+        let id = b.sa.id;
+        self.insert(b.sa);
+        // Send what it has queued (the Delete of a redundant SA).
+        self.with_sa(now, id, |_, _| {});
     }
 
     /// The peer of responder SA `id` authenticated with INITIAL_CONTACT: it lost its state, so
@@ -413,6 +433,29 @@ impl<R: CryptoRng> Endpoint<R> {
         self.with_sa(now, id, |sa, _| {
             if matches!(sa.state, State::Established) && !sa.queue.contains(&Queued::Liveness) {
                 sa.queue.push_back(Queued::Liveness);
+            }
+        });
+        Ok(())
+    }
+
+    /// Rekey IKE SA `id` (RFC 7296 §2.18; the daemon calls this on `ikelifetime`): a
+    /// CREATE_CHILD_SA request, sent when the window is free. On success
+    /// [`Event::IkeSaRekeyed`] (the new SA holds every CHILD_SA), then the old SA is deleted
+    /// ([`Event::IkeSaDeleted`] without ChildSaDeleted). If the peer answers
+    /// TEMPORARY_FAILURE the request is repeated after a few random seconds; other refusals
+    /// give [`Event::IkeSaRekeyFailed`] and the old SA stays. A no-op on an SA that is not
+    /// established or whose rekey is already queued or outstanding.
+    pub fn rekey_ike(&mut self, now: Instant, id: IkeSaId) -> Result<(), IkeError> {
+        if !self.sas.contains_key(&id) {
+            return Err(IkeError::UnknownSa(id.0));
+        }
+        self.with_sa(now, id, |sa, _| {
+            let q = Queued::RekeyIke;
+            let pending = sa.in_flight == Some(q)
+                || sa.queue.contains(&q)
+                || sa.retry.is_some_and(|(_, r)| r == q);
+            if matches!(sa.state, State::Established) && !pending {
+                sa.queue.push_back(q);
             }
         });
         Ok(())
