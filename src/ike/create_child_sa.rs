@@ -10,7 +10,10 @@
 //!   proposing protocol IKE) are answered by `ike_rekey.rs`.
 //! * Initiator ([`super::Endpoint::rekey_child`]): request without PFS, the old child's
 //!   selectors and mode; on success the new child is reported and the old one deleted with
-//!   an INFORMATIONAL Delete (its ChildSaDeleted comes with the answer).
+//!   an INFORMATIONAL Delete (its ChildSaDeleted comes with the answer). TEMPORARY_FAILURE
+//!   (e.g. the peer is rekeying the IKE SA) repeats the request after a random delay; it
+//!   follows the children to a new IKE SA. While our own IKE SA rekey is outstanding we
+//!   answer a CHILD_SA rekey with TEMPORARY_FAILURE (RFC 7296 §2.25.2).
 //! * Simultaneous rekeys of the same CHILD_SA (§2.8.1): each side answers the other's request
 //!   while its own is outstanding; when its own completes it compares the lowest nonce of
 //!   both exchanges. The exchange with the lower one made a redundant child, which its
@@ -266,6 +269,11 @@ pub(crate) fn on_response<R: CryptoRng>(
         .map(|c| (c.spi_in, c.spi_out));
     let nr = match (first_error(payloads), nonce(payloads), ke(payloads)) {
         (None, Some(nr), None) => nr.to_vec(),
+        (Some(n), _, _) if n.notify_type == NotifyType::TEMPORARY_FAILURE => {
+            // The peer is busy, e.g. rekeying the IKE SA (RFC 7296 §2.25): later.
+            sa.retry_later(ctx, Queued::RekeyChild(req.old_spi_in));
+            return;
+        }
         (e, _, _) => {
             let error = match e {
                 Some(n) => IkeError::from_peer_notify(n.notify_type, &n.data),

@@ -5,6 +5,7 @@ mod exchanges;
 mod faults;
 mod handshake;
 mod ike_rekey;
+mod ike_rekey_initiator;
 mod interop;
 mod rekey;
 
