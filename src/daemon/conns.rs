@@ -337,15 +337,19 @@ fn integs(p: &Proposal, strict: bool) -> Result<Vec<Integ>, String> {
     })
 }
 
+fn dh_groups(p: &Proposal, strict: bool) -> Result<Vec<DhGroup>, String> {
+    map_ids(&p.dh, strict, "DH group", DhGroup::from_id, |id| {
+        format!("DH group {id}")
+    })
+}
+
 fn ike_proposal(p: &Proposal, strict: bool) -> Result<Option<IkeProposal>, String> {
     let encr = encrs(p, strict)?;
     let integ = integs(p, strict)?;
     let prf = map_ids(&p.prf, strict, "PRF", Prf::from_id, |id| {
         format!("PRF {id}")
     })?;
-    let dh = map_ids(&p.dh, strict, "DH group", DhGroup::from_id, |id| {
-        format!("DH group {id}")
-    })?;
+    let dh = dh_groups(p, strict)?;
     let aead = encr.iter().all(|e| e.is_aead());
     let complete =
         !encr.is_empty() && !prf.is_empty() && !dh.is_empty() && (aead || !integ.is_empty());
@@ -360,13 +364,16 @@ fn ike_proposal(p: &Proposal, strict: bool) -> Result<Option<IkeProposal>, Strin
 fn esp_proposal(p: &Proposal, strict: bool) -> Result<Option<EspProposal>, String> {
     let encr = encrs(p, strict)?;
     let integ = integs(p, strict)?;
-    if strict && !p.dh.is_empty() {
-        return Err("PFS groups in esp= are not supported".into());
-    }
+    let dh = dh_groups(p, strict)?;
     let aead = encr.iter().all(|e| e.is_aead());
     let complete = !encr.is_empty() && (aead || !integ.is_empty());
     let esn = p.esn.contains(&1) && !p.esn.contains(&0);
-    Ok(complete.then_some(EspProposal { encr, integ, esn }))
+    Ok(complete.then_some(EspProposal {
+        encr,
+        integ,
+        esn,
+        dh,
+    }))
 }
 
 #[cfg(test)]

@@ -58,7 +58,8 @@ pub struct IkeProposal {
     pub dh: Vec<DhGroup>,
 }
 
-/// One ESP proposal (strongSwan `esp=aes128gcm16` or `esp=aes128-sha256`).
+/// One ESP proposal (strongSwan `esp=aes128gcm16`, `esp=aes128-sha256` or, with PFS,
+/// `esp=aes128-sha256-modp2048`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EspProposal {
     /// Encryption algorithms.
@@ -67,6 +68,9 @@ pub struct EspProposal {
     pub integ: Vec<Integ>,
     /// Extended sequence numbers.
     pub esn: bool,
+    /// PFS key-exchange groups for CREATE_CHILD_SA (empty: no PFS). Not used in IKE_AUTH,
+    /// whose CHILD_SA takes its keys from the IKE SA's exchange.
+    pub dh: Vec<DhGroup>,
 }
 
 /// A connection definition (an ipsec.conf `conn`, resolved by the daemon).

@@ -142,7 +142,7 @@ pub(crate) fn start<R: CryptoRng>(
     ctx: &mut Ctx<'_, R>,
     init: InitExchange,
 ) -> State {
-    let child = match ChildRequest::new(sa, ctx) {
+    let child = match ChildRequest::new(sa, &sa.conn, ctx) {
         Ok(c) => c,
         Err(e) => return sa.fail(ctx, e),
     };
@@ -158,7 +158,7 @@ pub(crate) fn start<R: CryptoRng>(
         return sa.fail(ctx, IkeError::InvalidMessage("no keys"));
     };
     payloads.push(auth);
-    payloads.extend(child.payloads(sa));
+    payloads.extend(child.payloads(None));
     if let Err(e) = sa.send_request(ctx, ExchangeType::IKE_AUTH, &payloads) {
         return sa.fail(ctx, e);
     }

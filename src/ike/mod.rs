@@ -471,6 +471,32 @@ impl<R: CryptoRng> Endpoint<R> {
         self.queue_child_request(now, id, spi_in, Queued::RekeyChild(spi_in))
     }
 
+    /// Add a CHILD_SA of `conn` over the established IKE SA `id` to the same peer
+    /// (CREATE_CHILD_SA, RFC 7296 §1.3.1), sent when the window is free: `conn` must share
+    /// the SA's addresses, identities, PSK and allow its IKE proposal
+    /// ([`IkeError::ForeignConn`] otherwise). [`Event::ChildSaReady`] or
+    /// [`Event::ChildSaFailed`] follows. With PFS groups in the conn's ESP proposals the
+    /// request carries KEi. A no-op on an SA that is not established.
+    pub fn create_child(&mut self, now: Instant, id: IkeSaId, conn: &str) -> Result<(), IkeError> {
+        let spec = self
+            .conns
+            .iter()
+            .find(|c| c.name == conn)
+            .cloned()
+            .ok_or_else(|| IkeError::UnknownConn(conn.to_string()))?;
+        let sa = self.sas.get(&id).ok_or(IkeError::UnknownSa(id.0))?;
+        if !sa.can_carry(&spec) {
+            return Err(IkeError::ForeignConn(spec.name, id.0));
+        }
+        self.with_sa(now, id, |sa, _| {
+            if matches!(sa.state, State::Established) {
+                sa.pending_children.push_back(spec);
+                sa.queue.push_back(Queued::CreateChild);
+            }
+        });
+        Ok(())
+    }
+
     /// Delete the CHILD_SA with inbound SPI `spi_in` of IKE SA `id` (INFORMATIONAL Delete);
     /// [`Event::ChildSaDeleted`] follows the answer.
     pub fn delete_child(&mut self, now: Instant, id: IkeSaId, spi_in: u32) -> Result<(), IkeError> {

@@ -275,6 +275,11 @@ pub(crate) fn select_esp(
         })
 }
 
+/// Our PFS group for a CREATE_CHILD_SA request: the first one our ESP proposals name.
+pub(crate) fn esp_pfs_group(ours: &[EspProposal]) -> Option<DhGroup> {
+    ours.iter().find_map(|p| p.dh.first().copied())
+}
+
 /// The DH transform IDs of the offered proposal `number` (PFS groups of a CREATE_CHILD_SA;
 /// 0 is NONE).
 pub(crate) fn esp_dh_ids(offered: &[Proposal], number: u8) -> Vec<u16> {
@@ -466,17 +471,20 @@ mod tests {
                 encr: vec![gcm(128)],
                 integ: vec![],
                 esn: true,
+                dh: vec![],
             },
             EspProposal {
                 encr: vec![cbc(128)],
                 integ: vec![Integ::HmacSha1_96, Integ::HmacSha256_128],
                 esn: false,
+                dh: vec![],
             },
         ];
         let resp = vec![EspProposal {
             encr: vec![cbc(128), gcm(128)],
             integ: vec![Integ::HmacSha256_128],
             esn: false,
+            dh: vec![],
         }];
         let offer = esp_offer(&init, 0xc000_0001);
         let (n, spi, s) = select_esp(&offer, &resp).unwrap();

@@ -159,12 +159,17 @@ pub(crate) enum Queued {
     RekeyChild(u32),
     /// CREATE_CHILD_SA rekeying the IKE SA.
     RekeyIke,
+    /// CREATE_CHILD_SA for an additional CHILD_SA (the next of [`IkeSa::pending_children`]).
+    CreateChild,
 }
 
 impl Queued {
     /// A request about CHILD_SAs, which follows them to the new IKE SA of a rekey.
     fn concerns_children(self) -> bool {
-        matches!(self, Self::DeleteChild(_) | Self::RekeyChild(_))
+        matches!(
+            self,
+            Self::DeleteChild(_) | Self::RekeyChild(_) | Self::CreateChild
+        )
     }
 }
 
@@ -212,6 +217,8 @@ pub(crate) struct IkeSa {
     pub(crate) in_flight: Option<Queued>,
     /// Our outstanding CHILD_SA rekey request.
     pub(crate) rekey: Option<super::create_child_sa::RekeyRequest>,
+    /// Conns of additional CHILD_SAs to request, one per queued [`Queued::CreateChild`].
+    pub(crate) pending_children: VecDeque<ConnSpec>,
     /// Our outstanding IKE SA rekey request.
     pub(crate) ike_rekey: Option<super::ike_rekey::IkeRekeyRequest>,
     /// A request the peer answered with TEMPORARY_FAILURE, queued again at that instant.
@@ -258,6 +265,7 @@ impl IkeSa {
             in_flight: None,
             rekey: None,
             ike_rekey: None,
+            pending_children: VecDeque::new(),
             retry: None,
             redundant: false,
             children: Vec::new(),
@@ -425,7 +433,7 @@ impl IkeSa {
         for c in self.children.drain(..) {
             out.events.push_back(Event::ChildSaDeleted {
                 id: self.id,
-                conn: self.conn.name.clone(),
+                conn: c.conn.name,
                 spi_in: c.spi_in,
                 spi_out: c.spi_out,
             });
@@ -586,6 +594,7 @@ impl IkeSa {
     /// IKE SA after a rekey.
     pub(crate) fn hand_over(&mut self, new: &mut IkeSa) {
         new.children.append(&mut self.children);
+        new.pending_children.append(&mut self.pending_children);
         // A pending rekey of this SA is moot now.
         let (moved, kept): (VecDeque<Queued>, VecDeque<Queued>) = self
             .queue
@@ -599,6 +608,25 @@ impl IkeSa {
             Some((_, Queued::RekeyIke)) | None => {}
             kept => self.retry = kept,
         }
+    }
+
+    /// Whether a CHILD_SA of `conn` may ride this IKE SA: same addresses, identities and
+    /// PSK, and the negotiated IKE proposal is one `conn` allows.
+    pub(crate) fn can_carry(&self, conn: &ConnSpec) -> bool {
+        let peer_id_ok = match (&conn.remote_id, &self.remote_id) {
+            (None, _) => true,
+            (Some(want), Some(have)) => want == have,
+            (Some(_), None) => false,
+        };
+        conn.local_id == self.conn.local_id
+            && peer_id_ok
+            && conn.psk == self.conn.psk
+            && conn.local_addr.is_none_or(|a| a == self.local.ip())
+            && conn.remote_addr.is_none_or(|a| a == self.remote.ip())
+            && self
+                .keys
+                .as_ref()
+                .is_some_and(|k| k.suite.allowed(&conn.ike_proposals))
     }
 
     /// [`Event::IkeSaRekeyed`] for this new SA, the successor of `old`.
@@ -671,6 +699,7 @@ impl IkeSa {
         let payloads = match q {
             Queued::RekeyChild(spi) => return super::create_child_sa::send_rekey(self, ctx, spi),
             Queued::RekeyIke => return super::ike_rekey::send_request(self, ctx),
+            Queued::CreateChild => return super::create_child_sa::send_new(self, ctx),
             Queued::DeleteChild(spi) => vec![delete_esp_payload(&[spi])],
             Queued::DeleteIke => vec![delete_ike_payload()],
             Queued::Liveness => Vec::new(),

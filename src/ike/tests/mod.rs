@@ -1,6 +1,7 @@
 //! Two-endpoint in-memory harness on a virtual clock (quinn-proto `Pair` style), with knobs
 //! to drop, duplicate, reorder and address-translate datagrams.
 
+mod children;
 mod exchanges;
 mod faults;
 mod handshake;
@@ -85,9 +86,13 @@ pub(super) fn esp_prop(s: &str) -> EspProposal {
         encr: vec![],
         integ: vec![],
         esn: false,
+        dh: vec![],
     };
     for t in s.split('-') {
         match t {
+            "x25519" => p.dh.push(DhGroup::Curve25519),
+            "ecp256" => p.dh.push(DhGroup::Ecp256),
+            "modp2048" => p.dh.push(DhGroup::Modp2048),
             "sha256" => p.integ.push(Integ::HmacSha256_128),
             "sha1" => p.integ.push(Integ::HmacSha1_96),
             "esn" => p.esn = true,

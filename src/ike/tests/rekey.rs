@@ -173,9 +173,9 @@ fn rekey_survives_lost_and_duplicated_messages() {
 #[test]
 fn rekey_refused_keeps_old_child() {
     let (mut p, a, _, ca, _) = up();
-    // b no longer accepts a's ESP proposal.
+    // b no longer accepts a's ESP proposal for this child.
     let b = p.b.ike_sas()[0].id;
-    p.b.sas.get_mut(&b).unwrap().conn.esp_proposals = vec![esp_prop("aes256gcm16")];
+    p.b.sas.get_mut(&b).unwrap().children[0].conn.esp_proposals = vec![esp_prop("aes256gcm16")];
     p.a.rekey_child(p.now, a, ca.spi_in).unwrap();
     p.drive();
     assert_eq!(
