@@ -130,10 +130,10 @@ impl ChildRequest {
         if self.conn.mode == Mode::Transport {
             v.push(notify(NotifyType::USE_TRANSPORT_MODE, Vec::new()));
         }
-        let mut proposals = proposal::esp_offer(&self.conn.esp_proposals, self.spi_in);
-        if let Some(g) = pfs {
-            proposals.iter_mut().for_each(|p| proposal::add_dh(p, g));
-        }
+        let proposals = match pfs {
+            Some(g) => proposal::esp_offer_pfs(&self.conn.esp_proposals, self.spi_in, g),
+            None => proposal::esp_offer(&self.conn.esp_proposals, self.spi_in),
+        };
         v.push(Payload::Sa(crate::wire::SaPayload { proposals }));
         v.push(Payload::TsI(self.ts_i.clone()));
         v.push(Payload::TsR(self.ts_r.clone()));

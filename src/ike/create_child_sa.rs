@@ -310,7 +310,12 @@ fn send<R: CryptoRng>(
     conn: &str,
 ) -> bool {
     let result = child.and_then(|child| {
-        let group = proposal::esp_pfs_group(&child.conn().esp_proposals);
+        let ours = &child.conn().esp_proposals;
+        let hint = sa
+            .ke_hint
+            .take()
+            .filter(|g| proposal::esp_offers_group(ours, *g));
+        let group = hint.or_else(|| proposal::esp_pfs_group(ours));
         let dh = group.map(|g| g.generate(ctx.rng));
         let ni = random(ctx.rng, NONCE_LEN);
         let mut payloads: Vec<Payload> = old_spi_in
@@ -372,6 +377,17 @@ fn answer_keys(req: &RekeyRequest, payloads: &[Payload]) -> Result<(Vec<u8>, Pfs
     Ok((nr.to_vec(), shared))
 }
 
+/// The request to queue for sending `req` again.
+fn again(sa: &mut IkeSa, req: &RekeyRequest) -> Queued {
+    match req.old_spi_in {
+        Some(spi) => Queued::RekeyChild(spi),
+        None => {
+            sa.pending_children.push_front(req.child.conn().clone());
+            Queued::CreateChild
+        }
+    }
+}
+
 /// Initiator: the answer to our CREATE_CHILD_SA request.
 pub(crate) fn on_response<R: CryptoRng>(
     sa: &mut IkeSa,
@@ -388,14 +404,20 @@ pub(crate) fn on_response<R: CryptoRng>(
         Ok(k) => k,
         Err(IkeError::PeerError(NotifyType::TEMPORARY_FAILURE)) => {
             // The peer is busy, e.g. rekeying the IKE SA (RFC 7296 §2.25): later.
-            let q = match req.old_spi_in {
-                Some(spi) => Queued::RekeyChild(spi),
-                None => {
-                    sa.pending_children.push_front(req.child.conn().clone());
-                    Queued::CreateChild
-                }
-            };
+            let q = again(sa, &req);
             sa.retry_later(ctx, q);
+            return;
+        }
+        Err(IkeError::InvalidKePayload { group })
+            if req.dh.as_ref().is_some_and(|d| d.group().id() != group)
+                && DhGroup::from_id(group).is_some_and(|g| {
+                    proposal::esp_offers_group(&req.child.conn().esp_proposals, g)
+                }) =>
+        {
+            // The peer wants another of our PFS groups: ask again with it, right away.
+            sa.ke_hint = DhGroup::from_id(group);
+            let q = again(sa, &req);
+            sa.queue.push_front(q);
             return;
         }
         Err(error) => {

@@ -63,7 +63,13 @@ pub(crate) fn send_request<R: CryptoRng>(sa: &mut IkeSa, ctx: &mut Ctx<'_, R>) -
         return false;
     };
     let ours = &sa.conn.ike_proposals;
-    let group = if proposal::offers_group(ours, keys.suite.dh) {
+    let hint = sa
+        .ke_hint
+        .take()
+        .filter(|g| proposal::offers_group(ours, *g));
+    let group = if let Some(g) = hint {
+        g
+    } else if proposal::offers_group(ours, keys.suite.dh) {
         keys.suite.dh
     } else {
         match ours.iter().find_map(|p| p.dh.first().copied()) {
@@ -134,6 +140,16 @@ pub(crate) fn on_response<R: CryptoRng>(
         Some(n) => Err(IkeError::from_peer_notify(n.notify_type, &n.data)),
         None => complete(sa, ctx, payloads, &req, id),
     };
+    if let Err(IkeError::InvalidKePayload { group }) = result
+        && let Some(g) = DhGroup::from_id(group)
+        && g != req.dh.group()
+        && proposal::offers_group(&sa.conn.ike_proposals, g)
+    {
+        // The peer wants another of our groups: ask again with it, right away.
+        sa.ke_hint = Some(g);
+        sa.queue.push_front(Queued::RekeyIke);
+        return None;
+    }
     let mut new = match result {
         Ok(new) => new,
         Err(error) => {

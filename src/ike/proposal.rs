@@ -166,6 +166,23 @@ pub(crate) fn esp_offer(ours: &[EspProposal], spi: u32) -> Vec<Proposal> {
         .collect()
 }
 
+/// Our ESP proposals for a CREATE_CHILD_SA with KEi of group `ke`: each lists its own PFS
+/// groups, `ke` first.
+pub(crate) fn esp_offer_pfs(ours: &[EspProposal], spi: u32, ke: DhGroup) -> Vec<Proposal> {
+    let mut offer = esp_offer(ours, spi);
+    for (p, q) in offer.iter_mut().zip(ours) {
+        let rest = q.dh.iter().copied().filter(|g| *g != ke);
+        let groups = q.dh.contains(&ke).then_some(ke).into_iter().chain(rest);
+        p.transforms.extend(groups.map(dh_transform));
+    }
+    offer
+}
+
+/// Whether `g` is one of the PFS groups of our ESP proposals.
+pub(crate) fn esp_offers_group(ours: &[EspProposal], g: DhGroup) -> bool {
+    ours.iter().any(|p| p.dh.contains(&g))
+}
+
 /// The transforms of one type in a received proposal, in order.
 fn of_type(p: &Proposal, kind: TransformType) -> impl Iterator<Item = &Transform> {
     p.transforms.iter().filter(move |t| t.kind == kind)

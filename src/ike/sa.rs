@@ -21,7 +21,7 @@ use super::payloads::{delete_esp_payload, delete_ike_payload};
 use super::proposal::IkeSuite;
 use super::sk;
 use super::timer::{Expiry, Outstanding};
-use crate::crypto::{IkeKeys, SkCrypto};
+use crate::crypto::{DhGroup, IkeKeys, SkCrypto};
 use crate::wire::{ExchangeType, Header, Identification, Message, Payload, PayloadType};
 
 /// Queued effects for the caller.
@@ -221,6 +221,9 @@ pub(crate) struct IkeSa {
     pub(crate) pending_children: VecDeque<ConnSpec>,
     /// Our outstanding IKE SA rekey request.
     pub(crate) ike_rekey: Option<super::ike_rekey::IkeRekeyRequest>,
+    /// The group a peer asked for with INVALID_KE_PAYLOAD, for our next CREATE_CHILD_SA
+    /// request (if the conn offers it).
+    pub(crate) ke_hint: Option<DhGroup>,
     /// A request the peer answered with TEMPORARY_FAILURE, queued again at that instant.
     pub(crate) retry: Option<(Instant, Queued)>,
     /// The redundant SA of simultaneous IKE SA rekeys (RFC 7296 §2.8.2): never reported,
@@ -266,6 +269,7 @@ impl IkeSa {
             rekey: None,
             ike_rekey: None,
             pending_children: VecDeque::new(),
+            ke_hint: None,
             retry: None,
             redundant: false,
             children: Vec::new(),

@@ -265,3 +265,26 @@ fn responder_with_pfs_refuses_a_rekey_without() {
     );
     assert_eq!(p.a.ike_sas()[0].children.len(), 1);
 }
+
+#[test]
+fn pfs_group_asked_for_by_invalid_ke_is_used_on_the_retry() {
+    let (ike_a, ike_b) = (
+        conn(A_IP, Some(B_IP), IKE, "aes128-sha256-x25519-modp2048"),
+        conn(B_IP, Some(A_IP), IKE, "aes128-sha256-modp2048"),
+    );
+    let mut p = Pair::new(ike_a, ike_b);
+    let (a, b, ca, cb) = up(&mut p);
+    p.a.rekey_child(p.now, a, ca.spi_in).unwrap();
+    p.drive();
+    assert_rekeyed(&p, &ca, &cb);
+    assert!(child_failures(&p.a_events).is_empty(), "{:?}", p.a_events);
+    let wire = create_child_sa_payloads(&p, a, b);
+    let groups: Vec<Option<u16>> = wire.iter().map(|(_, pl)| ke_group(pl)).collect();
+    let (x, m) = (DhGroup::Curve25519.id(), DhGroup::Modp2048.id());
+    assert_eq!(groups, vec![Some(x), None, Some(m), Some(m)]);
+    let Some(Payload::Notify(n)) = wire[1].1.first() else {
+        panic!("{wire:?}")
+    };
+    assert_eq!(n.notify_type, crate::wire::NotifyType::INVALID_KE_PAYLOAD);
+    assert_eq!(n.data, m.to_be_bytes());
+}

@@ -134,6 +134,33 @@ fn ike_rekey_commands_and_refusal() {
     assert_eq!(p.a.ike_sas()[0].children.len(), 1);
 }
 
+#[test]
+fn ike_rekey_retries_with_the_group_asked_for() {
+    let (mut p, a, b, _, _) = up();
+    let old = old_spis(&p);
+    // a offers x25519 and MODP-2048 and sends KEi of the current group (x25519); b now
+    // wants MODP-2048 only: INVALID_KE_PAYLOAD, then a asks again with that group.
+    p.a.sas.get_mut(&a).unwrap().conn.ike_proposals =
+        vec![ike_prop("aes128-sha256-x25519-modp2048")];
+    p.b.sas.get_mut(&b).unwrap().conn.ike_proposals = vec![ike_prop("aes128-sha256-modp2048")];
+    p.a.rekey_ike(p.now, a).unwrap();
+    p.drive();
+    assert_one_new_sa(&p, old);
+    let Some(Event::IkeSaRekeyed { proposal, .. }) = p.a_events.first() else {
+        panic!("{:?}", p.a_events)
+    };
+    assert!(proposal.ends_with("MODP_2048"), "{proposal}");
+    let rekeys = p
+        .log
+        .iter()
+        .filter(|(d, t)| {
+            *d == Dir::AtoB
+                && Message::parse(&t.data).unwrap().header.exchange == ExchangeType::CREATE_CHILD_SA
+        })
+        .count();
+    assert_eq!(rekeys, 2);
+}
+
 /// The plaintext payloads of a datagram on the wire, opened with SA `id` of `ep`.
 fn open(ep: &Endpoint<ChaCha20Rng>, id: IkeSaId, t: &Transmit) -> (bool, Vec<Payload>) {
     let msg = Message::parse(&t.data).unwrap();
