@@ -105,9 +105,8 @@ pub struct ConnSpec {
     /// CHILD_SA lifetime, passed on in [`super::ChildSaReady`] (the kernel SA's hard expiry;
     /// the daemon rekeys on the soft expiry with [`super::Endpoint::rekey_child`]).
     pub lifetime: Duration,
-    /// IKE SA lifetime. The engine does not act on it: it rekeys an IKE SA only when the peer
-    /// asks (as responder) and never starts an IKE SA rekey itself; the daemon reports the
-    /// time left.
+    /// IKE SA lifetime. The engine does not act on it: the daemon calls
+    /// [`Endpoint::rekey_ike`](super::Endpoint::rekey_ike) (or reauthenticates) in time.
     pub ike_lifetime: Duration,
 }
 

@@ -1,6 +1,6 @@
 //! Sans-IO IKEv2 engine: IKE_SA_INIT, IKE_AUTH with PSK, the first CHILD_SA, INFORMATIONAL
-//! (Delete, liveness), CREATE_CHILD_SA rekeying of CHILD_SAs (both roles) and of the IKE SA
-//! (responder only; new CHILD_SAs refused). No sockets, clock, global RNG or kernel: the
+//! (Delete, liveness), CREATE_CHILD_SA (both roles) rekeying CHILD_SAs and the IKE SA and
+//! adding CHILD_SAs, with PFS. No sockets, clock, global RNG or kernel: the
 //! caller feeds datagrams, commands and the current time, and drains datagrams, events and the
 //! next deadline (quinn-proto style).
 //!
@@ -20,6 +20,8 @@
 //! fn delete_conn(&mut self, now: Instant, conn: &str) -> usize
 //! fn check_liveness(&mut self, now: Instant, id: IkeSaId) -> Result<(), IkeError>   // DPD
 //! fn rekey_child(&mut self, now: Instant, id: IkeSaId, spi_in: u32) -> Result<(), IkeError>
+//! fn rekey_ike(&mut self, now: Instant, id: IkeSaId) -> Result<(), IkeError>
+//! fn create_child(&mut self, now: Instant, id: IkeSaId, conn: &str) -> Result<(), IkeError>
 //! fn delete_child(&mut self, now: Instant, id: IkeSaId, spi_in: u32) -> Result<(), IkeError>
 //! fn ike_sas(&self) -> Vec<IkeSaStatus>
 //! ```
@@ -34,28 +36,38 @@
 //! * Events: [`Event::IkeSaEstablished`], [`Event::IkeSaFailed`] (never established; also
 //!   emitted when a responder refuses IKE_SA_INIT with NO_PROPOSAL_CHOSEN or on AUTH failure),
 //!   [`Event::ChildSaReady`] (everything XFRM needs), [`Event::ChildSaFailed`] (IKE SA stays
-//!   up), [`Event::ChildSaDeleted`] (remove from the kernel), [`Event::IkeSaDeleted`] (after
-//!   the ChildSaDeleted events of its children).
+//!   up), [`Event::ChildSaDeleted`] (remove from the kernel), [`Event::IkeSaRekeyed`],
+//!   [`Event::IkeSaRekeyFailed`], [`Event::IkeSaDeleted`] (after the ChildSaDeleted events
+//!   of its children).
 //! * `delete_ike_sa` on an established SA sends INFORMATIONAL Delete(IKE) and reports
 //!   ChildSaDeleted…+IkeSaDeleted{by_peer:false} when answered or when retransmits give up;
 //!   on an SA still being set up it drops it (best-effort Delete if keys exist) and reports
 //!   `IkeSaFailed { error: IkeError::DeletedLocally }`.
 //! * Retransmission: [`RetransmitPolicy`] (default 4 s × 1.8ⁿ, 5 retransmits, give up at
-//!   ≈165 s → `IkeSaFailed { error: PeerNotResponding { tries: 5 } }`).
+//!   ≈165 s → `IkeSaFailed { error: PeerNotResponding { tries: 5 } }`, or on an established
+//!   SA — a liveness check, a rekey, a Delete — ChildSaDeleted… and `IkeSaDeleted { error:
+//!   Some(PeerNotResponding { tries: 5 }) }`). A request answered TEMPORARY_FAILURE is
+//!   repeated 2–10 s later (random), INVALID_KE_PAYLOAD once with the asked-for group.
 //! * Responder: half-open SAs are bounded by [`EndpointConfig::max_half_open`], need a
 //!   COOKIE from [`EndpointConfig::cookie_threshold`] on, and expire after
 //!   [`EndpointConfig::half_open_timeout`]; retransmitted requests get the cached
 //!   response.
-//! * CREATE_CHILD_SA: CHILD_SA rekeys in both roles ([`Endpoint::rekey_child`]; the new
-//!   child's [`ChildSaReady::rekeyed_from`] names the old pair, which is deleted next by the
-//!   rekey's initiator); PFS only as responder; simultaneous rekeys resolved by the lowest
-//!   nonce (RFC 7296 §2.8.1). See `create_child_sa.rs`. Requests for additional CHILD_SAs
-//!   are answered with NO_ADDITIONAL_SAS.
-//! * IKE SA rekey, responder only (`ike_rekey.rs`, RFC 7296 §2.18): the new IKE SA (new id,
-//!   our role responder, message IDs from 0) takes over every CHILD_SA of the old one
+//! * CREATE_CHILD_SA for CHILD_SAs in both roles (`create_child_sa.rs`): rekeys
+//!   ([`Endpoint::rekey_child`]; the new child's [`ChildSaReady::rekeyed_from`] names the
+//!   old pair, which is deleted next by the rekey's initiator; simultaneous rekeys resolved
+//!   by the lowest nonce, RFC 7296 §2.8.1) and additional CHILD_SAs of another conn with the
+//!   same peer ([`Endpoint::create_child`]; a responder picks the conn by the selectors).
+//!   Each CHILD_SA belongs to its own conn (`ChildSaReady::conn`). PFS with the groups of
+//!   the conn's ESP proposals ([`EspProposal::dh`]), both roles.
+//! * IKE SA rekey in both roles (`ike_rekey.rs`, RFC 7296 §2.18; [`Endpoint::rekey_ike`]):
+//!   the new IKE SA (new id, message IDs from 0) takes over every CHILD_SA of the old one
 //!   (no kernel change), reported as [`Event::IkeSaRekeyed`]; the old SA stays, childless,
-//!   until deleted (its IkeSaDeleted comes without ChildSaDeleted). A wrong KE group gets
-//!   INVALID_KE_PAYLOAD; TEMPORARY_FAILURE while our own request is outstanding.
+//!   until its initiator deletes it (its IkeSaDeleted comes without ChildSaDeleted).
+//!   Simultaneous IKE SA rekeys: the exchange with the lowest nonce made the redundant SA,
+//!   which its initiator deletes unreported (§2.8.2). Collisions with other exchanges get
+//!   TEMPORARY_FAILURE (§2.25.2), except a Delete, which wins.
+//! * Reauthentication (make-before-break) is the caller's: `initiate` again while the old
+//!   SA is up (no INITIAL_CONTACT then), `delete_ike_sa` the old one once the new is ready.
 //! * INITIAL_CONTACT: the initiator sends it when no other IKE SA of the conn exists; a
 //!   responder receiving it reports the peer's older SAs of the same conn and identity deleted
 //!   (`ChildSaDeleted`…, `IkeSaDeleted { by_peer: true }`) before the new SA's events.
