@@ -6,7 +6,7 @@
 //! Set `UPDATE_GOLDEN=1` to rewrite the .expected files after an intended change (and review
 //! the diff).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use ikev2d::config::check::check;
@@ -16,15 +16,13 @@ use ikev2d::config::conn::HostResolver;
 struct FakeDns;
 
 impl HostResolver for FakeDns {
-    fn resolve(&self, name: &str) -> Result<Vec<IpAddr>, String> {
-        let addr = match name {
-            "moon.strongswan.org" => "192.168.0.1",
-            "sun.strongswan.org" => "192.168.0.2",
-            _ => return Err(format!("unknown host {name}")),
+    fn resolve(&self, name: &str) -> std::io::Result<Vec<IpAddr>> {
+        let addr: IpAddr = match name {
+            "moon.strongswan.org" => Ipv4Addr::new(192, 168, 0, 1).into(),
+            "sun.strongswan.org" => Ipv4Addr::new(192, 168, 0, 2).into(),
+            _ => return Err(std::io::ErrorKind::NotFound.into()),
         };
-        addr.parse()
-            .map(|a| vec![a])
-            .map_err(|_| "bad table".to_owned())
+        Ok(vec![addr])
     }
 }
 

@@ -1,8 +1,9 @@
 //! Property tests: the config parsers never panic on arbitrary or config-shaped input, and
 //! proposals print back to a string that parses to the same proposal.
 
-use ikev2d::config::check::{load_str, report};
+use ikev2d::config::check::report;
 use ikev2d::config::conn::NoDns;
+use ikev2d::config::load::load_str;
 use ikev2d::config::proposal::{Protocol, parse_proposal};
 use ikev2d::config::source::{MemResolver, SourceFile};
 use proptest::prelude::*;

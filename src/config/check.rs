@@ -7,76 +7,11 @@
 use std::fmt;
 use std::path::Path;
 
-use super::conn::{Auto, Config, Conn, ConnType, End, HostResolver, build_config};
-use super::diag::{Diagnostics, Pos, Severity};
-use super::parse::parse_conf_str;
-use super::secrets::{Secrets, parse_secrets_str};
-use super::source::{FsResolver, IncludeResolver, SourceFile};
+use super::conn::{Auto, Conn, ConnType, End, HostResolver};
+use super::diag::{Diagnostics, Severity};
+use super::load::{Loaded, load};
+use super::secrets::Secrets;
 use super::values::{Host, ProtoPort, fmt_duration};
-
-/// Everything loaded from ipsec.conf + ipsec.secrets, with all diagnostics.
-#[derive(Debug, Default)]
-pub struct Loaded {
-    pub config: Config,
-    pub secrets: Secrets,
-    pub diagnostics: Diagnostics,
-}
-
-/// Loads both files from text (for tests, fuzzing and the daemon's reload).
-pub fn load_str(
-    conf: &SourceFile,
-    secrets: &SourceFile,
-    includes: &dyn IncludeResolver,
-    dns: &dyn HostResolver,
-) -> Loaded {
-    let (raw, mut diagnostics) = parse_conf_str(&conf.name, &conf.text, includes);
-    let config = build_config(&raw, dns, &mut diagnostics);
-    sort_by_position(&mut diagnostics);
-    let (secrets, sdiags) = parse_secrets_str(&secrets.name, &secrets.text, secrets.mode, includes);
-    diagnostics.extend(sdiags);
-    Loaded {
-        config,
-        secrets,
-        diagnostics,
-    }
-}
-
-/// Orders diagnostics by file (in order of first appearance), line and column, so syntax and
-/// value problems read top to bottom.
-fn sort_by_position(diags: &mut Diagnostics) {
-    let mut files: Vec<String> = Vec::new();
-    for d in &diags.items {
-        if !files.contains(&d.pos.file) {
-            files.push(d.pos.file.clone());
-        }
-    }
-    diags.items.sort_by_key(|d| {
-        let file = files.iter().position(|f| *f == d.pos.file);
-        (file, d.pos.line, d.pos.col)
-    });
-}
-
-/// Loads both files from disk; an unreadable file is an error diagnostic.
-pub fn load(conf: &Path, secrets: &Path, dns: &dyn HostResolver) -> Loaded {
-    let mut missing = Diagnostics::default();
-    let mut read = |p: &Path| {
-        FsResolver::load(p).unwrap_or_else(|e| {
-            let name = p.to_string_lossy().into_owned();
-            missing.error(&Pos::new(&name, 1, 1), format!("cannot read file: {e}"));
-            SourceFile {
-                name,
-                text: String::new(),
-                mode: None,
-            }
-        })
-    };
-    let conf = read(conf);
-    let secrets = read(secrets);
-    let mut loaded = load_str(&conf, &secrets, &FsResolver, dns);
-    missing.extend(loaded.diagnostics);
-    loaded.diagnostics = missing;
-    loaded
-}
 
 /// The result of `ikectl check`: diagnostics and one summary line per conn.
 #[derive(Debug, Default)]
@@ -202,7 +137,8 @@ pub fn check(conf: &Path, secrets: &Path, dns: &dyn HostResolver) -> CheckReport
 mod tests {
     use super::*;
     use crate::config::conn::NoDns;
-    use crate::config::source::MemResolver;
+    use crate::config::load::load_str;
+    use crate::config::source::{MemResolver, SourceFile};
 
     fn src(name: &str, text: &str) -> SourceFile {
         SourceFile {

@@ -87,10 +87,34 @@ pub fn decode_hex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-fn keyid(hex: &str, v: &str) -> Result<Identity, String> {
+/// Why an identity string is invalid (its `Display` is the diagnostic's message). Fields
+/// hold the identity as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityError {
+    #[error("empty identity")]
+    Empty,
+    #[error("identity type '{prefix}:' is not supported ('{value}')")]
+    UnsupportedType { prefix: String, value: String },
+    #[error("empty name in identity '{0}'")]
+    EmptyName(String),
+    #[error("distinguished-name identities are not supported ('{0}'): only PSK authentication is")]
+    DistinguishedName(String),
+    #[error("binary '{prefix}:#...' identities are not supported ('{value}')")]
+    Binary { prefix: String, value: String },
+    #[error("invalid IPv4 address in identity '{0}'")]
+    Ipv4(String),
+    #[error("invalid IPv6 address in identity '{0}'")]
+    Ipv6(String),
+    #[error("empty value in identity '{0}'")]
+    EmptyValue(String),
+    #[error("invalid hex key id in identity '{0}'")]
+    KeyId(String),
+}
+
+fn keyid(hex: &str, v: &str) -> Result<Identity, IdentityError> {
     decode_hex(hex)
         .map(Identity::KeyId)
-        .ok_or_else(|| format!("invalid hex key id in identity '{v}'"))
+        .ok_or_else(|| IdentityError::KeyId(v.to_owned()))
 }
 
 const PREFIXES: &[&str] = &[
@@ -109,10 +133,10 @@ const UNSUPPORTED_PREFIXES: &[&str] = &[
 ];
 
 /// Parses an identity string.
-pub fn parse_identity(v: &str) -> Result<Identity, String> {
+pub fn parse_identity(v: &str) -> Result<Identity, IdentityError> {
     match v {
         "%any" | "%any6" | "*" => return Ok(Identity::Any),
-        "" => return Err("empty identity".to_owned()),
+        "" => return Err(IdentityError::Empty),
         _ => {}
     }
     if let Some((prefix, value)) = v.split_once(':') {
@@ -120,9 +144,10 @@ pub fn parse_identity(v: &str) -> Result<Identity, String> {
             return typed(prefix, value, v);
         }
         if UNSUPPORTED_PREFIXES.contains(&prefix) {
-            return Err(format!(
-                "identity type '{prefix}:' is not supported ('{v}')"
-            ));
+            return Err(IdentityError::UnsupportedType {
+                prefix: prefix.to_owned(),
+                value: v.to_owned(),
+            });
         }
     }
     if let Some(rest) = v.strip_prefix('@') {
@@ -134,7 +159,7 @@ pub fn parse_identity(v: &str) -> Result<Identity, String> {
             None => (false, rest),
         };
         if name.is_empty() {
-            return Err(format!("empty name in identity '{v}'"));
+            return Err(IdentityError::EmptyName(v.to_owned()));
         }
         return Ok(if user {
             Identity::UserFqdn(name.to_owned())
@@ -146,9 +171,7 @@ pub fn parse_identity(v: &str) -> Result<Identity, String> {
         return Ok(Identity::from_addr(a));
     }
     if v.contains('=') {
-        return Err(format!(
-            "distinguished-name identities are not supported ('{v}'): only PSK authentication is"
-        ));
+        return Err(IdentityError::DistinguishedName(v.to_owned()));
     }
     if v.contains('@') {
         return Ok(Identity::UserFqdn(v.to_owned()));
@@ -156,22 +179,23 @@ pub fn parse_identity(v: &str) -> Result<Identity, String> {
     Ok(Identity::Fqdn(v.to_owned()))
 }
 
-fn typed(prefix: &str, value: &str, v: &str) -> Result<Identity, String> {
+fn typed(prefix: &str, value: &str, v: &str) -> Result<Identity, IdentityError> {
     if value.starts_with('#') && prefix != "keyid" {
-        return Err(format!(
-            "binary '{prefix}:#...' identities are not supported ('{v}')"
-        ));
+        return Err(IdentityError::Binary {
+            prefix: prefix.to_owned(),
+            value: v.to_owned(),
+        });
     }
     match prefix {
         "ipv4" => value
             .parse()
             .map(Identity::Ipv4)
-            .map_err(|_| format!("invalid IPv4 address in identity '{v}'")),
+            .map_err(|_| IdentityError::Ipv4(v.to_owned())),
         "ipv6" => value
             .parse()
             .map(Identity::Ipv6)
-            .map_err(|_| format!("invalid IPv6 address in identity '{v}'")),
-        _ if value.is_empty() => Err(format!("empty value in identity '{v}'")),
+            .map_err(|_| IdentityError::Ipv6(v.to_owned())),
+        _ if value.is_empty() => Err(IdentityError::EmptyValue(v.to_owned())),
         "fqdn" | "dns" => Ok(Identity::Fqdn(value.to_owned())),
         "rfc822" | "email" | "userfqdn" => Ok(Identity::UserFqdn(value.to_owned())),
         _ => match value.strip_prefix('#') {

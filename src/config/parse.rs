@@ -239,8 +239,8 @@ impl Parser<'_> {
         let value_col = key_col + text.chars().count() - value_text.chars().count(); // ok: suffix
         let (value, rest) = match lex_value(value_text) {
             Ok(v) => v,
-            Err(msg) => {
-                self.diags.error(&pos(value_col), msg);
+            Err(e) => {
+                self.diags.error(&pos(value_col), e.to_string());
                 return;
             }
         };
@@ -265,14 +265,23 @@ impl Parser<'_> {
     }
 }
 
+/// Why a value cannot be read (its `Display` is the diagnostic's message).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LexError {
+    #[error("stray '\"' in value '{0}'")]
+    StrayQuote(String),
+    #[error("unterminated quoted value (missing closing '\"')")]
+    Unterminated,
+}
+
 /// Reads one value: a double-quoted string with escapes, or a word up to whitespace.
 /// Returns the value and the remaining text.
-fn lex_value(text: &str) -> Result<(String, &str), String> {
+fn lex_value(text: &str) -> Result<(String, &str), LexError> {
     let Some(body) = text.strip_prefix('"') else {
         let end = text.find(char::is_whitespace).unwrap_or(text.len());
         let (word, rest) = text.split_at(end); // ok: find() gives a char boundary
         if word.contains('"') {
-            return Err(format!("stray '\"' in value '{word}'"));
+            return Err(LexError::StrayQuote(word.to_owned()));
         }
         return Ok((word.to_owned(), rest));
     };
@@ -291,7 +300,7 @@ fn lex_value(text: &str) -> Result<(String, &str), String> {
             c => out.push(c),
         }
     }
-    Err("unterminated quoted value (missing closing '\"')".to_owned())
+    Err(LexError::Unterminated)
 }
 
 #[cfg(test)]

@@ -1,5 +1,8 @@
 //! `ike=` / `esp=` proposal strings with strongSwan's algorithm keywords, as plain IANA
-//! transform numbers (RFC 7296 §3.3.2 registries), so the daemon maps them to crypto later.
+//! transform numbers (RFC 7296 §3.3.2 registries). Config is a leaf, so it keeps its own
+//! table of these numbers (it also names algorithms ikev2d does not implement, to diagnose
+//! them); the protocol layers use `wire::TransformId`. `daemon/conns.rs` is the one place
+//! where these numbers become crypto types (`Encr::from_id`, ...).
 //!
 //! Syntax: a comma-separated list of proposals, each a `-`-separated list of algorithm keywords
 //! (several of one kind are alternatives, IKEv2 style), with an optional trailing `!` on the
@@ -352,69 +355,102 @@ fn push_unique<T: PartialEq>(v: &mut Vec<T>, x: T) {
     }
 }
 
+/// Why a proposal string is invalid (its `Display` is the diagnostic's message). `text` is
+/// the proposal as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProposalError {
+    #[error("empty algorithm name in proposal '{text}'")]
+    EmptyAlgorithm { text: String },
+    /// `hint`: a " (did you mean ...?)" suffix or empty.
+    #[error("unknown algorithm '{token}' in proposal '{text}'{hint}")]
+    UnknownAlgorithm {
+        token: String,
+        text: String,
+        hint: String,
+    },
+    #[error("PRF '{token}' is not allowed in an ESP proposal ('{text}')")]
+    PrfInEsp { token: String, text: String },
+    #[error("'{token}' is only valid in ESP proposals ('{text}')")]
+    EsnInIke { token: String, text: String },
+    #[error("proposal '{text}' has no encryption algorithm")]
+    NoEncryption { text: String },
+    #[error(
+        "proposal '{text}' mixes AEAD and non-AEAD encryption algorithms (use separate proposals)"
+    )]
+    MixedAead { text: String },
+    #[error("integrity algorithm '{integ}' is not allowed with AEAD encryption in '{text}'")]
+    IntegWithAead { integ: String, text: String },
+    #[error("proposal '{text}' has no integrity algorithm")]
+    NoIntegrity { text: String },
+    #[error("AEAD proposal '{text}' needs a PRF (e.g. prfsha256)")]
+    AeadWithoutPrf { text: String },
+    #[error("proposal '{text}' has no key exchange group (e.g. x25519, ecp256, modp2048)")]
+    NoKeyExchange { text: String },
+}
+
 /// Parses one proposal (`aes128-sha256-x25519`).
-pub fn parse_proposal(proto: Protocol, text: &str) -> Result<Proposal, String> {
+pub fn parse_proposal(proto: Protocol, text: &str) -> Result<Proposal, ProposalError> {
+    let text_owned = || text.to_owned();
     let mut p = Proposal::default();
     for tok in text.split('-') {
         if tok.is_empty() {
-            return Err(format!("empty algorithm name in proposal '{text}'"));
+            return Err(ProposalError::EmptyAlgorithm { text: text_owned() });
         }
         let lower = tok.to_ascii_lowercase();
         let kind = classify(&lower).ok_or_else(|| {
             let words = all_keywords();
-            format!(
-                "unknown algorithm '{tok}' in proposal '{text}'{}",
-                super::diag::did_you_mean(&lower, words.iter().map(String::as_str))
-            )
+            ProposalError::UnknownAlgorithm {
+                token: tok.to_owned(),
+                text: text_owned(),
+                hint: super::diag::did_you_mean(&lower, words.iter().map(String::as_str)),
+            }
         })?;
         match (proto, kind) {
             (_, Kind::Encr(id, bits)) => push_unique(&mut p.encr, (id, bits)),
             (_, Kind::Integ(id)) => push_unique(&mut p.integ, id),
             (Protocol::Ike, Kind::Prf(id)) => push_unique(&mut p.prf, id),
             (Protocol::Esp, Kind::Prf(_)) => {
-                return Err(format!(
-                    "PRF '{tok}' is not allowed in an ESP proposal ('{text}')"
-                ));
+                return Err(ProposalError::PrfInEsp {
+                    token: tok.to_owned(),
+                    text: text_owned(),
+                });
             }
             (_, Kind::Dh(id)) => push_unique(&mut p.dh, id),
             (Protocol::Esp, Kind::Esn(id)) => push_unique(&mut p.esn, id),
             (Protocol::Ike, Kind::Esn(_)) => {
-                return Err(format!("'{tok}' is only valid in ESP proposals ('{text}')"));
+                return Err(ProposalError::EsnInIke {
+                    token: tok.to_owned(),
+                    text: text_owned(),
+                });
             }
         }
     }
     let aead = p.encr.iter().filter(|(id, _)| is_aead(*id)).count();
     if p.encr.is_empty() {
-        return Err(format!("proposal '{text}' has no encryption algorithm"));
+        return Err(ProposalError::NoEncryption { text: text_owned() });
     }
     if aead != 0 && aead != p.encr.len() {
-        return Err(format!(
-            "proposal '{text}' mixes AEAD and non-AEAD encryption algorithms (use separate proposals)"
-        ));
+        return Err(ProposalError::MixedAead { text: text_owned() });
     }
     if aead != 0 {
         if let Some(i) = p.integ.first() {
-            return Err(format!(
-                "integrity algorithm '{}' is not allowed with AEAD encryption in '{text}'",
-                name_of(INTEG_NAMES, *i)
-            ));
+            return Err(ProposalError::IntegWithAead {
+                integ: name_of(INTEG_NAMES, *i),
+                text: text_owned(),
+            });
         }
     } else if p.integ.is_empty() {
-        return Err(format!("proposal '{text}' has no integrity algorithm"));
+        return Err(ProposalError::NoIntegrity { text: text_owned() });
     }
     if proto == Protocol::Ike {
         if p.prf.is_empty() {
             p.prf = derived_prfs(&p.integ);
         }
         if p.prf.is_empty() {
-            return Err(format!(
-                "AEAD proposal '{text}' needs a PRF (e.g. prfsha256)"
-            ));
+            return Err(ProposalError::AeadWithoutPrf { text: text_owned() });
         }
         if p.dh.is_empty() {
-            return Err(format!(
-                "proposal '{text}' has no key exchange group (e.g. x25519, ecp256, modp2048)"
-            ));
+            return Err(ProposalError::NoKeyExchange { text: text_owned() });
         }
     } else if p.esn.is_empty() {
         p.esn.push(esn::NO_ESN);
@@ -423,7 +459,7 @@ pub fn parse_proposal(proto: Protocol, text: &str) -> Result<Proposal, String> {
 }
 
 /// Parses an `ike=`/`esp=` value: `proposal[,proposal...][!]`.
-pub fn parse_proposals(proto: Protocol, text: &str) -> Result<Proposals, String> {
+pub fn parse_proposals(proto: Protocol, text: &str) -> Result<Proposals, ProposalError> {
     let (body, strict) = match text.strip_suffix('!') {
         Some(b) => (b, true),
         None => (text, false),
@@ -623,17 +659,21 @@ mod tests {
             ]
         );
         assert_eq!(
-            parse_proposal(Protocol::Ike, "aes128gcm16-x25519").unwrap_err(),
+            parse_proposal(Protocol::Ike, "aes128gcm16-x25519")
+                .unwrap_err()
+                .to_string(),
             "AEAD proposal 'aes128gcm16-x25519' needs a PRF (e.g. prfsha256)"
         );
         assert!(
             parse_proposal(Protocol::Ike, "aes128gcm16-sha256-x25519")
                 .unwrap_err()
+                .to_string()
                 .contains("not allowed with AEAD")
         );
         assert!(
             parse_proposal(Protocol::Ike, "aes128gcm16-aes128-sha256-x25519")
                 .unwrap_err()
+                .to_string()
                 .contains("mixes")
         );
     }
@@ -653,6 +693,7 @@ mod tests {
         assert!(
             parse_proposal(Protocol::Esp, "aes128")
                 .unwrap_err()
+                .to_string()
                 .contains("no integrity")
         );
     }
@@ -660,17 +701,21 @@ mod tests {
     #[test]
     fn errors_and_suggestions() {
         assert_eq!(
-            parse_proposal(Protocol::Ike, "aes128-sha265-x25519").unwrap_err(),
+            parse_proposal(Protocol::Ike, "aes128-sha265-x25519")
+                .unwrap_err()
+                .to_string(),
             "unknown algorithm 'sha265' in proposal 'aes128-sha265-x25519' (did you mean 'sha256'?)"
         );
         assert!(
             parse_proposal(Protocol::Ike, "aes128-sha256")
                 .unwrap_err()
+                .to_string()
                 .contains("no key exchange")
         );
         assert!(
             parse_proposal(Protocol::Ike, "aes128--x25519")
                 .unwrap_err()
+                .to_string()
                 .contains("empty")
         );
         assert!(parse_proposal(Protocol::Ike, "aes127-sha256-x25519").is_err());
@@ -678,6 +723,7 @@ mod tests {
         assert!(
             parse_proposal(Protocol::Ike, "sha256-x25519")
                 .unwrap_err()
+                .to_string()
                 .contains("no encryption")
         );
     }

@@ -271,7 +271,7 @@ impl SecretsParser<'_> {
                         });
                     }
                 }
-                Err(msg) => self.diags.error(&pos(secret_at), msg),
+                Err(e) => self.diags.error(&pos(secret_at), e.to_string()),
             }
         } else if OTHER_TYPES.contains(&kind) {
             self.diags.warning(
@@ -308,19 +308,35 @@ impl SecretsParser<'_> {
     }
 }
 
+/// Why a PSK value cannot be read (its `Display` is the diagnostic's message; it never
+/// contains the secret).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    #[error("missing PSK secret")]
+    Missing,
+    #[error("unterminated quoted secret (missing closing {0})")]
+    Unterminated(char),
+    #[error("empty PSK secret")]
+    Empty,
+    #[error("invalid hex secret after 0x")]
+    Hex,
+    #[error("invalid base64 secret after 0s")]
+    Base64,
+}
+
 /// Reads a PSK value; returns it and the rest of the line.
-fn lex_secret(text: &str) -> Result<(Psk, &str), String> {
+fn lex_secret(text: &str) -> Result<(Psk, &str), SecretError> {
     if text.is_empty() || text.starts_with('#') {
-        return Err("missing PSK secret".to_owned());
+        return Err(SecretError::Missing);
     }
     if let Some(q) = text.chars().next().filter(|c| *c == '"' || *c == '\'') {
         let body = text.get(1..).unwrap_or_default();
         let Some(end) = body.find(q) else {
-            return Err(format!("unterminated quoted secret (missing closing {q})"));
+            return Err(SecretError::Unterminated(q));
         };
         let value = body.get(..end).unwrap_or_default();
         if value.is_empty() {
-            return Err("empty PSK secret".to_owned());
+            return Err(SecretError::Empty);
         }
         return Ok((
             Psk::new(value.as_bytes().to_vec()),
@@ -330,14 +346,14 @@ fn lex_secret(text: &str) -> Result<(Psk, &str), String> {
     let end = text.find(char::is_whitespace).unwrap_or(text.len());
     let (word, rest) = text.split_at(end); // ok: find() gives a char boundary
     let bytes = if let Some(hex) = word.strip_prefix("0x") {
-        decode_hex(hex).ok_or_else(|| "invalid hex secret after 0x".to_owned())?
+        decode_hex(hex).ok_or(SecretError::Hex)?
     } else if let Some(b64) = word.strip_prefix("0s") {
-        decode_base64(b64).ok_or_else(|| "invalid base64 secret after 0s".to_owned())?
+        decode_base64(b64).ok_or(SecretError::Base64)?
     } else {
         word.as_bytes().to_vec()
     };
     if bytes.is_empty() {
-        return Err("empty PSK secret".to_owned());
+        return Err(SecretError::Empty);
     }
     Ok((Psk::new(bytes), rest))
 }

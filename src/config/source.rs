@@ -42,11 +42,25 @@ impl std::fmt::Debug for SourceFile {
     }
 }
 
+/// An included file that cannot be read (its `Display` is the diagnostic's message).
+#[derive(Debug, thiserror::Error)]
+pub enum IncludeError {
+    #[error("cannot read '{path}': {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A literal path that an in-memory resolver does not hold.
+    #[error("cannot read '{0}': no such file")]
+    Missing(String),
+}
+
 /// Resolves `include PATTERN` found in file `from`.
 pub trait IncludeResolver {
     /// The files matching `pattern`, sorted by name. An empty list is not an error (a wildcard
     /// may match nothing); a literal path that cannot be read is.
-    fn resolve(&self, from: &str, pattern: &str) -> Result<Vec<SourceFile>, String>;
+    fn resolve(&self, from: &str, pattern: &str) -> Result<Vec<SourceFile>, IncludeError>;
 }
 
 /// The files currently being read (outermost first) and how many were included so far;
@@ -88,7 +102,7 @@ impl IncludeStack {
         let files = match resolver.resolve(from, pattern) {
             Ok(files) => files,
             Err(e) => {
-                diags.error(pos, e);
+                diags.error(pos, e.to_string());
                 return Vec::new();
             }
         };
@@ -318,17 +332,21 @@ fn file_mode(_path: &Path) -> Option<u32> {
 }
 
 impl IncludeResolver for FsResolver {
-    fn resolve(&self, from: &str, pattern: &str) -> Result<Vec<SourceFile>, String> {
+    fn resolve(&self, from: &str, pattern: &str) -> Result<Vec<SourceFile>, IncludeError> {
         let full = join_pattern(from, pattern);
+        let read = |p: &Path| {
+            Self::load(p).map_err(|source| IncludeError::Io {
+                path: p.display().to_string(),
+                source,
+            })
+        };
         if !has_wildcard(&full) {
-            return Self::load(Path::new(&full))
-                .map(|f| vec![f])
-                .map_err(|e| format!("cannot read '{full}': {e}"));
+            return read(Path::new(&full)).map(|f| vec![f]);
         }
         Self::expand(&full)
             .into_iter()
             .filter(|p| p.is_file())
-            .map(|p| Self::load(&p).map_err(|e| format!("cannot read '{}': {e}", p.display())))
+            .map(|p| read(&p))
             .collect()
     }
 }
@@ -347,7 +365,7 @@ impl MemResolver {
 }
 
 impl IncludeResolver for MemResolver {
-    fn resolve(&self, from: &str, pattern: &str) -> Result<Vec<SourceFile>, String> {
+    fn resolve(&self, from: &str, pattern: &str) -> Result<Vec<SourceFile>, IncludeError> {
         let full = join_pattern(from, pattern);
         let want: Vec<&str> = full.split('/').collect();
         let found: Vec<SourceFile> = self
@@ -364,7 +382,7 @@ impl IncludeResolver for MemResolver {
             })
             .collect();
         if found.is_empty() && !has_wildcard(&full) {
-            return Err(format!("cannot read '{full}': no such file"));
+            return Err(IncludeError::Missing(full));
         }
         Ok(found)
     }

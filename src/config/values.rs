@@ -1,5 +1,6 @@
 //! Value syntaxes shared by ipsec.conf keywords: durations, booleans, hosts, subnets,
-//! protocol/port selectors, marks. Each parser returns a specific message on failure.
+//! protocol/port selectors, marks. Each parser returns a specific [`ValueError`] on failure;
+//! its message is the diagnostic's text.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -7,9 +8,58 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+/// Why a value is invalid (its `Display` is the diagnostic's message). Fields hold the value
+/// as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error(
+        "invalid duration '{0}' (expected a number with an optional unit s, m, h or d, e.g. 60m)"
+    )]
+    Duration(String),
+    #[error("invalid value '{0}' (expected 'yes' or 'no')")]
+    Bool(String),
+    #[error("invalid number '{0}' (expected a non-negative integer)")]
+    Number(String),
+    #[error("address lists are not supported ('{0}')")]
+    AddressList(String),
+    #[error("address ranges and subnets are not supported as endpoint ('{0}')")]
+    EndpointRange(String),
+    #[error("'{0}' is not supported (expected an IP address, a DNS name, %any or %any6)")]
+    HostKeyword(String),
+    #[error("invalid address '{0}' (expected an IP address, a DNS name, %any or %any6)")]
+    Host(String),
+    #[error("invalid prefix length '/{prefix}' in subnet '{value}'")]
+    PrefixLength { prefix: String, value: String },
+    #[error("invalid subnet '{0}' (expected ADDRESS/PREFIX, e.g. 10.1.0.0/16)")]
+    Subnet(String),
+    #[error("subnet '{value}' has host bits set (did you mean '{network}'?)")]
+    HostBits { value: String, network: IpNet },
+    #[error(
+        "per-subnet protocol/port selectors are not supported ('{0}'); use leftprotoport/rightprotoport"
+    )]
+    SubnetSelector(String),
+    #[error("'%dynamic' subnets are not supported yet")]
+    DynamicSubnet,
+    /// `hint`: a " (did you mean ...?)" suffix or empty.
+    #[error("unknown protocol '{proto}' in '{value}'{hint}")]
+    Protocol {
+        proto: String,
+        value: String,
+        hint: String,
+    },
+    #[error("invalid port '{port}' in '{value}' (expected a number, a range LOW-HIGH or %any)")]
+    Port { port: String, value: String },
+    #[error("a port in '{0}' needs protocol tcp, udp or sctp")]
+    PortWithoutProtocol(String),
+    #[error("invalid mark '{0}' (expected VALUE[/MASK], decimal or 0x hex)")]
+    Mark(String),
+    #[error("invalid percentage '{0}' (expected e.g. 100%)")]
+    Percent(String),
+}
+
 /// `60`, `30s`, `60m`, `1h`, `2d` (strongSwan time values: an integer with an optional unit;
 /// no unit means seconds).
-pub fn parse_duration(v: &str) -> Result<Duration, String> {
+pub fn parse_duration(v: &str) -> Result<Duration, ValueError> {
     let (digits, mult) = match v.char_indices().last() {
         Some((i, 's')) => (v.get(..i), 1),
         Some((i, 'm')) => (v.get(..i), 60),
@@ -22,9 +72,7 @@ pub fn parse_duration(v: &str) -> Result<Duration, String> {
         .and_then(|d| d.parse::<u64>().ok())
         .and_then(|n| n.checked_mul(mult))
         .map(Duration::from_secs)
-        .ok_or_else(|| {
-            format!("invalid duration '{v}' (expected a number with an optional unit s, m, h or d, e.g. 60m)")
-        })
+        .ok_or_else(|| ValueError::Duration(v.to_owned()))
 }
 
 /// Formats a duration the way ipsec.conf writes it, with the largest exact unit.
@@ -39,18 +87,18 @@ pub fn fmt_duration(d: Duration) -> String {
     }
 }
 
-pub fn parse_bool(v: &str) -> Result<bool, String> {
+pub fn parse_bool(v: &str) -> Result<bool, ValueError> {
     match v {
         "yes" => Ok(true),
         "no" => Ok(false),
-        _ => Err(format!("invalid value '{v}' (expected 'yes' or 'no')")),
+        _ => Err(ValueError::Bool(v.to_owned())),
     }
 }
 
 /// A non-negative integer that fits in `u32`.
-pub fn parse_u32(v: &str) -> Result<u32, String> {
+pub fn parse_u32(v: &str) -> Result<u32, ValueError> {
     v.parse::<u32>()
-        .map_err(|_| format!("invalid number '{v}' (expected a non-negative integer)"))
+        .map_err(|_| ValueError::Number(v.to_owned()))
 }
 
 /// A number in decimal or `0x` hexadecimal.
@@ -99,7 +147,7 @@ fn valid_dns_name(v: &str) -> bool {
         && !v.bytes().all(|b| b.is_ascii_digit() || b == b'.')
 }
 
-pub fn parse_host(v: &str) -> Result<Host, String> {
+pub fn parse_host(v: &str) -> Result<Host, ValueError> {
     match v {
         "%any" | "%any4" | "%defaultroute" => return Ok(Host::Any { v6: false }),
         "%any6" => return Ok(Host::Any { v6: true }),
@@ -109,58 +157,53 @@ pub fn parse_host(v: &str) -> Result<Host, String> {
         return Ok(Host::Addr(a));
     }
     if v.contains(',') {
-        return Err(format!("address lists are not supported ('{v}')"));
+        return Err(ValueError::AddressList(v.to_owned()));
     }
     let is_range = v
         .split_once('-')
         .is_some_and(|(a, b)| a.parse::<IpAddr>().is_ok() && b.parse::<IpAddr>().is_ok());
     if v.contains('/') || is_range {
-        return Err(format!(
-            "address ranges and subnets are not supported as endpoint ('{v}')"
-        ));
+        return Err(ValueError::EndpointRange(v.to_owned()));
     }
     if v.starts_with('%') {
-        return Err(format!(
-            "'{v}' is not supported (expected an IP address, a DNS name, %any or %any6)"
-        ));
+        return Err(ValueError::HostKeyword(v.to_owned()));
     }
     if valid_dns_name(v) {
         return Ok(Host::Name(v.to_owned()));
     }
-    Err(format!(
-        "invalid address '{v}' (expected an IP address, a DNS name, %any or %any6)"
-    ))
+    Err(ValueError::Host(v.to_owned()))
 }
 
 /// A subnet; a bare address means a host prefix (/32 or /128). Host bits must be zero.
-pub fn parse_subnet(v: &str) -> Result<IpNet, String> {
+pub fn parse_subnet(v: &str) -> Result<IpNet, ValueError> {
     if let Ok(a) = v.parse::<IpAddr>() {
         return Ok(IpNet::from(a));
     }
     let net: IpNet = v.parse().map_err(|_| match v.split_once('/') {
-        Some((a, p)) if a.parse::<IpAddr>().is_ok() => {
-            format!("invalid prefix length '/{p}' in subnet '{v}'")
-        }
-        _ => format!("invalid subnet '{v}' (expected ADDRESS/PREFIX, e.g. 10.1.0.0/16)"),
+        Some((a, p)) if a.parse::<IpAddr>().is_ok() => ValueError::PrefixLength {
+            prefix: p.to_owned(),
+            value: v.to_owned(),
+        },
+        _ => ValueError::Subnet(v.to_owned()),
     })?;
     if net.trunc() != net {
-        return Err(format!(
-            "subnet '{v}' has host bits set (did you mean '{}'?)",
-            net.trunc()
-        ));
+        return Err(ValueError::HostBits {
+            value: v.to_owned(),
+            network: net.trunc(),
+        });
     }
     Ok(net)
 }
 
 /// A comma-separated subnet list (`leftsubnet=10.1.0.0/16,fec0::/16`).
-pub fn parse_subnets(v: &str) -> Result<Vec<IpNet>, String> {
+pub fn parse_subnets(v: &str) -> Result<Vec<IpNet>, ValueError> {
     v.split(',')
         .map(str::trim)
         .map(|s| {
             if s.contains('[') {
-                Err(format!("per-subnet protocol/port selectors are not supported ('{s}'); use leftprotoport/rightprotoport"))
+                Err(ValueError::SubnetSelector(s.to_owned()))
             } else if s == "%dynamic" {
-                Err("'%dynamic' subnets are not supported yet".to_owned())
+                Err(ValueError::DynamicSubnet)
             } else {
                 parse_subnet(s)
             }
@@ -224,7 +267,7 @@ fn parse_port(p: &str) -> Option<u16> {
         .or_else(|| SERVICES.iter().find(|(n, _)| *n == p).map(|(_, v)| *v))
 }
 
-pub fn parse_protoport(v: &str) -> Result<ProtoPort, String> {
+pub fn parse_protoport(v: &str) -> Result<ProtoPort, ValueError> {
     let (proto_s, port_s) = match v.split_once('/') {
         Some((a, b)) => (a, Some(b)),
         None => (v, None),
@@ -235,11 +278,10 @@ pub fn parse_protoport(v: &str) -> Result<ProtoPort, String> {
             p.parse::<u8>()
                 .ok()
                 .or_else(|| PROTOCOLS.iter().find(|(n, _)| *n == p).map(|(_, n)| *n))
-                .ok_or_else(|| {
-                    format!(
-                        "unknown protocol '{p}' in '{v}'{}",
-                        super::diag::did_you_mean(p, PROTOCOLS.iter().map(|(n, _)| *n))
-                    )
+                .ok_or_else(|| ValueError::Protocol {
+                    proto: p.to_owned(),
+                    value: v.to_owned(),
+                    hint: super::diag::did_you_mean(p, PROTOCOLS.iter().map(|(n, _)| *n)),
                 })?,
         ),
     };
@@ -253,15 +295,16 @@ pub fn parse_protoport(v: &str) -> Result<ProtoPort, String> {
             match range {
                 Some((a, b)) if a <= b => Some((a, b)),
                 _ => {
-                    return Err(format!(
-                        "invalid port '{p}' in '{v}' (expected a number, a range LOW-HIGH or %any)"
-                    ));
+                    return Err(ValueError::Port {
+                        port: p.to_owned(),
+                        value: v.to_owned(),
+                    });
                 }
             }
         }
     };
     if ports.is_some() && !matches!(proto, Some(6 | 17 | 132)) {
-        return Err(format!("a port in '{v}' needs protocol tcp, udp or sctp"));
+        return Err(ValueError::PortWithoutProtocol(v.to_owned()));
     }
     Ok(ProtoPort { proto, ports })
 }
@@ -273,7 +316,7 @@ pub struct Mark {
     pub mask: u32,
 }
 
-pub fn parse_mark(v: &str) -> Result<Mark, String> {
+pub fn parse_mark(v: &str) -> Result<Mark, ValueError> {
     let (val, mask) = match v.split_once('/') {
         Some((a, b)) => (a, Some(b)),
         None => (v, None),
@@ -285,17 +328,15 @@ pub fn parse_mark(v: &str) -> Result<Mark, String> {
     };
     match (value, mask) {
         (Some(value), Some(mask)) => Ok(Mark { value, mask }),
-        _ => Err(format!(
-            "invalid mark '{v}' (expected VALUE[/MASK], decimal or 0x hex)"
-        )),
+        _ => Err(ValueError::Mark(v.to_owned())),
     }
 }
 
 /// `rekeyfuzz=100%` (a percentage, may exceed 100).
-pub fn parse_percent(v: &str) -> Result<u32, String> {
+pub fn parse_percent(v: &str) -> Result<u32, ValueError> {
     v.strip_suffix('%')
         .and_then(|n| n.parse().ok())
-        .ok_or_else(|| format!("invalid percentage '{v}' (expected e.g. 100%)"))
+        .ok_or_else(|| ValueError::Percent(v.to_owned()))
 }
 
 #[cfg(test)]
@@ -341,11 +382,11 @@ mod tests {
         assert_eq!(s.len(), 3);
         assert_eq!(s[2].to_string(), "10.9.9.9/32");
         assert_eq!(
-            parse_subnet("10.1.0.1/16").unwrap_err(),
+            parse_subnet("10.1.0.1/16").unwrap_err().to_string(),
             "subnet '10.1.0.1/16' has host bits set (did you mean '10.1.0.0/16'?)"
         );
         assert_eq!(
-            parse_subnet("10.1.0.0/33").unwrap_err(),
+            parse_subnet("10.1.0.0/33").unwrap_err().to_string(),
             "invalid prefix length '/33' in subnet '10.1.0.0/33'"
         );
         assert!(parse_subnets("10.0.0.0/8[tcp/80]").is_err());
@@ -370,6 +411,7 @@ mod tests {
         assert!(
             parse_protoport("tpc/80")
                 .unwrap_err()
+                .to_string()
                 .contains("did you mean 'tcp'")
         );
         assert!(parse_protoport("tcp/99999").is_err());

@@ -8,6 +8,7 @@ use p256::elliptic_curve::sec1::ToSec1Point;
 use zeroize::{ZeroizeOnDrop, Zeroizing};
 
 use super::CryptoError;
+use crate::wire::TransformId;
 
 /// Diffie-Hellman group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -38,10 +39,10 @@ const MODP2048_PARAMS: FixedMontyParams<{ U2048::LIMBS }> =
 impl DhGroup {
     /// The group with IANA transform ID `id`, if supported.
     pub fn from_id(id: u16) -> Option<Self> {
-        match id {
-            14 => Some(Self::Modp2048),
-            19 => Some(Self::Ecp256),
-            31 => Some(Self::Curve25519),
+        match TransformId(id) {
+            TransformId::DH_MODP2048 => Some(Self::Modp2048),
+            TransformId::DH_ECP256 => Some(Self::Ecp256),
+            TransformId::DH_CURVE25519 => Some(Self::Curve25519),
             _ => None,
         }
     }
@@ -49,10 +50,11 @@ impl DhGroup {
     /// IANA transform ID (also the KE payload's DH Group Num).
     pub fn id(self) -> u16 {
         match self {
-            Self::Modp2048 => 14,
-            Self::Ecp256 => 19,
-            Self::Curve25519 => 31,
+            Self::Modp2048 => TransformId::DH_MODP2048,
+            Self::Ecp256 => TransformId::DH_ECP256,
+            Self::Curve25519 => TransformId::DH_CURVE25519,
         }
+        .0
     }
 
     /// strongSwan-style name, e.g. `MODP_2048`.

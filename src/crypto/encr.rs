@@ -1,5 +1,7 @@
 //! Encryption transforms (transform type 1), shared by IKE (SK payload) and ESP.
 
+use crate::wire::TransformId;
+
 /// Encryption transform with its key length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Encr {
@@ -17,9 +19,9 @@ impl Encr {
     /// AES; 128, 192 or 256).
     pub fn from_id(id: u16, key_bits: Option<u16>) -> Option<Self> {
         let key_bits = key_bits.filter(|b| matches!(b, 128 | 192 | 256))?;
-        match id {
-            12 => Some(Self::AesCbc { key_bits }),
-            20 => Some(Self::AesGcm16 { key_bits }),
+        match TransformId(id) {
+            TransformId::ENCR_AES_CBC => Some(Self::AesCbc { key_bits }),
+            TransformId::ENCR_AES_GCM_16 => Some(Self::AesGcm16 { key_bits }),
             _ => None,
         }
     }
@@ -27,9 +29,10 @@ impl Encr {
     /// IANA transform ID.
     pub fn id(self) -> u16 {
         match self {
-            Self::AesCbc { .. } => 12,
-            Self::AesGcm16 { .. } => 20,
+            Self::AesCbc { .. } => TransformId::ENCR_AES_CBC,
+            Self::AesGcm16 { .. } => TransformId::ENCR_AES_GCM_16,
         }
+        .0
     }
 
     /// Key length in bits (the Key Length attribute value).

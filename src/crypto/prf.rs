@@ -6,6 +6,7 @@ use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::CryptoError;
+use crate::wire::TransformId;
 
 /// HMAC over the concatenation of `parts`, keyed with `key` (any length).
 fn hmac_parts<M: Mac + KeyInit>(key: &[u8], parts: &[&[u8]]) -> Zeroizing<Vec<u8>> {
@@ -70,11 +71,11 @@ impl Prf {
 
     /// The PRF with IANA transform ID `id`, if supported.
     pub fn from_id(id: u16) -> Option<Self> {
-        match id {
-            2 => Some(Self::HmacSha1),
-            5 => Some(Self::HmacSha256),
-            6 => Some(Self::HmacSha384),
-            7 => Some(Self::HmacSha512),
+        match TransformId(id) {
+            TransformId::PRF_HMAC_SHA1 => Some(Self::HmacSha1),
+            TransformId::PRF_HMAC_SHA2_256 => Some(Self::HmacSha256),
+            TransformId::PRF_HMAC_SHA2_384 => Some(Self::HmacSha384),
+            TransformId::PRF_HMAC_SHA2_512 => Some(Self::HmacSha512),
             _ => None,
         }
     }
@@ -82,11 +83,12 @@ impl Prf {
     /// IANA transform ID.
     pub fn id(self) -> u16 {
         match self {
-            Self::HmacSha1 => 2,
-            Self::HmacSha256 => 5,
-            Self::HmacSha384 => 6,
-            Self::HmacSha512 => 7,
+            Self::HmacSha1 => TransformId::PRF_HMAC_SHA1,
+            Self::HmacSha256 => TransformId::PRF_HMAC_SHA2_256,
+            Self::HmacSha384 => TransformId::PRF_HMAC_SHA2_384,
+            Self::HmacSha512 => TransformId::PRF_HMAC_SHA2_512,
         }
+        .0
     }
 
     fn hash(self) -> Hash {
@@ -175,11 +177,11 @@ pub enum Integ {
 impl Integ {
     /// The integrity transform with IANA ID `id`, if supported.
     pub fn from_id(id: u16) -> Option<Self> {
-        match id {
-            2 => Some(Self::HmacSha1_96),
-            12 => Some(Self::HmacSha256_128),
-            13 => Some(Self::HmacSha384_192),
-            14 => Some(Self::HmacSha512_256),
+        match TransformId(id) {
+            TransformId::AUTH_HMAC_SHA1_96 => Some(Self::HmacSha1_96),
+            TransformId::AUTH_HMAC_SHA2_256_128 => Some(Self::HmacSha256_128),
+            TransformId::AUTH_HMAC_SHA2_384_192 => Some(Self::HmacSha384_192),
+            TransformId::AUTH_HMAC_SHA2_512_256 => Some(Self::HmacSha512_256),
             _ => None,
         }
     }
@@ -187,11 +189,12 @@ impl Integ {
     /// IANA transform ID.
     pub fn id(self) -> u16 {
         match self {
-            Self::HmacSha1_96 => 2,
-            Self::HmacSha256_128 => 12,
-            Self::HmacSha384_192 => 13,
-            Self::HmacSha512_256 => 14,
+            Self::HmacSha1_96 => TransformId::AUTH_HMAC_SHA1_96,
+            Self::HmacSha256_128 => TransformId::AUTH_HMAC_SHA2_256_128,
+            Self::HmacSha384_192 => TransformId::AUTH_HMAC_SHA2_384_192,
+            Self::HmacSha512_256 => TransformId::AUTH_HMAC_SHA2_512_256,
         }
+        .0
     }
 
     fn hash(self) -> Hash {

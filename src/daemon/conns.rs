@@ -12,9 +12,9 @@ use zeroize::Zeroizing;
 use crate::config::conn::resolve_local_side;
 use crate::config::conn::{AuthMethod, Auto, Config, Conn, ConnType, End, Side};
 use crate::config::ident::Identity;
-use crate::config::proposal::{Proposal, Proposals, Protocol};
+use crate::config::proposal::{Proposal, Proposals, Protocol, esn};
 use crate::config::secrets::Secrets;
-use crate::config::values::ProtoPort;
+use crate::config::values::{Host, ProtoPort};
 use crate::control::ConnReport;
 use crate::crypto::{DhGroup, Encr, Integ, Prf};
 use crate::ike::{ConnSpec, EspProposal, IkeProposal, Mode};
@@ -62,15 +62,50 @@ impl Reqids {
         self.by_name.insert(name.to_string(), next);
         Some(next)
     }
-
-    /// The conn name owning `reqid`.
-    pub fn name_of(&self, reqid: u32) -> Option<&str> {
-        self.by_name
-            .iter()
-            .find(|(_, r)| **r == reqid)
-            .map(|(n, _)| n.as_str())
-    }
 }
+
+/// Why a conn of a loaded configuration cannot be run (the daemon refuses the configuration).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnError {
+    #[error("neither left ({left}) nor right ({right}) is an address of this host")]
+    NoLocalSide { left: Host, right: Host },
+    #[error("{side} authentication {auth} is not supported (only authby=secret / psk)")]
+    UnsupportedAuth {
+        side: &'static str,
+        auth: AuthMethod,
+    },
+    #[error("type={0} is not supported")]
+    UnsupportedType(ConnType),
+    #[error("the local identity is %any: set an address or leftid")]
+    AnyLocalId,
+    #[error("no PSK in ipsec.secrets for {local} <-> {remote}")]
+    NoPsk { local: Identity, remote: Identity },
+    /// An algorithm the user wrote (`what`: encryption, integrity, PRF, DH group) that
+    /// ikev2d does not implement.
+    #[error("{what} algorithm {shown} is not supported")]
+    UnsupportedAlgorithm { what: &'static str, shown: String },
+    #[error("no supported {0:?} proposal")]
+    NoSupportedProposal(Protocol),
+    #[error("no free reqid")]
+    NoFreeReqid,
+    #[error("reqid={0} is outside the range ikev2d owns ({min:#x}-{max:#x})", min = REQID_MIN, max = REQID_MAX)]
+    ReqidOutOfRange(u32),
+}
+
+/// A [`ConnError`] of one conn.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("conn {conn}: {error}")]
+pub struct ConnBuildError {
+    /// The conn's name.
+    pub conn: String,
+    /// What is wrong with it.
+    pub error: ConnError,
+}
+
+/// Every refused conn of a configuration, one per line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct ConnErrors(pub Vec<ConnBuildError>);
 
 /// Builds every loaded conn (`auto=ignore` conns are not loaded, as in strongSwan). Errors
 /// name the conn and the cause; any error refuses the whole configuration.
@@ -79,19 +114,22 @@ pub fn build_conns(
     secrets: &Secrets,
     is_local: &dyn Fn(IpAddr) -> bool,
     reqids: &mut Reqids,
-) -> Result<Vec<ConnEntry>, Vec<String>> {
+) -> Result<Vec<ConnEntry>, ConnErrors> {
     let mut entries = Vec::new();
     let mut errors = Vec::new();
     for conn in config.conns.iter().filter(|c| c.auto != Auto::Ignore) {
         match build_conn(conn, secrets, is_local, reqids) {
             Ok(e) => entries.push(e),
-            Err(e) => errors.push(format!("conn {}: {e}", conn.name)),
+            Err(error) => errors.push(ConnBuildError {
+                conn: conn.name.clone(),
+                error,
+            }),
         }
     }
     if errors.is_empty() {
         Ok(entries)
     } else {
-        Err(errors)
+        Err(ConnErrors(errors))
     }
 }
 
@@ -100,39 +138,39 @@ fn build_conn(
     secrets: &Secrets,
     is_local: &dyn Fn(IpAddr) -> bool,
     reqids: &mut Reqids,
-) -> Result<ConnEntry, String> {
+) -> Result<ConnEntry, ConnError> {
     let (l, r) = match resolve_local_side(conn, is_local) {
         Some(Side::Left) => (&conn.left, &conn.right),
         Some(Side::Right) => (&conn.right, &conn.left),
         None => {
-            return Err(format!(
-                "neither left ({}) nor right ({}) is an address of this host",
-                conn.left.host, conn.right.host
-            ));
+            return Err(ConnError::NoLocalSide {
+                left: conn.left.host.clone(),
+                right: conn.right.host.clone(),
+            });
         }
     };
-    for (end, what) in [(l, "local"), (r, "remote")] {
+    for (end, side) in [(l, "local"), (r, "remote")] {
         if end.auth != AuthMethod::Psk {
-            return Err(format!(
-                "{what} authentication {} is not supported (only authby=secret / psk)",
-                end.auth
-            ));
+            return Err(ConnError::UnsupportedAuth {
+                side,
+                auth: end.auth,
+            });
         }
     }
     let mode = match conn.conn_type {
         ConnType::Tunnel => Mode::Tunnel,
         ConnType::Transport => Mode::Transport,
-        other => return Err(format!("type={other} is not supported")),
+        other => return Err(ConnError::UnsupportedType(other)),
     };
     let local_identity = l.effective_id();
-    let local_id = identification(&local_identity)
-        .ok_or("the local identity is %any: set an address or leftid")?;
+    let local_id = identification(&local_identity).ok_or(ConnError::AnyLocalId)?;
     let remote_identity = r.effective_id();
     let remote_id = identification(&remote_identity);
     let psk = secrets
         .lookup(&local_identity, &remote_identity)
-        .ok_or_else(|| {
-            format!("no PSK in ipsec.secrets for {local_identity} <-> {remote_identity}")
+        .ok_or_else(|| ConnError::NoPsk {
+            local: local_identity.clone(),
+            remote: remote_identity.clone(),
         })?;
     let ike_proposals = proposals(&conn.ike, Protocol::Ike, ike_proposal)?;
     let esp_proposals = proposals(&conn.esp, Protocol::Esp, esp_proposal)?;
@@ -150,12 +188,10 @@ fn build_conn(
     };
     let reqid = match conn.reqid {
         Some(r) => r,
-        None => reqids.get(&conn.name).ok_or("no free reqid")?,
+        None => reqids.get(&conn.name).ok_or(ConnError::NoFreeReqid)?,
     };
     if !crate::kernel::is_our_reqid(reqid) {
-        return Err(format!(
-            "reqid={reqid} is outside the range ikev2d owns ({REQID_MIN:#x}-{REQID_MAX:#x})"
-        ));
+        return Err(ConnError::ReqidOutOfRange(reqid));
     }
     let report = ConnReport {
         name: conn.name.clone(),
@@ -274,8 +310,8 @@ pub fn fmt_ts(ts: &TrafficSelector) -> String {
 fn proposals<T>(
     configured: &Proposals,
     proto: Protocol,
-    convert: fn(&Proposal, bool) -> Result<Option<T>, String>,
-) -> Result<Vec<T>, String> {
+    convert: fn(&Proposal, bool) -> Result<Option<T>, ConnError>,
+) -> Result<Vec<T>, ConnError> {
     let mut out = Vec::new();
     if configured.configured {
         for p in &configured.list {
@@ -292,7 +328,7 @@ fn proposals<T>(
         }
     }
     if out.is_empty() {
-        return Err(format!("no supported {proto:?} proposal"));
+        return Err(ConnError::NoSupportedProposal(proto));
     }
     Ok(out)
 }
@@ -301,16 +337,19 @@ fn proposals<T>(
 fn map_ids<I: Copy, T>(
     ids: &[I],
     strict: bool,
-    what: &str,
+    what: &'static str,
     from: impl Fn(I) -> Option<T>,
     show: impl Fn(I) -> String,
-) -> Result<Vec<T>, String> {
+) -> Result<Vec<T>, ConnError> {
     let mut out = Vec::new();
     for id in ids {
         match from(*id) {
             Some(t) => out.push(t),
             None if strict => {
-                return Err(format!("{what} algorithm {} is not supported", show(*id)));
+                return Err(ConnError::UnsupportedAlgorithm {
+                    what,
+                    shown: show(*id),
+                });
             }
             None => {}
         }
@@ -318,7 +357,7 @@ fn map_ids<I: Copy, T>(
     Ok(out)
 }
 
-fn encrs(p: &Proposal, strict: bool) -> Result<Vec<Encr>, String> {
+fn encrs(p: &Proposal, strict: bool) -> Result<Vec<Encr>, ConnError> {
     map_ids(
         &p.encr,
         strict,
@@ -331,19 +370,19 @@ fn encrs(p: &Proposal, strict: bool) -> Result<Vec<Encr>, String> {
     )
 }
 
-fn integs(p: &Proposal, strict: bool) -> Result<Vec<Integ>, String> {
+fn integs(p: &Proposal, strict: bool) -> Result<Vec<Integ>, ConnError> {
     map_ids(&p.integ, strict, "integrity", Integ::from_id, |id| {
         format!("INTEG {id}")
     })
 }
 
-fn dh_groups(p: &Proposal, strict: bool) -> Result<Vec<DhGroup>, String> {
+fn dh_groups(p: &Proposal, strict: bool) -> Result<Vec<DhGroup>, ConnError> {
     map_ids(&p.dh, strict, "DH group", DhGroup::from_id, |id| {
         format!("DH group {id}")
     })
 }
 
-fn ike_proposal(p: &Proposal, strict: bool) -> Result<Option<IkeProposal>, String> {
+fn ike_proposal(p: &Proposal, strict: bool) -> Result<Option<IkeProposal>, ConnError> {
     let encr = encrs(p, strict)?;
     let integ = integs(p, strict)?;
     let prf = map_ids(&p.prf, strict, "PRF", Prf::from_id, |id| {
@@ -361,13 +400,13 @@ fn ike_proposal(p: &Proposal, strict: bool) -> Result<Option<IkeProposal>, Strin
     }))
 }
 
-fn esp_proposal(p: &Proposal, strict: bool) -> Result<Option<EspProposal>, String> {
+fn esp_proposal(p: &Proposal, strict: bool) -> Result<Option<EspProposal>, ConnError> {
     let encr = encrs(p, strict)?;
     let integ = integs(p, strict)?;
     let dh = dh_groups(p, strict)?;
     let aead = encr.iter().all(|e| e.is_aead());
     let complete = !encr.is_empty() && (aead || !integ.is_empty());
-    let esn = p.esn.contains(&1) && !p.esn.contains(&0);
+    let esn = p.esn.contains(&esn::ESN) && !p.esn.contains(&esn::NO_ESN);
     Ok(complete.then_some(EspProposal {
         encr,
         integ,
@@ -379,8 +418,8 @@ fn esp_proposal(p: &Proposal, strict: bool) -> Result<Option<EspProposal>, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::check::load_str;
     use crate::config::conn::NoDns;
+    use crate::config::load::load_str;
     use crate::config::source::{MemResolver, SourceFile};
 
     fn load(conf: &str, secrets: &str) -> (Config, Secrets) {
@@ -426,10 +465,40 @@ mod tests {
         let (cfg, sec) = load(CONF, SECRETS);
         let mut reqids = Reqids::default();
         let errs = build_conns(&cfg, &sec, &|_| false, &mut reqids).unwrap_err();
-        assert!(errs[0].contains("neither left"), "{errs:?}");
+        assert_eq!(
+            errs.0[0].to_string(),
+            "conn hh: neither left (10.9.0.1) nor right (10.9.0.2) is an address of this host"
+        );
         let (cfg, sec) = load(CONF, "1.2.3.4 : PSK \"x\"\n");
         let errs = build_conns(&cfg, &sec, &|_| true, &mut reqids).unwrap_err();
-        assert!(errs[0].contains("no PSK"), "{errs:?}");
+        assert!(
+            matches!(errs.0[0].error, ConnError::NoPsk { .. }),
+            "{errs:?}"
+        );
+        assert_eq!(
+            errs.0[0].to_string(),
+            "conn hh: no PSK in ipsec.secrets for 10.9.0.1 <-> 10.9.0.2"
+        );
+    }
+
+    #[test]
+    fn every_refused_conn_is_reported_on_its_own_line() {
+        let conf = format!("{CONF}{}", CONF.replace("conn hh", "conn hh2"));
+        let (cfg, sec) = load(&conf, SECRETS);
+        let errs = build_conns(&cfg, &sec, &|_| false, &mut Reqids::default()).unwrap_err();
+        let why = "neither left (10.9.0.1) nor right (10.9.0.2) is an address of this host";
+        assert_eq!(errs.to_string(), format!("conn hh: {why}\nconn hh2: {why}"));
+    }
+
+    #[test]
+    fn reqid_outside_our_range_is_refused() {
+        let conf = CONF.replace("auto=add", "auto=add\n\treqid=7");
+        let (cfg, sec) = load(&conf, SECRETS);
+        let errs = build_conns(&cfg, &sec, &|_| true, &mut Reqids::default()).unwrap_err();
+        assert_eq!(
+            errs.0[0].to_string(),
+            "conn hh: reqid=7 is outside the range ikev2d owns (0x4b320000-0x4b32ffff)"
+        );
     }
 
     #[test]
@@ -437,7 +506,17 @@ mod tests {
         let conf = CONF.replace("esp=aes128gcm16!", "esp=aes128ccm16!");
         let (cfg, sec) = load(&conf, SECRETS);
         let errs = build_conns(&cfg, &sec, &|_| true, &mut Reqids::default()).unwrap_err();
-        assert!(errs[0].contains("ENCR 16"), "{errs:?}");
+        assert_eq!(
+            errs.0[0].error,
+            ConnError::UnsupportedAlgorithm {
+                what: "encryption",
+                shown: "ENCR 16 (128-bit key)".into()
+            }
+        );
+        assert_eq!(
+            errs.0[0].to_string(),
+            "conn hh: encryption algorithm ENCR 16 (128-bit key) is not supported"
+        );
     }
 
     #[test]

@@ -23,9 +23,9 @@ use rand::SeedableRng;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
-use crate::config::check::load;
 use crate::config::conn::HostResolver;
 use crate::config::diag::Severity;
+use crate::config::load::load;
 use crate::ike::{Endpoint, EndpointConfig, SpiAllocator};
 use crate::kernel::{EventSocket, KernelError, KernelIpsec};
 use conns::{ConnEntry, Reqids, build_conns};
@@ -88,11 +88,10 @@ pub enum DaemonError {
 pub struct SystemDns;
 
 impl HostResolver for SystemDns {
-    fn resolve(&self, name: &str) -> Result<Vec<IpAddr>, String> {
+    fn resolve(&self, name: &str) -> std::io::Result<Vec<IpAddr>> {
         (name, 0)
             .to_socket_addrs()
             .map(|addrs| addrs.map(|a| a.ip()).collect())
-            .map_err(|e| e.to_string())
     }
 }
 
@@ -134,7 +133,7 @@ impl Reloader {
             &net::is_local_address,
             &mut self.reqids,
         )
-        .map_err(|e| e.join("\n"))?;
+        .map_err(|e| e.to_string())?;
         for c in &conns {
             tracing::info!(target: "cfg", "loaded conn {} ({}...{}, {}, auto={})",
                 c.report.name, c.report.local, c.report.remote, c.report.mode, c.report.auto);

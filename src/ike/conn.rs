@@ -23,6 +23,12 @@ pub struct EndpointConfig {
     /// From this many half-open responder IKE SAs on, IKE_SA_INIT requests must echo a
     /// stateless COOKIE first (RFC 7296 §2.6; strongSwan's default threshold is 30).
     pub cookie_threshold: usize,
+    /// From this many half-open SAs of one peer address on, that address must echo a COOKIE
+    /// whatever the total (strongSwan's `cookie_threshold_ip`, 3).
+    pub cookie_threshold_ip: usize,
+    /// At most this many half-open SAs per peer address, checked after the COOKIE, so one
+    /// address that answers cookies cannot fill the table (strongSwan's `block_threshold`, 5).
+    pub max_half_open_per_ip: usize,
     /// Replay window reported in [`ChildSaReady`](super::ChildSaReady).
     pub replay_window: u32,
     /// Hand out each IKE SA's SK_e/SK_a keys in
@@ -38,6 +44,8 @@ impl Default for EndpointConfig {
             half_open_timeout: Duration::from_secs(30),
             max_half_open: 1024,
             cookie_threshold: 30,
+            cookie_threshold_ip: 3,
+            max_half_open_per_ip: 5,
             replay_window: 32,
             export_keys: false,
         }

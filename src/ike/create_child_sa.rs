@@ -36,7 +36,7 @@ use super::error::IkeError;
 use super::event::Event;
 use super::payloads::{NONCE_LEN, find_notify, first_error, ke, nonce, notify, random, sa_payload};
 use super::proposal;
-use super::sa::{Ctx, IkeSa, Path, Queued};
+use super::sa::{Ctx, IkeSa, Queued};
 use crate::crypto::{DhGroup, DhPrivate};
 use crate::kernel::Mode;
 use crate::wire::{
@@ -65,25 +65,21 @@ fn spi_notify(t: NotifyType, spi: u32) -> Payload {
     })
 }
 
-/// Answer a CREATE_CHILD_SA request `mid` that does not rekey the IKE SA (`established`:
+/// The answer to a CREATE_CHILD_SA request that does not rekey the IKE SA (`established`:
 /// not while deleting the IKE SA).
 pub(crate) fn respond<R: CryptoRng>(
     sa: &mut IkeSa,
     ctx: &mut Ctx<'_, R>,
-    path: Path,
-    mid: u32,
     payloads: &[Payload],
     established: bool,
-) {
+) -> Vec<Payload> {
     // While we rekey the IKE SA, its CHILD_SAs wait (RFC 7296 §2.25.2).
     let busy = !established || sa.ike_rekey.is_some();
-    let answer = match find_notify(payloads, NotifyType::REKEY_SA) {
+    match find_notify(payloads, NotifyType::REKEY_SA) {
         _ if busy => vec![notify(NotifyType::TEMPORARY_FAILURE, Vec::new())],
         Some(n) => rekey(sa, ctx, payloads, n),
         None => create(sa, ctx, payloads),
-    };
-    // An encoding failure leaves the request unanswered; the peer retransmits, then gives up.
-    let _ = sa.send_response(ctx, path, ExchangeType::CREATE_CHILD_SA, mid, &answer);
+    }
 }
 
 /// The PFS group of the peer's KEi if the chosen proposal `number` and `conn` allow it;

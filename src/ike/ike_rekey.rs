@@ -261,28 +261,23 @@ fn successor<R>(
     Ok(new)
 }
 
-/// Responder: answer the IKE SA rekey request `mid` on `sa` (`established`: not while
-/// deleting the IKE SA), using `fresh` for the new SA. Returns the new IKE SA (already
-/// holding `sa`'s children) on success.
+/// Responder: the answer to an IKE SA rekey request on `sa` (`established`: not while
+/// deleting the IKE SA), using `fresh` for the new SA, and the new IKE SA (already holding
+/// `sa`'s children) on success.
 pub(crate) fn respond<R: CryptoRng>(
     sa: &mut IkeSa,
     ctx: &mut Ctx<'_, R>,
-    path: Path,
-    mid: u32,
     payloads: &[Payload],
     established: bool,
     fresh: Option<Fresh>,
-) -> Option<IkeSa> {
-    let (answer, born) = match fresh {
+) -> (Vec<Payload>, Option<IkeSa>) {
+    match fresh {
         Some(f) if established => answer(sa, ctx, payloads, f),
         _ => (
             vec![notify(NotifyType::TEMPORARY_FAILURE, Vec::new())],
             None,
         ),
-    };
-    // An encoding failure leaves the request unanswered; the peer retransmits, then gives up.
-    let _ = sa.send_response(ctx, path, ExchangeType::CREATE_CHILD_SA, mid, &answer);
-    born
+    }
 }
 
 /// The response payloads to an IKE SA rekey request and, on success, the new IKE SA.

@@ -12,7 +12,7 @@ use super::event::{Event, IkeSaId, Role};
 use super::natd;
 use super::payloads::{NONCE_LEN, NONCE_RANGE, find_notify, first_error, notify, random};
 use super::proposal::{self, IkeSuite};
-use super::sa::{CachedResponse, Ctx, IkeSa, InitExchange, Path, SaKeys, State};
+use super::sa::{CachedResponse, Ctx, IkeSa, InitExchange, Path, RequestPrint, SaKeys, State};
 use crate::crypto::{DhGroup, DhPrivate, Prf, derive_ike_keys};
 use crate::wire::{
     ExchangeType, Header, KePayload, Message, NotifyType, Payload, PayloadType, SaPayload,
@@ -309,6 +309,21 @@ fn refuse<R>(ctx: &mut Ctx<'_, R>, path: Path, req: &Header, n: NotifyType, data
     );
 }
 
+/// RFC 7296 §2.5: an IKE_SA_INIT request of a higher major version is dropped and answered,
+/// without state, with INVALID_MAJOR_VERSION in a header of the version we speak. Nothing else
+/// of a foreign version is answered.
+pub(crate) fn refuse_major_version<R>(ctx: &mut Ctx<'_, R>, path: Path, req: &Header) {
+    if req.exchange == ExchangeType::IKE_SA_INIT && !req.is_response() && req.spi_i != [0; 8] {
+        refuse(
+            ctx,
+            path,
+            req,
+            NotifyType::INVALID_MAJOR_VERSION,
+            Vec::new(),
+        );
+    }
+}
+
 /// Stateless responder cookie (RFC 7296 §2.6): prf(secret, Ni | IPi | SPIi).
 fn cookie(secret: &[u8], nonce: &[u8], peer: IpAddr, spi_i: &[u8; 8]) -> Vec<u8> {
     let mut data = nonce.to_vec();
@@ -432,6 +447,7 @@ pub(crate) fn respond<R: CryptoRng>(
     ctx.out.send(path.local, path.remote, response.clone());
     sa.cached_response = Some(CachedResponse {
         mid: 0,
+        request: RequestPrint::of(path, &request),
         data: response.clone(),
     });
     let init = InitExchange {

@@ -102,7 +102,7 @@ mod ts;
 mod tests;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use rand::CryptoRng;
@@ -119,7 +119,7 @@ pub use event::{
 pub use timer::RetransmitPolicy;
 pub(crate) use ts::configured_or_host;
 
-use crate::wire::{ExchangeType, Message};
+use crate::wire::{ExchangeType, Header, Message, WireError};
 use sa::{Born, Ctx, IkeSa, Output, Path, Queued, State};
 
 /// A handler context borrowing the endpoint's shared parts (field-wise, so that an SA of
@@ -153,6 +153,62 @@ pub struct Endpoint<R> {
     out: Output,
     /// Key of the stateless IKE_SA_INIT cookies.
     cookie_secret: zeroize::Zeroizing<Vec<u8>>,
+    /// Half-open responder SAs, counted as they come and go (no scan per request).
+    half_open: HalfOpen,
+    stats: ResponderStats,
+}
+
+/// What the responder refused or challenged since start, for `ikectl status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResponderStats {
+    /// Half-open responder IKE SAs now.
+    pub half_open: usize,
+    /// COOKIE challenges sent.
+    pub cookies_sent: u64,
+    /// IKE_SA_INIT requests dropped: too many half-open SAs of that address.
+    pub dropped_per_ip: u64,
+    /// IKE_SA_INIT requests dropped: too many half-open SAs in all.
+    pub dropped_total: u64,
+    /// Requests that named an SA and message ID but were not a retransmission of the
+    /// request answered (other source or other bytes): not answered from the cache.
+    pub replays_refused: u64,
+}
+
+/// Half-open responder SAs by SA and by peer address.
+#[derive(Debug, Default)]
+struct HalfOpen {
+    by_sa: HashMap<IkeSaId, IpAddr>,
+    by_ip: HashMap<IpAddr, usize>,
+}
+
+impl HalfOpen {
+    fn total(&self) -> usize {
+        self.by_sa.len()
+    }
+
+    fn of(&self, ip: IpAddr) -> usize {
+        self.by_ip.get(&ip).copied().unwrap_or(0)
+    }
+
+    /// Records whether SA `id` is half-open now (`Some(peer address)`) or not.
+    fn set(&mut self, id: IkeSaId, now: Option<IpAddr>) {
+        match (self.by_sa.get(&id).copied(), now) {
+            (None, Some(ip)) => {
+                self.by_sa.insert(id, ip);
+                *self.by_ip.entry(ip).or_default() += 1;
+            }
+            (Some(ip), None) => {
+                self.by_sa.remove(&id);
+                if let Some(n) = self.by_ip.get_mut(&ip) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.by_ip.remove(&ip);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 impl<R> std::fmt::Debug for Endpoint<R> {
@@ -180,6 +236,8 @@ impl<R: CryptoRng> Endpoint<R> {
             by_init: HashMap::new(),
             next_id: 1,
             out: Output::default(),
+            half_open: HalfOpen::default(),
+            stats: ResponderStats::default(),
         }
     }
 
@@ -210,7 +268,19 @@ impl<R: CryptoRng> Endpoint<R> {
             self.by_init.insert((sa.spi_i, sa.remote), sa.id);
         }
         self.by_spi.insert(sa.local_spi(), sa.id);
-        self.sas.insert(sa.id, sa);
+        let id = sa.id;
+        self.sas.insert(id, sa);
+        self.track_half_open(id);
+    }
+
+    /// Brings the half-open count in line with SA `id`'s state (or its absence).
+    fn track_half_open(&mut self, id: IkeSaId) {
+        let now = self
+            .sas
+            .get(&id)
+            .filter(|sa| sa.is_half_open())
+            .map(|sa| sa.remote.ip());
+        self.half_open.set(id, now);
     }
 
     fn remove_if_dead(&mut self, id: IkeSaId) {
@@ -220,6 +290,7 @@ impl<R: CryptoRng> Endpoint<R> {
             self.by_spi.remove(&sa.local_spi());
             self.by_init.retain(|_, v| *v != id);
         }
+        self.track_half_open(id);
     }
 
     /// Run `f` on one SA with a handler context, then send queued requests and reap it if dead.
@@ -230,6 +301,8 @@ impl<R: CryptoRng> Endpoint<R> {
         let mut ctx = ctx!(self, now);
         f(sa, &mut ctx);
         sa.pump(&mut ctx);
+        self.stats.replays_refused += ctx.out.replays_refused;
+        ctx.out.replays_refused = 0;
         self.remove_if_dead(id);
     }
 
@@ -258,16 +331,21 @@ impl<R: CryptoRng> Endpoint<R> {
         remote: SocketAddr,
         data: &[u8],
     ) {
-        let Ok(msg) = Message::parse(data) else {
-            return;
+        let path = Path { local, remote };
+        let msg = match Message::parse(data) {
+            Ok(msg) => msg,
+            Err(WireError::InvalidMajorVersion(major)) if major > Header::MAJOR_VERSION => {
+                if let Ok(h) = Header::parse(data) {
+                    ike_sa_init::refuse_major_version(&mut ctx!(self, now), path, &h);
+                }
+                return;
+            }
+            Err(_) => return,
         };
         let h = &msg.header;
-        if h.major != 2 {
-            return;
-        }
-        let path = Path { local, remote };
         if h.exchange == ExchangeType::IKE_SA_INIT && !h.is_response() {
-            if h.spi_r == [0; 8] {
+            // SPIi 0 is not a valid initiator SPI (RFC 7296 §3.1): no state for it.
+            if h.spi_r == [0; 8] && h.spi_i != [0; 8] {
                 self.on_sa_init_request(now, path, data, &msg);
             }
             return;
@@ -353,31 +431,58 @@ impl<R: CryptoRng> Endpoint<R> {
         }
     }
 
+    /// A new IKE_SA_INIT request. In order: a retransmission is answered from the cache (same
+    /// source and bytes only); under load (many half-open SAs in all, or from this address) the
+    /// request must echo a stateless COOKIE; only then the per-address and total caps apply, so
+    /// spoofed floods never reach the caps and one address that answers cookies holds at most
+    /// `max_half_open_per_ip` of them.
     fn on_sa_init_request(&mut self, now: Instant, path: Path, data: &[u8], msg: &Message) {
         if let Some(id) = self.by_init.get(&(msg.header.spi_i, path.remote)) {
             // Retransmission: answer from the cache while IKE_AUTH has not moved on.
             if let Some(sa) = self.sas.get(id)
                 && let Some(c) = sa.cached_response.as_ref().filter(|c| c.mid == 0)
             {
-                self.out.send(path.local, path.remote, c.data.clone());
+                if c.answers(path, data) {
+                    self.out.send(path.local, path.remote, c.data.clone());
+                } else {
+                    self.stats.replays_refused += 1;
+                }
             }
             return;
         }
-        let half_open = self.sas.values().filter(|s| s.is_half_open()).count();
-        if half_open >= self.config.max_half_open {
-            return;
-        }
-        let id = self.alloc_id();
-        let spi_r = self.alloc_spi();
+        let peer = path.remote.ip();
+        let (total, of_peer) = (self.half_open.total(), self.half_open.of(peer));
+        let id = IkeSaId(self.next_id);
         let mut ctx = ctx!(self, now);
-        if half_open >= self.config.cookie_threshold
+        if (total >= self.config.cookie_threshold || of_peer >= self.config.cookie_threshold_ip)
             && !ike_sa_init::check_cookie(&mut ctx, path, msg, &self.cookie_secret)
         {
+            self.stats.cookies_sent += 1;
             return;
         }
+        if of_peer >= self.config.max_half_open_per_ip {
+            self.stats.dropped_per_ip += 1;
+            return;
+        }
+        if total >= self.config.max_half_open {
+            self.stats.dropped_total += 1;
+            return;
+        }
+        let spi_r = self.alloc_spi();
+        let mut ctx = ctx!(self, now);
         if let Some((mut sa, init)) = ike_sa_init::respond(&mut ctx, id, spi_r, path, data, msg) {
+            self.alloc_id();
             sa.state = State::ExpectAuthRequest(Box::new(ike_auth::ExpectAuthRequest::new(init)));
             self.insert(sa);
+        }
+    }
+
+    /// The responder's refusals and challenges so far, and the half-open SAs now.
+    #[must_use]
+    pub fn responder_stats(&self) -> ResponderStats {
+        ResponderStats {
+            half_open: self.half_open.total(),
+            ..self.stats
         }
     }
 

@@ -29,6 +29,8 @@ use crate::wire::{ExchangeType, Header, Identification, Message, Payload, Payloa
 pub(crate) struct Output {
     pub(crate) transmits: VecDeque<Transmit>,
     pub(crate) events: VecDeque<Event>,
+    /// Requests for a cached response that were not its request's retransmission.
+    pub(crate) replays_refused: u64,
 }
 
 impl Output {
@@ -192,7 +194,36 @@ pub(crate) enum State {
 /// A response we sent, kept to answer retransmitted requests.
 pub(crate) struct CachedResponse {
     pub(crate) mid: u32,
+    /// The request answered: where it came from and a digest of its bytes.
+    pub(crate) request: RequestPrint,
     pub(crate) data: Vec<u8>,
+}
+
+impl CachedResponse {
+    /// Whether `data` from `path` is a retransmission of the request this answers: the same
+    /// source and the same bytes (RFC 7296 §2.1 retransmits the request unchanged). Anything
+    /// else naming the SA's SPIs and message ID, e.g. a forged 28-byte header from another
+    /// address, is not answered, so the cache cannot reflect traffic at third parties.
+    pub(crate) fn answers(&self, path: Path, data: &[u8]) -> bool {
+        self.request == RequestPrint::of(path, data)
+    }
+}
+
+/// A request's source and SHA-256 digest (32 bytes kept instead of the request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RequestPrint {
+    from: SocketAddr,
+    digest: [u8; 32],
+}
+
+impl RequestPrint {
+    pub(crate) fn of(path: Path, data: &[u8]) -> Self {
+        use sha2::Digest;
+        Self {
+            from: path.remote,
+            digest: sha2::Sha256::digest(data).into(),
+        }
+    }
 }
 
 /// One IKE SA.
@@ -212,6 +243,8 @@ pub(crate) struct IkeSa {
     pub(crate) peer_mid: u32,
     pub(crate) outstanding: Option<Outstanding>,
     pub(crate) cached_response: Option<CachedResponse>,
+    /// The peer's request being answered (source and digest), for the response cache.
+    pub(crate) peer_request: Option<RequestPrint>,
     pub(crate) queue: VecDeque<Queued>,
     /// The queued request currently outstanding.
     pub(crate) in_flight: Option<Queued>,
@@ -264,6 +297,7 @@ impl IkeSa {
             peer_mid: 0,
             outstanding: None,
             cached_response: None,
+            peer_request: None,
             queue: VecDeque::new(),
             in_flight: None,
             rekey: None,
@@ -393,7 +427,11 @@ impl IkeSa {
         let hdr = self.header(exchange, mid, true);
         let data = self.seal(ctx.rng, &hdr, payloads)?;
         ctx.out.send(path.local, path.remote, data.clone());
-        self.cached_response = Some(CachedResponse { mid, data });
+        let request = self.peer_request.unwrap_or(RequestPrint {
+            from: path.remote,
+            digest: [0; 32],
+        });
+        self.cached_response = Some(CachedResponse { mid, request, data });
         self.peer_mid = mid.wrapping_add(1);
         Ok(())
     }
@@ -469,12 +507,17 @@ impl IkeSa {
             && c.mid == mid
             && mid.wrapping_add(1) == self.peer_mid
         {
-            ctx.out.send(path.local, path.remote, c.data.clone());
+            if c.answers(path, data) {
+                ctx.out.send(path.local, path.remote, c.data.clone());
+            } else {
+                ctx.out.replays_refused += 1;
+            }
             return None;
         }
         if mid != self.peer_mid {
             return None;
         }
+        self.peer_request = Some(RequestPrint::of(path, data));
         let payloads = match self.open(data, msg) {
             Ok(p) => p,
             Err(sk::OpenError::Inner(e)) => {
@@ -506,19 +549,17 @@ impl IkeSa {
                 if exchange == ExchangeType::CREATE_CHILD_SA =>
             {
                 let established = matches!(s, State::Established);
-                if super::ike_rekey::is_ike_rekey(&payloads) {
-                    born = super::ike_rekey::respond(
-                        self,
-                        ctx,
-                        path,
-                        mid,
-                        &payloads,
-                        established,
-                        fresh,
-                    );
+                let answer = if super::ike_rekey::is_ike_rekey(&payloads) {
+                    let (answer, new) =
+                        super::ike_rekey::respond(self, ctx, &payloads, established, fresh);
+                    born = new;
+                    answer
                 } else {
-                    super::create_child_sa::respond(self, ctx, path, mid, &payloads, established);
-                }
+                    super::create_child_sa::respond(self, ctx, &payloads, established)
+                };
+                // An encoding failure leaves the request unanswered; the peer retransmits,
+                // then gives up.
+                let _ = self.send_response(ctx, path, ExchangeType::CREATE_CHILD_SA, mid, &answer);
                 s
             }
             s => s,

@@ -35,14 +35,26 @@ pub(crate) fn configured_or_host(ts: &[TrafficSelector], addr: IpAddr) -> Vec<Tr
     }
 }
 
-/// A selector we understand: address-range type matching its address family, ordered bounds.
+/// A selector we understand: address-range type matching its address family, ordered bounds,
+/// and a port range only with a protocol that has ports. RFC 7296 §3.13.1 requires 0-65535 for
+/// protocol 0; ICMP's "ports" (type/code, RFC 4301) have no kernel selector here. Anything else
+/// would be agreed with the peer and then fail to install, so it is refused in negotiation.
 fn well_formed(t: &TrafficSelector) -> bool {
     let family_ok = matches!(
         (t.start_addr, t.end_addr),
         (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_))
     ) && t.ts_type == ts_type_of(t.start_addr);
-    family_ok && t.start_addr <= t.end_addr && t.start_port <= t.end_port
+    let all_ports = t.start_port == 0 && t.end_port == u16::MAX;
+    let has_ports = !matches!(t.ip_protocol, 0 | IPPROTO_ICMP | IPPROTO_ICMPV6);
+    family_ok
+        && t.start_addr <= t.end_addr
+        && t.start_port <= t.end_port
+        && (all_ports || has_ports)
 }
+
+/// IANA protocol numbers whose selectors carry no ports.
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_ICMPV6: u8 = 58;
 
 /// Intersection of two selectors, if not empty.
 pub(crate) fn intersect(a: &TrafficSelector, b: &TrafficSelector) -> Option<TrafficSelector> {
@@ -137,6 +149,15 @@ mod tests {
         assert_eq!(intersect(&tcp, &v6), None);
         assert_eq!(intersect(&tcp, &far), None);
         assert!(narrow(std::slice::from_ref(&tcp), &[udp, v6, far]).is_empty());
+        // Protocol 0 (any) with a port range is malformed (RFC 7296 §3.13.1), and ICMP
+        // type ranges have no kernel selector: both are refused, never agreed then failed.
+        let any = range("10.0.0.0", "10.0.0.255", 0, (0, 65535));
+        let any_ports = range("10.0.0.0", "10.0.0.255", 0, (1000, 2000));
+        let icmp_echo = range("10.0.0.0", "10.0.0.255", 1, (8 << 8, 8 << 8));
+        assert_eq!(intersect(&any, &any_ports), None);
+        assert_eq!(intersect(&any, &icmp_echo), None);
+        let icmp_all = range("10.0.0.0", "10.0.0.255", 1, (0, 65535));
+        assert_eq!(intersect(&any, &icmp_all), Some(icmp_all));
         let reversed = range("10.0.0.9", "10.0.0.1", 0, (0, 65535));
         assert_eq!(intersect(&reversed, &tcp), None);
     }

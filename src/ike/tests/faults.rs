@@ -1,6 +1,7 @@
 //! Lost, duplicated, reordered datagrams; retransmission and give-up; failures.
 
 use super::*;
+use crate::wire::{NotifyType, Payload};
 
 const IKE: &str = "aes128gcm16-prfsha256-x25519";
 const ESP: &str = "aes128gcm16";
@@ -345,6 +346,45 @@ fn garbage_is_ignored() {
 }
 
 #[test]
+fn higher_major_version_and_zero_spi() {
+    let mut p = pair();
+    p.fault = Box::new(|_, _, _| Fault::Drop);
+    p.a.initiate(p.now, "net").unwrap();
+    p.drive_for(0.0);
+    let init = p.log[0].1.data.clone();
+    let (l, r) = (p.log[0].1.remote, p.log[0].1.local);
+    // Version 3.0: dropped without state, answered with INVALID_MAJOR_VERSION in a 2.0 header.
+    let mut v3 = init.clone();
+    v3[17] = 0x30;
+    p.b.handle_datagram(p.now, l, r, &v3);
+    let answer = p.b.poll_transmit().expect("INVALID_MAJOR_VERSION");
+    assert!(p.b.poll_transmit().is_none());
+    let msg = Message::parse(&answer.data).unwrap();
+    assert_eq!((msg.header.major, msg.header.minor), (2, 0));
+    assert!(msg.header.is_response());
+    assert_eq!(msg.header.spi_i, Header::parse(&init).unwrap().spi_i);
+    assert!(matches!(
+        msg.payloads.as_slice(),
+        [Payload::Notify(n)] if n.notify_type == NotifyType::INVALID_MAJOR_VERSION
+    ));
+    // A response of version 3, or another exchange, gets nothing.
+    let mut v3_response = v3.clone();
+    v3_response[19] |= Header::FLAG_RESPONSE;
+    p.b.handle_datagram(p.now, l, r, &v3_response);
+    assert!(p.b.poll_transmit().is_none());
+    // SPIi 0 creates no half-open SA and gets no answer.
+    let mut zero = init.clone();
+    zero[..8].fill(0);
+    p.b.handle_datagram(p.now, l, r, &zero);
+    assert!(p.b.poll_transmit().is_none());
+    assert!(p.b.ike_sas().is_empty());
+    // The unchanged request still works.
+    p.b.handle_datagram(p.now, l, r, &init);
+    assert!(p.b.poll_transmit().is_some());
+    assert_eq!(p.b.ike_sas().len(), 1);
+}
+
+#[test]
 fn initiate_errors() {
     let mut p = pair();
     assert_eq!(
@@ -439,4 +479,97 @@ fn random_faults_keep_both_sides_consistent() {
         }
     }
     assert!(up > 100, "{up} up, {failed} failed");
+}
+
+/// The exchange type octet of a datagram.
+fn exchange_of(t: &Transmit) -> Option<u8> {
+    t.data.get(18).copied()
+}
+
+#[test]
+fn one_address_answering_cookies_cannot_lock_out_another() {
+    let cfg = EndpointConfig {
+        cookie_threshold: 2,
+        max_half_open: 8,
+        ..EndpointConfig::default()
+    };
+    // b answers anyone (right=%any).
+    let mut p = Pair::with_config(
+        conn(A_IP, Some(B_IP), IKE, ESP),
+        conn(B_IP, None, IKE, ESP),
+        cfg.clone(),
+    );
+    // a floods IKE_SA_INIT and answers every COOKIE, but never sends IKE_AUTH: its SAs on b
+    // stay half-open.
+    let ike_auth = ExchangeType::IKE_AUTH.0;
+    p.fault = Box::new(move |dir, _, t| {
+        if dir == Dir::AtoB && exchange_of(t) == Some(ike_auth) {
+            Fault::Drop
+        } else {
+            Fault::Deliver
+        }
+    });
+    for _ in 0..40 {
+        p.a.initiate(p.now, "net").unwrap();
+    }
+    p.drive_for(1.0);
+    let stats = p.b.responder_stats();
+    assert_eq!(stats.half_open, 5, "{stats:?}");
+    assert!(stats.cookies_sent >= 35, "{stats:?}");
+    assert_eq!(stats.dropped_per_ip, 35, "{stats:?}");
+    assert_eq!(stats.dropped_total, 0, "{stats:?}");
+
+    // Another peer still gets in, after its own COOKIE round.
+    let c_ip = "192.0.2.3";
+    let mut c = Endpoint::new(
+        cfg,
+        ChaCha20Rng::seed_from_u64(3),
+        Box::new(SeqSpis(0xc000_0000)),
+    );
+    c.set_conns(vec![conn(c_ip, Some(B_IP), IKE, ESP)]);
+    c.initiate(p.now, "net").unwrap();
+    let c_addr = SocketAddr::new(ip(c_ip), 500);
+    let mut established = false;
+    for _ in 0..10 {
+        while let Some(t) = c.poll_transmit() {
+            p.b.handle_datagram(p.now, t.remote, t.local, &t.data);
+        }
+        while let Some(t) = p.b.poll_transmit() {
+            if t.remote == c_addr {
+                c.handle_datagram(p.now, t.remote, t.local, &t.data);
+            }
+        }
+        while let Some(e) = c.poll_event() {
+            established |= matches!(e, Event::IkeSaEstablished { .. });
+        }
+    }
+    assert!(established, "{:?}", p.b.responder_stats());
+}
+
+#[test]
+fn cached_response_only_for_a_true_retransmission() {
+    let mut p = pair();
+    p.connect();
+    let (_, auth) = p
+        .log
+        .iter()
+        .find(|(d, t)| *d == Dir::AtoB && exchange_of(t) == Some(ExchangeType::IKE_AUTH.0))
+        .cloned()
+        .unwrap();
+    let (local, remote) = (auth.remote, auth.local);
+    // The same bytes from the same source: answered again from the cache.
+    p.b.handle_datagram(p.now, local, remote, &auth.data);
+    assert!(p.b.poll_transmit().is_some());
+    // The same bytes from elsewhere: not reflected there.
+    let elsewhere = SocketAddr::new(ip("203.0.113.9"), 500);
+    p.b.handle_datagram(p.now, local, elsewhere, &auth.data);
+    assert!(p.b.poll_transmit().is_none());
+    // A bare 28-byte header with the SA's SPIs and message ID, from the peer's own address.
+    let mut forged = auth.data[..Header::LEN].to_vec();
+    forged[16] = 0;
+    forged[24..28].copy_from_slice(&28u32.to_be_bytes());
+    p.b.handle_datagram(p.now, local, remote, &forged);
+    assert!(p.b.poll_transmit().is_none());
+    assert_eq!(p.b.responder_stats().replays_refused, 2);
+    assert_eq!(p.b.ike_sas().len(), 1);
 }

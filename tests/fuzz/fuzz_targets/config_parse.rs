@@ -4,8 +4,9 @@
 //! include targets (`include inc.conf`, `include inc.secrets`, `include *`).
 #![no_main]
 
-use ikev2d::config::check::{load_str, report};
+use ikev2d::config::check::report;
 use ikev2d::config::conn::NoDns;
+use ikev2d::config::load::load_str;
 use ikev2d::config::source::{MemResolver, SourceFile};
 use libfuzzer_sys::fuzz_target;
 
