@@ -306,14 +306,18 @@ impl<R: CryptoRng> Endpoint<R> {
         self.remove_if_dead(id);
     }
 
+    /// A copy of the conn named `name`.
+    fn conn_spec(&self, name: &str) -> Result<ConnSpec, IkeError> {
+        self.conns
+            .iter()
+            .find(|c| c.name == name)
+            .cloned()
+            .ok_or_else(|| IkeError::UnknownConn(name.to_string()))
+    }
+
     /// Start an IKE SA (and its CHILD_SA) for `conn`.
     pub fn initiate(&mut self, now: Instant, conn: &str) -> Result<IkeSaId, IkeError> {
-        let spec = self
-            .conns
-            .iter()
-            .find(|c| c.name == conn)
-            .cloned()
-            .ok_or_else(|| IkeError::UnknownConn(conn.to_string()))?;
+        let spec = self.conn_spec(conn)?;
         let id = self.alloc_id();
         let spi = self.alloc_spi();
         let mut ctx = ctx!(self, now);
@@ -595,12 +599,7 @@ impl<R: CryptoRng> Endpoint<R> {
     /// [`Event::ChildSaFailed`] follows. With PFS groups in the conn's ESP proposals the
     /// request carries KEi. A no-op on an SA that is not established.
     pub fn create_child(&mut self, now: Instant, id: IkeSaId, conn: &str) -> Result<(), IkeError> {
-        let spec = self
-            .conns
-            .iter()
-            .find(|c| c.name == conn)
-            .cloned()
-            .ok_or_else(|| IkeError::UnknownConn(conn.to_string()))?;
+        let spec = self.conn_spec(conn)?;
         let sa = self.sas.get(&id).ok_or(IkeError::UnknownSa(id.0))?;
         if !sa.can_carry(&spec) {
             return Err(IkeError::ForeignConn(spec.name, id.0));

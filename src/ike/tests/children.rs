@@ -59,6 +59,12 @@ fn ke_group(payloads: &[Payload]) -> Option<u16> {
     crate::ike::payloads::ke(payloads).map(|k| k.group.0)
 }
 
+/// Both sides reported the CHILD_SA request failed with `error`.
+fn assert_both_refused(p: &Pair, error: IkeError) {
+    let failed = (child_failures(&p.a_events), child_failures(&p.b_events));
+    assert_eq!(failed, (vec![error.clone()], vec![error]));
+}
+
 /// a's and b's views of one new CHILD_SA agree.
 fn assert_pair(x: &ChildSaReady, y: &ChildSaReady) {
     assert_eq!((x.spi_in, x.spi_out), (y.spi_out, y.spi_in));
@@ -78,15 +84,7 @@ fn additional_child_sa_for_another_conn_in_both_roles() {
             p.a.create_child(p.now, a, "lan").unwrap();
         }
         p.drive();
-        let (na, nb) = (children(&p.a_events), children(&p.b_events));
-        assert_eq!(
-            (na.len(), nb.len()),
-            (1, 1),
-            "{:?}\n{:?}",
-            p.a_events,
-            p.b_events
-        );
-        let (na, nb) = (na[0].clone(), nb[0].clone());
+        let (na, nb) = one_child_each(&p);
         assert_pair(&na, &nb);
         // The responder picked `lan` by the selectors (its IKE SA's conn `net` refuses them).
         assert_eq!(na.conn, "lan");
@@ -157,8 +155,7 @@ fn additional_child_sa_refusals() {
     p.a.set_conns(lan);
     p.a.create_child(p.now, a, "lan").unwrap();
     p.drive();
-    assert_eq!(child_failures(&p.a_events), vec![IkeError::TsUnacceptable]);
-    assert_eq!(child_failures(&p.b_events), vec![IkeError::TsUnacceptable]);
+    assert_both_refused(&p, IkeError::TsUnacceptable);
     assert!(children(&p.a_events).is_empty() && children(&p.b_events).is_empty());
     assert_eq!(p.b.ike_sas()[0].children.len(), 1);
 }
@@ -255,14 +252,7 @@ fn responder_with_pfs_refuses_a_rekey_without() {
     let (a, _, ca, _) = up(&mut p);
     p.a.rekey_child(p.now, a, ca.spi_in).unwrap();
     p.drive();
-    assert_eq!(
-        child_failures(&p.a_events),
-        vec![IkeError::NoProposalChosen]
-    );
-    assert_eq!(
-        child_failures(&p.b_events),
-        vec![IkeError::NoProposalChosen]
-    );
+    assert_both_refused(&p, IkeError::NoProposalChosen);
     assert_eq!(p.a.ike_sas()[0].children.len(), 1);
 }
 

@@ -5,19 +5,6 @@ use super::rekey::{assert_rekeyed, up};
 use super::*;
 use crate::wire::{ExchangeType, Message, Payload};
 
-/// An IKE SA as (SPIi, SPIr, role, inbound SPIs of its children).
-type Sa = ([u8; 8], [u8; 8], Role, Vec<u32>);
-
-fn sas(ep: &Endpoint<ChaCha20Rng>) -> Vec<Sa> {
-    ep.ike_sas()
-        .iter()
-        .map(|s| {
-            let c = s.children.iter().map(|c| c.spi_in).collect();
-            (s.spi_i, s.spi_r, s.role, c)
-        })
-        .collect()
-}
-
 fn rekeyed(ev: &[Event]) -> Vec<(IkeSaId, IkeSaId)> {
     ev.iter()
         .filter_map(|e| match e {
@@ -130,7 +117,7 @@ fn ike_rekey_commands_and_refusal() {
     };
     assert_eq!((*id, error), (a, &IkeError::NoProposalChosen));
     assert!(p.b_events.is_empty(), "{:?}", p.b_events);
-    assert_eq!(sas(&p.a).len(), 1);
+    assert_eq!(p.a.ike_sas().len(), 1);
     assert_eq!(p.a.ike_sas()[0].children.len(), 1);
 }
 
@@ -392,7 +379,7 @@ fn reauthentication_second_ike_sa_coexists_and_old_goes_alone() {
     // INITIAL_CONTACT b keeps the first one.
     let a2 = p.a.initiate(p.now, "net").unwrap();
     p.drive();
-    assert_eq!((sas(&p.a).len(), sas(&p.b).len()), (2, 2));
+    assert_eq!((p.a.ike_sas().len(), p.b.ike_sas().len()), (2, 2));
     assert!(ike_deleted(&p.b_events).is_empty(), "{:?}", p.b_events);
     let (na, nb) = (
         children(&p.a_events)[0].clone(),

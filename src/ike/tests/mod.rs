@@ -365,10 +365,8 @@ pub(super) fn child_failures(ev: &[Event]) -> Vec<IkeError> {
         .collect()
 }
 
-/// Both sides established exactly once with one matching CHILD_SA; returns (a's, b's) child.
-pub(super) fn assert_up(p: &Pair) -> (ChildSaReady, ChildSaReady) {
-    assert_eq!(established(&p.a_events).len(), 1, "a: {:?}", p.a_events);
-    assert_eq!(established(&p.b_events).len(), 1, "b: {:?}", p.b_events);
+/// Each side reported exactly one CHILD_SA; returns (a's, b's).
+pub(super) fn one_child_each(p: &Pair) -> (ChildSaReady, ChildSaReady) {
     let (ca, cb) = (children(&p.a_events), children(&p.b_events));
     assert_eq!(
         (ca.len(), cb.len()),
@@ -377,7 +375,14 @@ pub(super) fn assert_up(p: &Pair) -> (ChildSaReady, ChildSaReady) {
         p.a_events,
         p.b_events
     );
-    let (ca, cb) = (ca[0].clone(), cb[0].clone());
+    (ca[0].clone(), cb[0].clone())
+}
+
+/// Both sides established exactly once with one matching CHILD_SA; returns (a's, b's) child.
+pub(super) fn assert_up(p: &Pair) -> (ChildSaReady, ChildSaReady) {
+    assert_eq!(established(&p.a_events).len(), 1, "a: {:?}", p.a_events);
+    assert_eq!(established(&p.b_events).len(), 1, "b: {:?}", p.b_events);
+    let (ca, cb) = one_child_each(p);
     assert_eq!(ca.spi_in, cb.spi_out);
     assert_eq!(ca.spi_out, cb.spi_in);
     assert_eq!(ca.keys_out, cb.keys_in);
