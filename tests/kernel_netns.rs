@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use ikev2d::kernel::{
     ChildPolicy, ChildSaInstall, EspCrypto, EventSocket, IntegAlg, Integrity, KernelError,
-    KernelEvent, KernelIpsec, KeyBytes, Lifetime, Mode, REQID_MIN, SPI_RANGE, SocketFamily, Target,
+    KernelEvent, KernelIpsec, KeyBytes, Lifetime, Mode, REQID_MIN, SocketFamily, Target,
     TrafficSelector, XfrmKernel, bypass_socket, set_udp_encap,
 };
 
@@ -98,25 +98,6 @@ fn child(spi_in: u32, crypto: EspCrypto) -> ChildSaInstall {
 
 #[test]
 #[ignore = "needs root; runs in its own network namespace"]
-fn alloc_spi_in_range_and_flushed() {
-    in_netns("alloc_spi_in_range_and_flushed", || {
-        let mut k = XfrmKernel::open().unwrap();
-        let reqid = REQID_MIN + 1;
-        let spi = k.alloc_spi(ip("10.7.0.2"), ip("10.7.0.1"), reqid).unwrap();
-        println!("allocated SPI {spi:#010x}");
-        assert!(SPI_RANGE.contains(&spi));
-        let state = sh("ip xfrm state");
-        println!("{state}");
-        assert!(state.contains(&format!("spi {spi:#010x}")), "{state}");
-        assert!(state.contains(&format!("reqid {reqid}")), "{state}");
-        let report = k.flush_ours().unwrap();
-        assert_eq!(report.sas, 1);
-        assert_eq!(sh("ip xfrm state"), "");
-    });
-}
-
-#[test]
-#[ignore = "needs root; runs in its own network namespace"]
 fn policies_added_removed_and_foreign_ones_kept() {
     in_netns("policies_added_removed_and_foreign_ones_kept", || {
         sh(
@@ -158,7 +139,6 @@ fn policies_added_removed_and_foreign_ones_kept() {
 fn sa_add_reports_no_esp_and_leaves_nothing() {
     in_netns("sa_add_reports_no_esp_and_leaves_nothing", || {
         let mut k = XfrmKernel::open().unwrap();
-        // Without a reservation: nothing at all may remain.
         let err = k
             .install_child(&child(0xc100_0001, cbc_sha256()))
             .unwrap_err();
@@ -175,26 +155,18 @@ fn sa_add_reports_no_esp_and_leaves_nothing() {
         assert_eq!(sh("ip xfrm state"), "");
         assert_eq!(sh("ip xfrm policy"), "");
 
-        // With a reservation: only the reservation remains, then flush_ours clears it.
-        let spi = k
-            .alloc_spi(ip("10.7.0.2"), ip("10.7.0.1"), REQID_MIN + 3)
-            .unwrap();
         let gcm = EspCrypto::AesGcm16 {
             key: KeyBytes::new(vec![0x33; 20]),
         };
-        let err = k.install_child(&child(spi, gcm)).unwrap_err();
+        let err = k.install_child(&child(0xc100_0002, gcm)).unwrap_err();
         println!("gcm: {err}");
         assert!(
             matches!(err, KernelError::UnsupportedAlgorithm { ref algs, .. } if algs == "rfc4106(gcm(aes))"),
             "{err:?}"
         );
-        let state = sh("ip xfrm state");
-        assert_eq!(state.matches("spi ").count(), 1, "{state}");
-        assert!(state.contains(&format!("spi {spi:#010x}")), "{state}");
+        assert_eq!(sh("ip xfrm state"), "");
         assert_eq!(sh("ip xfrm policy"), "");
         assert_eq!(k.children().count(), 0);
-        k.flush_ours().unwrap();
-        assert_eq!(sh("ip xfrm state"), "");
     });
 }
 

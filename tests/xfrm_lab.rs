@@ -9,14 +9,13 @@
 //! - `XFRM_LAB_LOCAL_TS`, `XFRM_LAB_REMOTE_TS`: traffic selectors as CIDR (default: the hosts);
 //! - `XFRM_LAB_REPLAY`: replay window (default 32);
 //! - `XFRM_LAB_CMD`, `XFRM_LAB_REPLY`: FIFOs of a line protocol with the scenario:
-//!   → `SPI <hex>` (inbound SPI from ALLOCSPI), ← `PEER <hex>` (the peer's inbound SPI),
+//!   → `SPI <hex>` (our inbound SPI, drawn at random from the SPI range), ← `PEER <hex>` (the peer's inbound SPI),
 //!   → `INSTALLED`, ← `STOP`, → `COUNTERS ...`, → `REMOVED`.
 //!
 //! `lab_expire` (same addresses and algorithm variables, no FIFOs) installs a CHILD_SA with
 //! 2 s soft and 4 s hard lifetimes and expects the kernel's soft then hard EXPIRE events for
 //! both SAs, then removes the CHILD_SA (whose SAs the kernel already deleted). Its inbound SPI
-//! comes from ALLOCSPI (the SA then replaces the larval one) unless `XFRM_LAB_SPI_IN` (hex)
-//! gives one (plain NEWSA).
+//! is drawn at random from the SPI range unless `XFRM_LAB_SPI_IN` (hex) gives one.
 //!
 //! Keys are fixed lab keys chosen per direction so that both hosts agree.
 
@@ -28,7 +27,7 @@ use std::time::Duration;
 
 use ikev2d::kernel::{
     ChildPolicy, ChildSaInstall, EspCrypto, EventSocket, IntegAlg, Integrity, KernelEvent,
-    KernelIpsec, KeyBytes, Lifetime, Mode, REQID_MIN, SaId, TrafficSelector, XfrmKernel,
+    KernelIpsec, KeyBytes, Lifetime, Mode, REQID_MIN, SPI_RANGE, SaId, TrafficSelector, XfrmKernel,
 };
 
 fn env(name: &str) -> String {
@@ -135,11 +134,8 @@ fn lab_child() {
     let mut kernel = XfrmKernel::open().unwrap();
     let flushed = kernel.flush_ours().unwrap();
     println!("flushed at start: {flushed:?}");
-    let template = lab_install(0, 0, Lifetime::default());
-    let (local, remote) = (template.policy.local, template.policy.remote);
-    let spi_in = kernel
-        .alloc_spi(remote, local, template.policy.reqid)
-        .unwrap();
+    // The SPI is ours to choose (no reservation: the install fails if the kernel has it).
+    let spi_in = rand::random_range(SPI_RANGE);
     ctl.say(&format!("SPI {spi_in:08x}"));
     let spi_out = u32::from_str_radix(&ctl.expect("PEER"), 16).unwrap();
     let lifetime = Lifetime {
@@ -174,17 +170,10 @@ fn lab_expire() {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || while tx.send(events.recv_event()).is_ok() {});
     let mut kernel = XfrmKernel::open().unwrap();
-    let template = lab_install(0, 0, Lifetime::default());
     kernel.flush_ours().unwrap();
     let spi_in = match std::env::var("XFRM_LAB_SPI_IN") {
         Ok(hex) => u32::from_str_radix(&hex, 16).unwrap(),
-        Err(_) => kernel
-            .alloc_spi(
-                template.policy.remote,
-                template.policy.local,
-                template.policy.reqid,
-            )
-            .unwrap(),
+        Err(_) => rand::random_range(SPI_RANGE),
     };
     let started = std::time::Instant::now();
     let lifetime = Lifetime {

@@ -1,10 +1,9 @@
 //! From the typed ipsec.conf/ipsec.secrets ([`crate::config`]) to the engine's
-//! [`ConnSpec`]s, plus what the daemon itself needs per conn (auto, reqid, lifetimes, the
-//! status summary).
+//! [`ConnSpec`]s (with the reqid and rekey settings the engine passes on), plus what the
+//! daemon itself needs per conn (auto, rekey, the status summary).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::time::Duration;
 
 use ipnet::IpNet;
 use zeroize::Zeroizing;
@@ -28,20 +27,13 @@ pub struct ConnEntry {
     pub spec: ConnSpec,
     /// `auto=`.
     pub auto: Auto,
-    /// reqid of this conn's CHILD_SAs and trap policies.
-    pub reqid: u32,
-    /// Soft expire (rekey) this long before the hard one.
-    pub rekeymargin: Duration,
-    /// Up to this percentage of `rekeymargin` more, at random (`rekeyfuzz`).
-    pub rekeyfuzz_percent: u32,
     /// `rekey=`: rekey CHILD_SAs at their soft expire (otherwise they expire).
     pub rekey: bool,
     /// Status summary (without SAs).
     pub report: ConnReport,
 }
 
-/// Stable reqids per conn name across reloads. `REQID_MIN` itself is kept for SPI
-/// allocation (larval SAs), conns get the following values.
+/// Stable reqids per conn name across reloads; conns get the values after `REQID_MIN`.
 #[derive(Debug, Default)]
 pub struct Reqids {
     by_name: HashMap<String, u32>,
@@ -220,14 +212,14 @@ fn build_conn(
         local_ts,
         remote_ts,
         lifetime: conn.lifetime,
+        reqid,
+        rekey_margin: conn.rekeymargin,
+        rekey_fuzz_percent: conn.rekeyfuzz_percent,
         ike_lifetime: conn.ikelifetime,
     };
     Ok(ConnEntry {
         spec,
         auto: conn.auto,
-        reqid,
-        rekeymargin: conn.rekeymargin,
-        rekeyfuzz_percent: conn.rekeyfuzz_percent,
         rekey: conn.rekey,
         report,
     })
@@ -454,7 +446,7 @@ mod tests {
         assert_eq!(&c.spec.psk[..], b"k3y");
         assert_eq!(c.spec.mode, Mode::Transport);
         assert_eq!(c.report.local_ts, vec!["10.9.0.2/32".to_string()]);
-        assert_eq!(c.reqid, REQID_MIN + 1);
+        assert_eq!(c.spec.reqid, REQID_MIN + 1);
         assert_eq!(c.spec.ike_proposals.len(), 1);
         assert!(c.spec.esp_proposals[0].integ.is_empty());
         assert!(!format!("{:?}", c.spec).contains("k3y"));

@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 
 use super::hex;
 use crate::crypto::{Encr, Integ};
-use crate::ike::{ChildDirKeys, IkeSaExportedKeys};
+use crate::ike::{ChildDirKeys, ChildSaReady, IkeSaExportedKeys};
 
 /// File name of the IKEv2 decryption table.
 pub const IKE_TABLE: &str = "ikev2_decryption_table";
@@ -73,34 +73,49 @@ impl KeyLog {
         &self.dir
     }
 
-    /// Appends an IKE SA's record.
-    pub fn ike_sa(
-        &mut self,
-        spi_i: &[u8; 8],
-        spi_r: &[u8; 8],
-        keys: &IkeSaExportedKeys,
-    ) -> Result<(), KeyLogError> {
-        let line = ike_record(spi_i, spi_r, keys);
-        append(&mut self.ike, &line, &self.dir.join(IKE_TABLE))
+    /// Appends a record to its table.
+    pub fn write(&mut self, record: &KeyRecord) -> Result<(), KeyLogError> {
+        let (file, name, text) = match record {
+            KeyRecord::Ike(t) => (&mut self.ike, IKE_TABLE, t),
+            KeyRecord::Esp(t) => (&mut self.esp, ESP_TABLE, t),
+        };
+        append(file, text, &self.dir.join(name))
+    }
+}
+
+/// Records for one of the tables, built by the daemon's policy layer and written by the
+/// driver. `Debug` shows the table only.
+#[derive(Clone, PartialEq, Eq)]
+pub enum KeyRecord {
+    /// An `ikev2_decryption_table` record.
+    Ike(Zeroizing<String>),
+    /// `esp_sa` records.
+    Esp(Zeroizing<String>),
+}
+
+impl std::fmt::Debug for KeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Ike(_) => "KeyRecord::Ike(<redacted>)",
+            Self::Esp(_) => "KeyRecord::Esp(<redacted>)",
+        })
+    }
+}
+
+impl KeyRecord {
+    /// An IKE SA's record.
+    pub fn ike_sa(spi_i: &[u8; 8], spi_r: &[u8; 8], keys: &IkeSaExportedKeys) -> Self {
+        Self::Ike(ike_record(spi_i, spi_r, keys))
     }
 
-    /// Appends the records of a CHILD_SA's two ESP SAs: `local`→`remote` with `spi_out`,
-    /// `remote`→`local` with `spi_in`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn child_sa(
-        &mut self,
-        local: IpAddr,
-        remote: IpAddr,
-        encr: Encr,
-        integ: Option<Integ>,
-        spi_out: u32,
-        keys_out: &ChildDirKeys,
-        spi_in: u32,
-        keys_in: &ChildDirKeys,
-    ) -> Result<(), KeyLogError> {
-        let mut text = esp_record(local, remote, spi_out, encr, integ, keys_out);
-        text.push_str(&esp_record(remote, local, spi_in, encr, integ, keys_in));
-        append(&mut self.esp, &text, &self.dir.join(ESP_TABLE))
+    /// The records of a CHILD_SA's two ESP SAs: ours to the peer with `spi_out`, the peer's
+    /// to us with `spi_in`.
+    pub fn child_sa(c: &ChildSaReady) -> Self {
+        let mut text = esp_record(c.local, c.remote, c.spi_out, c.encr, c.integ, &c.keys_out);
+        text.push_str(&esp_record(
+            c.remote, c.local, c.spi_in, c.encr, c.integ, &c.keys_in,
+        ));
+        Self::Esp(text)
     }
 }
 
@@ -282,24 +297,19 @@ mod tests {
             32,
             20,
         );
-        log.ike_sa(&[1; 8], &[2; 8], &k).unwrap();
-        log.ike_sa(&[3; 8], &[4; 8], &k).unwrap();
+        log.write(&KeyRecord::ike_sa(&[1; 8], &[2; 8], &k)).unwrap();
+        log.write(&KeyRecord::ike_sa(&[3; 8], &[4; 8], &k)).unwrap();
         let ck = ChildDirKeys {
             encr: Zeroizing::new(vec![5; 16]),
             integ: Zeroizing::new(vec![6; 20]),
         };
         let (a, b) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
-        log.child_sa(
-            a,
-            b,
-            Encr::AesCbc { key_bits: 128 },
-            Some(Integ::HmacSha1_96),
-            7,
-            &ck,
-            8,
-            &ck,
-        )
-        .unwrap();
+        let (e, i) = (Encr::AesCbc { key_bits: 128 }, Some(Integ::HmacSha1_96));
+        let mut esp = esp_record(a, b, 7, e, i, &ck);
+        esp.push_str(&esp_record(b, a, 8, e, i, &ck));
+        let record = KeyRecord::Esp(esp);
+        assert_eq!(format!("{record:?}"), "KeyRecord::Esp(<redacted>)");
+        log.write(&record).unwrap();
         let ike = fs::read_to_string(dir.join(IKE_TABLE)).unwrap();
         assert_eq!(ike.lines().count(), 2);
         assert!(ike.starts_with("0101010101010101,0202020202020202,"));

@@ -3,9 +3,10 @@
 //!
 //! Structure: [`run`] loads the configuration, opens the kernel interface, binds the IKE
 //! sockets ([`net`]) and the control socket ([`ctl`]), then hands everything to the
-//! [`driver::Driver`], the single task that owns the engine. Socket receivers, control
-//! connections and the kernel event reader are separate small tasks/threads that only forward
-//! messages to the driver over channels.
+//! [`driver::Driver`], the single task that feeds the sans-IO [`supervisor::Supervisor`] (which
+//! owns the engine and all daemon policy) and executes its effects. Socket receivers, control
+//! connections, the kernel event reader and the kernel worker (the one owner of the kernel
+//! interface) are separate small tasks/threads that talk to the driver over channels.
 
 pub mod conns;
 pub mod ctl;
@@ -14,22 +15,22 @@ pub mod install;
 pub mod keylog;
 pub mod log;
 pub mod net;
+pub mod supervisor;
 
 use std::net::{IpAddr, ToSocketAddrs};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 
 use rand::SeedableRng;
+use rand::rngs::ChaCha20Rng;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use crate::config::conn::HostResolver;
 use crate::config::diag::Severity;
 use crate::config::load::load;
-use crate::ike::{Endpoint, EndpointConfig, SpiAllocator};
-use crate::kernel::{EventSocket, KernelError, KernelIpsec};
+use crate::ike::{Endpoint, EndpointConfig, RandomSpis};
+use crate::kernel::{EventSocket, KernelError, KernelIpsec, MemKernel, SPI_RANGE, XfrmKernel};
 use conns::{ConnEntry, Reqids, build_conns};
-use install::{Kernel, KernelSpis, RandomSpis, SharedKernel};
 
 /// Which kernel interface CHILD_SAs go to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +79,9 @@ pub enum DaemonError {
     /// Signal handlers could not be installed.
     #[error("signal handler: {0}")]
     Signal(std::io::Error),
+    /// The kernel worker thread could not be started.
+    #[error("kernel worker thread: {0}")]
+    Thread(std::io::Error),
     /// The Wireshark key log could not be created.
     #[error(transparent)]
     KeyLog(#[from] keylog::KeyLogError),
@@ -152,16 +156,16 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn open_kernel(mode: KernelMode) -> Result<SharedKernel, KernelError> {
-    let mut k = match mode {
-        KernelMode::Xfrm => Kernel::xfrm()?,
-        KernelMode::None => Kernel::none(),
+fn open_kernel(mode: KernelMode) -> Result<Box<dyn KernelIpsec + Send>, KernelError> {
+    let mut k: Box<dyn KernelIpsec + Send> = match mode {
+        KernelMode::Xfrm => Box::new(XfrmKernel::open()?),
+        KernelMode::None => Box::new(MemKernel::new()),
     };
     let flushed = k.flush_ours()?;
     if flushed.sas + flushed.policies > 0 {
         tracing::info!(target: "kernel", "removed {} SAs and {} policies left by a previous run", flushed.sas, flushed.policies);
     }
-    Ok(Arc::new(Mutex::new(k)))
+    Ok(k)
 }
 
 /// Forwards kernel events from a blocking reader thread.
@@ -215,12 +219,6 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     if xfrm {
         spawn_kernel_events(kev_tx)?;
     }
-    let spis: Box<dyn SpiAllocator + Send> = match opts.kernel {
-        KernelMode::Xfrm => Box::new(KernelSpis(Arc::clone(&kernel))),
-        KernelMode::None => Box::new(RandomSpis(rand::rngs::ChaCha20Rng::from_rng(
-            &mut rand::rng(),
-        ))),
-    };
     let key_log = opts
         .wireshark_keys
         .as_deref()
@@ -236,8 +234,20 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         export_keys: key_log.is_some(),
         ..EndpointConfig::default()
     };
-    let mut endpoint = Endpoint::new(config, rand::rng(), spis);
-    endpoint.set_conns(conns.iter().map(|c| c.spec.clone()).collect());
+    // Every RNG below is seeded once from the OS; the engine and the supervisor only see
+    // their own generator.
+    let seed = || ChaCha20Rng::from_rng(&mut rand::rng());
+    let spis = Box::new(RandomSpis::new(seed(), SPI_RANGE));
+    let endpoint = Endpoint::new(config, seed(), spis);
+    let kernel_name = if xfrm { "xfrm" } else { "none" };
+    let settings = supervisor::Settings {
+        kernel_name,
+        kernel_installs: xfrm,
+        natt_port: opts.natt_port,
+        key_log: key_log.is_some(),
+    };
+    let sup = supervisor::Supervisor::new(endpoint, settings, conns, seed());
+    let worker = driver::KernelWorker::spawn(kernel).map_err(DaemonError::Thread)?;
 
     let (ctl_tx, ctl_rx) = mpsc::channel(16);
     let _ctl = ctl::CtlSocket::bind(&opts.ctl, ctl_tx)?;
@@ -250,19 +260,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         sigint: sig(SignalKind::interrupt())?,
         sighup: sig(SignalKind::hangup())?,
     };
-    let kernel_name = if xfrm { "xfrm" } else { "none" };
-    let mut driver = driver::Driver::new(
-        endpoint,
-        net,
-        kernel,
-        kernel_name,
-        opts.natt_port,
-        conns,
-        reloader,
-    );
-    if let Some(k) = key_log {
-        driver.set_key_log(k);
-    }
+    let mut driver = driver::Driver::new(sup, net, reloader, worker, key_log);
     driver.start().await;
     // The line tests and scripts wait for (independent of log levels).
     eprintln!(

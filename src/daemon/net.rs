@@ -3,7 +3,7 @@
 //! Addressing strategy: one socket per (local address, port) for every local address a conn
 //! names, so that answers leave from the address the request came to without IP_PKTINFO (which
 //! would need `recvmsg` control-message parsing). Only when some conn accepts any local address
-//! (`left=%any`) are wildcard sockets (0.0.0.0 and [::], v6only) bound as a fallback, with
+//! (`left=%any`) are wildcard sockets (`0.0.0.0` and `[::]`, v6only) bound as a fallback, with
 //! SO_REUSEADDR so that the specific sockets can coexist with them; for a datagram received on
 //! a wildcard socket the local address is recovered by a route lookup (a connected probe
 //! socket), which is what the kernel would pick as the source of the answer.
@@ -134,11 +134,6 @@ impl Net {
             self.bound.push(Bound { addr, sock });
         }
         Ok(())
-    }
-
-    /// Every bound socket with its address (for the kernel's socket options).
-    pub fn sockets(&self) -> impl Iterator<Item = (SocketAddr, &UdpSocket)> {
-        self.bound.iter().map(|b| (b.addr, b.sock.as_ref()))
     }
 
     /// Sends an IKE message from `local` to `remote`, adding the non-ESP marker on the NAT-T

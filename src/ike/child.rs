@@ -347,6 +347,10 @@ pub(crate) fn install<R>(
         keys_out,
         replay_window: ctx.config.replay_window,
         lifetime: child.conn.lifetime,
+        reqid: child.conn.reqid,
+        rekey_margin: child.conn.rekey_margin,
+        rekey_fuzz_percent: child.conn.rekey_fuzz_percent,
+        natt_remote_port: sa.nat_detected.then(|| sa.remote.port()),
         rekeyed_from: km.rekeyed_from,
     }));
     sa.children.push(child);

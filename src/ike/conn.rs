@@ -2,7 +2,10 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::ops::RangeInclusive;
 use std::time::Duration;
+
+use rand::{Rng, RngExt};
 
 use zeroize::Zeroizing;
 
@@ -113,6 +116,13 @@ pub struct ConnSpec {
     /// CHILD_SA lifetime, passed on in [`super::ChildSaReady`] (the kernel SA's hard expiry;
     /// the daemon rekeys on the soft expiry with [`super::Endpoint::rekey_child`]).
     pub lifetime: Duration,
+    /// The kernel's reqid for this conn's CHILD_SAs; the engine only passes it on in
+    /// [`super::ChildSaReady`].
+    pub reqid: u32,
+    /// CHILD_SAs are rekeyed this long before `lifetime` ends (`rekeymargin`), passed on.
+    pub rekey_margin: Duration,
+    /// Up to this percentage of `rekey_margin` more, at random (`rekeyfuzz`), passed on.
+    pub rekey_fuzz_percent: u32,
     /// IKE SA lifetime. The engine does not act on it: the daemon calls
     /// [`Endpoint::rekey_ike`](super::Endpoint::rekey_ike) (or reauthenticates) in time.
     pub ike_lifetime: Duration,
@@ -135,19 +145,53 @@ impl fmt::Debug for ConnSpec {
             .field("local_ts", &self.local_ts)
             .field("remote_ts", &self.remote_ts)
             .field("lifetime", &self.lifetime)
+            .field("reqid", &self.reqid)
+            .field("rekey_margin", &self.rekey_margin)
+            .field("rekey_fuzz_percent", &self.rekey_fuzz_percent)
             .field("ike_lifetime", &self.ike_lifetime)
             .finish()
     }
 }
 
-/// Source of inbound ESP SPIs (the daemon: kernel ALLOCSPI; tests: deterministic).
+/// Source of inbound ESP SPIs, called inside [`Endpoint::handle_datagram`](super::Endpoint)
+/// and the commands: like the rest of the engine it must not do I/O (no kernel call, no
+/// global RNG). The daemon uses [`RandomSpis`]; tests use deterministic ones.
 pub trait SpiAllocator {
-    /// Reserve an inbound ESP SPI for SAs from `remote` to `local`.
+    /// An inbound ESP SPI for SAs from `remote` to `local`.
     fn allocate_esp_spi(
         &mut self,
         local: IpAddr,
         remote: IpAddr,
     ) -> Result<u32, super::error::SpiError>;
+}
+
+/// Inbound SPIs drawn uniformly from `range` with an injected RNG. Nothing is reserved: the
+/// kernel refuses an inbound SA whose SPI it already has, and the daemon handles that like
+/// any failed install (see the README, architecture).
+#[derive(Debug)]
+pub struct RandomSpis<R> {
+    rng: R,
+    range: RangeInclusive<u32>,
+}
+
+impl<R> RandomSpis<R> {
+    /// SPIs from `range` (which must not be empty) with `rng`.
+    pub fn new(rng: R, range: RangeInclusive<u32>) -> Self {
+        Self { rng, range }
+    }
+}
+
+impl<R: Rng> SpiAllocator for RandomSpis<R> {
+    fn allocate_esp_spi(
+        &mut self,
+        _local: IpAddr,
+        _remote: IpAddr,
+    ) -> Result<u32, super::error::SpiError> {
+        if self.range.is_empty() {
+            return Err(super::error::SpiError("empty SPI range".into()));
+        }
+        Ok(self.rng.random_range(self.range.clone()))
+    }
 }
 
 #[cfg(test)]
@@ -171,10 +215,33 @@ mod tests {
             local_ts: vec![],
             remote_ts: vec![],
             lifetime: Duration::from_secs(3600),
+            reqid: 1,
+            rekey_margin: Duration::from_secs(540),
+            rekey_fuzz_percent: 100,
             ike_lifetime: Duration::from_secs(10800),
         };
         let s = format!("{conn:?}");
         assert!(!s.contains("topsecret"));
         assert!(s.contains("<redacted>"));
+    }
+
+    #[test]
+    fn random_spis_stay_in_their_range() {
+        use rand::SeedableRng;
+        let rng = rand::rngs::ChaCha20Rng::seed_from_u64(7);
+        let mut spis = RandomSpis::new(rng, 0xc000_0000..=0xc000_000f);
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let drawn: Vec<u32> = (0..64)
+            .map(|_| spis.allocate_esp_spi(ip, ip).unwrap())
+            .collect();
+        assert!(
+            drawn
+                .iter()
+                .all(|s| (0xc000_0000..=0xc000_000f).contains(s))
+        );
+        assert!(drawn.iter().any(|s| *s != drawn[0]), "random");
+        #[allow(clippy::reversed_empty_ranges)]
+        let mut empty = RandomSpis::new(rand::rngs::ChaCha20Rng::seed_from_u64(7), 2..=1);
+        assert!(empty.allocate_esp_spi(ip, ip).is_err());
     }
 }

@@ -3,7 +3,7 @@
 use crate::crypto::CryptoError;
 use crate::wire::{NotifyType, WireError};
 
-/// Failure of the SPI allocator (the daemon asks the kernel, XFRM_MSG_ALLOCSPI).
+/// Failure of the [`SpiAllocator`](super::SpiAllocator) (e.g. an empty SPI range).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("SPI allocation failed: {0}")]
 pub struct SpiError(pub String);

@@ -129,6 +129,15 @@ pub struct ChildSaReady {
     pub replay_window: u32,
     /// Configured CHILD_SA lifetime.
     pub lifetime: std::time::Duration,
+    /// The conn's kernel reqid ([`ConnSpec::reqid`](super::ConnSpec::reqid)).
+    pub reqid: u32,
+    /// The conn's `rekeymargin` and `rekeyfuzz` (percent), for the soft lifetime.
+    pub rekey_margin: std::time::Duration,
+    /// See `rekey_margin`.
+    pub rekey_fuzz_percent: u32,
+    /// When a NAT was detected on the IKE SA: the peer's IKE port, where UDP-encapsulated
+    /// ESP goes (RFC 3948).
+    pub natt_remote_port: Option<u16>,
     /// Set when this CHILD_SA rekeys an installed one: that one's `(spi_in, spi_out)`. The
     /// old CHILD_SA stays until its own [`Event::ChildSaDeleted`]; the new one replaces it
     /// (same conn, selectors and policies).
@@ -281,6 +290,8 @@ pub struct ChildSaStatus {
     pub remote_ts: Vec<TrafficSelector>,
     /// Algorithms, e.g. `AES_GCM_16_128` or `AES_CBC_128/HMAC_SHA2_256_128`.
     pub algorithms: String,
+    /// A rekey replaced it; it only waits for its deletion.
+    pub replaced: bool,
 }
 
 /// One IKE SA, for `ikectl status`.

@@ -796,6 +796,7 @@ impl IkeSa {
                     local_ts: c.local_ts.clone(),
                     remote_ts: c.remote_ts.clone(),
                     algorithms: c.suite.name(),
+                    replaced: c.replaced,
                 })
                 .collect(),
         }

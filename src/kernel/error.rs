@@ -12,13 +12,6 @@ use super::types::ChildId;
 /// The kernel object an operation was about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    /// SPI allocation for an inbound SA from `src` to `dst`.
-    Spi {
-        /// Peer address.
-        src: IpAddr,
-        /// Our address.
-        dst: IpAddr,
-    },
     /// One ESP SA.
     Sa {
         /// Destination address.
@@ -45,7 +38,6 @@ pub enum Target {
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Spi { src, dst } => write!(f, "SPI allocation {src} -> {dst}"),
             Self::Sa { dst, spi } => write!(f, "ESP SA {spi:#010x} to {dst}"),
             Self::Policy(key) => write!(f, "policy {key}"),
             Self::Child(id) => write!(f, "{id}"),

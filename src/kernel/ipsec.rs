@@ -1,31 +1,18 @@
 //! [`Ipsec`]: the [`KernelIpsec`] logic shared by every backend — validation, policy
 //! reference counting, rollback of half-done installs, bookkeeping of what is installed.
 
-use std::collections::{HashMap, HashSet};
-use std::net::IpAddr;
-use std::ops::RangeInclusive;
+use std::collections::HashMap;
 
 use super::KernelIpsec;
 use super::error::{KernelError, Target};
 use super::spec::{PolicyKey, PolicySpec, SaId, SaSpec, policy_specs};
-use super::types::{
-    ChildCounters, ChildId, ChildPolicy, ChildSaInstall, Counters, FlushReport, SPI_RANGE,
-    is_our_reqid,
-};
+use super::types::{ChildCounters, ChildId, ChildPolicy, ChildSaInstall, Counters, FlushReport};
 
 /// Primitive kernel operations; implemented over XFRM netlink and in memory.
 pub trait XfrmBackend {
-    /// Reserves an SPI in `range` for an inbound SA `src -> dst` (a larval SA with `reqid`).
-    fn alloc_spi(
-        &mut self,
-        src: IpAddr,
-        dst: IpAddr,
-        reqid: u32,
-        range: RangeInclusive<u32>,
-    ) -> Result<u32, KernelError>;
-    /// Adds an SA; with `update` the SA replaces an existing (larval) one with the same id and
-    /// a missing one is reported as [`KernelError::NotFound`].
-    fn add_sa(&mut self, sa: &SaSpec<'_>, update: bool) -> Result<(), KernelError>;
+    /// Adds an SA; one with the same id already there is [`KernelError::Exists`] (for an
+    /// inbound SA: our SPI collides with one the kernel has).
+    fn add_sa(&mut self, sa: &SaSpec<'_>) -> Result<(), KernelError>;
     /// Deletes an SA.
     fn del_sa(&mut self, id: SaId) -> Result<(), KernelError>;
     /// Reads an SA's counters.
@@ -63,7 +50,6 @@ enum Undo {
 #[derive(Debug)]
 pub struct Ipsec<B> {
     backend: B,
-    larval: HashSet<SaId>,
     children: HashMap<ChildId, InstalledChild>,
     traps: HashMap<u32, Vec<PolicyKey>>,
     /// Holders of each installed policy; the last one's spec is what the kernel has.
@@ -75,7 +61,6 @@ impl<B: XfrmBackend> Ipsec<B> {
     pub fn with_backend(backend: B) -> Self {
         Self {
             backend,
-            larval: HashSet::new(),
             children: HashMap::new(),
             traps: HashMap::new(),
             policies: HashMap::new(),
@@ -188,19 +173,9 @@ impl<B: XfrmBackend> Ipsec<B> {
         sa_out: &SaSpec<'_>,
         undo: &mut Vec<Undo>,
     ) -> Result<(), KernelError> {
-        // An SPI from alloc_spi left a larval SA that must be updated, unless it expired.
-        // The reservation stays usable if the install fails.
-        if self.larval.contains(&sa_in.id) {
-            match self.backend.add_sa(sa_in, true) {
-                Err(e) if e.is_not_found() => self.backend.add_sa(sa_in, false)?,
-                other => other?,
-            }
-            self.larval.remove(&sa_in.id);
-        } else {
-            self.backend.add_sa(sa_in, false)?;
-        }
+        self.backend.add_sa(sa_in)?;
         undo.push(Undo::Sa(sa_in.id));
-        self.backend.add_sa(sa_out, false)?;
+        self.backend.add_sa(sa_out)?;
         undo.push(Undo::Sa(sa_out.id));
         Ok(())
     }
@@ -219,21 +194,6 @@ fn gone_is_fine(r: Result<(), KernelError>) -> Result<(), KernelError> {
 }
 
 impl<B: XfrmBackend> KernelIpsec for Ipsec<B> {
-    fn alloc_spi(&mut self, src: IpAddr, dst: IpAddr, reqid: u32) -> Result<u32, KernelError> {
-        if !is_our_reqid(reqid) {
-            return Err(KernelError::ReqidNotOurs { reqid });
-        }
-        let spi = self.backend.alloc_spi(src, dst, reqid, SPI_RANGE)?;
-        if !SPI_RANGE.contains(&spi) {
-            return Err(KernelError::Protocol {
-                target: Target::Spi { src, dst },
-                reason: format!("SPI {spi:#010x} outside the requested range"),
-            });
-        }
-        self.larval.insert(SaId { dst, spi });
-        Ok(spi)
-    }
-
     fn install_child(&mut self, child: &ChildSaInstall) -> Result<ChildId, KernelError> {
         let id = ChildId {
             reqid: child.policy.reqid,
@@ -327,7 +287,6 @@ impl<B: XfrmBackend> KernelIpsec for Ipsec<B> {
 
     fn flush_ours(&mut self) -> Result<FlushReport, KernelError> {
         let report = self.backend.flush_ours()?;
-        self.larval.clear();
         self.children.clear();
         self.traps.clear();
         self.policies.clear();

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::ops::RangeInclusive;
 
 use super::error::{KernelError, Target};
 use super::ipsec::{Ipsec, XfrmBackend};
@@ -35,9 +34,7 @@ pub struct MemSa {
 /// Backend operations, for failure injection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MemOp {
-    /// `alloc_spi`.
-    AllocSpi,
-    /// `add_sa` (add or update).
+    /// `add_sa`.
     AddSa,
     /// `del_sa`.
     DelSa,
@@ -56,7 +53,6 @@ pub enum MemOp {
 pub struct MemBackend {
     sas: BTreeMap<SaId, MemSa>,
     policies: HashMap<PolicyKey, PolicySpec>,
-    next_spi: u32,
     /// Pending failures: operation, successes still to let through, error to return.
     failures: Vec<(MemOp, usize, KernelError)>,
 }
@@ -111,49 +107,10 @@ fn sa_target(id: SaId) -> Target {
 }
 
 impl XfrmBackend for MemBackend {
-    fn alloc_spi(
-        &mut self,
-        src: IpAddr,
-        dst: IpAddr,
-        reqid: u32,
-        range: RangeInclusive<u32>,
-    ) -> Result<u32, KernelError> {
-        self.check(MemOp::AllocSpi)?;
-        let exhausted = || KernelError::Os {
-            target: Target::Spi { src, dst },
-            errno: libc::ENOENT,
-        };
-        let start = self.next_spi.max(*range.start());
-        let spi = (start..=*range.end())
-            .find(|spi| !self.sas.contains_key(&SaId { dst, spi: *spi }))
-            .ok_or_else(exhausted)?;
-        self.next_spi = spi.saturating_add(1);
-        self.sas.insert(
-            SaId { dst, spi },
-            MemSa {
-                src,
-                reqid,
-                mode: None,
-                algs: String::new(),
-                replay_window: 0,
-                lifetime: Lifetime::default(),
-                encap: None,
-                counters: Counters::default(),
-            },
-        );
-        Ok(spi)
-    }
-
-    fn add_sa(&mut self, sa: &SaSpec<'_>, update: bool) -> Result<(), KernelError> {
+    fn add_sa(&mut self, sa: &SaSpec<'_>) -> Result<(), KernelError> {
         self.check(MemOp::AddSa)?;
-        let exists = self.sas.contains_key(&sa.id);
-        if exists && !update {
+        if self.sas.contains_key(&sa.id) {
             return Err(KernelError::Exists {
-                target: sa_target(sa.id),
-            });
-        }
-        if !exists && update {
-            return Err(KernelError::NotFound {
                 target: sa_target(sa.id),
             });
         }
@@ -274,7 +231,13 @@ mod tests {
     }
 
     fn child(k: &mut MemKernel, reqid: u32, spi_out: u32) -> ChildSaInstall {
-        let spi_in = k.alloc_spi(ip(R), ip(L), reqid).unwrap();
+        // A fresh inbound SPI: one above every SA recorded so far.
+        let spi_in = k
+            .backend()
+            .sas()
+            .keys()
+            .map(|id| id.spi + 1)
+            .fold(0xc000_0100, u32::max);
         ChildSaInstall {
             policy: policy(reqid),
             spi_in,
@@ -434,7 +397,7 @@ mod tests {
             encap: None,
             selector: None,
         };
-        k.backend_mut().add_sa(&foreign, false).unwrap();
+        k.backend_mut().add_sa(&foreign).unwrap();
         let report = k.flush_ours().unwrap();
         assert_eq!(
             report,
@@ -450,8 +413,9 @@ mod tests {
     #[test]
     fn rejects_foreign_reqid_and_bad_keys() {
         let mut k = MemKernel::new();
+        let foreign = child(&mut k, 5, 1);
         assert_eq!(
-            k.alloc_spi(ip(R), ip(L), 5),
+            k.install_child(&foreign),
             Err(KernelError::ReqidNotOurs { reqid: 5 })
         );
         let mut c = child(&mut k, REQID_MIN, 1);
@@ -466,11 +430,18 @@ mod tests {
     }
 
     #[test]
-    fn spis_are_unique_and_in_range() {
+    fn a_colliding_inbound_spi_is_refused_and_leaves_nothing() {
         let mut k = MemKernel::new();
-        let a = k.alloc_spi(ip(R), ip(L), REQID_MIN).unwrap();
-        let b = k.alloc_spi(ip(R), ip(L), REQID_MIN).unwrap();
-        assert_ne!(a, b);
-        assert!(crate::kernel::types::SPI_RANGE.contains(&a));
+        let first = child(&mut k, REQID_MIN, 1);
+        k.install_child(&first).unwrap();
+        let mut second = child(&mut k, REQID_MIN + 1, 2);
+        second.spi_in = first.spi_in;
+        second.policy.local_ts = vec![TrafficSelector::host(ip("10.9.9.9"))];
+        assert!(matches!(
+            k.install_child(&second),
+            Err(KernelError::Exists { .. })
+        ));
+        assert_eq!(k.backend().sas().len(), 2);
+        assert_eq!(k.children().count(), 1);
     }
 }

@@ -1,9 +1,12 @@
 //! Kernel IPsec interface: a trait, its XFRM netlink implementation and an in-memory one.
 //!
-//! - [`KernelIpsec`] is what the daemon calls (synchronous: run it on a dedicated thread or
-//!   with `tokio::task::spawn_blocking`). Implementations: [`XfrmKernel`] (XFRM netlink) and
-//!   [`MemKernel`] (in memory, with failure injection; it is also the `--kernel none` mode:
-//!   everything is negotiated and reported, nothing reaches the kernel).
+//! - [`KernelIpsec`] is the one owner of ikev2d's kernel state (installed CHILD_SAs, their
+//!   reference-counted policies, traps); it is synchronous, so the daemon keeps it on a worker
+//!   thread and sends it [`KernelOp`]s (values decided by the daemon's sans-IO supervisor).
+//!   Implementations: [`XfrmKernel`] (XFRM netlink) and [`MemKernel`] (in memory, with failure
+//!   injection; it is also the `--kernel none` mode: everything is negotiated and reported,
+//!   nothing reaches the kernel). Both are [`Ipsec`] over an [`XfrmBackend`] of primitive
+//!   operations.
 //! - [`EventSocket`] delivers ACQUIRE and EXPIRE as [`KernelEvent`]s.
 //! - [`bypass_socket`] and [`set_udp_encap`] set up the IKE sockets.
 //!
@@ -18,8 +21,8 @@
 //!
 //! # Install and removal
 //!
-//! A CHILD_SA is installed as: inbound SA (an SPI from [`KernelIpsec::alloc_spi`] replaces the
-//! kernel's larval SA via UPDSA), outbound SA, then policies out + in (+ fwd in tunnel mode)
+//! A CHILD_SA is installed as: inbound SA (its SPI was chosen by the IKE engine; one the kernel
+//! already has is [`KernelError::Exists`], a collision the daemon treats as a failed install), outbound SA, then policies out + in (+ fwd in tunnel mode)
 //! for each pair of traffic selectors. If any step fails, the steps already done are undone in
 //! reverse order; a failure while undoing is reported as [`KernelError::Rollback`].
 //! Policies are reference-counted: a trap (`auto=route`) and the CHILD_SA it triggered, or an
@@ -36,17 +39,17 @@ mod events;
 mod ipsec;
 mod mem;
 mod netlink;
+mod ops;
 mod sockopt;
 mod spec;
 mod types;
 mod xfrm;
 
-use std::net::IpAddr;
-
 pub use error::{KernelError, Target};
 pub use events::{EventSocket, Flow, KernelEvent};
 pub use ipsec::{Ipsec, XfrmBackend};
 pub use mem::{MemBackend, MemKernel, MemOp, MemSa};
+pub use ops::{KernelOp, KernelOutput};
 pub use sockopt::{SocketFamily, bypass_socket, set_udp_encap};
 pub use spec::{Dir, PolicyKey, PolicySpec, SaId, SaSpec, Selector, Template};
 pub use types::{
@@ -58,11 +61,6 @@ pub use xfrm::{NetlinkBackend, XfrmKernel};
 
 /// The kernel operations the daemon needs.
 pub trait KernelIpsec {
-    /// Reserves an SPI (in [`SPI_RANGE`]) for an inbound ESP SA from the peer `src` to us
-    /// (`dst`). The reservation carries `reqid`, expires in the kernel after ~30 s if unused,
-    /// and is consumed by [`KernelIpsec::install_child`] with that `spi_in`.
-    fn alloc_spi(&mut self, src: IpAddr, dst: IpAddr, reqid: u32) -> Result<u32, KernelError>;
-
     /// Installs both SAs and the policies of a CHILD_SA; all or nothing.
     fn install_child(&mut self, child: &ChildSaInstall) -> Result<ChildId, KernelError>;
 

@@ -332,7 +332,7 @@ pub struct ChildPolicy {
 pub struct ChildSaInstall {
     /// Addresses, mode, reqid and traffic selectors.
     pub policy: ChildPolicy,
-    /// SPI of the inbound SA (allocated by us, normally with `alloc_spi`).
+    /// SPI of the inbound SA (chosen by us, in [`SPI_RANGE`]).
     pub spi_in: u32,
     /// SPI of the outbound SA (chosen by the peer).
     pub spi_out: u32,

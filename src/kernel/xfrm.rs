@@ -1,12 +1,10 @@
 //! The XFRM netlink backend.
 
 use std::net::IpAddr;
-use std::ops::RangeInclusive;
 
 use netlink_packet_xfrm::{
     self as x, Address, Alg, AlgAead, AlgAuth, EncapTmpl, IPPROTO_ESP, ReplayEsn, UserPolicyId,
-    UserPolicyInfo, UserSaId, UserSaInfo, UserSpiInfo, UserTemplate, XfrmAttrs, XfrmMessage,
-    policy, state,
+    UserPolicyInfo, UserSaId, UserSaInfo, UserTemplate, XfrmAttrs, XfrmMessage, policy, state,
 };
 
 use super::error::{KernelError, Target};
@@ -187,38 +185,7 @@ fn nl_error(e: NlError, target: Target, algs: Option<String>) -> KernelError {
 }
 
 impl XfrmBackend for NetlinkBackend {
-    fn alloc_spi(
-        &mut self,
-        src: IpAddr,
-        dst: IpAddr,
-        reqid: u32,
-        range: RangeInclusive<u32>,
-    ) -> Result<u32, KernelError> {
-        let mut info = UserSpiInfo::default();
-        info.info.source(&src);
-        info.info.destination(&dst);
-        info.info.reqid = reqid;
-        info.protocol(IPPROTO_ESP);
-        info.spi_range(*range.start(), *range.end());
-        let target = || Target::Spi { src, dst };
-        let msg = XfrmMessage::AllocSpi(state::AllocSpiMessage {
-            spi_info: info,
-            nlas: vec![],
-        });
-        let answers = self.call(msg, target, None)?;
-        answers
-            .iter()
-            .find_map(|a| match a {
-                XfrmMessage::AddSa(m) => Some(m.user_sa_info.id.spi),
-                _ => None,
-            })
-            .ok_or_else(|| KernelError::Protocol {
-                target: target(),
-                reason: "no SA in the ALLOCSPI answer".into(),
-            })
-    }
-
-    fn add_sa(&mut self, sa: &SaSpec<'_>, update: bool) -> Result<(), KernelError> {
+    fn add_sa(&mut self, sa: &SaSpec<'_>) -> Result<(), KernelError> {
         let target = || sa_target(sa.id);
         let mut info = UserSaInfo::default();
         info.source(&sa.src);
@@ -264,12 +231,7 @@ impl XfrmBackend for NetlinkBackend {
             user_sa_info: info,
             nlas,
         };
-        let msg = if update {
-            XfrmMessage::UpdateSa(body)
-        } else {
-            XfrmMessage::AddSa(body)
-        };
-        self.call(msg, target, Some(alg_names(sa.crypto)))?;
+        self.call(XfrmMessage::AddSa(body), target, Some(alg_names(sa.crypto)))?;
         Ok(())
     }
 

@@ -89,6 +89,9 @@ fn conn(local: &str, remote: &str, ike: &IkeProposal) -> ConnSpec {
         local_ts: vec![],
         remote_ts: vec![],
         lifetime: Duration::from_secs(3600),
+        reqid: 1,
+        rekey_margin: Duration::from_secs(540),
+        rekey_fuzz_percent: 100,
         ike_lifetime: Duration::from_secs(10800),
     }
 }

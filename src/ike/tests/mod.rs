@@ -139,6 +139,9 @@ pub(super) fn conn(local: &str, remote: Option<&str>, ike: &str, esp: &str) -> C
         local_ts: vec![],
         remote_ts: vec![],
         lifetime: Duration::from_secs(3600),
+        reqid: 1,
+        rekey_margin: Duration::from_secs(540),
+        rekey_fuzz_percent: 100,
         ike_lifetime: Duration::from_secs(10800),
     }
 }

@@ -58,6 +58,9 @@ pub fn conn(local: &str, remote: Option<&str>) -> ConnSpec {
         local_ts: vec![],
         remote_ts: vec![],
         lifetime: Duration::from_secs(3600),
+        reqid: 1,
+        rekey_margin: Duration::from_secs(540),
+        rekey_fuzz_percent: 100,
         ike_lifetime: Duration::from_secs(10800),
     }
 }

@@ -1,0 +1,245 @@
+//! CHILD_SAs and traps: what goes into the kernel and comes out, ACQUIRE and EXPIRE.
+
+use std::time::Instant;
+
+use super::{ChildRecord, Effect, Pending, Supervisor, status};
+use crate::config::conn::Auto;
+use crate::control::{ChildReport, Done};
+use crate::daemon::install;
+use crate::daemon::keylog::KeyRecord;
+use crate::ike::{ChildSaReady, IkeSaId};
+use crate::kernel::{ChildId, KernelOp, Lifetime, UdpEncap};
+
+impl<R: rand::CryptoRng> Supervisor<R> {
+    pub(super) fn install_traps(&mut self) {
+        let traps: Vec<_> = self
+            .conns
+            .iter()
+            .filter(|c| c.auto == Auto::Route)
+            .map(|c| c.spec.clone())
+            .collect();
+        for spec in traps {
+            let (Some(local), Some(remote)) = (spec.local_addr, spec.remote_addr) else {
+                tracing::error!(target: "kernel", "auto=route {}: needs fixed left and right addresses", spec.name);
+                continue;
+            };
+            let local_ts = crate::ike::configured_or_host(&spec.local_ts, local);
+            let remote_ts = crate::ike::configured_or_host(&spec.remote_ts, remote);
+            let trap =
+                install::trap_policy(local, remote, spec.mode, spec.reqid, &local_ts, &remote_ts);
+            self.traps.insert(spec.reqid);
+            self.kernel(
+                KernelOp::InstallTrap(trap),
+                Pending::InstallTrap {
+                    name: spec.name,
+                    reqid: spec.reqid,
+                },
+            );
+        }
+    }
+
+    pub(super) fn remove_traps(&mut self) {
+        let mut reqids: Vec<u32> = self.traps.drain().collect();
+        reqids.sort_unstable();
+        for reqid in reqids {
+            self.kernel(KernelOp::RemoveTrap(reqid), Pending::RemoveTrap);
+        }
+    }
+
+    /// Which IKE SA holds the CHILD_SA with inbound SPI `spi_in`, and whether a rekey
+    /// replaced it (the engine's facts).
+    pub(super) fn engine_child(&self, spi_in: u32) -> Option<(IkeSaId, bool)> {
+        self.endpoint.ike_sas().into_iter().find_map(|sa| {
+            sa.children
+                .iter()
+                .find(|c| c.spi_in == spi_in)
+                .map(|c| (sa.id, c.replaced))
+        })
+    }
+
+    pub(super) fn remove_child(&mut self, spi_in: u32) {
+        if let Some(child) = self.children.remove(&spi_in) {
+            self.kernel(
+                KernelOp::RemoveChild(child.kernel_id),
+                Pending::Remove { conn: child.conn },
+            );
+        }
+    }
+
+    pub(super) fn child_ready(&mut self, now: Instant, c: &ChildSaReady) {
+        if self.settings.key_log {
+            self.effects
+                .push_back(Effect::KeyLog(KeyRecord::child_sa(c)));
+        }
+        let jitter = install::rekey_jitter(c.rekey_margin, c.rekey_fuzz_percent, &mut self.rng);
+        let lifetime = install::lifetime(c.lifetime, c.rekey_margin, jitter);
+        let encap = c.natt_remote_port.map(|remote_port| UdpEncap {
+            local_port: self.settings.natt_port,
+            remote_port,
+        });
+        let request = match install::child_install(c, lifetime, encap) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(target: "kernel", "installing CHILD_SA of {}[{}] failed: {e}", c.conn, c.ike_sa.0);
+                self.install_failed(now, c.ike_sa, c.rekeyed_from.is_some(), &e.to_string());
+                return;
+            }
+        };
+        let report = status::child_report(c, self.settings.kernel_installs);
+        let text = format!(
+            "CHILD_SA {}{{{}}} established with SPIs {}_i {}_o and TS {} === {}",
+            c.conn,
+            c.ike_sa.0,
+            report.spi_in,
+            report.spi_out,
+            report.local_ts.join(" "),
+            report.remote_ts.join(" ")
+        );
+        self.kernel(
+            KernelOp::InstallChild(Box::new(request)),
+            Pending::Install {
+                ike_sa: c.ike_sa,
+                conn: c.conn.clone(),
+                report: Box::new(report),
+                lifetime,
+                rekeyed_from: c.rekeyed_from,
+                text,
+            },
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn installed(
+        &mut self,
+        now: Instant,
+        ike_sa: IkeSaId,
+        conn: String,
+        kernel_id: ChildId,
+        report: Box<ChildReport>,
+        lifetime: Lifetime,
+        rekeyed_from: Option<(u32, u32)>,
+        text: String,
+    ) {
+        let rekey = rekeyed_from
+            .map(|(i, o)| format!(", rekeys {i:08x}_i {o:08x}_o"))
+            .unwrap_or_default();
+        tracing::info!(target: "kernel", "{text} ({} {}, reqid {:#x}, kernel: {}{rekey})",
+            report.protocol, report.mode, kernel_id.reqid, self.settings.kernel_name);
+        let record = ChildRecord {
+            conn,
+            kernel_id,
+            report: *report,
+            installed_at: now,
+            lifetime,
+        };
+        let spi_in = kernel_id.spi_in;
+        self.children.insert(spi_in, record);
+        if self.engine_child(spi_in).is_none() {
+            // Deleted (or its IKE SA gone) while the install ran.
+            self.remove_child(spi_in);
+        }
+        for w in self.up_waiters.remove(&ike_sa).unwrap_or_default() {
+            self.progress(w.ctl, text.clone());
+            self.progress(
+                w.ctl,
+                format!("connection '{}' established successfully", w.name),
+            );
+            self.done(w.ctl, Done::ok());
+        }
+    }
+
+    pub(super) fn install_failed(
+        &mut self,
+        now: Instant,
+        ike_sa: IkeSaId,
+        rekey: bool,
+        error: &str,
+    ) {
+        if rekey {
+            // The old CHILD_SA still works until its hard expire; the peer's Delete of it,
+            // or that expire, ends the IKE SA's traffic then.
+            return;
+        }
+        for w in self.up_waiters.remove(&ike_sa).unwrap_or_default() {
+            self.done(
+                w.ctl,
+                Done::failed(format!("installing the CHILD_SA failed: {error}")),
+            );
+        }
+        // Without its CHILD_SA the IKE SA is useless; do not leave the peer sending ESP we
+        // cannot decrypt.
+        if let Err(e) = self.endpoint.delete_ike_sa(now, ike_sa) {
+            tracing::warn!(target: "ike", "deleting IKE_SA [{}]: {e}", ike_sa.0);
+        }
+    }
+
+    pub(super) fn acquire(
+        &mut self,
+        now: Instant,
+        reqid: u32,
+        local: std::net::IpAddr,
+        remote: std::net::IpAddr,
+    ) {
+        let Some(entry) = self.conns.iter().find(|c| c.spec.reqid == reqid) else {
+            tracing::debug!(target: "kernel", "ACQUIRE for unknown reqid {reqid:#x}");
+            return;
+        };
+        let name = entry.spec.name.clone();
+        if self.endpoint.ike_sas().iter().any(|s| s.conn == name) {
+            tracing::debug!(target: "kernel", "ACQUIRE {local} -> {remote} for {name}: negotiation already under way");
+            return;
+        }
+        tracing::info!(target: "kernel", "ACQUIRE {local} -> {remote}: initiating {name}");
+        if let Err(e) = self.endpoint.initiate(now, &name) {
+            tracing::error!(target: "ike", "initiating {name} on ACQUIRE: {e}");
+        }
+    }
+
+    pub(super) fn expire(&mut self, now: Instant, reqid: u32, spi: u32, hard: bool) {
+        let Some((spi_in, conn)) = self
+            .children
+            .iter()
+            .find(|(_, c)| {
+                c.kernel_id.reqid == reqid
+                    && (c.kernel_id.spi_in == spi || c.kernel_id.spi_out == spi)
+            })
+            .map(|(s, c)| (*s, c.conn.clone()))
+        else {
+            return;
+        };
+        let Some((ike_sa, replaced)) = self.engine_child(spi_in) else {
+            if hard {
+                self.remove_child(spi_in);
+            }
+            return;
+        };
+        let rekey = self
+            .conns
+            .iter()
+            .find(|c| c.spec.name == conn)
+            .is_none_or(|c| c.rekey);
+        if replaced {
+            // Already rekeyed: a soft expire needs nothing, a hard one (the peer never
+            // deleted it) removes just this CHILD_SA.
+            if hard {
+                tracing::info!(target: "kernel", "rekeyed ESP SA {spi:08x} of {conn} hit its hard lifetime; deleting its CHILD_SA");
+                if let Err(e) = self.endpoint.delete_child(now, ike_sa, spi_in) {
+                    tracing::warn!(target: "ike", "deleting CHILD_SA {spi_in:08x}: {e}");
+                    self.remove_child(spi_in);
+                }
+            }
+        } else if hard {
+            tracing::warn!(target: "kernel", "ESP SA {spi:08x} of {conn} hit its hard lifetime; deleting IKE_SA [{}]", ike_sa.0);
+            if let Err(e) = self.endpoint.delete_ike_sa(now, ike_sa) {
+                tracing::warn!(target: "ike", "deleting IKE_SA [{}]: {e}", ike_sa.0);
+            }
+        } else if rekey {
+            tracing::info!(target: "kernel", "ESP SA {spi:08x} of {conn} reached its soft lifetime; rekeying CHILD_SA {spi_in:08x}");
+            if let Err(e) = self.endpoint.rekey_child(now, ike_sa, spi_in) {
+                tracing::warn!(target: "ike", "rekeying CHILD_SA {spi_in:08x}: {e}");
+            }
+        } else {
+            tracing::info!(target: "kernel", "ESP SA {spi:08x} of {conn} reached its soft lifetime (rekey=no)");
+        }
+    }
+}

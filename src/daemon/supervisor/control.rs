@@ -1,0 +1,73 @@
+//! `ikectl up` and `down`: initiating and deleting, and the waiters that answer when done.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use super::{CtlId, DownWaiter, Phase, Supervisor, UpWaiter};
+use crate::control::Done;
+use crate::ike::{IkeError, IkeSaId};
+
+impl<R: rand::CryptoRng> Supervisor<R> {
+    pub(super) fn up(&mut self, now: Instant, name: String, ctl: CtlId) {
+        if self.phase != Phase::Running {
+            self.done(ctl, Done::failed("ikev2d is shutting down"));
+            return;
+        }
+        let remote = self
+            .conns
+            .iter()
+            .find(|c| c.spec.name == name)
+            .and_then(|c| c.spec.remote_addr);
+        match self.endpoint.initiate(now, &name) {
+            Ok(id) => {
+                let to = remote.map_or_else(|| "%any".into(), |a| a.to_string());
+                let text = format!("initiating IKE_SA {name}[{}] to {to}", id.0);
+                tracing::info!(target: "ike", "{text}");
+                self.progress(ctl, text);
+                self.up_waiters
+                    .entry(id)
+                    .or_default()
+                    .push(UpWaiter { name, ctl });
+            }
+            Err(e) => {
+                tracing::warn!(target: "ike", "up {name}: {e}");
+                self.done(ctl, Done::failed(e.to_string()));
+            }
+        }
+    }
+
+    pub(super) fn down(&mut self, now: Instant, name: &str, ctl: CtlId) {
+        let ids: HashSet<IkeSaId> = self
+            .endpoint
+            .ike_sas()
+            .iter()
+            .filter(|s| s.conn == name)
+            .map(|s| s.id)
+            .collect();
+        if !self.conns.iter().any(|c| c.spec.name == name) && ids.is_empty() {
+            self.done(ctl, Done::failed(format!("no conn named {name:?}")));
+            return;
+        }
+        let n = self.endpoint.delete_conn(now, name);
+        tracing::info!(target: "ike", "down {name}: deleting {n} IKE_SA(s)");
+        self.progress(ctl, format!("deleting {n} IKE_SA(s) of {name}"));
+        // SAs the engine dropped at once (not yet established) are already gone.
+        let live: HashSet<IkeSaId> = self.endpoint.ike_sas().iter().map(|s| s.id).collect();
+        let ids: HashSet<IkeSaId> = ids.intersection(&live).copied().collect();
+        if ids.is_empty() {
+            self.done(ctl, Done::ok());
+        } else {
+            self.down_waiters.push(DownWaiter { ids, ctl });
+        }
+    }
+
+    pub(super) fn fail_up(&mut self, id: IkeSaId, error: &IkeError) {
+        for w in self.up_waiters.remove(&id).unwrap_or_default() {
+            self.progress(
+                w.ctl,
+                format!("establishing connection '{}' failed: {error}", w.name),
+            );
+            self.done(w.ctl, Done::failed(error.to_string()));
+        }
+    }
+}

@@ -1,0 +1,650 @@
+//! The daemon's policy, sans-IO: the [`Supervisor`] owns the IKE engine and decides everything
+//! the daemon does around it — which CHILD_SAs and trap policies go into the kernel and when
+//! they come out, when a CHILD_SA is rekeyed (soft expire, with jitter from an injected RNG),
+//! what `ikectl up|down|status|reload` answer and when, and how SIGTERM winds down.
+//!
+//! Inputs are method calls with `now` (datagrams, timer expiry, kernel events, kernel results,
+//! control requests, loaded configurations, signals); outputs are [`Effect`]s, polled in order
+//! with [`Supervisor::poll_effect`], and the next deadline ([`Supervisor::poll_timeout`]). It
+//! never touches a socket, the clock, the kernel or a file: the driver (`driver.rs`) executes
+//! effects, and `tests.rs` wires two supervisors with in-memory kernels on a virtual clock.
+//!
+//! Kernel operations are asynchronous: [`Effect::Kernel`] carries an [`OpId`], and the
+//! executor applies operations in the order emitted and hands each result back with
+//! [`Supervisor::handle_kernel_done`]. Effects after a kernel operation must not take effect
+//! before it completes (the driver holds them back), so a responder's CHILD_SA is installed
+//! before the IKE_AUTH response that lets the initiator send ESP.
+
+mod children;
+mod control;
+mod status;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand::rngs::ChaCha20Rng;
+
+use super::conns::{ConnEntry, fmt_identification};
+use super::keylog::KeyRecord;
+use crate::config::conn::Auto;
+use crate::control::{ChildReport, Done, Reply, Request, StatusReport};
+use crate::ike::{Endpoint, Event, IkeSaExportedKeys, IkeSaId, Role, Transmit};
+use crate::kernel::{ChildId, KernelError, KernelEvent, KernelOp, KernelOutput, Lifetime};
+
+/// How long SIGTERM waits for the peers' answers to our DELETEs.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// An ikectl connection (its replies go to [`Effect::Reply`] with this id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CtlId(pub u64);
+
+/// A kernel operation in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OpId(pub u64);
+
+/// What the driver must do, in order.
+#[derive(Debug)]
+pub enum Effect {
+    /// Send an IKE datagram.
+    Transmit(Transmit),
+    /// Apply a kernel operation and report its result with the id.
+    Kernel(OpId, KernelOp),
+    /// A reply to an ikectl connection (the last one is [`Reply::Done`]).
+    Reply(CtlId, Reply),
+    /// Read ipsec.conf and ipsec.secrets again and hand the result to
+    /// [`Supervisor::config_loaded`] (with this requester).
+    LoadConfig(Option<CtlId>),
+    /// Append to the Wireshark key log (only with [`Settings::key_log`]).
+    KeyLog(KeyRecord),
+}
+
+/// Fixed facts about the daemon's surroundings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The kernel interface's name for `status` (`xfrm`, `none`).
+    pub kernel_name: &'static str,
+    /// Whether the kernel interface really installs SAs (status shows `installed`).
+    pub kernel_installs: bool,
+    /// Our NAT-T port (local port of UDP-encapsulated ESP).
+    pub natt_port: u16,
+    /// Emit [`Effect::KeyLog`] records.
+    pub key_log: bool,
+}
+
+/// Signals the daemon reacts to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGTERM.
+    Term,
+    /// SIGINT (like SIGTERM).
+    Int,
+    /// SIGHUP: reload.
+    Hup,
+}
+
+/// A CHILD_SA installed in the kernel (the engine owns the protocol state).
+struct ChildRecord {
+    conn: String,
+    kernel_id: ChildId,
+    report: ChildReport,
+    installed_at: Instant,
+    lifetime: Lifetime,
+}
+
+/// What a kernel result means.
+enum Pending {
+    Install {
+        ike_sa: IkeSaId,
+        conn: String,
+        report: Box<ChildReport>,
+        lifetime: Lifetime,
+        rekeyed_from: Option<(u32, u32)>,
+        text: String,
+    },
+    Remove {
+        conn: String,
+    },
+    InstallTrap {
+        name: String,
+        reqid: u32,
+    },
+    RemoveTrap,
+    Status {
+        ctl: CtlId,
+        report: StatusReport,
+        /// Where each counter result goes: conn, IKE SA, CHILD_SA index.
+        slots: Vec<(usize, usize, usize)>,
+    },
+    Flush,
+}
+
+/// An `ikectl up` waiting for its IKE SA and CHILD_SA.
+struct UpWaiter {
+    name: String,
+    ctl: CtlId,
+}
+
+/// An `ikectl down` waiting for IKE SAs to be gone.
+struct DownWaiter {
+    ids: HashSet<IkeSaId>,
+    ctl: CtlId,
+}
+
+/// Where the daemon is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Running,
+    /// SIGTERM: IKE SAs are being deleted, until they are gone or the deadline.
+    Draining {
+        deadline: Instant,
+    },
+    /// Removing SAs, traps and leftovers; the flush is the last operation.
+    Flushing,
+    Stopped,
+}
+
+/// The daemon's policy around one engine.
+pub struct Supervisor<R> {
+    endpoint: Endpoint<R>,
+    settings: Settings,
+    conns: Vec<ConnEntry>,
+    rng: ChaCha20Rng,
+    /// Installed CHILD_SAs by inbound SPI.
+    children: HashMap<u32, ChildRecord>,
+    pending: HashMap<OpId, Pending>,
+    next_op: u64,
+    up_waiters: HashMap<IkeSaId, Vec<UpWaiter>>,
+    down_waiters: Vec<DownWaiter>,
+    /// reqids of trap policies installed or being installed.
+    traps: HashSet<u32>,
+    phase: Phase,
+    effects: VecDeque<Effect>,
+}
+
+impl<R: rand::CryptoRng> Supervisor<R> {
+    /// A supervisor over `endpoint` with `conns` (given to the engine here); `rng` draws the
+    /// rekey jitter.
+    pub fn new(
+        mut endpoint: Endpoint<R>,
+        settings: Settings,
+        conns: Vec<ConnEntry>,
+        rng: ChaCha20Rng,
+    ) -> Self {
+        endpoint.set_conns(conns.iter().map(|c| c.spec.clone()).collect());
+        Self {
+            endpoint,
+            settings,
+            conns,
+            rng,
+            children: HashMap::new(),
+            pending: HashMap::new(),
+            next_op: 0,
+            up_waiters: HashMap::new(),
+            down_waiters: Vec::new(),
+            traps: HashSet::new(),
+            phase: Phase::Running,
+            effects: VecDeque::new(),
+        }
+    }
+
+    /// Start-up actions: traps for `auto=route`, initiation for `auto=start`.
+    pub fn start(&mut self, now: Instant) {
+        self.install_traps();
+        let starts: Vec<String> = self
+            .conns
+            .iter()
+            .filter(|c| c.auto == Auto::Start)
+            .map(|c| c.spec.name.clone())
+            .collect();
+        for name in starts {
+            match self.endpoint.initiate(now, &name) {
+                Ok(id) => {
+                    tracing::info!(target: "ike", "auto=start: initiating IKE_SA {name}[{}]", id.0)
+                }
+                Err(e) => tracing::error!(target: "ike", "auto=start {name}: {e}"),
+            }
+        }
+        self.drain_engine(now);
+    }
+
+    /// The next effect to execute.
+    pub fn poll_effect(&mut self) -> Option<Effect> {
+        self.effects.pop_front()
+    }
+
+    /// When [`Supervisor::handle_timeout`] is due next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let drain = match self.phase {
+            Phase::Draining { deadline } => Some(deadline),
+            _ => None,
+        };
+        match (self.endpoint.poll_timeout(), drain) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Everything is removed after a shutdown: the driver may exit.
+    pub fn is_stopped(&self) -> bool {
+        self.phase == Phase::Stopped
+    }
+
+    /// A received IKE datagram.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+    ) {
+        self.endpoint.handle_datagram(now, local, remote, data);
+        self.drain_engine(now);
+    }
+
+    /// The deadline from [`Supervisor::poll_timeout`] passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.endpoint.handle_timeout(now);
+        self.drain_engine(now);
+    }
+
+    /// A signal arrived.
+    pub fn handle_signal(&mut self, now: Instant, signal: Signal) {
+        match signal {
+            Signal::Term => self.shutdown(now, "SIGTERM"),
+            Signal::Int => self.shutdown(now, "SIGINT"),
+            Signal::Hup => self.effects.push_back(Effect::LoadConfig(None)),
+        }
+    }
+
+    /// An ikectl request.
+    pub fn handle_request(&mut self, now: Instant, ctl: CtlId, request: Request) {
+        match request {
+            Request::Up { name } => self.up(now, name, ctl),
+            Request::Down { name } => self.down(now, &name, ctl),
+            Request::Status => self.status(now, ctl),
+            Request::Reload => self.effects.push_back(Effect::LoadConfig(Some(ctl))),
+        }
+        self.drain_engine(now);
+    }
+
+    /// The result of [`Effect::LoadConfig`]: on success the new conns apply to new SAs.
+    pub fn config_loaded(
+        &mut self,
+        now: Instant,
+        from: Option<CtlId>,
+        loaded: Result<Vec<ConnEntry>, String>,
+    ) {
+        let who = if from.is_some() {
+            "ikectl reload"
+        } else {
+            "SIGHUP"
+        };
+        let conns = match loaded {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(target: "cfg", "{who}: reload refused, keeping the running configuration:\n{e}");
+                if let Some(ctl) = from {
+                    self.done(ctl, Done::failed(e));
+                }
+                return;
+            }
+        };
+        tracing::info!(target: "cfg", "{who}: configuration reloaded");
+        let n = conns.len();
+        self.endpoint
+            .set_conns(conns.iter().map(|c| c.spec.clone()).collect());
+        self.conns = conns;
+        self.remove_traps();
+        self.install_traps();
+        if let Some(ctl) = from {
+            self.progress(ctl, format!("loaded {n} conn(s)"));
+            self.done(ctl, Done::ok());
+        }
+        self.drain_engine(now);
+    }
+
+    /// A kernel event (ACQUIRE, EXPIRE).
+    pub fn handle_kernel_event(&mut self, now: Instant, ev: KernelEvent) {
+        match ev {
+            KernelEvent::Acquire {
+                reqid,
+                local,
+                remote,
+                ..
+            } => self.acquire(now, reqid, local, remote),
+            KernelEvent::Expire { reqid, sa, hard } => self.expire(now, reqid, sa.spi, hard),
+        }
+        self.drain_engine(now);
+    }
+
+    /// The result of the kernel operation `op`.
+    pub fn handle_kernel_done(
+        &mut self,
+        now: Instant,
+        op: OpId,
+        result: Result<KernelOutput, KernelError>,
+    ) {
+        let Some(pending) = self.pending.remove(&op) else {
+            tracing::warn!(target: "kernel", "result of unknown kernel operation {}", op.0);
+            return;
+        };
+        match (pending, result) {
+            (
+                Pending::Install {
+                    ike_sa,
+                    conn,
+                    report,
+                    lifetime,
+                    rekeyed_from,
+                    text,
+                },
+                Ok(KernelOutput::Installed(kernel_id)),
+            ) => self.installed(
+                now,
+                ike_sa,
+                conn,
+                kernel_id,
+                report,
+                lifetime,
+                rekeyed_from,
+                text,
+            ),
+            (
+                Pending::Install {
+                    ike_sa,
+                    conn,
+                    rekeyed_from,
+                    ..
+                },
+                r,
+            ) => {
+                let e = failure(r);
+                tracing::error!(target: "kernel", "installing CHILD_SA of {conn}[{}] failed: {e}", ike_sa.0);
+                self.install_failed(now, ike_sa, rekeyed_from.is_some(), &e);
+            }
+            (Pending::Remove { conn }, Ok(_)) => {
+                tracing::info!(target: "kernel", "removed CHILD_SA of {conn}")
+            }
+            (Pending::Remove { conn }, Err(e)) => {
+                tracing::error!(target: "kernel", "removing CHILD_SA of {conn}: {e}")
+            }
+            (Pending::InstallTrap { name, reqid }, Ok(_)) => {
+                tracing::info!(target: "kernel", "auto=route {name}: trap policies installed (reqid {reqid:#x})")
+            }
+            (Pending::InstallTrap { name, reqid }, Err(e)) => {
+                tracing::error!(target: "kernel", "auto=route {name}: {e}");
+                self.traps.remove(&reqid);
+            }
+            (Pending::RemoveTrap, Ok(_)) => {}
+            (Pending::RemoveTrap, Err(e)) => {
+                tracing::warn!(target: "kernel", "removing trap policies: {e}")
+            }
+            (Pending::Status { ctl, report, slots }, r) => self.status_done(ctl, report, &slots, r),
+            (Pending::Flush, r) => {
+                match r {
+                    Ok(KernelOutput::Flushed(f)) if f.sas + f.policies > 0 => {
+                        tracing::info!(target: "kernel", "flushed {} leftover SAs and {} policies", f.sas, f.policies);
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(target: "kernel", "final flush: {e}"),
+                }
+                if self.phase == Phase::Flushing {
+                    self.phase = Phase::Stopped;
+                    tracing::info!(target: "dmn", "ikev2d stopped");
+                }
+            }
+        }
+        self.drain_engine(now);
+    }
+
+    fn kernel(&mut self, op: KernelOp, pending: Pending) {
+        let id = OpId(self.next_op);
+        self.next_op += 1;
+        self.pending.insert(id, pending);
+        self.effects.push_back(Effect::Kernel(id, op));
+    }
+
+    fn reply(&mut self, ctl: CtlId, r: Reply) {
+        self.effects.push_back(Effect::Reply(ctl, r));
+    }
+
+    fn progress(&mut self, ctl: CtlId, text: String) {
+        self.reply(ctl, Reply::Progress(text));
+    }
+
+    fn done(&mut self, ctl: CtlId, d: Done) {
+        self.reply(ctl, Reply::Done(d));
+    }
+
+    fn shutdown(&mut self, now: Instant, why: &str) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        tracing::info!(target: "dmn", "{why}: deleting IKE SAs, then removing SAs and policies");
+        self.phase = Phase::Draining {
+            deadline: now + SHUTDOWN_GRACE,
+        };
+        for sa in self.endpoint.ike_sas() {
+            if let Err(e) = self.endpoint.delete_ike_sa(now, sa.id) {
+                tracing::warn!(target: "ike", "deleting IKE_SA {}[{}]: {e}", sa.conn, sa.id.0);
+            }
+        }
+        self.drain_engine(now);
+    }
+
+    /// After SIGTERM, once the IKE SAs are gone (or the grace time is over): remove every
+    /// CHILD_SA and trap, then flush what is left.
+    fn finish_if_drained(&mut self, now: Instant) {
+        let Phase::Draining { deadline } = self.phase else {
+            return;
+        };
+        if !self.endpoint.ike_sas().is_empty() && now < deadline {
+            return;
+        }
+        self.phase = Phase::Flushing;
+        let mut children: Vec<ChildRecord> = self.children.drain().map(|(_, c)| c).collect();
+        children.sort_by_key(|c| c.kernel_id);
+        for c in children {
+            self.kernel(
+                KernelOp::RemoveChild(c.kernel_id),
+                Pending::Remove { conn: c.conn },
+            );
+        }
+        self.remove_traps();
+        self.kernel(KernelOp::Flush, Pending::Flush);
+        let ups: Vec<UpWaiter> = self.up_waiters.drain().flat_map(|(_, w)| w).collect();
+        for w in ups {
+            self.done(w.ctl, Done::failed("ikev2d is shutting down"));
+        }
+        for w in std::mem::take(&mut self.down_waiters) {
+            self.done(w.ctl, Done::ok());
+        }
+    }
+
+    /// Handles every pending engine event, then queues every pending datagram (events first:
+    /// see the module docs).
+    fn drain_engine(&mut self, now: Instant) {
+        loop {
+            let mut idle = true;
+            while let Some(ev) = self.endpoint.poll_event() {
+                idle = false;
+                self.event(now, ev);
+            }
+            while let Some(t) = self.endpoint.poll_transmit() {
+                idle = false;
+                self.effects.push_back(Effect::Transmit(t));
+            }
+            if idle {
+                break;
+            }
+        }
+        self.finish_if_drained(now);
+    }
+
+    /// An IKE SA's keys for the Wireshark key log (present only when the engine exports them).
+    fn log_ike_keys(&mut self, spi_i: &[u8; 8], spi_r: &[u8; 8], keys: Option<&IkeSaExportedKeys>) {
+        if let Some(keys) = keys {
+            self.effects
+                .push_back(Effect::KeyLog(KeyRecord::ike_sa(spi_i, spi_r, keys)));
+        }
+    }
+
+    fn event(&mut self, now: Instant, ev: Event) {
+        match ev {
+            Event::IkeSaEstablished {
+                id,
+                conn,
+                role,
+                local,
+                remote,
+                spi_i,
+                spi_r,
+                proposal,
+                nat_detected,
+                local_id,
+                remote_id,
+                exported_keys,
+            } => {
+                self.log_ike_keys(&spi_i, &spi_r, exported_keys.as_deref());
+                let text = format!(
+                    "IKE_SA {conn}[{}] established between {}[{}]...{}[{}]",
+                    id.0,
+                    local.ip(),
+                    fmt_identification(&local_id),
+                    remote.ip(),
+                    fmt_identification(&remote_id)
+                );
+                tracing::info!(target: "ike", "{text} ({} SPIs {}_i {}_r, {proposal}{})",
+                    role_name(role), super::hex(&spi_i), super::hex(&spi_r),
+                    if nat_detected { ", NAT detected" } else { "" });
+                let ctls: Vec<CtlId> = self
+                    .up_waiters
+                    .get(&id)
+                    .into_iter()
+                    .flatten()
+                    .map(|w| w.ctl)
+                    .collect();
+                for ctl in ctls {
+                    self.progress(ctl, text.clone());
+                    self.progress(ctl, format!("IKE proposal: {proposal}"));
+                }
+            }
+            Event::IkeSaRekeyed {
+                old,
+                new,
+                conn,
+                spi_i,
+                spi_r,
+                proposal,
+                exported_keys,
+            } => {
+                self.log_ike_keys(&spi_i, &spi_r, exported_keys.as_deref());
+                tracing::info!(target: "ike", "IKE_SA {conn}[{}] rekeyed by the peer as {conn}[{}] (SPIs {}_i {}_r, {proposal})",
+                    old.0, new.0, super::hex(&spi_i), super::hex(&spi_r));
+            }
+            Event::IkeSaFailed { id, conn, error } => {
+                let name = conn.as_deref().unwrap_or("?");
+                tracing::warn!(target: "ike", "IKE_SA {name}[{}] failed: {error}", id.0);
+                self.fail_up(id, &error);
+                self.ike_gone(id);
+            }
+            Event::ChildSaReady(ready) => self.child_ready(now, &ready),
+            Event::ChildSaFailed { id, conn, error } => {
+                tracing::warn!(target: "ike", "CHILD_SA of {conn}[{}] failed: {error}", id.0);
+                self.fail_up(id, &error);
+            }
+            Event::ChildSaDeleted {
+                id,
+                conn,
+                spi_in,
+                spi_out,
+            } => {
+                tracing::info!(target: "ike", "CHILD_SA of {conn}[{}] with SPIs {spi_in:08x}_i {spi_out:08x}_o deleted", id.0);
+                self.remove_child(spi_in);
+            }
+            Event::IkeSaRekeyFailed { id, conn, error } => {
+                tracing::warn!(target: "ike", "rekeying IKE_SA {conn}[{}] failed: {error}", id.0);
+            }
+            Event::IkeSaDeleted {
+                id,
+                conn,
+                by_peer,
+                error,
+            } => {
+                let why = match error {
+                    Some(e) => format!(": {e}"),
+                    None if by_peer => " by the peer".to_string(),
+                    None => String::new(),
+                };
+                tracing::info!(target: "ike", "IKE_SA {conn}[{}] deleted{why}", id.0);
+                for w in self.up_waiters.remove(&id).unwrap_or_default() {
+                    self.done(
+                        w.ctl,
+                        Done::failed(format!("IKE_SA {conn}[{}] was deleted", id.0)),
+                    );
+                }
+                self.ike_gone(id);
+            }
+        }
+    }
+
+    /// An IKE SA is gone: remove the CHILD_SAs the engine no longer has, finish `down`
+    /// waiters.
+    fn ike_gone(&mut self, id: IkeSaId) {
+        let live: HashSet<u32> = self
+            .endpoint
+            .ike_sas()
+            .iter()
+            .flat_map(|sa| sa.children.iter().map(|c| c.spi_in))
+            .collect();
+        let mut orphans: Vec<u32> = self
+            .children
+            .keys()
+            .filter(|spi| !live.contains(spi))
+            .copied()
+            .collect();
+        orphans.sort_unstable();
+        for spi in orphans {
+            self.remove_child(spi);
+        }
+        let mut finished = Vec::new();
+        let mut progress = Vec::new();
+        for w in &mut self.down_waiters {
+            if w.ids.remove(&id) {
+                progress.push(w.ctl);
+            }
+        }
+        for ctl in progress {
+            self.progress(ctl, format!("IKE_SA [{}] deleted", id.0));
+        }
+        self.down_waiters.retain(|w| {
+            if w.ids.is_empty() {
+                finished.push(w.ctl);
+                false
+            } else {
+                true
+            }
+        });
+        for ctl in finished {
+            self.done(ctl, Done::ok());
+        }
+    }
+}
+
+/// The error of a failed operation (an unexpected output is a bug in the executor).
+fn failure(r: Result<KernelOutput, KernelError>) -> String {
+    match r {
+        Err(e) => e.to_string(),
+        Ok(other) => format!("unexpected kernel result {other:?}"),
+    }
+}
+
+fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::Initiator => "initiator",
+        Role::Responder => "responder",
+    }
+}

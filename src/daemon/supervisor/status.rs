@@ -1,0 +1,176 @@
+//! `ikectl status`: the report from the engine's IKE SAs and the installed CHILD_SAs, with
+//! the kernel's counters filled in when they come back.
+
+use std::time::Instant;
+
+use super::{CtlId, Pending, Supervisor, role_name};
+use crate::control::{ChildReport, ConnReport, Done, IkeSaReport, Reply, StatusReport};
+use crate::daemon::conns::{fmt_identification, fmt_ts};
+use crate::daemon::hex;
+use crate::ike::{ChildSaReady, IkeSaStatus};
+use crate::kernel::{KernelError, KernelOp, KernelOutput};
+
+impl<R: rand::CryptoRng> Supervisor<R> {
+    /// Builds the report and asks the kernel for the counters of its CHILD_SAs.
+    pub(super) fn status(&mut self, now: Instant, ctl: CtlId) {
+        let mut conns: Vec<ConnReport> = self.conns.iter().map(|c| c.report.clone()).collect();
+        let mut ids = Vec::new();
+        let mut slots = Vec::new();
+        for sa in self.endpoint.ike_sas() {
+            let ci = match conns.iter().position(|c| c.name == sa.conn) {
+                Some(i) => i,
+                None => {
+                    conns.push(removed_conn(&sa));
+                    conns.len() - 1
+                }
+            };
+            let report = self.ike_report(&sa, now);
+            for (k, rec) in sa
+                .children
+                .iter()
+                .filter_map(|ch| self.children.get(&ch.spi_in))
+                .enumerate()
+            {
+                ids.push(rec.kernel_id);
+                slots.push((ci, conns[ci].ike_sas.len(), k)); // ok: ci < conns.len()
+            }
+            conns[ci].ike_sas.push(report); // ok: ci < conns.len()
+        }
+        let report = StatusReport {
+            kernel: self.settings.kernel_name.to_string(),
+            conns,
+        };
+        if ids.is_empty() {
+            self.status_done(ctl, report, &[], Ok(KernelOutput::Counters(Vec::new())));
+        } else {
+            self.kernel(
+                KernelOp::Counters(ids),
+                Pending::Status { ctl, report, slots },
+            );
+        }
+    }
+
+    /// The counters arrived: reply.
+    pub(super) fn status_done(
+        &mut self,
+        ctl: CtlId,
+        mut report: StatusReport,
+        slots: &[(usize, usize, usize)],
+        counters: Result<KernelOutput, KernelError>,
+    ) {
+        match counters {
+            Ok(KernelOutput::Counters(results)) => {
+                for (&(c, s, k), r) in slots.iter().zip(results) {
+                    let Some(child) = report
+                        .conns
+                        .get_mut(c)
+                        .and_then(|c| c.ike_sas.get_mut(s))
+                        .and_then(|s| s.children.get_mut(k))
+                    else {
+                        continue;
+                    };
+                    match r {
+                        Ok(n) => {
+                            child.bytes_in = n.inbound.bytes;
+                            child.packets_in = n.inbound.packets;
+                            child.bytes_out = n.outbound.bytes;
+                            child.packets_out = n.outbound.packets;
+                        }
+                        Err(e) => {
+                            tracing::warn!(target: "kernel", "counters of CHILD_SA {}: {e}", child.spi_in)
+                        }
+                    }
+                }
+            }
+            Ok(other) => tracing::error!(target: "kernel", "unexpected kernel result {other:?}"),
+            Err(e) => tracing::warn!(target: "kernel", "counters: {e}"),
+        }
+        self.reply(ctl, Reply::Status(report));
+        self.done(ctl, Done::ok());
+    }
+
+    fn ike_report(&self, sa: &IkeSaStatus, now: Instant) -> IkeSaReport {
+        let ike_lifetime = self
+            .conns
+            .iter()
+            .find(|c| c.spec.name == sa.conn)
+            .map(|c| c.spec.ike_lifetime);
+        let age = sa.established_at.map(|t| now.saturating_duration_since(t));
+        let children = sa
+            .children
+            .iter()
+            .filter_map(|ch| self.children.get(&ch.spi_in))
+            .map(|rec| {
+                let mut report = rec.report.clone();
+                let elapsed = now.saturating_duration_since(rec.installed_at).as_secs();
+                report.installed_secs = elapsed;
+                let left = |limit: u64| (limit != 0).then(|| limit.saturating_sub(elapsed));
+                report.rekey_in_secs = left(rec.lifetime.soft_secs);
+                report.expires_in_secs = left(rec.lifetime.hard_secs);
+                report
+            })
+            .collect();
+        IkeSaReport {
+            id: sa.id.0,
+            state: sa.state.to_string(),
+            role: role_name(sa.role).to_string(),
+            local: sa.local.to_string(),
+            remote: sa.remote.to_string(),
+            local_id: fmt_identification(&sa.local_id),
+            remote_id: sa.remote_id.as_ref().map(fmt_identification),
+            spi_i: hex(&sa.spi_i),
+            spi_r: hex(&sa.spi_r),
+            proposal: sa.proposal.clone(),
+            established_secs: age.map(|a| a.as_secs()),
+            lifetime_left_secs: age
+                .zip(ike_lifetime)
+                .map(|(a, l)| l.saturating_sub(a).as_secs()),
+            nat_detected: sa.nat_detected,
+            children,
+        }
+    }
+}
+
+/// A conn removed by a reload that still has SAs.
+fn removed_conn(sa: &IkeSaStatus) -> ConnReport {
+    ConnReport {
+        name: sa.conn.clone(),
+        local: sa.local.ip().to_string(),
+        remote: sa.remote.ip().to_string(),
+        local_id: fmt_identification(&sa.local_id),
+        remote_id: "%any".into(),
+        mode: String::new(),
+        auto: "(removed)".into(),
+        local_ts: Vec::new(),
+        remote_ts: Vec::new(),
+        ike_sas: Vec::new(),
+    }
+}
+
+/// The status entry of a negotiated CHILD_SA (counters and times are filled in later).
+pub(super) fn child_report(c: &ChildSaReady, installed: bool) -> ChildReport {
+    ChildReport {
+        protocol: "ESP".into(),
+        mode: c.mode.to_string(),
+        reqid: c.reqid,
+        installed,
+        spi_in: format!("{:08x}", c.spi_in),
+        spi_out: format!("{:08x}", c.spi_out),
+        encr: c.encr.name().to_string(),
+        encr_key_bits: u32::from(c.encr.key_bits()),
+        integ: c.integ.map(|i| i.name().to_string()),
+        integ_key_bits: c
+            .integ
+            .map(|i| u32::try_from(i.key_len() * 8).unwrap_or(u32::MAX)),
+        esn: c.esn,
+        local_ts: c.local_ts.iter().map(fmt_ts).collect(),
+        remote_ts: c.remote_ts.iter().map(fmt_ts).collect(),
+        bytes_in: 0,
+        packets_in: 0,
+        bytes_out: 0,
+        packets_out: 0,
+        installed_secs: 0,
+        rekey_in_secs: None,
+        expires_in_secs: None,
+    }
+}

@@ -1,0 +1,640 @@
+//! Two daemons without sockets: two [`Supervisor`]s with their engines and in-memory kernels,
+//! wired on a virtual clock (quinn-proto's `Pair`, one layer up). Kernel operations are
+//! applied in the order emitted, datagrams are delivered in order (or dropped on request),
+//! ikectl replies and Wireshark key records are collected per node.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use rand::rngs::ChaCha20Rng;
+
+use super::*;
+use crate::config::conn::NoDns;
+use crate::config::load::load_str;
+use crate::config::source::{MemResolver, SourceFile};
+use crate::daemon::conns::{Reqids, build_conns};
+use crate::ike::{EndpointConfig, RandomSpis};
+use crate::kernel::{Counters, MemKernel, MemOp, SPI_RANGE, SaId, Target, XfrmBackend};
+
+const A: &str = "10.9.0.1";
+const B: &str = "10.9.0.2";
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// `hh` between A and B (transport, 60 s CHILD_SA lifetime), plus `extra` conns.
+fn conf(extra: &str) -> String {
+    format!(
+        "conn hh\n\tleft={A}\n\tright={B}\n\tauthby=secret\n\ttype=transport\n\
+         \tike=aes128-sha256-x25519!\n\tesp=aes128gcm16!\n\tlifetime=60s\n\
+         \trekeymargin=20s\n\trekeyfuzz=50%\n\tauto=add\n{extra}"
+    )
+}
+
+/// A conn with traps (auto=route) for 10.9.1.0/24 behind A.
+const ROUTE: &str = "conn rt\n\tleft=10.9.0.1\n\tright=10.9.0.2\n\tauthby=secret\n\
+    \tleftsubnet=10.9.1.0/24\n\tike=aes128-sha256-x25519!\n\tesp=aes128gcm16!\n\tauto=route\n";
+
+fn conns(conf: &str, local: &str, reqids: &mut Reqids) -> Vec<ConnEntry> {
+    let src = |name: &str, text: &str| SourceFile {
+        name: name.into(),
+        text: text.into(),
+        mode: Some(0o600),
+    };
+    let secrets = format!("{A} {B} : PSK \"a strong test key\"\n");
+    let l = load_str(
+        &src("ipsec.conf", conf),
+        &src("ipsec.secrets", &secrets),
+        &MemResolver::default(),
+        &NoDns,
+    );
+    assert!(!l.diagnostics.has_errors(), "{:?}", l.diagnostics);
+    let local = ip(local);
+    build_conns(&l.config, &l.secrets, &|a| a == local, reqids).unwrap()
+}
+
+struct Node {
+    sup: Supervisor<ChaCha20Rng>,
+    kernel: MemKernel,
+    addr: IpAddr,
+    reqids: Reqids,
+    /// What the next [`Effect::LoadConfig`] reads.
+    next_conf: Option<String>,
+    replies: Vec<(CtlId, Reply)>,
+    key_records: usize,
+    next_ctl: u64,
+    /// Keep kernel operations in `held` (a slow kernel) instead of applying them.
+    hold: bool,
+    held: VecDeque<(OpId, KernelOp)>,
+}
+
+impl Node {
+    fn new(local: &str, conf: &str, seed: u64) -> Self {
+        let mut reqids = Reqids::default();
+        let entries = conns(conf, local, &mut reqids);
+        let spis = Box::new(RandomSpis::new(ChaCha20Rng::seed_from_u64(seed), SPI_RANGE));
+        let config = EndpointConfig {
+            export_keys: true,
+            ..EndpointConfig::default()
+        };
+        let endpoint = Endpoint::new(config, ChaCha20Rng::seed_from_u64(seed + 1), spis);
+        let settings = Settings {
+            kernel_name: "mem",
+            kernel_installs: true,
+            natt_port: 4500,
+            key_log: true,
+        };
+        Self {
+            sup: Supervisor::new(
+                endpoint,
+                settings,
+                entries,
+                ChaCha20Rng::seed_from_u64(seed + 2),
+            ),
+            kernel: MemKernel::new(),
+            addr: ip(local),
+            reqids,
+            next_conf: None,
+            replies: Vec::new(),
+            key_records: 0,
+            next_ctl: 0,
+            hold: false,
+            held: VecDeque::new(),
+        }
+    }
+
+    fn sas(&self) -> usize {
+        self.kernel.backend().sas().len()
+    }
+
+    fn policies(&self) -> usize {
+        self.kernel.backend().policies().len()
+    }
+
+    fn inbound_spis(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self
+            .kernel
+            .backend()
+            .sas()
+            .keys()
+            .filter(|id| id.dst == self.addr)
+            .map(|id| id.spi)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    fn ike_sas(&self) -> usize {
+        self.sup.endpoint.ike_sas().len()
+    }
+
+    /// The replies to `ctl`, and whether the last one is a successful Done.
+    fn outcome(&self, ctl: CtlId) -> (Vec<&Reply>, Option<bool>) {
+        let rs: Vec<&Reply> = self
+            .replies
+            .iter()
+            .filter(|(c, _)| *c == ctl)
+            .map(|(_, r)| r)
+            .collect();
+        let done = match rs.last() {
+            Some(Reply::Done(d)) => Some(d.ok),
+            _ => None,
+        };
+        (rs, done)
+    }
+}
+
+struct Pair {
+    a: Node,
+    b: Node,
+    now: Instant,
+    /// Datagrams in flight, in order.
+    wire: VecDeque<Transmit>,
+    /// Drop every datagram (a peer that went away).
+    blackhole: bool,
+}
+
+impl Pair {
+    fn new(conf_a: &str, conf_b: &str) -> Self {
+        let now = Instant::now();
+        let mut p = Self {
+            a: Node::new(A, conf_a, 10),
+            b: Node::new(B, conf_b, 20),
+            now,
+            wire: VecDeque::new(),
+            blackhole: false,
+        };
+        p.a.sup.start(now);
+        p.b.sup.start(now);
+        p.drive();
+        p
+    }
+
+    fn node(&mut self, addr: IpAddr) -> &mut Node {
+        if addr == self.a.addr {
+            &mut self.a
+        } else {
+            &mut self.b
+        }
+    }
+
+    /// Executes every effect of `node` like the driver does (kernel operations at once and
+    /// in order); returns whether there were any.
+    fn effects(&mut self, addr: IpAddr) -> bool {
+        let now = self.now;
+        let mut any = false;
+        loop {
+            let node = self.node(addr);
+            let Some(effect) = node.sup.poll_effect() else {
+                return any;
+            };
+            any = true;
+            match effect {
+                Effect::Transmit(t) => self.wire.push_back(t),
+                Effect::Kernel(id, op) if node.hold => node.held.push_back((id, op)),
+                Effect::Kernel(id, op) => {
+                    let r = op.apply(&mut node.kernel);
+                    node.sup.handle_kernel_done(now, id, r);
+                }
+                Effect::Reply(ctl, r) => node.replies.push((ctl, r)),
+                Effect::LoadConfig(from) => {
+                    let loaded = match node.next_conf.take() {
+                        Some(c) => Ok(conns(&c, &addr.to_string(), &mut node.reqids)),
+                        None => Err("ipsec.conf:1:1: error: broken".to_string()),
+                    };
+                    node.sup.config_loaded(now, from, loaded);
+                }
+                Effect::KeyLog(_) => node.key_records += 1,
+            }
+        }
+    }
+
+    /// Applies the held kernel operations of a node.
+    fn release(&mut self, on_a: bool) {
+        let now = self.now;
+        let n = if on_a { &mut self.a } else { &mut self.b };
+        while let Some((id, op)) = n.held.pop_front() {
+            let r = op.apply(&mut n.kernel);
+            n.sup.handle_kernel_done(now, id, r);
+        }
+        self.drive();
+    }
+
+    /// Runs both nodes until nothing moves (without advancing the clock).
+    fn drive(&mut self) {
+        loop {
+            let mut busy = self.effects(self.a.addr);
+            busy |= self.effects(self.b.addr);
+            // One datagram at a time, each followed by its receiver's effects (as the driver).
+            if let Some(t) = self.wire.pop_front() {
+                busy = true;
+                if !self.blackhole {
+                    let now = self.now;
+                    self.node(t.remote.ip())
+                        .sup
+                        .handle_datagram(now, t.remote, t.local, &t.data);
+                }
+            }
+            if !busy {
+                return;
+            }
+        }
+    }
+
+    /// Advances the clock by `d`, firing timers on the way.
+    fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        loop {
+            let next = [self.a.sup.poll_timeout(), self.b.sup.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .filter(|t| *t <= end)
+                .min();
+            let Some(t) = next else {
+                break;
+            };
+            self.now = self.now.max(t);
+            let now = self.now;
+            for n in [&mut self.a, &mut self.b] {
+                if n.sup.poll_timeout().is_some_and(|t| t <= now) {
+                    n.sup.handle_timeout(now);
+                }
+            }
+            self.drive();
+        }
+        self.now = end;
+        self.drive();
+    }
+
+    fn request(&mut self, on_a: bool, request: Request) -> CtlId {
+        let now = self.now;
+        let n = if on_a { &mut self.a } else { &mut self.b };
+        let ctl = CtlId(n.next_ctl);
+        n.next_ctl += 1;
+        n.sup.handle_request(now, ctl, request);
+        self.drive();
+        ctl
+    }
+
+    fn up(&mut self) -> CtlId {
+        let ctl = self.request(true, Request::Up { name: "hh".into() });
+        assert_eq!(
+            self.a.outcome(ctl).1,
+            Some(true),
+            "{:?}",
+            self.a.outcome(ctl)
+        );
+        ctl
+    }
+
+    fn status(&mut self, on_a: bool) -> StatusReport {
+        let ctl = self.request(on_a, Request::Status);
+        let n = if on_a { &self.a } else { &self.b };
+        let (rs, done) = n.outcome(ctl);
+        assert_eq!(done, Some(true));
+        rs.into_iter()
+            .find_map(|r| match r {
+                Reply::Status(s) => Some(s.clone()),
+                _ => None,
+            })
+            .unwrap()
+    }
+
+    fn expire(&mut self, on_a: bool, spi_in: u32, hard: bool) {
+        let now = self.now;
+        let n = if on_a { &mut self.a } else { &mut self.b };
+        let reqid = n.sup.conns[0].spec.reqid;
+        let sa = SaId {
+            dst: n.addr,
+            spi: spi_in,
+        };
+        if hard {
+            // The kernel deletes the SA itself at its hard lifetime.
+            n.kernel.backend_mut().del_sa(sa).unwrap();
+        }
+        n.sup
+            .handle_kernel_event(now, KernelEvent::Expire { reqid, sa, hard });
+        self.drive();
+    }
+}
+
+#[test]
+fn up_installs_both_sides_and_answers_ikectl_in_order() {
+    let mut p = Pair::new(&conf(""), &conf(""));
+    let ctl = p.up();
+    let (replies, _) = p.a.outcome(ctl);
+    let texts: Vec<String> = replies
+        .iter()
+        .filter_map(|r| match r {
+            Reply::Progress(t) => Some(t.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        texts[0].starts_with("initiating IKE_SA hh[1] to 10.9.0.2"),
+        "{texts:?}"
+    );
+    assert!(
+        texts.iter().any(|t| t.contains("IKE_SA hh[1] established")),
+        "{texts:?}"
+    );
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.starts_with("CHILD_SA hh{1} established")),
+        "{texts:?}"
+    );
+    assert_eq!(
+        texts.last().map(String::as_str),
+        Some("connection 'hh' established successfully")
+    );
+    // Two SAs and two policies (transport: out + in) per side; the inbound SPIs match.
+    for n in [&p.a, &p.b] {
+        assert_eq!((n.sas(), n.policies()), (2, 2));
+        assert_eq!(n.ike_sas(), 1);
+        // The IKE SA and the two ESP SAs of the CHILD_SA.
+        assert_eq!(n.key_records, 2);
+    }
+    let spis_a = p.a.inbound_spis();
+    assert!(p.b.kernel.backend().sas().contains_key(&SaId {
+        dst: ip(A),
+        spi: spis_a[0]
+    }));
+    assert!(SPI_RANGE.contains(&spis_a[0]));
+}
+
+#[test]
+fn status_reports_the_child_with_kernel_counters_and_lifetimes() {
+    let mut p = Pair::new(&conf(""), &conf(""));
+    p.up();
+    let spi = p.a.inbound_spis()[0];
+    let counters = Counters {
+        bytes: 840,
+        packets: 10,
+    };
+    p.a.kernel
+        .backend_mut()
+        .set_counters(SaId { dst: ip(A), spi }, counters)
+        .unwrap();
+    p.advance(Duration::from_secs(5));
+    let s = p.status(true);
+    assert_eq!(s.kernel, "mem");
+    let sa = &s.conns[0].ike_sas[0];
+    assert_eq!(sa.state, "ESTABLISHED");
+    let child = &sa.children[0];
+    assert_eq!(child.spi_in, format!("{spi:08x}"));
+    assert!(child.installed);
+    assert_eq!((child.bytes_in, child.packets_in), (840, 10));
+    assert_eq!(child.installed_secs, 5);
+    assert_eq!(child.expires_in_secs, Some(55));
+    // Soft lifetime: 60 s - 20 s margin - up to 50 % of it, but not before half the lifetime.
+    let rekey = child.rekey_in_secs.unwrap();
+    assert!((25..=35).contains(&rekey), "{rekey}");
+}
+
+#[test]
+fn rekey_jitter_comes_from_the_injected_rng() {
+    let soft = |seed_a: u64| {
+        let mut p = Pair::new(&conf(""), &conf(""));
+        p.a = Node::new(A, &conf(""), seed_a);
+        p.a.sup.start(p.now);
+        p.up();
+        p.a.kernel
+            .backend()
+            .sas()
+            .values()
+            .next()
+            .unwrap()
+            .lifetime
+            .soft_secs
+    };
+    assert_eq!(soft(10), soft(10), "same seed, same schedule");
+    let spread: std::collections::HashSet<u64> = (0..12).map(|s| soft(100 + s * 3)).collect();
+    assert!(spread.len() > 1, "{spread:?}");
+    assert!(spread.iter().all(|s| (30..=40).contains(s)), "{spread:?}");
+}
+
+#[test]
+fn soft_expire_rekeys_and_the_old_child_goes() {
+    let mut p = Pair::new(&conf(""), &conf(""));
+    p.up();
+    let old_a = p.a.inbound_spis();
+    let old_b = p.b.inbound_spis();
+    p.advance(Duration::from_secs(35));
+    p.expire(true, old_a[0], false);
+    for (n, old) in [(&p.a, &old_a), (&p.b, &old_b)] {
+        let new = n.inbound_spis();
+        assert_eq!(new.len(), 1, "old child removed, new one installed");
+        assert_ne!(&new, old);
+        assert_eq!((n.sas(), n.policies()), (2, 2));
+        assert_eq!(n.ike_sas(), 1);
+    }
+    let s = p.status(true);
+    assert_eq!(s.conns[0].ike_sas[0].children.len(), 1);
+    assert_eq!(s.conns[0].ike_sas[0].children[0].installed_secs, 0);
+    // A second soft expire of the new child rekeys again.
+    let cur = p.a.inbound_spis();
+    p.expire(true, cur[0], false);
+    assert_ne!(p.a.inbound_spis(), cur);
+    assert_eq!(p.b.sas(), 2);
+}
+
+#[test]
+fn hard_expire_of_the_current_child_deletes_the_ike_sa() {
+    let mut p = Pair::new(&conf(""), &conf(""));
+    p.up();
+    let spi = p.b.inbound_spis()[0];
+    p.expire(false, spi, true);
+    for n in [&p.a, &p.b] {
+        assert_eq!((n.ike_sas(), n.sas(), n.policies()), (0, 0, 0));
+    }
+}
+
+#[test]
+fn down_answers_once_the_peer_confirmed_and_removes_everything() {
+    let mut p = Pair::new(&conf(""), &conf(""));
+    p.up();
+    let ctl = p.request(false, Request::Down { name: "hh".into() });
+    let (replies, done) = p.b.outcome(ctl);
+    assert_eq!(done, Some(true));
+    assert!(matches!(replies[0], Reply::Progress(t) if t == "deleting 1 IKE_SA(s) of hh"));
+    assert!(matches!(replies[1], Reply::Progress(t) if t == "IKE_SA [1] deleted"));
+    for n in [&p.a, &p.b] {
+        assert_eq!((n.ike_sas(), n.sas(), n.policies()), (0, 0, 0));
+    }
+    let ctl = p.request(
+        false,
+        Request::Down {
+            name: "nope".into(),
+        },
+    );
+    assert_eq!(p.b.outcome(ctl).1, Some(false));
+}
+
+#[test]
+fn down_waits_for_the_answer_to_the_delete() {
+    let mut p = Pair::new(&conf(""), &conf(""));
+    p.up();
+    p.blackhole = true;
+    let ctl = p.request(true, Request::Down { name: "hh".into() });
+    assert_eq!(p.a.outcome(ctl).1, None, "no answer yet");
+    // The engine gives up after its retransmissions; then the SA is gone.
+    p.advance(Duration::from_secs(300));
+    assert_eq!(p.a.outcome(ctl).1, Some(true));
+    assert_eq!((p.a.ike_sas(), p.a.sas()), (0, 0));
+}
+
+#[test]
+fn reload_installs_new_traps_and_a_broken_file_changes_nothing() {
+    let mut p = Pair::new(&conf(""), &conf(""));
+    assert_eq!(p.a.policies(), 0);
+    p.a.next_conf = Some(conf(ROUTE));
+    let ctl = p.request(true, Request::Reload);
+    let (replies, done) = p.a.outcome(ctl);
+    assert_eq!(done, Some(true));
+    assert!(matches!(replies[0], Reply::Progress(t) if t == "loaded 2 conn(s)"));
+    // Tunnel-mode traps: out, in, fwd.
+    assert_eq!(p.a.policies(), 3);
+
+    // Nothing to load: refused, the running configuration and its traps stay.
+    let ctl = p.request(true, Request::Reload);
+    let (replies, done) = p.a.outcome(ctl);
+    assert_eq!(done, Some(false));
+    assert!(matches!(replies[0], Reply::Done(d) if d.error.as_deref().unwrap().contains("broken")));
+    assert_eq!(p.a.policies(), 3);
+    assert_eq!(p.status(true).conns.len(), 2);
+
+    // SIGHUP reloads too: back to one conn, the traps go.
+    p.a.next_conf = Some(conf(""));
+    let now = p.now;
+    p.a.sup.handle_signal(now, Signal::Hup);
+    p.drive();
+    assert_eq!(p.a.policies(), 0);
+    assert_eq!(p.status(true).conns.len(), 1);
+}
+
+#[test]
+fn acquire_on_a_trap_initiates_once() {
+    // B knows only `rt` (a responder picks its conn by addresses and IDs).
+    let mut p = Pair::new(&conf(ROUTE), &ROUTE.replace("auto=route", "auto=add"));
+    assert_eq!(p.a.policies(), 3);
+    let reqid = p.a.sup.conns[1].spec.reqid;
+    let acquire = KernelEvent::Acquire {
+        reqid,
+        local: ip(A),
+        remote: ip(B),
+        flow: crate::kernel::Flow {
+            src: ip("10.9.1.5"),
+            dst: ip(B),
+            proto: 1,
+            sport: 8,
+            dport: 0,
+        },
+        policy_index: 1,
+    };
+    let now = p.now;
+    p.a.sup.handle_kernel_event(now, acquire);
+    p.a.sup.handle_kernel_event(now, acquire);
+    p.drive();
+    assert_eq!(p.a.ike_sas(), 1, "one negotiation for two ACQUIREs");
+    // The CHILD_SA's policies share the trap's (reference counted): still three, plus two SAs.
+    assert_eq!((p.a.sas(), p.a.policies()), (2, 3));
+    assert_eq!(p.b.sas(), 2);
+    let s = p.status(true);
+    let rt = s.conns.iter().find(|c| c.name == "rt").unwrap();
+    assert_eq!(rt.ike_sas[0].children[0].local_ts, vec!["10.9.1.0/24"]);
+}
+
+#[test]
+fn a_failed_responder_install_tears_the_ike_sa_down() {
+    let mut p = Pair::new(&conf(""), &conf(""));
+    // As when the peer's chosen SPI collides with one the kernel has.
+    p.b.kernel.backend_mut().inject(
+        MemOp::AddSa,
+        0,
+        KernelError::Exists {
+            target: Target::Sa { dst: ip(B), spi: 1 },
+        },
+    );
+    let ctl = p.request(true, Request::Up { name: "hh".into() });
+    // The initiator saw its CHILD_SA come up before the responder's DELETE arrived.
+    assert_eq!(p.a.outcome(ctl).1, Some(true), "{:?}", p.a.outcome(ctl));
+    for n in [&p.a, &p.b] {
+        assert_eq!((n.ike_sas(), n.sas(), n.policies()), (0, 0, 0));
+    }
+}
+
+#[test]
+fn a_failed_initiator_install_fails_up() {
+    let mut p = Pair::new(&conf(""), &conf(""));
+    p.a.kernel.backend_mut().inject(
+        MemOp::PutPolicy,
+        0,
+        KernelError::Exists {
+            target: Target::Trap(1),
+        },
+    );
+    let ctl = p.request(true, Request::Up { name: "hh".into() });
+    let (replies, done) = p.a.outcome(ctl);
+    assert_eq!(done, Some(false));
+    assert!(
+        matches!(replies.last(), Some(Reply::Done(d)) if d.error.as_deref().unwrap().starts_with("installing the CHILD_SA failed")),
+        "{replies:?}"
+    );
+    for n in [&p.a, &p.b] {
+        assert_eq!((n.ike_sas(), n.sas(), n.policies()), (0, 0, 0));
+    }
+}
+
+#[test]
+fn sigterm_deletes_sas_removes_everything_and_stops() {
+    let mut p = Pair::new(&conf(ROUTE), &conf(""));
+    p.up();
+    let now = p.now;
+    p.a.sup.handle_signal(now, Signal::Term);
+    p.drive();
+    assert!(
+        p.a.sup.is_stopped(),
+        "the peer answered the DELETE: no waiting"
+    );
+    assert_eq!((p.a.sas(), p.a.policies()), (0, 0));
+    assert_eq!((p.b.ike_sas(), p.b.sas()), (0, 0));
+    let ctl = p.request(true, Request::Up { name: "hh".into() });
+    assert_eq!(p.a.outcome(ctl).1, Some(false), "no new SAs while stopping");
+}
+
+#[test]
+fn sigterm_gives_a_silent_peer_the_grace_time_only() {
+    let mut p = Pair::new(&conf(""), &conf(""));
+    p.up();
+    p.blackhole = true;
+    // An `up` that cannot finish: the peer no longer answers.
+    let pending_up = p.request(true, Request::Up { name: "hh".into() });
+    let now = p.now;
+    p.a.sup.handle_signal(now, Signal::Term);
+    p.drive();
+    assert!(!p.a.sup.is_stopped());
+    assert_eq!(p.a.sas(), 2);
+    p.advance(SHUTDOWN_GRACE - Duration::from_millis(1));
+    assert!(!p.a.sup.is_stopped());
+    p.advance(Duration::from_millis(1));
+    assert!(p.a.sup.is_stopped());
+    assert_eq!((p.a.sas(), p.a.policies()), (0, 0));
+    assert_eq!(p.a.outcome(pending_up).1, Some(false));
+}
+
+#[test]
+fn a_child_deleted_while_its_install_runs_is_removed_afterwards() {
+    let mut p = Pair::new(&conf(""), &conf(""));
+    p.b.hold = true;
+    p.up();
+    assert_eq!(p.b.held.len(), 1, "B's install is still running");
+    p.request(true, Request::Down { name: "hh".into() });
+    assert_eq!((p.a.ike_sas(), p.b.ike_sas()), (0, 0));
+    p.b.hold = false;
+    p.release(false);
+    assert_eq!((p.b.sas(), p.b.policies()), (0, 0));
+}
