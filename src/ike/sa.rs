@@ -17,12 +17,14 @@ use super::event::{
 use super::ike_auth::{ExpectAuthRequest, ExpectAuthResponse};
 use super::ike_rekey::Fresh;
 use super::ike_sa_init::{ExpectSaInitResponse, InitOutcome};
-use super::payloads::{delete_esp_payload, delete_ike_payload};
+use super::payloads::{delete_esp_payload, delete_ike_payload, has_notify};
 use super::proposal::IkeSuite;
 use super::sk;
 use super::timer::{Expiry, Outstanding};
 use crate::crypto::{DhGroup, IkeKeys, SkCrypto};
-use crate::wire::{ExchangeType, Header, Identification, Message, Payload, PayloadType};
+use crate::wire::{
+    ExchangeType, Header, Identification, Message, NotifyType, Payload, PayloadType,
+};
 
 /// Queued effects for the caller.
 #[derive(Debug, Default)]
@@ -89,6 +91,9 @@ pub(crate) struct Born {
 const RETRY_MIN: Duration = Duration::from_secs(2);
 /// Up to this much longer, at random, so that two colliding peers do not collide again.
 const RETRY_JITTER_MS: u64 = 8000;
+/// A peer that keeps answering TEMPORARY_FAILURE this long is out of sync with us: the IKE
+/// SA is closed (RFC 7296 §2.25: "after several minutes").
+const TEMPORARY_FAILURE_LIMIT: Duration = Duration::from_secs(300);
 
 /// What IKE_SA_INIT left for IKE_AUTH.
 pub(crate) struct InitExchange {
@@ -257,6 +262,8 @@ pub(crate) struct IkeSa {
     /// The group a peer asked for with INVALID_KE_PAYLOAD, for our next CREATE_CHILD_SA
     /// request (if the conn offers it).
     pub(crate) ke_hint: Option<DhGroup>,
+    /// Since when the peer answers our requests with TEMPORARY_FAILURE only.
+    pub(crate) busy_since: Option<Instant>,
     /// A request the peer answered with TEMPORARY_FAILURE, queued again at that instant.
     pub(crate) retry: Option<(Instant, Queued)>,
     /// The redundant SA of simultaneous IKE SA rekeys (RFC 7296 §2.8.2): never reported,
@@ -304,6 +311,7 @@ impl IkeSa {
             ike_rekey: None,
             pending_children: VecDeque::new(),
             ke_hint: None,
+            busy_since: None,
             retry: None,
             redundant: false,
             children: Vec::new(),
@@ -594,6 +602,9 @@ impl IkeSa {
             return None;
         };
         self.outstanding = None;
+        if !has_notify(&payloads, NotifyType::TEMPORARY_FAILURE) {
+            self.busy_since = None;
+        }
         let mut born = None;
         self.state = match state {
             State::ExpectAuthResponse(st) => (*st).process(self, ctx, &payloads),
@@ -629,8 +640,14 @@ impl IkeSa {
         .min()
     }
 
-    /// Queue `q` again after a random delay (the peer answered TEMPORARY_FAILURE).
+    /// Queue `q` again after a random delay (the peer answered TEMPORARY_FAILURE), or, if
+    /// the peer has answered nothing else for [`TEMPORARY_FAILURE_LIMIT`], close the SA.
     pub(crate) fn retry_later<R: CryptoRng>(&mut self, ctx: &mut Ctx<'_, R>, q: Queued) {
+        let since = *self.busy_since.get_or_insert(ctx.now);
+        if ctx.now.saturating_duration_since(since) >= TEMPORARY_FAILURE_LIMIT {
+            self.queue.push_front(Queued::DeleteIke);
+            return;
+        }
         let jitter = Duration::from_millis(ctx.rng.random_range(0..=RETRY_JITTER_MS));
         self.retry = Some((ctx.now + RETRY_MIN + jitter, q));
     }

@@ -403,3 +403,27 @@ fn reauthentication_second_ike_sa_coexists_and_old_goes_alone() {
     assert_eq!(sa[0].children[0].spi_in, na.spi_in);
     assert_eq!(sb[0].children[0].spi_in, nb.spi_in);
 }
+
+#[test]
+fn a_peer_busy_for_minutes_gets_the_ike_sa_closed() {
+    let (mut p, a, b, ca, _) = up();
+    // b answers every CREATE_CHILD_SA with TEMPORARY_FAILURE (it believes it is deleting).
+    p.b.sas.get_mut(&b).unwrap().state = crate::ike::sa::State::Deleting;
+    p.a.rekey_child(p.now, a, ca.spi_in).unwrap();
+    p.drive();
+    // Retried every 2–10 s for 5 minutes, then a deletes the IKE SA (RFC 7296 §2.25).
+    assert!((300.0..315.0).contains(&p.elapsed()), "{}", p.elapsed());
+    let tries = p
+        .log
+        .iter()
+        .filter(|(d, t)| {
+            *d == Dir::AtoB
+                && Message::parse(&t.data).unwrap().header.exchange == ExchangeType::CREATE_CHILD_SA
+        })
+        .count();
+    assert!((30..=151).contains(&tries), "{tries}");
+    assert!(child_failures(&p.a_events).is_empty());
+    assert_eq!(child_deleted(&p.a_events), vec![ca.spi_in]);
+    assert_eq!(ike_deleted(&p.a_events), vec![(a, false, None)]);
+    assert!(p.a.ike_sas().is_empty() && p.b.ike_sas().is_empty());
+}
