@@ -47,7 +47,8 @@
 //!   ≈165 s → `IkeSaFailed { error: PeerNotResponding { tries: 5 } }`, or on an established
 //!   SA — a liveness check, a rekey, a Delete — ChildSaDeleted… and `IkeSaDeleted { error:
 //!   Some(PeerNotResponding { tries: 5 }) }`). A request answered TEMPORARY_FAILURE is
-//!   repeated 2–10 s later (random), INVALID_KE_PAYLOAD once with the asked-for group.
+//!   repeated 2–10 s later (random); after 5 minutes of nothing else the IKE SA is deleted.
+//!   A request answered INVALID_KE_PAYLOAD is repeated once with the asked-for group.
 //! * Responder: half-open SAs are bounded by [`EndpointConfig::max_half_open`], need a
 //!   COOKIE from [`EndpointConfig::cookie_threshold`] on, and expire after
 //!   [`EndpointConfig::half_open_timeout`]; retransmitted requests get the cached
