@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use rand::{Rng, RngExt};
+use rand::Rng;
 
 use zeroize::Zeroizing;
 
