@@ -31,6 +31,7 @@
 #   output_has REGEX CMD...        run_logged CMD, succeed when its output matches
 #                                  REGEX (grep -E)
 #   esp_packets HOST               sum of the ESP SAs' packet counters
+#   xfrm_packets HOST PROTO        the same for the SAs of PROTO (esp, ah)
 #   snapshot HOST LABEL            save `ip -s xfrm state` + `ip xfrm policy`
 #   no_xfrm_state HOST             no SA at all on HOST
 #   same_policies HOST LABEL       HOST's policies equal those saved by `snapshot HOST LABEL`
@@ -198,11 +199,16 @@ same_policies() {
 
 # Sum of "N(packets)" in the "lifetime current" part of every ESP SA.
 esp_packets() {
-	on "$1" ip -s xfrm state | awk '
-		/^src /                { esp = 0 }
-		/proto esp /           { esp = 1 }
+	xfrm_packets "$1" esp
+}
+
+# xfrm_packets HOST PROTO: the same for every SA of PROTO (esp, ah, comp).
+xfrm_packets() {
+	on "$1" ip -s xfrm state | awk -v proto="proto $2 " '
+		/^src /                { sel = 0 }
+		index($0, proto)       { sel = 1 }
 		/lifetime current:/    { cur = 1; next }
-		cur && esp && /\(packets\)/ {
+		cur && sel && /\(packets\)/ {
 			s = $0; sub(/\(packets\).*/, "", s); sub(/.* /, "", s); sum += s
 		}
 		{ cur = 0 }

@@ -2,6 +2,8 @@
 //! inbound SPI, TSi/TSr narrowing, USE_TRANSPORT_MODE, and the keys handed to the kernel
 //! layer.
 
+use std::net::IpAddr;
+
 use rand::CryptoRng;
 
 use super::conn::ConnSpec;
@@ -249,25 +251,8 @@ pub(crate) fn negotiate<R>(
     let offered = sa_payload(payloads).ok_or(IkeError::NoProposalChosen)?;
     let (number, spi_out, suite) =
         proposal::select_esp(offered, &conn.esp_proposals).ok_or(IkeError::NoProposalChosen)?;
-    let (Some(ts_i), Some(ts_r)) = (tsi(payloads), tsr(payloads)) else {
-        return Err(IkeError::TsUnacceptable);
-    };
     let (l, r) = (sa.local.ip(), sa.remote.ip());
-    let remote_cfg = if conn.remote_ts.is_empty() && sa.nat_detected {
-        // The dynamic selector of a peer behind a NAT is its own (private) address, as it
-        // proposes it, not the translated one we see.
-        ts_i.iter()
-            .filter(|t| t.start_addr == t.end_addr)
-            .cloned()
-            .collect()
-    } else {
-        ts::configured_or_host(&conn.remote_ts, r)
-    };
-    let remote_ts = ts::narrow(ts_i, &remote_cfg);
-    let local_ts = ts::narrow(ts_r, &ts::configured_or_host(&conn.local_ts, l));
-    if remote_ts.is_empty() || local_ts.is_empty() {
-        return Err(IkeError::TsUnacceptable);
-    }
+    let (remote_ts, local_ts) = narrowed(conn, sa.nat_detected, payloads, l, r)?;
     let transport =
         conn.mode == Mode::Transport && has_notify(payloads, NotifyType::USE_TRANSPORT_MODE);
     let spi_in = ctx.spis.allocate_esp_spi(l, r)?;
@@ -288,6 +273,52 @@ pub(crate) fn negotiate<R>(
         },
         number,
     ))
+}
+
+/// The selectors `conn` gives the child that a request's TSi/TSr ask for between `local`
+/// and `remote`: (remote, local), each narrowed to the conn's, or TS_UNACCEPTABLE.
+fn narrowed(
+    conn: &ConnSpec,
+    nat_detected: bool,
+    payloads: &[Payload],
+    local: IpAddr,
+    remote: IpAddr,
+) -> Result<(Vec<TrafficSelector>, Vec<TrafficSelector>), IkeError> {
+    let (Some(ts_i), Some(ts_r)) = (tsi(payloads), tsr(payloads)) else {
+        return Err(IkeError::TsUnacceptable);
+    };
+    let remote_cfg = if conn.remote_ts.is_empty() && nat_detected {
+        // The dynamic selector of a peer behind a NAT is its own (private) address, as it
+        // proposes it, not the translated one we see.
+        ts_i.iter()
+            .filter(|t| t.start_addr == t.end_addr)
+            .cloned()
+            .collect()
+    } else {
+        ts::configured_or_host(&conn.remote_ts, remote)
+    };
+    let remote_ts = ts::narrow(ts_i, &remote_cfg);
+    let local_ts = ts::narrow(ts_r, &ts::configured_or_host(&conn.local_ts, local));
+    if remote_ts.is_empty() || local_ts.is_empty() {
+        return Err(IkeError::TsUnacceptable);
+    }
+    Ok((remote_ts, local_ts))
+}
+
+/// Whether `conn` can give the child an IKE_AUTH request asks for (an ESP proposal it
+/// accepts, selectors that narrow to its own): the responder prefers such a conn among
+/// those that authenticate the peer.
+pub(crate) fn conn_fits_request(
+    conn: &ConnSpec,
+    nat_detected: bool,
+    payloads: &[Payload],
+    local: IpAddr,
+    remote: IpAddr,
+) -> bool {
+    sa_payload(payloads)
+        .and_then(|offered| proposal::select_esp(offered, &conn.esp_proposals))
+        .is_some()
+        && narrowed(conn, nat_detected, payloads, local, remote).is_ok()
 }
 
 /// Derive the CHILD_SA keys, record the child and emit [`Event::ChildSaReady`]. Returns
