@@ -9,7 +9,8 @@
 #   ikev2d_ike_spis HOST           "SPIi SPIr", one line per IKE SA
 #   ikev2d_child HOST CONDITION    HOST reports a CHILD_SA for which the jq expression
 #                                  CONDITION holds (e.g. '.installed'); logs the report if not
-#   up_ping_status CONN PEER [SRC] ikectl up CONN on alice, ping, both hosts agree on the SAs
+#   up_ping_status CONN PEER [SRC] ikectl up CONN on alice, ping, both hosts agree on the SAs;
+#                                  leaves alice's "IN OUT" ESP SPIs in up_spis
 #   nothing_left LABEL             no SA and only the policies of snapshot LABEL on either host
 
 ikev2d_jq() {
@@ -38,6 +39,8 @@ ikev2d_child() {
 
 # ikectl up CONN on alice, ping PEER-ADDR from alice (from SRC-NS when given), check ESP
 # counters and that both hosts report the same CHILD_SA; prints both hosts' status and SAs.
+# Sets up_spis to alice's "IN OUT" ESP SPIs as checked here (a scenario with short lifetimes
+# must not read them again later: the CHILD_SA may have been rekeyed by then).
 up_ping_status() {
 	local conn=$1 peer=$2 src_ns=${3:-alice} h n a_in a_out b_in b_out
 	check "ikectl up $conn succeeds" output_has "connection '$conn' established successfully" \
@@ -62,6 +65,7 @@ up_ping_status() {
 	check "alice's status shows a CHILD_SA" test -n "$a_in" -a -n "$a_out"
 	check "bob's inbound SPI is alice's outbound and vice versa" \
 		test "$a_in" = "$b_out" -a "$a_out" = "$b_in"
+	up_spis="$a_in $a_out"
 }
 
 nothing_left() {
