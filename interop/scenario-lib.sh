@@ -9,6 +9,8 @@
 #   ikev2d_ike_spis HOST           "SPIi SPIr", one line per IKE SA
 #   ikev2d_child HOST CONDITION    HOST reports a CHILD_SA for which the jq expression
 #                                  CONDITION holds (e.g. '.installed'); logs the report if not
+#   ping_esp SRC DST               ping DST from SRC, ESP packet counters > 0 on alice and on
+#                                  bob, snapshot both as 3-traffic
 #   up_ping_status CONN PEER [SRC] ikectl up CONN on alice, ping, both hosts agree on the SAs;
 #                                  leaves alice's "IN OUT" ESP SPIs in up_spis
 #   nothing_left LABEL             no SA and only the policies of snapshot LABEL on either host
@@ -37,17 +39,9 @@ ikev2d_child() {
 	return 1
 }
 
-# ikectl up CONN on alice, ping PEER-ADDR from alice (from SRC-NS when given), check ESP
-# counters and that both hosts report the same CHILD_SA; prints both hosts' status and SAs.
-# Sets up_spis to alice's "IN OUT" ESP SPIs as checked here (a scenario with short lifetimes
-# must not read them again later: the CHILD_SA may have been rekeyed by then).
-up_ping_status() {
-	local conn=$1 peer=$2 src_ns=${3:-alice} h n a_in a_out b_in b_out
-	check "ikectl up $conn succeeds" output_has "connection '$conn' established successfully" \
-		show "alice: ikectl up $conn" ikectl_on alice up "$conn"
-	snapshot alice 2-up
-	snapshot bob 2-up
-	check "ping $src_ns -> $peer" output_has " 0% packet loss" on "$src_ns" ping -c 3 -i 0.2 -W 2 "$peer"
+ping_esp() {
+	local src=$1 dst=$2 h n
+	check "ping $src -> $dst" output_has " 0% packet loss" on "$src" ping -c 3 -i 0.2 -W 2 "$dst"
 	for h in alice bob; do
 		n=$(esp_packets "$h")
 		log "ESP packets on $h: $n"
@@ -55,6 +49,19 @@ up_ping_status() {
 	done
 	snapshot alice 3-traffic
 	snapshot bob 3-traffic
+}
+
+# ikectl up CONN on alice, ping PEER-ADDR from alice (from SRC-NS when given), check ESP
+# counters and that both hosts report the same CHILD_SA; prints both hosts' status and SAs.
+# Sets up_spis to alice's "IN OUT" ESP SPIs as checked here (a scenario with short lifetimes
+# must not read them again later: the CHILD_SA may have been rekeyed by then).
+up_ping_status() {
+	local conn=$1 peer=$2 src_ns=${3:-alice} h a_in a_out b_in b_out
+	check "ikectl up $conn succeeds" output_has "connection '$conn' established successfully" \
+		show "alice: ikectl up $conn" ikectl_on alice up "$conn"
+	snapshot alice 2-up
+	snapshot bob 2-up
+	ping_esp "$src_ns" "$peer"
 	for h in alice bob; do
 		show "$h: ikectl status" ikectl_on "$h" status
 		show "$h: ip -s xfrm state" on "$h" ip -s xfrm state

@@ -151,7 +151,7 @@ no_sa_reported() {
 }
 
 cell_pass() {
-	local init resp out src dst h n a b down other
+	local init resp out src dst h a b down other
 	init=$(_initiator) resp=$(_responder)
 	out=$(conn_up "$init")
 	check "$init: up $CELL_CONN establishes the SAs" grep -q "connection '$CELL_CONN' established successfully" <<<"$out"
@@ -164,14 +164,7 @@ cell_pass() {
 	else
 		if [[ $init == alice ]]; then src=alice-lan dst=10.1.2.2; else src=bob-lan dst=10.1.1.2; fi
 	fi
-	check "ping $src -> $dst" output_has " 0% packet loss" on "$src" ping -c 3 -i 0.2 -W 2 "$dst"
-	for h in alice bob; do
-		n=$(esp_packets "$h")
-		log "ESP packets on $h: $n"
-		check "ESP SA packet counters > 0 on $h" test "$n" -gt 0
-	done
-	snapshot alice 3-traffic
-	snapshot bob 3-traffic
+	ping_esp "$src" "$dst"
 
 	a=$(norm_status alice)
 	b=$(norm_status bob)
