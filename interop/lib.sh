@@ -57,7 +57,7 @@
 #   stop_daemon alice
 #   check "ikev2d leaves no SA behind" no_xfrm_state alice
 #
-# Helpers shared by several scenarios (what ikev2d reports, read from `ikectl status
+# Helpers shared by several scenarios (ping_esp; what ikev2d reports, read from `ikectl status
 # --json`; up_ping_status; nothing_left) are in interop/scenario-lib.sh, which such a
 # `steps` sources.
 
