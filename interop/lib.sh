@@ -6,7 +6,7 @@
 # Environment set by the runner:
 #   REPO          repository root (visible inside the UML: its root is the host fs)
 #   ART           this scenario's artifacts folder (logs, snapshots, pcap)
-#   SCENARIO_DIR  interop/scenarios/<name>
+#   SCENARIO_DIR  interop/scenarios/<name> (a matrix scenario: its generated folder)
 #   LAB           runtime state (/run/lab), private to this run
 #   STEP_TIMEOUT  seconds any single command on a host may take (default 20)
 #
@@ -57,6 +57,10 @@
 #   check "ESP on alice" test "$(esp_packets alice)" -gt 0
 #   stop_daemon alice
 #   check "ikev2d leaves no SA behind" no_xfrm_state alice
+#
+# Helpers shared by several scenarios (ping_esp; what ikev2d reports, read from `ikectl status
+# --json`; up_ping_status; nothing_left) are in interop/scenario-lib.sh, which such a
+# `steps` sources.
 
 LAB_HOSTS=(alice bob)
 STEP_TIMEOUT=${STEP_TIMEOUT:-20}
