@@ -159,6 +159,9 @@ struct Pair {
     wire: VecDeque<Transmit>,
     /// Drop every datagram (a peer that went away).
     blackhole: bool,
+    /// A port-translating NAT in front of a: a's source ports appear to b shifted by this
+    /// much (its address stays, so b's conn still matches).
+    nat_shift: Option<u16>,
 }
 
 impl Pair {
@@ -170,6 +173,7 @@ impl Pair {
             now,
             wire: VecDeque::new(),
             blackhole: false,
+            nat_shift: None,
         };
         p.a.sup.start(now);
         p.b.sup.start(now);
@@ -237,10 +241,18 @@ impl Pair {
             if let Some(t) = self.wire.pop_front() {
                 busy = true;
                 if !self.blackhole {
+                    let (mut from, mut to) = (t.local, t.remote);
+                    if let Some(shift) = self.nat_shift {
+                        if from.ip() == self.a.addr {
+                            from.set_port(from.port().wrapping_add(shift));
+                        } else {
+                            to.set_port(to.port().wrapping_sub(shift));
+                        }
+                    }
                     let now = self.now;
-                    self.node(t.remote.ip())
+                    self.node(to.ip())
                         .sup
-                        .handle_datagram(now, t.remote, t.local, &t.data);
+                        .handle_datagram(now, to, from, &t.data);
                 }
             }
             if !busy {
@@ -756,4 +768,43 @@ fn status_shows_the_responder_counters() {
         text.contains("Responder: 3 half-open, 1 cookies sent"),
         "{text}"
     );
+}
+
+#[test]
+fn behind_a_nat_keepalives_and_a_changed_mapping_rekeys_on_the_responder() {
+    let mut p = Pair::new(&conf(""), &conf(""));
+    p.nat_shift = Some(1000);
+    p.up();
+    // (source, destination) port of the ESP packets of each SA, in and out.
+    let encaps = |n: &Node| -> Vec<Option<(u16, u16)>> {
+        let mut v: Vec<_> = n
+            .kernel
+            .backend()
+            .sas()
+            .values()
+            .map(|sa| sa.encap)
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    assert_eq!(encaps(&p.a), [Some((4500, 4500)); 2]);
+    assert_eq!(encaps(&p.b), [Some((4500, 5500)), Some((5500, 4500))]);
+    p.advance(Duration::from_secs(21));
+    assert_eq!(p.a.keepalives.len(), 1);
+    assert!(p.b.keepalives.is_empty());
+    // The NAT restarts with other ports; a's next request (a liveness check) shows it.
+    p.nat_shift = Some(2000);
+    let id = p.a.sup.endpoint.ike_sas()[0].id;
+    let now = p.now;
+    p.a.sup.endpoint.check_liveness(now, id).unwrap();
+    p.a.sup.drain_engine(now);
+    p.drive();
+    // b rekeyed its CHILD_SA: only the new one is left, with the new port; a has the same.
+    assert_eq!(encaps(&p.b), [Some((4500, 6500)), Some((6500, 4500))]);
+    assert_eq!(p.a.inbound_spis().len(), 1);
+    assert_eq!(p.a.inbound_spis(), {
+        let b = p.b.sup.endpoint.ike_sas();
+        vec![b[0].children[0].spi_out]
+    });
+    assert_eq!(p.status(false).conns[0].ike_sas[0].remote, "10.9.0.1:6500");
 }
