@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use zeroize::Zeroizing;
@@ -16,7 +17,7 @@ use crate::config::secrets::Secrets;
 use crate::config::values::{Host, ProtoPort};
 use crate::control::ConnReport;
 use crate::crypto::{DhGroup, Encr, Integ, Prf};
-use crate::ike::{ConnSpec, EspProposal, IkeProposal, Mode};
+use crate::ike::{ConnSpec, EspProposal, IkeProposal, Mode, PskLookup, Psks};
 use crate::kernel::{REQID_MAX, REQID_MIN};
 use crate::wire::{IdType, Identification, TrafficSelector, TsType};
 
@@ -68,10 +69,10 @@ pub enum ConnError {
     },
     #[error("type={0} is not supported")]
     UnsupportedType(ConnType),
-    #[error("the local identity is %any: set an address or leftid")]
-    AnyLocalId,
     #[error("no PSK in ipsec.secrets for {local} <-> {remote}")]
     NoPsk { local: Identity, remote: Identity },
+    #[error("no PSK in ipsec.secrets that a peer {remote} of {local} could use")]
+    NoPskForAnyPeer { local: Identity, remote: Identity },
     /// An algorithm the user wrote (`what`: encryption, integrity, PRF, DH group) that
     /// ikev2d does not implement.
     #[error("{what} algorithm {shown} is not supported")]
@@ -111,8 +112,9 @@ pub fn build_conns(
 ) -> Result<Vec<ConnEntry>, ConnErrors> {
     let mut entries = Vec::new();
     let mut errors = Vec::new();
+    let psks = Psks::new(Arc::new(SecretsTable(secrets.clone())));
     for conn in config.conns.iter().filter(|c| c.auto != Auto::Ignore) {
-        match build_conn(conn, secrets, is_local, reqids) {
+        match build_conn(conn, secrets, &psks, is_local, reqids) {
             Ok(e) => entries.push(e),
             Err(error) => errors.push(ConnBuildError {
                 conn: conn.name.clone(),
@@ -130,6 +132,7 @@ pub fn build_conns(
 fn build_conn(
     conn: &Conn,
     secrets: &Secrets,
+    psks: &Psks,
     is_local: &dyn Fn(IpAddr) -> bool,
     reqids: &mut Reqids,
 ) -> Result<ConnEntry, ConnError> {
@@ -157,15 +160,10 @@ fn build_conn(
         other => return Err(ConnError::UnsupportedType(other)),
     };
     let local_identity = l.effective_id();
-    let local_id = identification(&local_identity).ok_or(ConnError::AnyLocalId)?;
+    let local_id = identification(&local_identity);
     let remote_identity = r.effective_id();
     let remote_id = identification(&remote_identity);
-    let psk = secrets
-        .lookup(&local_identity, &remote_identity)
-        .ok_or_else(|| ConnError::NoPsk {
-            local: local_identity.clone(),
-            remote: remote_identity.clone(),
-        })?;
+    check_psk(secrets, &local_identity, &remote_identity)?;
     let ike_proposals = proposals(&conn.ike, Protocol::Ike, ike_proposal)?;
     let esp_proposals = proposals(&conn.esp, Protocol::Esp, esp_proposal)?;
     let (local_ts, remote_ts) = match mode {
@@ -207,7 +205,7 @@ fn build_conn(
         remote_port: r.ikeport,
         local_id,
         remote_id,
-        psk: Zeroizing::new(psk.psk.as_bytes().to_vec()),
+        psk: psks.clone(),
         ike_proposals,
         esp_proposals,
         mode,
@@ -227,6 +225,60 @@ fn build_conn(
     })
 }
 
+/// A conn between two known identities needs its PSK; one whose peer (or own identity, with
+/// `left=%any`) is only known at IKE_AUTH needs at least one entry such a peer could be given.
+fn check_psk(secrets: &Secrets, local: &Identity, remote: &Identity) -> Result<(), ConnError> {
+    let found = if local.is_pattern() || remote.is_pattern() {
+        secrets.candidates(local, remote).next().is_some()
+    } else {
+        secrets.lookup(local, remote).is_some()
+    };
+    match found {
+        true => Ok(()),
+        false if local.is_pattern() || remote.is_pattern() => Err(ConnError::NoPskForAnyPeer {
+            local: local.clone(),
+            remote: remote.clone(),
+        }),
+        false => Err(ConnError::NoPsk {
+            local: local.clone(),
+            remote: remote.clone(),
+        }),
+    }
+}
+
+/// ipsec.secrets as the engine's [`PskLookup`]: the best entry for the identities of an
+/// IKE_AUTH exchange (see [`Secrets::lookup`]).
+struct SecretsTable(Secrets);
+
+impl PskLookup for SecretsTable {
+    fn psk(
+        &self,
+        local: &Identification,
+        remote: Option<&Identification>,
+    ) -> Option<Zeroizing<Vec<u8>>> {
+        let local = identity(local)?;
+        let remote = match remote {
+            Some(r) => identity(r)?,
+            None => Identity::Any,
+        };
+        self.0
+            .lookup(&local, &remote)
+            .map(|e| Zeroizing::new(e.psk.as_bytes().to_vec()))
+    }
+}
+
+/// The configuration form of a wire identity (`None` for a type ipsec.conf cannot write).
+fn identity(id: &Identification) -> Option<Identity> {
+    let text = || String::from_utf8(id.data.clone()).ok();
+    Some(match id.id_type {
+        IdType::IPV4_ADDR | IdType::IPV6_ADDR => Identity::from_addr(id.ip()?),
+        IdType::FQDN => Identity::Fqdn(text()?),
+        IdType::RFC822_ADDR => Identity::UserFqdn(text()?),
+        IdType::KEY_ID => Identity::KeyId(id.data.clone()),
+        _ => return None,
+    })
+}
+
 fn host_nets(end: &End) -> Vec<IpNet> {
     end.addr().map(IpNet::from).into_iter().collect()
 }
@@ -241,23 +293,7 @@ pub fn identification(id: &Identity) -> Option<Identification> {
 
 /// Text form of a wire identity, as in ipsec.conf.
 pub fn fmt_identification(id: &Identification) -> String {
-    let data = &id.data;
-    let text = || String::from_utf8_lossy(data).into_owned();
-    match id.id_type.0 {
-        1 => <[u8; 4]>::try_from(data.as_slice())
-            .map(|a| IpAddr::from(a).to_string())
-            .unwrap_or_else(|_| "<bad ipv4 id>".into()),
-        5 => <[u8; 16]>::try_from(data.as_slice())
-            .map(|a| IpAddr::from(a).to_string())
-            .unwrap_or_else(|_| "<bad ipv6 id>".into()),
-        2 => format!("@{}", text()),
-        3 => text(),
-        11 => format!(
-            "@#{}",
-            data.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        ),
-        t => format!("id-type-{t}"),
-    }
+    id.to_string()
 }
 
 fn selectors(nets: &[IpNet], pp: &ProtoPort) -> Vec<TrafficSelector> {
@@ -437,8 +473,10 @@ mod tests {
         let c = &conns[0];
         assert_eq!(c.spec.local_addr, Some("10.9.0.2".parse().unwrap()));
         assert_eq!(c.spec.remote_addr, Some("10.9.0.1".parse().unwrap()));
-        assert_eq!(fmt_identification(&c.spec.local_id), "10.9.0.2");
-        assert_eq!(&c.spec.psk[..], b"k3y");
+        let local_id = c.spec.local_id.clone().unwrap();
+        assert_eq!(fmt_identification(&local_id), "10.9.0.2");
+        let peer = Identification::from_ip("10.9.0.1".parse().unwrap());
+        assert_eq!(&c.spec.psk.get(&local_id, Some(&peer)).unwrap()[..], b"k3y");
         assert_eq!(c.spec.mode, Mode::Transport);
         assert_eq!(c.report.local_ts, vec!["10.9.0.2/32".to_string()]);
         assert_eq!(c.spec.reqid, REQID_MIN + 1);
@@ -465,6 +503,62 @@ mod tests {
         assert_eq!(
             errs.0[0].to_string(),
             "conn hh: no PSK in ipsec.secrets for 10.9.0.1 <-> 10.9.0.2"
+        );
+    }
+
+    const RW_CONF: &str = "conn rw\n\tleft=%defaultroute\n\tleftsubnet=10.1.0.0/16\n\tright=%any\n\tauthby=secret\n\tauto=add\n";
+
+    #[test]
+    fn road_warrior_keys_are_looked_up_by_the_peer_identity() {
+        let secrets = "carol@example.org : PSK \"carol-key\"\n192.0.2.100 : PSK \"dave-key\"\n";
+        let (cfg, sec) = load(RW_CONF, secrets);
+        let conns = build_conns(&cfg, &sec, &|_| false, &mut Reqids::default()).unwrap();
+        let spec = &conns[0].spec;
+        // left=%defaultroute without leftid: the identity is the IKE SA's local address
+        assert_eq!(spec.local_id, None);
+        assert_eq!(spec.remote_id, None);
+        let gw = Identification::from_ip("10.1.0.1".parse().unwrap());
+        let key = |peer: Identification| {
+            spec.psk
+                .get(&gw, Some(&peer))
+                .map(|k| String::from_utf8(k.to_vec()).unwrap())
+        };
+        assert_eq!(
+            key(Identification::rfc822("carol@example.org")).unwrap(),
+            "carol-key"
+        );
+        let dave = Identification::from_ip("192.0.2.100".parse().unwrap());
+        assert_eq!(key(dave).unwrap(), "dave-key");
+        // a client without an entry gets no key, not another client's
+        assert_eq!(key(Identification::rfc822("eve@example.org")), None);
+        assert_eq!(
+            key(Identification {
+                id_type: IdType(9),
+                data: vec![1]
+            }),
+            None
+        );
+    }
+
+    #[test]
+    fn any_peer_conn_needs_a_usable_secret() {
+        let (cfg, sec) = load(RW_CONF, "");
+        let errs = build_conns(&cfg, &sec, &|_| false, &mut Reqids::default()).unwrap_err();
+        assert_eq!(
+            errs.0[0].to_string(),
+            "conn rw: no PSK in ipsec.secrets that a peer %any of %any could use"
+        );
+        let conf = RW_CONF.replace(
+            "right=%any",
+            "right=%any\n\trightid=*@example.org\n\tleftid=@gw",
+        );
+        let (cfg, sec) = load(&conf, "carol@example.com : PSK \"x\"\n");
+        assert!(build_conns(&cfg, &sec, &|_| false, &mut Reqids::default()).is_err());
+        let (cfg, sec) = load(&conf, "carol@example.org : PSK \"x\"\n");
+        let conns = build_conns(&cfg, &sec, &|_| false, &mut Reqids::default()).unwrap();
+        assert_eq!(
+            conns[0].spec.remote_id,
+            Some(Identification::rfc822("*@example.org"))
         );
     }
 

@@ -624,7 +624,7 @@ impl IkeSa {
             spi_r: self.spi_r,
             local: self.local,
             remote: self.remote,
-            local_id: self.conn.local_id.clone(),
+            local_id: self.conn.local_id_at(self.local.ip()),
             remote_id: self.remote_id.clone(),
             proposal: self.keys.as_ref().map(|k| k.suite.name()),
             established_at: self.established_at,

@@ -117,7 +117,7 @@ fn custom_retransmit_policy() {
 fn wrong_psk() {
     let a = conn(A_IP, Some(B_IP), IKE, ESP);
     let mut b = conn(B_IP, Some(A_IP), IKE, ESP);
-    b.psk = Zeroizing::new(b"another password".to_vec());
+    b.psk = Psks::fixed(b"another password");
     let mut p = Pair::new(a, b);
     p.connect();
     assert_eq!(
@@ -139,7 +139,7 @@ fn wrong_psk() {
 #[test]
 fn wrong_psk_on_initiator() {
     let mut a = conn(A_IP, Some(B_IP), IKE, ESP);
-    a.psk = Zeroizing::new(b"typo".to_vec());
+    a.psk = Psks::fixed(b"typo");
     let mut p = Pair::new(a, conn(B_IP, Some(A_IP), IKE, ESP));
     p.connect();
     assert_eq!(
