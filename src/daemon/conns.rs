@@ -7,7 +7,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use ipnet::IpNet;
-use zeroize::Zeroizing;
 
 use crate::config::conn::resolve_local_side;
 use crate::config::conn::{AuthMethod, Auto, Config, Conn, ConnType, End, Side};
@@ -17,7 +16,7 @@ use crate::config::secrets::Secrets;
 use crate::config::values::{Host, ProtoPort};
 use crate::control::ConnReport;
 use crate::crypto::{DhGroup, Encr, Integ, Prf};
-use crate::ike::{ConnSpec, EspProposal, IkeProposal, Mode, PskLookup, Psks};
+use crate::ike::{ConnSpec, EspProposal, IkeProposal, Mode, Psks};
 use crate::kernel::{REQID_MAX, REQID_MIN};
 use crate::wire::{IdType, Identification, TrafficSelector, TsType};
 
@@ -112,7 +111,7 @@ pub fn build_conns(
 ) -> Result<Vec<ConnEntry>, ConnErrors> {
     let mut entries = Vec::new();
     let mut errors = Vec::new();
-    let psks = Psks::new(Arc::new(SecretsTable(secrets.clone())));
+    let psks = Psks::new(Arc::new(secrets.clone()));
     for conn in config.conns.iter().filter(|c| c.auto != Auto::Ignore) {
         match build_conn(conn, secrets, &psks, is_local, reqids) {
             Ok(e) => entries.push(e),
@@ -244,39 +243,6 @@ fn check_psk(secrets: &Secrets, local: &Identity, remote: &Identity) -> Result<(
             remote: remote.clone(),
         }),
     }
-}
-
-/// ipsec.secrets as the engine's [`PskLookup`]: the best entry for the identities of an
-/// IKE_AUTH exchange (see [`Secrets::lookup`]).
-struct SecretsTable(Secrets);
-
-impl PskLookup for SecretsTable {
-    fn psk(
-        &self,
-        local: &Identification,
-        remote: Option<&Identification>,
-    ) -> Option<Zeroizing<Vec<u8>>> {
-        let local = identity(local)?;
-        let remote = match remote {
-            Some(r) => identity(r)?,
-            None => Identity::Any,
-        };
-        self.0
-            .lookup(&local, &remote)
-            .map(|e| Zeroizing::new(e.psk.as_bytes().to_vec()))
-    }
-}
-
-/// The configuration form of a wire identity (`None` for a type ipsec.conf cannot write).
-fn identity(id: &Identification) -> Option<Identity> {
-    let text = || String::from_utf8(id.data.clone()).ok();
-    Some(match id.id_type {
-        IdType::IPV4_ADDR | IdType::IPV6_ADDR => Identity::from_addr(id.ip()?),
-        IdType::FQDN => Identity::Fqdn(text()?),
-        IdType::RFC822_ADDR => Identity::UserFqdn(text()?),
-        IdType::KEY_ID => Identity::KeyId(id.data.clone()),
-        _ => return None,
-    })
 }
 
 fn host_nets(end: &End) -> Vec<IpNet> {

@@ -3,13 +3,11 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
-use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
 
-use zeroize::Zeroizing;
-
+use super::psk::Psks;
 use super::timer::RetransmitPolicy;
 use crate::config::ident::{IdMatch, wildcard_suffix_matches};
 use crate::crypto::{DhGroup, Encr, Integ, Prf};
@@ -80,64 +78,6 @@ pub struct EspProposal {
     pub integ: Vec<Integ>,
     /// Extended sequence numbers.
     pub esn: bool,
-}
-
-/// Where the engine gets pre-shared keys, asked at IKE_AUTH with our identity and the peer's:
-/// the IDi received (responder), the IDr received (initiator checking the responder), or the
-/// configured remote ID, `None` for `%any` (initiator computing its own AUTH). The daemon
-/// builds it from ipsec.secrets; like the rest of the engine it must not do I/O.
-pub trait PskLookup: Send + Sync {
-    /// The best key for this pair of identities, `None` when there is none.
-    fn psk(
-        &self,
-        local: &Identification,
-        remote: Option<&Identification>,
-    ) -> Option<Zeroizing<Vec<u8>>>;
-}
-
-/// The pre-shared keys of a conn (shared by all conns of one ipsec.secrets). `Debug` never
-/// shows a key; two are equal when they are the same table.
-#[derive(Clone)]
-pub struct Psks(Arc<dyn PskLookup>);
-
-impl Psks {
-    /// Keys from `lookup`.
-    pub fn new(lookup: Arc<dyn PskLookup>) -> Self {
-        Self(lookup)
-    }
-
-    /// One key for every pair of identities.
-    pub fn fixed(psk: &[u8]) -> Self {
-        Self(Arc::new(FixedPsk(Zeroizing::new(psk.to_vec()))))
-    }
-
-    pub(crate) fn get(
-        &self,
-        local: &Identification,
-        remote: Option<&Identification>,
-    ) -> Option<Zeroizing<Vec<u8>>> {
-        self.0.psk(local, remote)
-    }
-}
-
-impl PartialEq for Psks {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-impl fmt::Debug for Psks {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Psks(<redacted>)")
-    }
-}
-
-struct FixedPsk(Zeroizing<Vec<u8>>);
-
-impl PskLookup for FixedPsk {
-    fn psk(&self, _: &Identification, _: Option<&Identification>) -> Option<Zeroizing<Vec<u8>>> {
-        Some(self.0.clone())
-    }
 }
 
 /// A connection definition (an ipsec.conf `conn`, resolved by the daemon).

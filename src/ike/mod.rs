@@ -81,6 +81,7 @@ mod informational;
 mod natd;
 mod payloads;
 mod proposal;
+mod psk;
 mod sa;
 mod sk;
 mod timer;
@@ -98,14 +99,13 @@ use rand::CryptoRng;
 /// The CHILD_SA mode is the kernel layer's plain data type, so no conversion is needed between
 /// the engine's events and an install.
 pub use crate::kernel::Mode;
-pub use conn::{
-    ConnSpec, EndpointConfig, EspProposal, IkeProposal, PskLookup, Psks, RandomSpis, SpiAllocator,
-};
+pub use conn::{ConnSpec, EndpointConfig, EspProposal, IkeProposal, RandomSpis, SpiAllocator};
 pub use error::{IkeError, SpiError};
 pub use event::{
     ChildDirKeys, ChildSaReady, ChildSaStatus, Event, IkeSaExportedKeys, IkeSaId, IkeSaState,
     IkeSaStatus, Role, Transmit,
 };
+pub use psk::{PskLookup, Psks};
 pub use timer::RetransmitPolicy;
 pub(crate) use ts::configured_or_host;
 

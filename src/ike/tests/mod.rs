@@ -7,6 +7,7 @@ mod handshake;
 mod ike_rekey;
 mod interop;
 mod rekey;
+mod road_warrior;
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
