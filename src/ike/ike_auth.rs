@@ -234,7 +234,9 @@ impl ExpectAuthRequest {
         let local_id = conn.as_ref().map(|c| c.local_id_at(path.local.ip()));
         let psk = match (&conn, &local_id) {
             (Some(c), Some(l)) => c.psk.get(l, Some(idi)).ok_or_else(|| no_psk(l, Some(idi))),
-            _ => Err(IkeError::AuthenticationFailed { local_side: true }),
+            _ => Err(IkeError::PeerNotAuthenticated {
+                peer: idi.to_string(),
+            }),
         };
         let verified = psk
             .as_ref()
@@ -243,9 +245,9 @@ impl ExpectAuthRequest {
         else {
             let n = notify(NotifyType::AUTHENTICATION_FAILED, Vec::new());
             let _ = sa.send_response(ctx, path, ExchangeType::IKE_AUTH, mid, &[n]);
-            let e = psk
-                .err()
-                .unwrap_or(IkeError::AuthenticationFailed { local_side: true });
+            let e = psk.err().unwrap_or_else(|| IkeError::PeerNotAuthenticated {
+                peer: idi.to_string(),
+            });
             return sa.fail(ctx, e);
         };
         sa.conn = conn;

@@ -122,7 +122,9 @@ fn wrong_psk() {
     p.connect();
     assert_eq!(
         failures(&p.b_events),
-        vec![IkeError::AuthenticationFailed { local_side: true }]
+        vec![IkeError::PeerNotAuthenticated {
+            peer: "@moon.example".into()
+        }]
     );
     assert_eq!(
         failures(&p.a_events),
@@ -157,7 +159,9 @@ fn idr_not_owned_by_responder() {
     p.connect();
     assert_eq!(
         failures(&p.b_events),
-        vec![IkeError::AuthenticationFailed { local_side: true }]
+        vec![IkeError::PeerNotAuthenticated {
+            peer: "@moon.example".into()
+        }]
     );
     assert_eq!(
         failures(&p.a_events),

@@ -155,7 +155,9 @@ fn two_clients_with_their_own_keys_and_a_wrong_key_refused_while_others_stay_up(
     );
     assert_eq!(
         failures(&p.b_events),
-        vec![IkeError::AuthenticationFailed { local_side: true }]
+        vec![IkeError::PeerNotAuthenticated {
+            peer: "@carol.example".into()
+        }]
     );
     let up = |p: &Pair| {
         p.b.ike_sas()
@@ -226,6 +228,8 @@ fn gateway_prefers_a_wildcard_conn_over_any_and_refuses_a_non_matching_id() {
     p.connect();
     assert_eq!(
         failures(&p.b_events),
-        vec![IkeError::AuthenticationFailed { local_side: true }]
+        vec![IkeError::PeerNotAuthenticated {
+            peer: "eve@example.com".into()
+        }]
     );
 }
