@@ -102,18 +102,21 @@ pub struct ConnBuildError {
 pub struct ConnErrors(pub Vec<ConnBuildError>);
 
 /// Builds every loaded conn (`auto=ignore` conns are not loaded, as in strongSwan). Errors
-/// name the conn and the cause; any error refuses the whole configuration.
+/// name the conn and the cause; any error refuses the whole configuration. `is_local` tells
+/// this host's addresses; `route_source` the source address of the route to a peer, which
+/// becomes the local address of a `left=%defaultroute`/`%any` conn with a fixed peer.
 pub fn build_conns(
     config: &Config,
     secrets: &Secrets,
     is_local: &dyn Fn(IpAddr) -> bool,
+    route_source: &dyn Fn(IpAddr) -> Option<IpAddr>,
     reqids: &mut Reqids,
 ) -> Result<Vec<ConnEntry>, ConnErrors> {
     let mut entries = Vec::new();
     let mut errors = Vec::new();
     let psks = Psks::new(Arc::new(secrets.clone()));
     for conn in config.conns.iter().filter(|c| c.auto != Auto::Ignore) {
-        match build_conn(conn, secrets, &psks, is_local, reqids) {
+        match build_conn(conn, secrets, &psks, is_local, route_source, reqids) {
             Ok(e) => entries.push(e),
             Err(error) => errors.push(ConnBuildError {
                 conn: conn.name.clone(),
@@ -133,6 +136,7 @@ fn build_conn(
     secrets: &Secrets,
     psks: &Psks,
     is_local: &dyn Fn(IpAddr) -> bool,
+    route_source: &dyn Fn(IpAddr) -> Option<IpAddr>,
     reqids: &mut Reqids,
 ) -> Result<ConnEntry, ConnError> {
     let (l, r) = match resolve_local_side(conn, is_local) {
@@ -198,7 +202,7 @@ fn build_conn(
     };
     let spec = ConnSpec {
         name: conn.name.clone(),
-        local_addr: l.addr(),
+        local_addr: l.addr().or_else(|| r.addr().and_then(route_source)),
         remote_addr: r.addr(),
         local_port: l.ikeport,
         remote_port: r.ikeport,
@@ -435,7 +439,7 @@ mod tests {
         let (cfg, sec) = load(CONF, SECRETS);
         let mut reqids = Reqids::default();
         let is_bob = |a: IpAddr| a == "10.9.0.2".parse::<IpAddr>().unwrap();
-        let conns = build_conns(&cfg, &sec, &is_bob, &mut reqids).unwrap();
+        let conns = build_conns(&cfg, &sec, &is_bob, &|_| None, &mut reqids).unwrap();
         let c = &conns[0];
         assert_eq!(c.spec.local_addr, Some("10.9.0.2".parse().unwrap()));
         assert_eq!(c.spec.remote_addr, Some("10.9.0.1".parse().unwrap()));
@@ -455,13 +459,13 @@ mod tests {
     fn foreign_conn_and_missing_psk_are_errors() {
         let (cfg, sec) = load(CONF, SECRETS);
         let mut reqids = Reqids::default();
-        let errs = build_conns(&cfg, &sec, &|_| false, &mut reqids).unwrap_err();
+        let errs = build_conns(&cfg, &sec, &|_| false, &|_| None, &mut reqids).unwrap_err();
         assert_eq!(
             errs.0[0].to_string(),
             "conn hh: neither left (10.9.0.1) nor right (10.9.0.2) is an address of this host"
         );
         let (cfg, sec) = load(CONF, "1.2.3.4 : PSK \"x\"\n");
-        let errs = build_conns(&cfg, &sec, &|_| true, &mut reqids).unwrap_err();
+        let errs = build_conns(&cfg, &sec, &|_| true, &|_| None, &mut reqids).unwrap_err();
         assert!(
             matches!(errs.0[0].error, ConnError::NoPsk { .. }),
             "{errs:?}"
@@ -478,7 +482,7 @@ mod tests {
     fn road_warrior_keys_are_looked_up_by_the_peer_identity() {
         let secrets = "carol@example.org : PSK \"carol-key\"\n192.0.2.100 : PSK \"dave-key\"\n";
         let (cfg, sec) = load(RW_CONF, secrets);
-        let conns = build_conns(&cfg, &sec, &|_| false, &mut Reqids::default()).unwrap();
+        let conns = build_conns(&cfg, &sec, &|_| false, &|_| None, &mut Reqids::default()).unwrap();
         let spec = &conns[0].spec;
         // left=%defaultroute without leftid: the identity is the IKE SA's local address
         assert_eq!(spec.local_id, None);
@@ -507,9 +511,29 @@ mod tests {
     }
 
     #[test]
+    fn defaultroute_client_takes_the_route_source_to_its_peer() {
+        let conf = "conn home\n\tleft=%defaultroute\n\tleftid=carol@example.org\n\tright=192.0.2.1\n\tauthby=secret\n\tauto=add\n";
+        let (cfg, sec) = load(conf, "carol@example.org : PSK \"k\"\n");
+        let route = |peer: IpAddr| {
+            (peer == IpAddr::from([192, 0, 2, 1])).then(|| IpAddr::from([10, 0, 0, 5]))
+        };
+        let conns = build_conns(&cfg, &sec, &|_| false, &route, &mut Reqids::default()).unwrap();
+        assert_eq!(conns[0].spec.local_addr, Some(IpAddr::from([10, 0, 0, 5])));
+        assert_eq!(
+            conns[0].spec.local_id,
+            Some(Identification::rfc822("carol@example.org"))
+        );
+        // A gateway answering anyone keeps %any: its address is where each request arrives.
+        let (cfg, sec) = load(RW_CONF, "carol@example.org : PSK \"k\"\n");
+        let conns = build_conns(&cfg, &sec, &|_| false, &route, &mut Reqids::default()).unwrap();
+        assert_eq!(conns[0].spec.local_addr, None);
+    }
+
+    #[test]
     fn any_peer_conn_needs_a_usable_secret() {
         let (cfg, sec) = load(RW_CONF, "");
-        let errs = build_conns(&cfg, &sec, &|_| false, &mut Reqids::default()).unwrap_err();
+        let errs =
+            build_conns(&cfg, &sec, &|_| false, &|_| None, &mut Reqids::default()).unwrap_err();
         assert_eq!(
             errs.0[0].to_string(),
             "conn rw: no PSK in ipsec.secrets that a peer %any of %any could use"
@@ -519,9 +543,9 @@ mod tests {
             "right=%any\n\trightid=*@example.org\n\tleftid=@gw",
         );
         let (cfg, sec) = load(&conf, "carol@example.com : PSK \"x\"\n");
-        assert!(build_conns(&cfg, &sec, &|_| false, &mut Reqids::default()).is_err());
+        assert!(build_conns(&cfg, &sec, &|_| false, &|_| None, &mut Reqids::default()).is_err());
         let (cfg, sec) = load(&conf, "carol@example.org : PSK \"x\"\n");
-        let conns = build_conns(&cfg, &sec, &|_| false, &mut Reqids::default()).unwrap();
+        let conns = build_conns(&cfg, &sec, &|_| false, &|_| None, &mut Reqids::default()).unwrap();
         assert_eq!(
             conns[0].spec.remote_id,
             Some(Identification::rfc822("*@example.org"))
@@ -532,7 +556,8 @@ mod tests {
     fn every_refused_conn_is_reported_on_its_own_line() {
         let conf = format!("{CONF}{}", CONF.replace("conn hh", "conn hh2"));
         let (cfg, sec) = load(&conf, SECRETS);
-        let errs = build_conns(&cfg, &sec, &|_| false, &mut Reqids::default()).unwrap_err();
+        let errs =
+            build_conns(&cfg, &sec, &|_| false, &|_| None, &mut Reqids::default()).unwrap_err();
         let why = "neither left (10.9.0.1) nor right (10.9.0.2) is an address of this host";
         assert_eq!(errs.to_string(), format!("conn hh: {why}\nconn hh2: {why}"));
     }
@@ -541,7 +566,8 @@ mod tests {
     fn reqid_outside_our_range_is_refused() {
         let conf = CONF.replace("auto=add", "auto=add\n\treqid=7");
         let (cfg, sec) = load(&conf, SECRETS);
-        let errs = build_conns(&cfg, &sec, &|_| true, &mut Reqids::default()).unwrap_err();
+        let errs =
+            build_conns(&cfg, &sec, &|_| true, &|_| None, &mut Reqids::default()).unwrap_err();
         assert_eq!(
             errs.0[0].to_string(),
             "conn hh: reqid=7 is outside the range ikev2d owns (0x4b320000-0x4b32ffff)"
@@ -552,7 +578,8 @@ mod tests {
     fn unsupported_algorithm_is_named() {
         let conf = CONF.replace("esp=aes128gcm16!", "esp=aes128ccm16!");
         let (cfg, sec) = load(&conf, SECRETS);
-        let errs = build_conns(&cfg, &sec, &|_| true, &mut Reqids::default()).unwrap_err();
+        let errs =
+            build_conns(&cfg, &sec, &|_| true, &|_| None, &mut Reqids::default()).unwrap_err();
         assert_eq!(
             errs.0[0].error,
             ConnError::UnsupportedAlgorithm {
