@@ -69,7 +69,8 @@ pub struct IkeProposal {
     pub dh: Vec<DhGroup>,
 }
 
-/// One ESP proposal (strongSwan `esp=aes128gcm16` or `esp=aes128-sha256`).
+/// One ESP proposal (strongSwan `esp=aes128gcm16`, `esp=aes128-sha256` or, with PFS,
+/// `esp=aes128-sha256-modp2048`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EspProposal {
     /// Encryption algorithms.
@@ -78,6 +79,9 @@ pub struct EspProposal {
     pub integ: Vec<Integ>,
     /// Extended sequence numbers.
     pub esn: bool,
+    /// PFS key-exchange groups for CREATE_CHILD_SA (empty: no PFS). Not used in IKE_AUTH,
+    /// whose CHILD_SA takes its keys from the IKE SA's exchange.
+    pub dh: Vec<DhGroup>,
 }
 
 /// A connection definition (an ipsec.conf `conn`, resolved by the daemon).
@@ -122,9 +126,8 @@ pub struct ConnSpec {
     pub rekey_margin: Duration,
     /// Up to this percentage of `rekey_margin` more, at random (`rekeyfuzz`), passed on.
     pub rekey_fuzz_percent: u32,
-    /// IKE SA lifetime. The engine does not act on it: it rekeys an IKE SA only when the peer
-    /// asks (as responder) and never starts an IKE SA rekey itself; the daemon reports the
-    /// time left.
+    /// IKE SA lifetime. The engine does not act on it: the daemon calls
+    /// [`Endpoint::rekey_ike`](super::Endpoint::rekey_ike) (or reauthenticates) in time.
     pub ike_lifetime: Duration,
 }
 

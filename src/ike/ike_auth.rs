@@ -144,7 +144,7 @@ pub(crate) fn start<R: CryptoRng>(
     ctx: &mut Ctx<'_, R>,
     init: InitExchange,
 ) -> State {
-    let child = match ChildRequest::new(sa, ctx) {
+    let child = match ChildRequest::new(sa, &sa.conn, ctx) {
         Ok(c) => c,
         Err(e) => return sa.fail(ctx, e),
     };
@@ -164,7 +164,7 @@ pub(crate) fn start<R: CryptoRng>(
         return sa.fail(ctx, IkeError::InvalidMessage("no keys"));
     };
     payloads.push(auth);
-    payloads.extend(child.payloads(sa));
+    payloads.extend(child.payloads(None));
     if let Err(e) = sa.send_request(ctx, ExchangeType::IKE_AUTH, &payloads) {
         return sa.fail(ctx, e);
     }
@@ -230,7 +230,7 @@ impl ExpectAuthRequest {
                 IkeError::InvalidMessage("IKE_AUTH request lacks IDi or AUTH"),
             );
         };
-        let conn = select_conn(ctx.conns, sa, path, idi, parts.idr).cloned();
+        let conn = select_conn(ctx.conns, sa, path, idi, parts.idr, payloads).cloned();
         let local_id = conn.as_ref().map(|c| c.local_id_at(path.local.ip()));
         let psk = match (&conn, &local_id) {
             (Some(c), Some(l)) => c.psk.get(l, Some(idi)).ok_or_else(|| no_psk(l, Some(idi))),
@@ -293,13 +293,16 @@ fn psk_for(
 /// The conn that authenticates this peer: reachable at `path`, allowing the negotiated IKE
 /// suite, owning IDr if the initiator named one, and accepting IDi. Conns naming the peer's
 /// identity exactly win over wildcard ones (`*@example.org`), which win over `%any` ones;
-/// among equals the first configured.
+/// among those, one that can give the requested CHILD_SA (`payloads`: its ESP proposals and
+/// selectors) wins, so that several conns to one peer (host-to-host and net-to-net, or
+/// different ESP proposals) each answer their own requests; then the first configured.
 fn select_conn<'a>(
     conns: &'a [ConnSpec],
     sa: &IkeSa,
     path: Path,
     idi: &Identification,
     idr: Option<&Identification>,
+    payloads: &[Payload],
 ) -> Option<&'a ConnSpec> {
     let suite = sa.keys.as_ref()?.suite;
     let fits = |c: &&ConnSpec| {
@@ -308,12 +311,18 @@ fn select_conn<'a>(
             && suite.allowed(&c.ike_proposals)
             && idr.is_none_or(|r| *r == c.local_id_at(path.local.ip()))
     };
-    let mut best: Option<(&ConnSpec, IdMatch)> = None;
-    for c in conns.iter().filter(fits) {
-        let m = c.remote_id_match(idi);
-        if m != IdMatch::None && best.is_none_or(|(_, b)| m > b) {
-            best = Some((c, m));
-        }
-    }
-    best.map(|(c, _)| c)
+    let mut candidates: Vec<(&ConnSpec, IdMatch)> = conns
+        .iter()
+        .filter(fits)
+        .map(|c| (c, c.remote_id_match(idi)))
+        .filter(|(_, m)| *m != IdMatch::None)
+        .collect();
+    // Stable: equally good conns keep their configured order.
+    candidates.sort_by_key(|(_, m)| std::cmp::Reverse(*m));
+    let (local, remote) = (path.local.ip(), path.remote.ip());
+    candidates
+        .iter()
+        .map(|(c, _)| *c)
+        .find(|c| child::conn_fits_request(c, sa.nat_detected, payloads, local, remote))
+        .or(candidates.first().map(|(c, _)| *c))
 }
