@@ -160,7 +160,13 @@ fn build_conn(
         ConnType::Transport => Mode::Transport,
         other => return Err(ConnError::UnsupportedType(other)),
     };
-    let local_identity = l.effective_id();
+    let local_addr = l.addr().or_else(|| r.addr().and_then(route_source));
+    // Without leftid, our ID is our address: the routed one when known, else the one each
+    // request arrives on (`%any`: local_id None).
+    let local_identity = match (&l.id, local_addr) {
+        (None, Some(a)) => Identity::from_addr(a),
+        _ => l.effective_id(),
+    };
     let local_id = identification(&local_identity);
     let remote_identity = r.effective_id();
     let remote_id = identification(&remote_identity);
@@ -200,7 +206,7 @@ fn build_conn(
     };
     let spec = ConnSpec {
         name: conn.name.clone(),
-        local_addr: l.addr().or_else(|| r.addr().and_then(route_source)),
+        local_addr,
         remote_addr: r.addr(),
         local_port: l.ikeport,
         remote_port: r.ikeport,
@@ -527,6 +533,14 @@ mod tests {
         assert_eq!(
             conns[0].spec.local_id,
             Some(Identification::rfc822("carol@example.org"))
+        );
+        // Without leftid the ID is that address, and the PSK must exist for it.
+        let conf2 = conf.replace("\tleftid=carol@example.org\n", "");
+        let (cfg, sec) = load(&conf2, "10.0.0.6 : PSK \"k\"\n");
+        let errs = build_conns(&cfg, &sec, &|_| false, &route, &mut Reqids::default());
+        assert_eq!(
+            errs.unwrap_err().0[0].to_string(),
+            "conn home: no PSK in ipsec.secrets for 10.0.0.5 <-> 192.0.2.1"
         );
         // A gateway answering anyone keeps %any: its address is where each request arrives.
         let (cfg, sec) = load(RW_CONF, "carol@example.org : PSK \"k\"\n");
