@@ -56,13 +56,17 @@ impl Identity {
         }
     }
 
-    /// How `id` (a peer's concrete identity) matches this configured one.
+    /// How `id` (a peer's concrete identity) matches this configured one. `%any` matches
+    /// anything as [`IdMatch::Any`], itself included: a configured `%any` (an initiator that
+    /// does not know its peer's ID yet) is no better a match for a `%any` secret than for any.
     pub fn matches(&self, id: &Identity) -> IdMatch {
+        if *self == Self::Any {
+            return IdMatch::Any;
+        }
         if self == id {
             return IdMatch::Exact;
         }
         match (self, id) {
-            (Self::Any, _) => IdMatch::Any,
             (Self::Fqdn(p), Self::Fqdn(v)) | (Self::UserFqdn(p), Self::UserFqdn(v))
                 if wildcard_suffix_matches(p.as_bytes(), v.as_bytes()) == Some(true) =>
             {
@@ -320,6 +324,7 @@ mod tests {
             IdMatch::None
         );
         assert_eq!(p("%any").matches(&p("carol@example.org")), IdMatch::Any);
+        assert_eq!(p("%any").matches(&p("%any")), IdMatch::Any);
         assert_eq!(p("@gw").matches(&p("@gw")), IdMatch::Exact);
         assert_eq!(p("@gw").matches(&p("@gw2")), IdMatch::None);
         assert!(IdMatch::Exact > IdMatch::Wildcard && IdMatch::Wildcard > IdMatch::Any);

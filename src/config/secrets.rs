@@ -530,6 +530,8 @@ mod tests {
         assert_eq!(get2(&s, "10.1.0.1", "192.0.2.100"), b"dave");
         assert_eq!(get2(&s, "@moon", "eve@example.org"), b"staff");
         assert_eq!(get2(&s, "@moon", "@mallory"), b"fallback");
+        // an initiator not knowing its peer's ID (%any) still gets its own entry, not %any's
+        assert_eq!(get2(&s, "carol@example.org", "%any"), b"carol");
         // first of equal scores wins
         let (s, _) = parse("@a : PSK first\n@a : PSK second\n");
         assert_eq!(
