@@ -211,6 +211,8 @@ pub(crate) struct IkeSa {
     pub(crate) nat_detected: bool,
     pub(crate) remote_id: Option<Identification>,
     pub(crate) established_at: Option<Instant>,
+    /// When an authentic message from the peer (request or response) last arrived.
+    pub(crate) last_received: Option<Instant>,
     /// Responder only: drop the SA if IKE_AUTH has not completed by then.
     pub(crate) half_open_deadline: Option<Instant>,
     /// Initiator: send INITIAL_CONTACT in IKE_AUTH (no other SA of this conn existed).
@@ -250,6 +252,7 @@ impl IkeSa {
             nat_detected: false,
             remote_id: None,
             established_at: None,
+            last_received: None,
             half_open_deadline: None,
             initial_contact: false,
         }
@@ -460,6 +463,7 @@ impl IkeSa {
             }
             Err(_) => return None,
         };
+        self.last_received = Some(ctx.now);
         if self.role == Role::Responder {
             // The responder follows the peer (e.g. its move to port 4500).
             self.local = path.local;
@@ -523,6 +527,7 @@ impl IkeSa {
             self.state = state;
             return;
         };
+        self.last_received = Some(ctx.now);
         self.outstanding = None;
         self.state = match state {
             State::ExpectAuthResponse(st) => (*st).process(self, ctx, &payloads),
@@ -628,6 +633,7 @@ impl IkeSa {
             remote_id: self.remote_id.clone(),
             proposal: self.keys.as_ref().map(|k| k.suite.name()),
             established_at: self.established_at,
+            last_received: self.last_received,
             nat_detected: self.nat_detected,
             children: self
                 .children
