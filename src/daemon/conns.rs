@@ -4,12 +4,13 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use ipnet::IpNet;
 use zeroize::Zeroizing;
 
 use crate::config::conn::resolve_local_side;
-use crate::config::conn::{AuthMethod, Auto, Config, Conn, ConnType, End, Side};
+use crate::config::conn::{Action, AuthMethod, Auto, Config, Conn, ConnType, End, Side};
 use crate::config::ident::Identity;
 use crate::config::proposal::{Proposal, Proposals, Protocol, esn};
 use crate::config::secrets::Secrets;
@@ -29,6 +30,15 @@ pub struct ConnEntry {
     pub auto: Auto,
     /// `rekey=`: rekey CHILD_SAs at their soft expire (otherwise they expire).
     pub rekey: bool,
+    /// Dead peer detection: `dpddelay` when `dpdaction` is not `none` (strongSwan sends no
+    /// liveness checks then).
+    pub dpddelay: Option<Duration>,
+    /// What to do when the peer stops answering (the retransmissions gave up).
+    pub dpdaction: Action,
+    /// What to do when the peer deletes the IKE SA.
+    pub closeaction: Action,
+    /// `keyingtries`: attempts to establish the IKE SA; `None` = `%forever`.
+    pub keyingtries: Option<u32>,
     /// Status summary (without SAs).
     pub report: ConnReport,
 }
@@ -223,6 +233,11 @@ fn build_conn(
         spec,
         auto: conn.auto,
         rekey: conn.rekey,
+        dpddelay: (conn.dpdaction != Action::None && !conn.dpddelay.is_zero())
+            .then_some(conn.dpddelay),
+        dpdaction: conn.dpdaction,
+        closeaction: conn.closeaction,
+        keyingtries: conn.keyingtries,
         report,
     })
 }

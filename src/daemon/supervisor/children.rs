@@ -19,23 +19,28 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             .map(|c| c.spec.clone())
             .collect();
         for spec in traps {
-            let (Some(local), Some(remote)) = (spec.local_addr, spec.remote_addr) else {
-                tracing::error!(target: "kernel", "auto=route {}: needs fixed left and right addresses", spec.name);
-                continue;
-            };
-            let local_ts = crate::ike::configured_or_host(&spec.local_ts, local);
-            let remote_ts = crate::ike::configured_or_host(&spec.remote_ts, remote);
-            let trap =
-                install::trap_policy(local, remote, spec.mode, spec.reqid, &local_ts, &remote_ts);
-            self.traps.insert(spec.reqid);
-            self.kernel(
-                KernelOp::InstallTrap(trap),
-                Pending::InstallTrap {
-                    name: spec.name,
-                    reqid: spec.reqid,
-                },
-            );
+            self.install_trap(spec);
         }
+    }
+
+    /// Trap policies for one conn (auto=route, dpdaction=hold, closeaction=hold).
+    pub(super) fn install_trap(&mut self, spec: crate::ike::ConnSpec) {
+        let (Some(local), Some(remote)) = (spec.local_addr, spec.remote_addr) else {
+            tracing::error!(target: "kernel", "trap policies for {}: need fixed left and right addresses", spec.name);
+            return;
+        };
+        let local_ts = crate::ike::configured_or_host(&spec.local_ts, local);
+        let remote_ts = crate::ike::configured_or_host(&spec.remote_ts, remote);
+        let trap =
+            install::trap_policy(local, remote, spec.mode, spec.reqid, &local_ts, &remote_ts);
+        self.traps.insert(spec.reqid);
+        self.kernel(
+            KernelOp::InstallTrap(trap),
+            Pending::InstallTrap {
+                name: spec.name,
+                reqid: spec.reqid,
+            },
+        );
     }
 
     pub(super) fn remove_traps(&mut self) {
@@ -168,9 +173,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         }
         // Without its CHILD_SA the IKE SA is useless; do not leave the peer sending ESP we
         // cannot decrypt.
-        if let Err(e) = self.endpoint.delete_ike_sa(now, ike_sa) {
-            tracing::warn!(target: "ike", "deleting IKE_SA [{}]: {e}", ike_sa.0);
-        }
+        self.delete_ike(now, ike_sa);
     }
 
     pub(super) fn acquire(
@@ -190,7 +193,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             return;
         }
         tracing::info!(target: "kernel", "ACQUIRE {local} -> {remote}: initiating {name}");
-        if let Err(e) = self.endpoint.initiate(now, &name) {
+        if let Err(e) = self.initiate(now, &name, 1) {
             tracing::error!(target: "ike", "initiating {name} on ACQUIRE: {e}");
         }
     }
@@ -230,9 +233,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             }
         } else if hard {
             tracing::warn!(target: "kernel", "ESP SA {spi:08x} of {conn} hit its hard lifetime; deleting IKE_SA [{}]", ike_sa.0);
-            if let Err(e) = self.endpoint.delete_ike_sa(now, ike_sa) {
-                tracing::warn!(target: "ike", "deleting IKE_SA [{}]: {e}", ike_sa.0);
-            }
+            self.delete_ike(now, ike_sa);
         } else if rekey {
             tracing::info!(target: "kernel", "ESP SA {spi:08x} of {conn} reached its soft lifetime; rekeying CHILD_SA {spi_in:08x}");
             if let Err(e) = self.endpoint.rekey_child(now, ike_sa, spi_in) {

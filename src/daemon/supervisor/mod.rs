@@ -17,6 +17,7 @@
 
 mod children;
 mod control;
+mod liveness;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -162,6 +163,16 @@ pub struct Supervisor<R> {
     traps: HashSet<u32>,
     phase: Phase,
     effects: VecDeque<Effect>,
+    /// Our initiations not yet established, for `keyingtries`.
+    attempts: HashMap<IkeSaId, liveness::Attempt>,
+    /// Tries of `keyingtries` waiting for their back-off.
+    retries: Vec<liveness::Retry>,
+    /// A liveness check is outstanding on an IKE SA: when the peer was last heard before it.
+    dpd_sent: HashMap<IkeSaId, Instant>,
+    /// IKE SAs we are deleting ourselves (no `dpdaction` when they go).
+    local_deletes: HashSet<IkeSaId>,
+    /// The next liveness check or retry.
+    liveness_deadline: Option<Instant>,
 }
 
 impl<R: rand::CryptoRng> Supervisor<R> {
@@ -187,6 +198,11 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             traps: HashSet::new(),
             phase: Phase::Running,
             effects: VecDeque::new(),
+            attempts: HashMap::new(),
+            retries: Vec::new(),
+            dpd_sent: HashMap::new(),
+            local_deletes: HashSet::new(),
+            liveness_deadline: None,
         }
     }
 
@@ -200,7 +216,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             .map(|c| c.spec.name.clone())
             .collect();
         for name in starts {
-            match self.endpoint.initiate(now, &name) {
+            match self.initiate(now, &name, 1) {
                 Ok(id) => {
                     tracing::info!(target: "ike", "auto=start: initiating IKE_SA {name}[{}]", id.0)
                 }
@@ -221,10 +237,10 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             Phase::Draining { deadline } => Some(deadline),
             _ => None,
         };
-        match (self.endpoint.poll_timeout(), drain) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.endpoint.poll_timeout(), drain, self.liveness_deadline]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Everything is removed after a shutdown: the driver may exit.
@@ -247,6 +263,8 @@ impl<R: rand::CryptoRng> Supervisor<R> {
     /// The deadline from [`Supervisor::poll_timeout`] passed.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.endpoint.handle_timeout(now);
+        self.drain_engine(now);
+        self.liveness_timeout(now);
         self.drain_engine(now);
     }
 
@@ -427,10 +445,9 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         self.phase = Phase::Draining {
             deadline: now + SHUTDOWN_GRACE,
         };
+        self.cancel_retries(None);
         for sa in self.endpoint.ike_sas() {
-            if let Err(e) = self.endpoint.delete_ike_sa(now, sa.id) {
-                tracing::warn!(target: "ike", "deleting IKE_SA {}[{}]: {e}", sa.conn, sa.id.0);
-            }
+            self.delete_ike(now, sa.id);
         }
         self.drain_engine(now);
     }
@@ -482,6 +499,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             }
         }
         self.finish_if_drained(now);
+        self.refresh_liveness_deadline();
     }
 
     /// An IKE SA's keys for the Wireshark key log (present only when the engine exports them).
@@ -509,6 +527,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 exported_keys,
             } => {
                 self.log_ike_keys(&spi_i, &spi_r, exported_keys.as_deref());
+                self.attempts.remove(&id);
                 let text = format!(
                     "IKE_SA {conn}[{}] established between {}[{}]...{}[{}]",
                     id.0,
@@ -548,7 +567,10 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             Event::IkeSaFailed { id, conn, error } => {
                 let name = conn.as_deref().unwrap_or("?");
                 tracing::warn!(target: "ike", "IKE_SA {name}[{}] failed: {error}", id.0);
-                self.fail_up(id, &error);
+                self.local_deletes.remove(&id);
+                if !self.initiate_failed(now, id, &error) {
+                    self.fail_up(id, &error);
+                }
                 self.ike_gone(id);
             }
             Event::ChildSaReady(ready) => self.child_ready(now, &ready),
@@ -574,6 +596,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                     );
                 }
                 self.ike_gone(id);
+                self.ike_sa_lost(now, id, &conn, by_peer);
             }
         }
     }

@@ -638,3 +638,210 @@ fn a_child_deleted_while_its_install_runs_is_removed_afterwards() {
     p.release(false);
     assert_eq!((p.b.sas(), p.b.policies()), (0, 0));
 }
+
+/// `hh` with more options (lines of `hh`).
+fn hh_with(options: &[&str]) -> String {
+    let lines: String = options.iter().map(|o| format!("\t{o}\n")).collect();
+    conf(&lines)
+}
+
+/// The engine's default schedule gives up ≈165.06 s after the first transmission.
+const GIVE_UP: Duration = Duration::from_millis(165_100);
+
+#[test]
+fn dpd_checks_a_silent_peer_and_an_answering_one_stays() {
+    let mut p = Pair::new(&hh_with(&["dpdaction=clear", "dpddelay=10s"]), &conf(""));
+    p.up();
+    let established = p.a.sup.endpoint.ike_sas()[0].established_at.unwrap();
+    assert_eq!(
+        p.a.sup.endpoint.ike_sas()[0].last_received,
+        Some(established)
+    );
+    p.advance(Duration::from_secs(9));
+    assert_eq!(
+        p.a.sup.endpoint.ike_sas()[0].last_received,
+        Some(established),
+        "no check before dpddelay"
+    );
+    p.advance(Duration::from_secs(1));
+    // The empty INFORMATIONAL went out at 10 s and was answered.
+    let heard = p.a.sup.endpoint.ike_sas()[0].last_received.unwrap();
+    assert_eq!(heard - established, Duration::from_secs(10));
+    p.advance(Duration::from_secs(100));
+    let heard = p.a.sup.endpoint.ike_sas()[0].last_received.unwrap();
+    assert_eq!(heard - established, Duration::from_secs(110));
+    for n in [&p.a, &p.b] {
+        assert_eq!((n.ike_sas(), n.sas()), (1, 2));
+    }
+}
+
+#[test]
+fn dpdaction_clear_removes_every_sa_once_the_checks_give_up() {
+    let mut p = Pair::new(&hh_with(&["dpdaction=clear", "dpddelay=10s"]), &conf(""));
+    p.up();
+    p.blackhole = true;
+    p.advance(Duration::from_secs(10) + GIVE_UP - Duration::from_secs(1));
+    assert_eq!((p.a.ike_sas(), p.a.sas()), (1, 2), "still retransmitting");
+    p.advance(Duration::from_secs(1));
+    assert_eq!((p.a.ike_sas(), p.a.sas(), p.a.policies()), (0, 0, 0));
+    // Nothing comes back: no traps, no new initiation.
+    p.advance(Duration::from_secs(600));
+    assert_eq!((p.a.ike_sas(), p.a.policies()), (0, 0));
+}
+
+#[test]
+fn without_dpdaction_no_liveness_checks_are_sent() {
+    let mut p = Pair::new(&hh_with(&["dpddelay=10s"]), &conf(""));
+    p.up();
+    p.blackhole = true;
+    p.advance(Duration::from_secs(600));
+    assert_eq!((p.a.ike_sas(), p.a.sas()), (1, 2));
+}
+
+#[test]
+fn dpdaction_hold_installs_traps_and_traffic_brings_the_tunnel_back() {
+    let mut p = Pair::new(&hh_with(&["dpdaction=hold", "dpddelay=10s"]), &conf(""));
+    p.up();
+    p.blackhole = true;
+    p.advance(Duration::from_secs(10) + GIVE_UP);
+    assert_eq!((p.a.ike_sas(), p.a.sas()), (0, 0));
+    assert_eq!(p.a.policies(), 2, "transport-mode traps: out and in");
+    p.blackhole = false;
+    let reqid = p.a.sup.conns[0].spec.reqid;
+    let now = p.now;
+    p.a.sup.handle_kernel_event(
+        now,
+        KernelEvent::Acquire {
+            reqid,
+            local: ip(A),
+            remote: ip(B),
+            flow: crate::kernel::Flow {
+                src: ip(A),
+                dst: ip(B),
+                proto: 1,
+                sport: 8,
+                dport: 0,
+            },
+            policy_index: 1,
+        },
+    );
+    p.drive();
+    assert_eq!((p.a.ike_sas(), p.a.sas()), (1, 2));
+    // INITIAL_CONTACT made B drop its stale SAs: one IKE SA and one pair.
+    assert_eq!((p.b.ike_sas(), p.b.sas()), (1, 2));
+}
+
+#[test]
+fn dpdaction_restart_with_keyingtries_forever_waits_for_the_peer() {
+    let mut p = Pair::new(
+        &hh_with(&["dpdaction=restart", "dpddelay=10s", "keyingtries=%forever"]),
+        &conf(""),
+    );
+    p.up();
+    p.blackhole = true;
+    p.advance(Duration::from_secs(10) + GIVE_UP);
+    assert_eq!((p.a.ike_sas(), p.a.sas()), (1, 0), "restarted at once");
+    // Several failed tries later the peer is back.
+    p.advance(Duration::from_secs(1000));
+    assert_eq!(p.a.ike_sas(), 1, "still trying");
+    p.blackhole = false;
+    p.advance(Duration::from_secs(200));
+    assert_eq!((p.a.ike_sas(), p.a.sas()), (1, 2));
+    assert_eq!(
+        p.a.sup.endpoint.ike_sas()[0].state,
+        crate::ike::IkeSaState::Established
+    );
+    assert_eq!((p.b.ike_sas(), p.b.sas()), (1, 2));
+}
+
+#[test]
+fn keyingtries_retries_with_backoff_then_fails_up() {
+    let mut p = Pair::new(&hh_with(&["keyingtries=2"]), &conf(""));
+    p.blackhole = true;
+    let ctl = p.request(true, Request::Up { name: "hh".into() });
+    p.advance(GIVE_UP);
+    assert_eq!(p.a.outcome(ctl).1, None, "waiting for the second try");
+    assert_eq!(p.a.ike_sas(), 0, "back-off before the next try");
+    p.advance(Duration::from_secs(1));
+    assert_eq!(p.a.ike_sas(), 1, "second try after 1 s");
+    p.advance(GIVE_UP);
+    let (replies, done) = p.a.outcome(ctl);
+    assert_eq!(done, Some(false));
+    let texts: Vec<String> = replies.iter().map(|r| format!("{r:?}")).collect();
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("trying again in 1 s (try 2 of 2)")),
+        "{texts:?}"
+    );
+    p.advance(Duration::from_secs(600));
+    assert_eq!(p.a.ike_sas(), 0, "no third try");
+}
+
+#[test]
+fn keyingtries_succeeds_when_the_peer_returns_between_tries() {
+    let mut p = Pair::new(&conf(""), &conf(""));
+    p.blackhole = true;
+    let ctl = p.request(true, Request::Up { name: "hh".into() });
+    p.advance(GIVE_UP);
+    p.blackhole = false;
+    p.advance(Duration::from_secs(1));
+    assert_eq!(p.a.outcome(ctl).1, Some(true), "{:?}", p.a.outcome(ctl));
+    for n in [&p.a, &p.b] {
+        assert_eq!((n.ike_sas(), n.sas()), (1, 2));
+    }
+}
+
+#[test]
+fn down_cancels_pending_tries() {
+    let mut p = Pair::new(&conf(""), &conf(""));
+    p.blackhole = true;
+    let up = p.request(true, Request::Up { name: "hh".into() });
+    p.advance(GIVE_UP);
+    p.request(true, Request::Down { name: "hh".into() });
+    assert_eq!(p.a.outcome(up).1, Some(false));
+    p.advance(Duration::from_secs(600));
+    assert_eq!(p.a.ike_sas(), 0);
+}
+
+#[test]
+fn closeaction_restart_initiates_again_after_the_peers_delete() {
+    let mut p = Pair::new(&hh_with(&["closeaction=restart"]), &conf(""));
+    p.up();
+    let old = p.a.inbound_spis();
+    p.request(false, Request::Down { name: "hh".into() });
+    for n in [&p.a, &p.b] {
+        assert_eq!((n.ike_sas(), n.sas()), (1, 2));
+    }
+    assert_ne!(p.a.inbound_spis(), old);
+    // Our own `down` does not restart.
+    p.request(true, Request::Down { name: "hh".into() });
+    assert_eq!((p.a.ike_sas(), p.a.sas(), p.b.ike_sas()), (0, 0, 0));
+}
+
+#[test]
+fn closeaction_hold_installs_traps_after_the_peers_delete() {
+    let mut p = Pair::new(&hh_with(&["closeaction=hold"]), &conf(""));
+    p.up();
+    p.request(false, Request::Down { name: "hh".into() });
+    assert_eq!((p.a.ike_sas(), p.a.sas(), p.a.policies()), (0, 0, 2));
+}
+
+#[test]
+fn a_restarted_initiator_leaves_the_responder_one_ike_sa_and_one_pair() {
+    // B would restart on the peer's delete: INITIAL_CONTACT's replacement must not trigger it.
+    let mut p = Pair::new(&conf(""), &hh_with(&["closeaction=restart"]));
+    p.up();
+    // A loses its state (SIGKILL) and comes back.
+    p.a = Node::new(A, &conf(""), 30);
+    p.a.sup.start(p.now);
+    p.up();
+    for n in [&p.a, &p.b] {
+        assert_eq!((n.ike_sas(), n.sas()), (1, 2));
+    }
+    let a_in = p.a.inbound_spis();
+    assert!(p.b.kernel.backend().sas().contains_key(&SaId {
+        dst: ip(A),
+        spi: a_in[0]
+    }));
+}
