@@ -14,10 +14,11 @@ use crate::config::conn::{Action, AuthMethod, Auto, Config, Conn, ConnType, End,
 use crate::config::ident::Identity;
 use crate::config::proposal::{Proposal, Proposals, Protocol, esn};
 use crate::config::secrets::Secrets;
+use crate::config::settings::{Count, DaemonSettings};
 use crate::config::values::{Host, ProtoPort};
 use crate::control::ConnReport;
 use crate::crypto::{DhGroup, Encr, Integ, Prf};
-use crate::ike::{ConnSpec, EspProposal, IkeProposal, Mode};
+use crate::ike::{ConnSpec, EndpointConfig, EspProposal, IkeProposal, Mode, RetransmitPolicy};
 use crate::kernel::{REQID_MAX, REQID_MIN};
 use crate::wire::{IdType, Identification, TrafficSelector, TsType};
 
@@ -41,6 +42,29 @@ pub struct ConnEntry {
     pub keyingtries: Option<u32>,
     /// Status summary (without SAs).
     pub report: ConnReport,
+}
+
+/// The engine's settings from the daemon's settings file; `export_keys` when a key log is
+/// written.
+pub fn endpoint_config(s: &DaemonSettings, export_keys: bool) -> EndpointConfig {
+    EndpointConfig {
+        retransmit: RetransmitPolicy {
+            timeout: s.retransmit.timeout.duration(),
+            base: s.retransmit.base.0,
+            tries: s.retransmit.tries.0,
+        },
+        half_open_timeout: s.responder.half_open_timeout.duration(),
+        max_half_open: count(s.responder.max_half_open),
+        cookie_threshold: count(s.responder.cookie_threshold),
+        cookie_threshold_ip: count(s.responder.cookie_threshold_ip),
+        max_half_open_per_ip: count(s.responder.max_half_open_per_ip),
+        export_keys,
+        ..EndpointConfig::default()
+    }
+}
+
+fn count(c: Count) -> usize {
+    usize::try_from(c.0).unwrap_or(usize::MAX)
 }
 
 /// Stable reqids per conn name across reloads; conns get the values after `REQID_MIN`.

@@ -12,10 +12,10 @@ use tokio::signal::unix::Signal as UnixSignal;
 use tokio::sync::mpsc;
 
 use super::Reloader;
-use super::conns::ConnEntry;
 use super::ctl::CtlRequest;
 use super::keylog::KeyLog;
 use super::net::{Datagram, Net};
+use super::supervisor::Reloaded;
 use super::supervisor::{CtlId, Effect, OpId, Signal, Supervisor};
 use crate::control::Reply;
 use crate::kernel::{KernelError, KernelEvent, KernelIpsec, KernelOp, KernelOutput};
@@ -216,13 +216,13 @@ impl<R: CryptoRng> Driver<R> {
         }
     }
 
-    /// Re-reads both files and listens on any new local address.
-    fn load_config(&mut self) -> Result<Vec<ConnEntry>, String> {
-        let conns = self.reloader.load()?;
-        for addr in conns.iter().filter_map(|c| c.spec.local_addr) {
+    /// Re-reads the files and listens on any new local address.
+    fn load_config(&mut self) -> Result<Reloaded, String> {
+        let loaded = self.reloader.load()?;
+        for addr in loaded.conns.iter().filter_map(|c| c.spec.local_addr) {
             self.net.add_address(addr).map_err(|e| e.to_string())?;
         }
-        Ok(conns)
+        Ok(loaded)
     }
 }
 

@@ -28,9 +28,10 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::ChaCha20Rng;
 
-use super::conns::{ConnEntry, fmt_identification};
+use super::conns::{ConnEntry, endpoint_config, fmt_identification};
 use super::keylog::KeyRecord;
 use crate::config::conn::Auto;
+use crate::config::settings::DaemonSettings;
 use crate::control::{ChildReport, Done, Reply, Request, StatusReport};
 use crate::ike::{Endpoint, Event, IkeSaExportedKeys, IkeSaId, Role, Transmit};
 use crate::kernel::{ChildId, KernelError, KernelEvent, KernelOp, KernelOutput, Lifetime};
@@ -55,11 +56,20 @@ pub enum Effect {
     Kernel(OpId, KernelOp),
     /// A reply to an ikectl connection (the last one is [`Reply::Done`]).
     Reply(CtlId, Reply),
-    /// Read ipsec.conf and ipsec.secrets again and hand the result to
+    /// Read ipsec.conf, ipsec.secrets and the settings file again and hand the result to
     /// [`Supervisor::config_loaded`] (with this requester).
     LoadConfig(Option<CtlId>),
     /// Append to the Wireshark key log (only with [`Settings::key_log`]).
     KeyLog(KeyRecord),
+}
+
+/// What a reload read: the conns and the daemon settings.
+#[derive(Debug)]
+pub struct Reloaded {
+    /// ipsec.conf's conns with their secrets.
+    pub conns: Vec<ConnEntry>,
+    /// The settings file (`/etc/ikev2d.toml`).
+    pub settings: DaemonSettings,
 }
 
 /// Fixed facts about the daemon's surroundings.
@@ -288,20 +298,21 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         self.drain_engine(now);
     }
 
-    /// The result of [`Effect::LoadConfig`]: on success the new conns apply to new SAs.
+    /// The result of [`Effect::LoadConfig`]: on success the new conns apply to new SAs, the
+    /// new engine settings (retransmissions, half-open limits) at once.
     pub fn config_loaded(
         &mut self,
         now: Instant,
         from: Option<CtlId>,
-        loaded: Result<Vec<ConnEntry>, String>,
+        loaded: Result<Reloaded, String>,
     ) {
         let who = if from.is_some() {
             "ikectl reload"
         } else {
             "SIGHUP"
         };
-        let conns = match loaded {
-            Ok(c) => c,
+        let Reloaded { conns, settings } = match loaded {
+            Ok(l) => l,
             Err(e) => {
                 tracing::error!(target: "cfg", "{who}: reload refused, keeping the running configuration:\n{e}");
                 if let Some(ctl) = from {
@@ -312,6 +323,8 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         };
         tracing::info!(target: "cfg", "{who}: configuration reloaded");
         let n = conns.len();
+        self.endpoint
+            .set_config(endpoint_config(&settings, self.settings.key_log));
         self.endpoint
             .set_conns(conns.iter().map(|c| c.spec.clone()).collect());
         self.conns = conns;

@@ -63,6 +63,8 @@ struct Node {
     reqids: Reqids,
     /// What the next [`Effect::LoadConfig`] reads.
     next_conf: Option<String>,
+    /// The settings file the next [`Effect::LoadConfig`] reads.
+    next_settings: DaemonSettings,
     replies: Vec<(CtlId, Reply)>,
     key_records: usize,
     next_ctl: u64,
@@ -98,6 +100,7 @@ impl Node {
             addr: ip(local),
             reqids,
             next_conf: None,
+            next_settings: DaemonSettings::default(),
             replies: Vec::new(),
             key_records: 0,
             next_ctl: 0,
@@ -202,7 +205,10 @@ impl Pair {
                 Effect::Reply(ctl, r) => node.replies.push((ctl, r)),
                 Effect::LoadConfig(from) => {
                     let loaded = match node.next_conf.take() {
-                        Some(c) => Ok(conns(&c, &addr.to_string(), &mut node.reqids)),
+                        Some(c) => Ok(Reloaded {
+                            conns: conns(&c, &addr.to_string(), &mut node.reqids),
+                            settings: node.next_settings.clone(),
+                        }),
                         None => Err("ipsec.conf:1:1: error: broken".to_string()),
                     };
                     node.sup.config_loaded(now, from, loaded);
@@ -844,4 +850,25 @@ fn a_restarted_initiator_leaves_the_responder_one_ike_sa_and_one_pair() {
         dst: ip(A),
         spi: a_in[0]
     }));
+}
+
+#[test]
+fn reload_applies_the_retransmission_settings() {
+    let mut p = Pair::new(&conf(""), &conf(""));
+    p.up();
+    p.a.next_conf = Some(conf(""));
+    p.a.next_settings = crate::config::settings::parse_settings(
+        "ikev2d.toml",
+        "[retransmit]\ntimeout = 1.0\nbase = 2.0\ntries = 2\n",
+    )
+    .unwrap();
+    let ctl = p.request(true, Request::Reload);
+    assert_eq!(p.a.outcome(ctl).1, Some(true));
+    p.blackhole = true;
+    p.request(true, Request::Down { name: "hh".into() });
+    // Sent at 0, retransmitted at 1 s and 3 s, given up at 7 s (1 + 2 + 4).
+    p.advance(Duration::from_millis(6_999));
+    assert_eq!(p.a.ike_sas(), 1);
+    p.advance(Duration::from_millis(1));
+    assert_eq!((p.a.ike_sas(), p.a.sas()), (0, 0));
 }
