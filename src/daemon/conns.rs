@@ -18,6 +18,7 @@ use crate::config::settings::{Count, DaemonSettings};
 use crate::config::values::{Host, ProtoPort};
 use crate::control::ConnReport;
 use crate::crypto::{DhGroup, Encr, Integ, Prf};
+use crate::daemon::install::VolumeLimits;
 use crate::ike::{ConnSpec, EndpointConfig, EspProposal, IkeProposal, Mode, RetransmitPolicy};
 use crate::kernel::{REQID_MAX, REQID_MIN};
 use crate::wire::{IdType, Identification, TrafficSelector, TsType};
@@ -40,6 +41,8 @@ pub struct ConnEntry {
     pub closeaction: Action,
     /// `keyingtries`: attempts to establish the IKE SA; `None` = `%forever`.
     pub keyingtries: Option<u32>,
+    /// `lifebytes`, `lifepackets` and their margins, for the kernel SAs.
+    pub volume: VolumeLimits,
     /// Status summary (without SAs).
     pub report: ConnReport,
 }
@@ -262,6 +265,12 @@ fn build_conn(
         dpdaction: conn.dpdaction,
         closeaction: conn.closeaction,
         keyingtries: conn.keyingtries,
+        volume: VolumeLimits {
+            bytes: conn.lifebytes,
+            packets: conn.lifepackets,
+            margin_bytes: conn.marginbytes,
+            margin_packets: conn.marginpackets,
+        },
         report,
     })
 }

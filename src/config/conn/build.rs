@@ -58,6 +58,7 @@ impl Resolved<'_> {
     getter!(action, Action, Action);
     getter!(frag, Fragmentation, Fragmentation);
     getter!(number, U32, u32);
+    getter!(count, U64, u64);
     getter!(mark, Mark, Mark);
     getter!(text, Text, String);
 }
@@ -215,6 +216,10 @@ impl<'a> Builder<'a> {
             reqid: r.number("reqid"),
             mark: r.mark("mark"),
             inactivity: r.duration("inactivity"),
+            lifebytes: r.count("lifebytes"),
+            lifepackets: r.count("lifepackets"),
+            marginbytes: r.count("marginbytes").unwrap_or(0),
+            marginpackets: r.count("marginpackets").unwrap_or(0),
         };
         check_conn(&conn, diags);
         Some(conn)

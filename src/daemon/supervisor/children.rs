@@ -77,7 +77,12 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 .push_back(Effect::KeyLog(KeyRecord::child_sa(c)));
         }
         let jitter = install::rekey_jitter(c.rekey_margin, c.rekey_fuzz_percent, &mut self.rng);
-        let lifetime = install::lifetime(c.lifetime, c.rekey_margin, jitter);
+        let mut lifetime = install::lifetime(c.lifetime, c.rekey_margin, jitter);
+        if let Some(entry) = self.conns.iter().find(|e| e.spec.name == c.conn) {
+            entry
+                .volume
+                .apply(&mut lifetime, c.rekey_fuzz_percent, &mut self.rng);
+        }
         let encap = c.natt_remote_port.map(|remote_port| UdpEncap {
             local_port: self.settings.natt_port,
             remote_port,

@@ -872,3 +872,28 @@ fn reload_applies_the_retransmission_settings() {
     p.advance(Duration::from_millis(1));
     assert_eq!((p.a.ike_sas(), p.a.sas()), (0, 0));
 }
+
+#[test]
+fn lifebytes_and_lifepackets_become_kernel_limits() {
+    let c = hh_with(&[
+        "lifebytes=1000000",
+        "marginbytes=100000",
+        "lifepackets=2000",
+        "marginpackets=200",
+    ]);
+    let mut p = Pair::new(&c, &conf(""));
+    p.up();
+    let sas = p.a.kernel.backend().sas();
+    assert_eq!(sas.len(), 2);
+    for sa in sas.values() {
+        let l = sa.lifetime;
+        assert_eq!((l.hard_bytes, l.hard_packets), (1_000_000, 2000));
+        // Margin plus up to rekeyfuzz=50 % of it.
+        assert!((850_000..=900_000).contains(&l.soft_bytes), "{l:?}");
+        assert!((1700..=1800).contains(&l.soft_packets), "{l:?}");
+    }
+    // B has no volume limits.
+    for sa in p.b.kernel.backend().sas().values() {
+        assert_eq!((sa.lifetime.hard_bytes, sa.lifetime.soft_packets), (0, 0));
+    }
+}
