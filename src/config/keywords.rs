@@ -103,7 +103,7 @@ const CONN: &[(&str, ValueKind, Support)] = &[
     ("fragmentation", V::Fragmentation, NotActed),
     ("forceencaps", V::Bool, NotActed),
     ("mark", V::Mark, NotActed),
-    ("inactivity", V::Duration, NotActed),
+    ("inactivity", V::Duration, Acted),
     ("aaa_identity", V::Unchecked, Unsupported),
     ("aggressive", V::Unchecked, Unsupported),
     ("ah", V::Unchecked, Unsupported),

@@ -43,6 +43,8 @@ pub struct ConnEntry {
     pub keyingtries: Option<u32>,
     /// `lifebytes`, `lifepackets` and their margins, for the kernel SAs.
     pub volume: VolumeLimits,
+    /// `inactivity`: close a CHILD_SA that carried no packet for this long.
+    pub inactivity: Option<Duration>,
     /// Status summary (without SAs).
     pub report: ConnReport,
 }
@@ -271,6 +273,7 @@ fn build_conn(
             margin_bytes: conn.marginbytes,
             margin_packets: conn.marginpackets,
         },
+        inactivity: conn.inactivity.filter(|d| !d.is_zero()),
         report,
     })
 }

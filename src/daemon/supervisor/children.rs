@@ -135,12 +135,19 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             .unwrap_or_default();
         tracing::info!(target: "kernel", "{text} ({} {}, reqid {:#x}, kernel: {}{rekey})",
             report.protocol, report.mode, kernel_id.reqid, self.settings.kernel_name);
+        let idle = self
+            .conns
+            .iter()
+            .find(|c| c.spec.name == conn)
+            .and_then(|c| c.inactivity)
+            .map(|inactivity| super::liveness::IdleWatch::new(inactivity, now));
         let record = ChildRecord {
             conn,
             kernel_id,
             report: *report,
             installed_at: now,
             lifetime,
+            idle,
         };
         let spi_in = kernel_id.spi_in;
         self.children.insert(spi_in, record);

@@ -15,12 +15,17 @@
 //!   authentication failed) is initiated again after a back-off of 1 s, 2 s, 4 s … (at most
 //!   [`MAX_BACKOFF`]) until the conn's tries are used up; `%forever` never stops. An
 //!   `ikectl up` waits across the tries.
+//! * `inactivity`: a CHILD_SA's kernel packet counters (both directions) are read every
+//!   `inactivity`; when they did not move since the last reading, the CHILD_SA is closed (the
+//!   IKE SA with it when it was the last one, as strongSwan does). An idle CHILD_SA thus goes
+//!   between one and two `inactivity` intervals after its last packet.
 
 use std::time::{Duration, Instant};
 
 use super::{Supervisor, UpWaiter};
 use crate::config::conn::Action;
 use crate::ike::{IkeError, IkeSaId, IkeSaState, IkeSaStatus};
+use crate::kernel::{KernelError, KernelOp, KernelOutput};
 
 /// The longest wait between two tries of `keyingtries`.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -37,6 +42,32 @@ pub(super) struct Retry {
     pub(super) conn: String,
     pub(super) tries: u32,
     pub(super) waiters: Vec<UpWaiter>,
+}
+
+/// A CHILD_SA watched for `inactivity`.
+pub(super) struct IdleWatch {
+    inactivity: Duration,
+    /// Packets (in + out) at the last reading.
+    packets: u64,
+    /// The next reading.
+    next: Instant,
+    /// A reading is in flight.
+    reading: bool,
+}
+
+impl IdleWatch {
+    pub(super) fn new(inactivity: Duration, now: Instant) -> Self {
+        Self {
+            inactivity,
+            packets: 0,
+            next: now + inactivity,
+            reading: false,
+        }
+    }
+
+    fn due(&self) -> Option<Instant> {
+        (!self.reading).then_some(self.next)
+    }
 }
 
 /// The wait before try `tries` (2 = the first retry): 1 s, doubling, at most [`MAX_BACKOFF`].
@@ -100,10 +131,12 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             .filter_map(|sa| self.dpd_due(sa))
             .min();
         let retry = self.retries.iter().map(|r| r.at).min();
-        self.liveness_deadline = match (dpd, retry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let idle = self
+            .children
+            .values()
+            .filter_map(|c| c.idle.as_ref()?.due())
+            .min();
+        self.liveness_deadline = [dpd, retry, idle].into_iter().flatten().min();
     }
 
     /// Sends the liveness checks and starts the retries due at `now`.
@@ -129,6 +162,95 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         self.retries = wait;
         for r in due {
             self.retry(now, r);
+        }
+        self.read_idle_counters(now);
+    }
+
+    /// Reads the counters of the CHILD_SAs whose `inactivity` reading is due.
+    fn read_idle_counters(&mut self, now: Instant) {
+        let mut due: Vec<(u32, crate::kernel::ChildId)> = Vec::new();
+        for (spi, c) in &mut self.children {
+            if let Some(w) = c
+                .idle
+                .as_mut()
+                .filter(|w| w.due().is_some_and(|t| t <= now))
+            {
+                w.reading = true;
+                due.push((*spi, c.kernel_id));
+            }
+        }
+        if due.is_empty() {
+            return;
+        }
+        due.sort_unstable_by_key(|(spi, _)| *spi);
+        let (spis, ids) = due.into_iter().unzip();
+        self.kernel(KernelOp::Counters(ids), super::Pending::Idle { spis });
+    }
+
+    /// The counters for `inactivity` arrived: close the CHILD_SAs that carried nothing.
+    pub(super) fn idle_counters(
+        &mut self,
+        now: Instant,
+        spis: &[u32],
+        r: Result<KernelOutput, KernelError>,
+    ) {
+        let results = match r {
+            Ok(KernelOutput::Counters(v)) => v,
+            other => {
+                tracing::warn!(target: "kernel", "reading counters for inactivity: {}", super::failure(other));
+                Vec::new()
+            }
+        };
+        let mut idle = Vec::new();
+        for (i, spi) in spis.iter().enumerate() {
+            let Some(c) = self.children.get_mut(spi) else {
+                continue;
+            };
+            let Some(w) = c.idle.as_mut() else {
+                continue;
+            };
+            w.reading = false;
+            w.next = now + w.inactivity;
+            match results.get(i) {
+                Some(Ok(n)) => {
+                    let packets = n.inbound.packets.saturating_add(n.outbound.packets);
+                    if packets == w.packets {
+                        idle.push((*spi, c.conn.clone(), w.inactivity));
+                    }
+                    w.packets = packets;
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(target: "kernel", "counters of CHILD_SA {spi:08x}: {e}");
+                }
+                None => {}
+            }
+        }
+        for (spi, conn, inactivity) in idle {
+            self.close_idle(now, spi, &conn, inactivity);
+        }
+    }
+
+    fn close_idle(&mut self, now: Instant, spi_in: u32, conn: &str, inactivity: Duration) {
+        let Some((ike_sa, false)) = self.engine_child(spi_in) else {
+            // Gone, or replaced by a rekey and about to be deleted anyway.
+            return;
+        };
+        let others = self
+            .endpoint
+            .ike_sas()
+            .iter()
+            .filter(|s| s.id == ike_sa)
+            .flat_map(|s| s.children.iter())
+            .filter(|c| c.spi_in != spi_in && !c.replaced)
+            .count();
+        if others == 0 {
+            tracing::info!(target: "ike", "CHILD_SA {conn} {spi_in:08x} idle for {} s (inactivity): deleting IKE_SA [{}]", inactivity.as_secs(), ike_sa.0);
+            self.delete_ike(now, ike_sa);
+        } else {
+            tracing::info!(target: "ike", "CHILD_SA {conn} {spi_in:08x} idle for {} s (inactivity): deleting it", inactivity.as_secs());
+            if let Err(e) = self.endpoint.delete_child(now, ike_sa, spi_in) {
+                tracing::warn!(target: "ike", "deleting CHILD_SA {spi_in:08x}: {e}");
+            }
         }
     }
 

@@ -103,6 +103,8 @@ struct ChildRecord {
     report: ChildReport,
     installed_at: Instant,
     lifetime: Lifetime,
+    /// `inactivity`: the idle watch of this CHILD_SA.
+    idle: Option<liveness::IdleWatch>,
 }
 
 /// What a kernel result means.
@@ -123,6 +125,10 @@ enum Pending {
         reqid: u32,
     },
     RemoveTrap,
+    /// Counters of CHILD_SAs watched for `inactivity` (inbound SPIs, in order).
+    Idle {
+        spis: Vec<u32>,
+    },
     Status {
         ctl: CtlId,
         report: StatusReport,
@@ -414,6 +420,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 tracing::warn!(target: "kernel", "removing trap policies: {e}")
             }
             (Pending::Status { ctl, report, slots }, r) => self.status_done(ctl, report, &slots, r),
+            (Pending::Idle { spis }, r) => self.idle_counters(now, &spis, r),
             (Pending::Flush, r) => {
                 match r {
                     Ok(KernelOutput::Flushed(f)) if f.sas + f.policies > 0 => {

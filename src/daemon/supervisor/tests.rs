@@ -897,3 +897,41 @@ fn lifebytes_and_lifepackets_become_kernel_limits() {
         assert_eq!((sa.lifetime.hard_bytes, sa.lifetime.soft_packets), (0, 0));
     }
 }
+
+#[test]
+fn inactivity_closes_an_idle_child_and_spares_a_busy_one() {
+    let mut p = Pair::new(&hh_with(&["inactivity=30s"]), &conf(""));
+    p.up();
+    let spi = p.a.inbound_spis()[0];
+    let sa = SaId { dst: ip(A), spi };
+    // Traffic in every interval: the CHILD_SA stays.
+    for n in 1..=4u64 {
+        p.a.kernel
+            .backend_mut()
+            .set_counters(
+                sa,
+                Counters {
+                    bytes: 100 * n,
+                    packets: n,
+                },
+            )
+            .unwrap();
+        p.advance(Duration::from_secs(30));
+        assert_eq!((p.a.ike_sas(), p.a.sas()), (1, 2), "busy in interval {n}");
+    }
+    // Then silence: gone at the next reading (its only CHILD_SA, so the IKE SA goes too).
+    p.advance(Duration::from_secs(29));
+    assert_eq!(p.a.ike_sas(), 1);
+    p.advance(Duration::from_secs(1));
+    for n in [&p.a, &p.b] {
+        assert_eq!((n.ike_sas(), n.sas()), (0, 0));
+    }
+}
+
+#[test]
+fn without_inactivity_an_idle_child_stays() {
+    let mut p = Pair::new(&conf(""), &conf(""));
+    p.up();
+    p.advance(Duration::from_secs(39));
+    assert_eq!((p.a.ike_sas(), p.a.sas()), (1, 2));
+}
