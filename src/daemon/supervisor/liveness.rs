@@ -11,10 +11,11 @@
 //!   when no other IKE SA of the conn remains (a rekeyed or re-established SA replaced it):
 //!   `clear` leaves it removed; `hold` installs the conn's trap policies so that traffic
 //!   initiates again (ACQUIRE); `restart` initiates at once.
-//! * `keyingtries`: an IKE SA we initiated that fails (peer not responding, refused,
-//!   authentication failed) is initiated again after a back-off of 1 s, 2 s, 4 s … (at most
-//!   [`MAX_BACKOFF`]) until the conn's tries are used up; `%forever` never stops. An
-//!   `ikectl up` waits across the tries.
+//! * `keyingtries`: an IKE SA we initiated whose peer did not answer (the retransmissions
+//!   gave up) is initiated again after a back-off of 1 s, 2 s, 4 s … (at most
+//!   [`MAX_BACKOFF`]) until the conn's tries are used up; `%forever` never stops. As in
+//!   strongSwan, an answer that refuses (NO_PROPOSAL_CHOSEN, AUTHENTICATION_FAILED, ...) is
+//!   final. An `ikectl up` waits across the tries.
 //! * `inactivity`: a CHILD_SA's kernel packet counters (both directions) are read every
 //!   `inactivity`; when they did not move since the last reading, the CHILD_SA is closed (the
 //!   IKE SA with it when it was the last one, as strongSwan does). An idle CHILD_SA thus goes
@@ -287,13 +288,16 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         }
     }
 
-    /// An initiation of ours failed: schedule the next try if `keyingtries` allows. Returns
+    /// An initiation of ours failed: if the peer did not answer, schedule the next try if
+    /// `keyingtries` allows. Returns
     /// whether it did (the `up` waiters then moved to the retry).
     pub(super) fn initiate_failed(&mut self, now: Instant, id: IkeSaId, error: &IkeError) -> bool {
         let Some(a) = self.attempts.remove(&id) else {
             return false;
         };
-        if matches!(error, IkeError::DeletedLocally) || self.phase != super::Phase::Running {
+        if !matches!(error, IkeError::PeerNotResponding { .. })
+            || self.phase != super::Phase::Running
+        {
             return false;
         }
         let Some(entry) = self.conns.iter().find(|c| c.spec.name == a.conn) else {

@@ -935,3 +935,20 @@ fn without_inactivity_an_idle_child_stays() {
     p.advance(Duration::from_secs(39));
     assert_eq!((p.a.ike_sas(), p.a.sas()), (1, 2));
 }
+
+#[test]
+fn a_refusal_is_not_retried() {
+    let b = conf("").replace("aes128-sha256-x25519!", "aes256-sha384-ecp256!");
+    let mut p = Pair::new(&hh_with(&["keyingtries=%forever"]), &b);
+    let ctl = p.request(true, Request::Up { name: "hh".into() });
+    let (replies, done) = p.a.outcome(ctl);
+    assert_eq!(done, Some(false), "{replies:?}");
+    assert!(
+        !replies
+            .iter()
+            .any(|r| format!("{r:?}").contains("trying again")),
+        "{replies:?}"
+    );
+    p.advance(Duration::from_secs(600));
+    assert_eq!(p.a.ike_sas(), 0);
+}
