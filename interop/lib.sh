@@ -6,7 +6,7 @@
 # Environment set by the runner:
 #   REPO          repository root (visible inside the UML: its root is the host fs)
 #   ART           this scenario's artifacts folder (logs, snapshots, pcap)
-#   SCENARIO_DIR  interop/scenarios/<name>
+#   SCENARIO_DIR  interop/scenarios/<name> (a matrix scenario: its generated folder)
 #   LAB           runtime state (/run/lab), private to this run
 #   STEP_TIMEOUT  seconds any single command on a host may take (default 20)
 #
@@ -32,6 +32,7 @@
 #   output_has REGEX CMD...        run_logged CMD, succeed when its output matches
 #                                  REGEX (grep -E)
 #   esp_packets HOST               sum of the ESP SAs' packet counters
+#   xfrm_packets HOST PROTO        the same for the SAs of PROTO (esp, ah)
 #   snapshot HOST LABEL            save `ip -s xfrm state` + `ip xfrm policy`
 #   no_xfrm_state HOST             no SA at all on HOST
 #   same_policies HOST LABEL       HOST's policies equal those saved by `snapshot HOST LABEL`
@@ -57,6 +58,10 @@
 #   check "ESP on alice" test "$(esp_packets alice)" -gt 0
 #   stop_daemon alice
 #   check "ikev2d leaves no SA behind" no_xfrm_state alice
+#
+# Helpers shared by several scenarios (ping_esp; what ikev2d reports, read from `ikectl status
+# --json`; up_ping_status; nothing_left) are in interop/scenario-lib.sh, which such a
+# `steps` sources.
 
 LAB_HOSTS=(alice bob)
 STEP_TIMEOUT=${STEP_TIMEOUT:-20}
@@ -199,11 +204,16 @@ same_policies() {
 
 # Sum of "N(packets)" in the "lifetime current" part of every ESP SA.
 esp_packets() {
-	on "$1" ip -s xfrm state | awk '
-		/^src /                { esp = 0 }
-		/proto esp /           { esp = 1 }
+	xfrm_packets "$1" esp
+}
+
+# xfrm_packets HOST PROTO: the same for every SA of PROTO (esp, ah, comp).
+xfrm_packets() {
+	on "$1" ip -s xfrm state | awk -v proto="proto $2 " '
+		/^src /                { sel = 0 }
+		index($0, proto)       { sel = 1 }
 		/lifetime current:/    { cur = 1; next }
-		cur && esp && /\(packets\)/ {
+		cur && sel && /\(packets\)/ {
 			s = $0; sub(/\(packets\).*/, "", s); sub(/.* /, "", s); sum += s
 		}
 		{ cur = 0 }

@@ -117,8 +117,6 @@ pub enum ConnError {
     UnsupportedAlgorithm { what: &'static str, shown: String },
     #[error("no supported {0:?} proposal")]
     NoSupportedProposal(Protocol),
-    #[error("PFS groups in esp= are not supported")]
-    EspPfs,
     #[error("no free reqid")]
     NoFreeReqid,
     #[error("reqid={0} is outside the range ikev2d owns ({min:#x}-{max:#x})", min = REQID_MIN, max = REQID_MAX)]
@@ -421,15 +419,19 @@ fn integs(p: &Proposal, strict: bool) -> Result<Vec<Integ>, ConnError> {
     })
 }
 
+fn dh_groups(p: &Proposal, strict: bool) -> Result<Vec<DhGroup>, ConnError> {
+    map_ids(&p.dh, strict, "DH group", DhGroup::from_id, |id| {
+        format!("DH group {id}")
+    })
+}
+
 fn ike_proposal(p: &Proposal, strict: bool) -> Result<Option<IkeProposal>, ConnError> {
     let encr = encrs(p, strict)?;
     let integ = integs(p, strict)?;
     let prf = map_ids(&p.prf, strict, "PRF", Prf::from_id, |id| {
         format!("PRF {id}")
     })?;
-    let dh = map_ids(&p.dh, strict, "DH group", DhGroup::from_id, |id| {
-        format!("DH group {id}")
-    })?;
+    let dh = dh_groups(p, strict)?;
     let aead = encr.iter().all(|e| e.is_aead());
     let complete =
         !encr.is_empty() && !prf.is_empty() && !dh.is_empty() && (aead || !integ.is_empty());
@@ -444,13 +446,16 @@ fn ike_proposal(p: &Proposal, strict: bool) -> Result<Option<IkeProposal>, ConnE
 fn esp_proposal(p: &Proposal, strict: bool) -> Result<Option<EspProposal>, ConnError> {
     let encr = encrs(p, strict)?;
     let integ = integs(p, strict)?;
-    if strict && !p.dh.is_empty() {
-        return Err(ConnError::EspPfs);
-    }
+    let dh = dh_groups(p, strict)?;
     let aead = encr.iter().all(|e| e.is_aead());
     let complete = !encr.is_empty() && (aead || !integ.is_empty());
     let esn = p.esn.contains(&esn::ESN) && !p.esn.contains(&esn::NO_ESN);
-    Ok(complete.then_some(EspProposal { encr, integ, esn }))
+    Ok(complete.then_some(EspProposal {
+        encr,
+        integ,
+        esn,
+        dh,
+    }))
 }
 
 #[cfg(test)]

@@ -1,21 +1,27 @@
-//! The CHILD_SA carried in IKE_AUTH: ESP proposal with our inbound SPI, TSi/TSr narrowing,
-//! USE_TRANSPORT_MODE, and the keys handed to the kernel layer.
+//! A CHILD_SA (carried in IKE_AUTH or CREATE_CHILD_SA) of a conn: ESP proposal with our
+//! inbound SPI, TSi/TSr narrowing, USE_TRANSPORT_MODE, and the keys handed to the kernel
+//! layer.
+
+use std::net::IpAddr;
 
 use rand::CryptoRng;
 
+use super::conn::ConnSpec;
 use super::error::IkeError;
 use super::event::{ChildDirKeys, ChildSaReady, Event, Role};
 use super::payloads::{first_error, has_notify, notify, sa_payload};
 use super::proposal::{self, EspSuite};
 use super::sa::{Ctx, IkeSa, Queued};
 use super::ts;
-use crate::crypto::derive_child_keys;
+use crate::crypto::{DhGroup, derive_child_keys};
 use crate::kernel::Mode;
 use crate::wire::{NotifyType, Payload, TrafficSelector};
 
 /// An installed CHILD_SA.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ChildSa {
+    /// The conn it was negotiated for (the IKE SA's, or another one with the same peer).
+    pub(crate) conn: ConnSpec,
     pub(crate) spi_in: u32,
     pub(crate) spi_out: u32,
     pub(crate) mode: Mode,
@@ -71,6 +77,7 @@ fn tsr(payloads: &[Payload]) -> Option<&[TrafficSelector]> {
 /// Initiator: the CHILD_SA we asked for in IKE_AUTH.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ChildRequest {
+    conn: ConnSpec,
     spi_in: u32,
     ts_i: Vec<TrafficSelector>,
     ts_r: Vec<TrafficSelector>,
@@ -79,11 +86,17 @@ pub(crate) struct ChildRequest {
 impl ChildRequest {
     /// A request for inbound SPI `spi_in` with these selectors (a rekey keeps the old ones).
     pub(crate) fn with(
+        conn: ConnSpec,
         spi_in: u32,
         ts_i: Vec<TrafficSelector>,
         ts_r: Vec<TrafficSelector>,
     ) -> Self {
-        Self { spi_in, ts_i, ts_r }
+        Self {
+            conn,
+            spi_in,
+            ts_i,
+            ts_r,
+        }
     }
 
     /// Our inbound SPI.
@@ -91,25 +104,39 @@ impl ChildRequest {
         self.spi_in
     }
 
-    /// Allocate our inbound SPI and fix the selectors we propose.
-    pub(crate) fn new<R>(sa: &IkeSa, ctx: &mut Ctx<'_, R>) -> Result<Self, IkeError> {
+    /// A CHILD_SA of `conn` over `sa`: allocate our inbound SPI and fix the selectors we
+    /// propose.
+    pub(crate) fn new<R>(
+        sa: &IkeSa,
+        conn: &ConnSpec,
+        ctx: &mut Ctx<'_, R>,
+    ) -> Result<Self, IkeError> {
         let (l, r) = (sa.local.ip(), sa.remote.ip());
         Ok(Self {
+            conn: conn.clone(),
             spi_in: ctx.spis.allocate_esp_spi(l, r)?,
-            ts_i: ts::configured_or_host(&sa.conn.local_ts, l),
-            ts_r: ts::configured_or_host(&sa.conn.remote_ts, r),
+            ts_i: ts::configured_or_host(&conn.local_ts, l),
+            ts_r: ts::configured_or_host(&conn.remote_ts, r),
         })
     }
 
-    /// `[N(USE_TRANSPORT_MODE)], SA, TSi, TSr` for the IKE_AUTH request.
-    pub(crate) fn payloads(&self, sa: &IkeSa) -> Vec<Payload> {
+    /// The conn this child is for.
+    pub(crate) fn conn(&self) -> &ConnSpec {
+        &self.conn
+    }
+
+    /// `[N(USE_TRANSPORT_MODE)], SA, TSi, TSr` for the IKE_AUTH or CREATE_CHILD_SA request;
+    /// `pfs`: the ESP proposals list this DH group (CREATE_CHILD_SA with KEi).
+    pub(crate) fn payloads(&self, pfs: Option<DhGroup>) -> Vec<Payload> {
         let mut v = Vec::new();
-        if sa.conn.mode == Mode::Transport {
+        if self.conn.mode == Mode::Transport {
             v.push(notify(NotifyType::USE_TRANSPORT_MODE, Vec::new()));
         }
-        v.push(Payload::Sa(crate::wire::SaPayload {
-            proposals: proposal::esp_offer(&sa.conn.esp_proposals, self.spi_in),
-        }));
+        let proposals = match pfs {
+            Some(g) => proposal::esp_offer_pfs(&self.conn.esp_proposals, self.spi_in, g),
+            None => proposal::esp_offer(&self.conn.esp_proposals, self.spi_in),
+        };
+        v.push(Payload::Sa(crate::wire::SaPayload { proposals }));
         v.push(Payload::TsI(self.ts_i.clone()));
         v.push(Payload::TsR(self.ts_r.clone()));
         v
@@ -124,16 +151,16 @@ impl ChildRequest {
         payloads: &[Payload],
         km: &Keymat<'_>,
     ) -> bool {
-        match self.accept(sa, payloads) {
+        match self.accept(payloads) {
             Ok(child) => install(sa, ctx, child, km),
             Err(error) => {
                 ctx.out.events.push_back(Event::ChildSaFailed {
                     id: sa.id,
-                    conn: sa.conn.name.clone(),
+                    conn: self.conn.name.clone(),
                     error: error.clone(),
                 });
                 // A child the peer did install but we refuse must not linger there.
-                if self.answer(sa, payloads).is_ok() {
+                if self.answer(payloads).is_ok() {
                     sa.queue.push_back(Queued::DeleteChild(self.spi_in));
                 }
                 false
@@ -141,16 +168,16 @@ impl ChildRequest {
         }
     }
 
-    fn answer(&self, sa: &IkeSa, payloads: &[Payload]) -> Result<(u32, EspSuite), IkeError> {
+    fn answer(&self, payloads: &[Payload]) -> Result<(u32, EspSuite), IkeError> {
         if let Some(n) = first_error(payloads) {
             return Err(IkeError::from_peer_notify(n.notify_type, &n.data));
         }
         let offered = sa_payload(payloads).ok_or(IkeError::InvalidMessage("no SA payload"))?;
-        proposal::accept_esp(offered, &sa.conn.esp_proposals).ok_or(IkeError::NoProposalChosen)
+        proposal::accept_esp(offered, &self.conn.esp_proposals).ok_or(IkeError::NoProposalChosen)
     }
 
-    fn accept(&self, sa: &IkeSa, payloads: &[Payload]) -> Result<ChildSa, IkeError> {
-        let (spi_out, suite) = self.answer(sa, payloads)?;
+    fn accept(&self, payloads: &[Payload]) -> Result<ChildSa, IkeError> {
+        let (spi_out, suite) = self.answer(payloads)?;
         let (Some(ts_i), Some(ts_r)) = (tsi(payloads), tsr(payloads)) else {
             return Err(IkeError::InvalidMessage("no TS payloads"));
         };
@@ -158,12 +185,13 @@ impl ChildRequest {
             return Err(IkeError::TsUnacceptable);
         }
         let transport = has_notify(payloads, NotifyType::USE_TRANSPORT_MODE);
-        let mode = match (sa.conn.mode, transport) {
+        let mode = match (self.conn.mode, transport) {
             (Mode::Transport, true) => Mode::Transport,
             (Mode::Transport, false) => return Err(IkeError::ModeMismatch),
             (Mode::Tunnel, _) => Mode::Tunnel,
         };
         Ok(ChildSa {
+            conn: self.conn.clone(),
             spi_in: self.spi_in,
             spi_out,
             mode,
@@ -185,7 +213,7 @@ pub(crate) fn respond<R: CryptoRng>(
     ni: &[u8],
     nr: &[u8],
 ) -> Vec<Payload> {
-    match negotiate(sa, ctx, payloads) {
+    match negotiate(sa, &sa.conn, ctx, payloads) {
         Ok((child, number)) => {
             let mut v = Vec::new();
             if child.mode == Mode::Transport {
@@ -212,40 +240,25 @@ pub(crate) fn respond<R: CryptoRng>(
     }
 }
 
-/// Responder: select the ESP proposal, narrow the selectors, allocate our inbound SPI.
-/// Returns the child and the number of the chosen proposal.
+/// Responder: select the ESP proposal of `conn`, narrow the selectors, allocate our
+/// inbound SPI. Returns the child and the number of the chosen proposal.
 pub(crate) fn negotiate<R>(
     sa: &IkeSa,
+    conn: &ConnSpec,
     ctx: &mut Ctx<'_, R>,
     payloads: &[Payload],
 ) -> Result<(ChildSa, u8), IkeError> {
     let offered = sa_payload(payloads).ok_or(IkeError::NoProposalChosen)?;
     let (number, spi_out, suite) =
-        proposal::select_esp(offered, &sa.conn.esp_proposals).ok_or(IkeError::NoProposalChosen)?;
-    let (Some(ts_i), Some(ts_r)) = (tsi(payloads), tsr(payloads)) else {
-        return Err(IkeError::TsUnacceptable);
-    };
+        proposal::select_esp(offered, &conn.esp_proposals).ok_or(IkeError::NoProposalChosen)?;
     let (l, r) = (sa.local.ip(), sa.remote.ip());
-    let remote_cfg = if sa.conn.remote_ts.is_empty() && sa.nat_detected {
-        // The dynamic selector of a peer behind a NAT is its own (private) address, as it
-        // proposes it, not the translated one we see.
-        ts_i.iter()
-            .filter(|t| t.start_addr == t.end_addr)
-            .cloned()
-            .collect()
-    } else {
-        ts::configured_or_host(&sa.conn.remote_ts, r)
-    };
-    let remote_ts = ts::narrow(ts_i, &remote_cfg);
-    let local_ts = ts::narrow(ts_r, &ts::configured_or_host(&sa.conn.local_ts, l));
-    if remote_ts.is_empty() || local_ts.is_empty() {
-        return Err(IkeError::TsUnacceptable);
-    }
+    let (remote_ts, local_ts) = narrowed(conn, sa.nat_detected, payloads, l, r)?;
     let transport =
-        sa.conn.mode == Mode::Transport && has_notify(payloads, NotifyType::USE_TRANSPORT_MODE);
+        conn.mode == Mode::Transport && has_notify(payloads, NotifyType::USE_TRANSPORT_MODE);
     let spi_in = ctx.spis.allocate_esp_spi(l, r)?;
     Ok((
         ChildSa {
+            conn: conn.clone(),
             spi_in,
             spi_out,
             mode: if transport {
@@ -260,6 +273,52 @@ pub(crate) fn negotiate<R>(
         },
         number,
     ))
+}
+
+/// The selectors `conn` gives the child that a request's TSi/TSr ask for between `local`
+/// and `remote`: (remote, local), each narrowed to the conn's, or TS_UNACCEPTABLE.
+fn narrowed(
+    conn: &ConnSpec,
+    nat_detected: bool,
+    payloads: &[Payload],
+    local: IpAddr,
+    remote: IpAddr,
+) -> Result<(Vec<TrafficSelector>, Vec<TrafficSelector>), IkeError> {
+    let (Some(ts_i), Some(ts_r)) = (tsi(payloads), tsr(payloads)) else {
+        return Err(IkeError::TsUnacceptable);
+    };
+    let remote_cfg = if conn.remote_ts.is_empty() && nat_detected {
+        // The dynamic selector of a peer behind a NAT is its own (private) address, as it
+        // proposes it, not the translated one we see.
+        ts_i.iter()
+            .filter(|t| t.start_addr == t.end_addr)
+            .cloned()
+            .collect()
+    } else {
+        ts::configured_or_host(&conn.remote_ts, remote)
+    };
+    let remote_ts = ts::narrow(ts_i, &remote_cfg);
+    let local_ts = ts::narrow(ts_r, &ts::configured_or_host(&conn.local_ts, local));
+    if remote_ts.is_empty() || local_ts.is_empty() {
+        return Err(IkeError::TsUnacceptable);
+    }
+    Ok((remote_ts, local_ts))
+}
+
+/// Whether `conn` can give the child an IKE_AUTH request asks for (an ESP proposal it
+/// accepts, selectors that narrow to its own): the responder prefers such a conn among
+/// those that authenticate the peer.
+pub(crate) fn conn_fits_request(
+    conn: &ConnSpec,
+    nat_detected: bool,
+    payloads: &[Payload],
+    local: IpAddr,
+    remote: IpAddr,
+) -> bool {
+    sa_payload(payloads)
+        .and_then(|offered| proposal::select_esp(offered, &conn.esp_proposals))
+        .is_some()
+        && narrowed(conn, nat_detected, payloads, local, remote).is_ok()
 }
 
 /// Derive the CHILD_SA keys, record the child and emit [`Event::ChildSaReady`]. Returns
@@ -287,7 +346,7 @@ pub(crate) fn install<R>(
         Err(e) => {
             ctx.out.events.push_back(Event::ChildSaFailed {
                 id: sa.id,
-                conn: sa.conn.name.clone(),
+                conn: child.conn.name.clone(),
                 error: e.into(),
             });
             return false;
@@ -304,7 +363,7 @@ pub(crate) fn install<R>(
     let (keys_in, keys_out) = if km.initiator { (r, i) } else { (i, r) };
     ctx.out.events.push_back(Event::ChildSaReady(ChildSaReady {
         ike_sa: sa.id,
-        conn: sa.conn.name.clone(),
+        conn: child.conn.name.clone(),
         local: sa.local.ip(),
         remote: sa.remote.ip(),
         mode: child.mode,
@@ -318,10 +377,10 @@ pub(crate) fn install<R>(
         keys_in,
         keys_out,
         replay_window: ctx.config.replay_window,
-        lifetime: sa.conn.lifetime,
-        reqid: sa.conn.reqid,
-        rekey_margin: sa.conn.rekey_margin,
-        rekey_fuzz_percent: sa.conn.rekey_fuzz_percent,
+        lifetime: child.conn.lifetime,
+        reqid: child.conn.reqid,
+        rekey_margin: child.conn.rekey_margin,
+        rekey_fuzz_percent: child.conn.rekey_fuzz_percent,
         natt_remote_port: sa.nat_detected.then(|| sa.remote.port()),
         rekeyed_from: km.rekeyed_from,
     }));

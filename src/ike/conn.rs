@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use rand::{Rng, RngExt};
+use rand::Rng;
 
 use zeroize::Zeroizing;
 
@@ -69,7 +69,8 @@ pub struct IkeProposal {
     pub dh: Vec<DhGroup>,
 }
 
-/// One ESP proposal (strongSwan `esp=aes128gcm16` or `esp=aes128-sha256`).
+/// One ESP proposal (strongSwan `esp=aes128gcm16`, `esp=aes128-sha256` or, with PFS,
+/// `esp=aes128-sha256-modp2048`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EspProposal {
     /// Encryption algorithms.
@@ -78,6 +79,9 @@ pub struct EspProposal {
     pub integ: Vec<Integ>,
     /// Extended sequence numbers.
     pub esn: bool,
+    /// PFS key-exchange groups for CREATE_CHILD_SA (empty: no PFS). Not used in IKE_AUTH,
+    /// whose CHILD_SA takes its keys from the IKE SA's exchange.
+    pub dh: Vec<DhGroup>,
 }
 
 /// A connection definition (an ipsec.conf `conn`, resolved by the daemon).
@@ -119,9 +123,8 @@ pub struct ConnSpec {
     pub rekey_margin: Duration,
     /// Up to this percentage of `rekey_margin` more, at random (`rekeyfuzz`), passed on.
     pub rekey_fuzz_percent: u32,
-    /// IKE SA lifetime. The engine does not act on it: it rekeys an IKE SA only when the peer
-    /// asks (as responder) and never starts an IKE SA rekey itself; the daemon reports the
-    /// time left.
+    /// IKE SA lifetime. The engine does not act on it: the daemon calls
+    /// [`Endpoint::rekey_ike`](super::Endpoint::rekey_ike) (or reauthenticates) in time.
     pub ike_lifetime: Duration,
 }
 
@@ -162,19 +165,29 @@ pub trait SpiAllocator {
     ) -> Result<u32, super::error::SpiError>;
 }
 
-/// Inbound SPIs drawn uniformly from `range` with an injected RNG. Nothing is reserved: the
-/// kernel refuses an inbound SA whose SPI it already has, and the daemon handles that like
-/// any failed install (see the README, architecture).
+/// Inbound SPIs that never repeat: a walk through `range` (its largest power-of-two-sized
+/// prefix) from a random start with a random odd stride, both from the injected RNG, so the
+/// n-th SPI is `start + n × stride` modulo the size and every SPI comes up once before any
+/// comes up again (2²⁸ of them for the kernel's range). Nothing is reserved in the kernel, and
+/// two of our own CHILD_SAs can never be given the same SPI; another program's SA with the
+/// same SPI makes the kernel refuse the install, which the daemon handles like any failed
+/// install (see the README, architecture).
 #[derive(Debug)]
 pub struct RandomSpis<R> {
     rng: R,
     range: RangeInclusive<u32>,
+    /// (offset of the next SPI in the range, stride), drawn at the first allocation.
+    walk: Option<(u32, u32)>,
 }
 
 impl<R> RandomSpis<R> {
     /// SPIs from `range` (which must not be empty) with `rng`.
     pub fn new(rng: R, range: RangeInclusive<u32>) -> Self {
-        Self { rng, range }
+        Self {
+            rng,
+            range,
+            walk: None,
+        }
     }
 }
 
@@ -184,16 +197,66 @@ impl<R: Rng> SpiAllocator for RandomSpis<R> {
         _local: IpAddr,
         _remote: IpAddr,
     ) -> Result<u32, super::error::SpiError> {
-        if self.range.is_empty() {
+        let (start, end) = (*self.range.start(), *self.range.end());
+        if start > end {
             return Err(super::error::SpiError("empty SPI range".into()));
         }
-        Ok(self.rng.random_range(self.range.clone()))
+        // Size of the walk: the largest power of two not above the range's size (2^32 fits
+        // in u64); the mask keeps offsets inside it.
+        let len = u64::from(end - start) + 1; // ok: end >= start
+        let size = 1u64 << (63 - len.leading_zeros());
+        let mask = size - 1; // ok: size >= 1
+        let (offset, stride) = match self.walk {
+            Some(w) => w,
+            None => {
+                let offset = self.rng.next_u64() & mask;
+                let stride = (self.rng.next_u64() & mask) | 1;
+                (
+                    u32::try_from(offset).unwrap_or(0),
+                    u32::try_from(stride).unwrap_or(1),
+                )
+            }
+        };
+        let next = (u64::from(offset) + u64::from(stride)) & mask;
+        self.walk = Some((u32::try_from(next).unwrap_or(0), stride));
+        Ok(start + offset) // ok: offset <= mask < len, so start + offset <= end
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spis_do_not_repeat_within_the_range() {
+        use rand::SeedableRng;
+        let any = IpAddr::from([192, 0, 2, 1]);
+        // A 256-SPI range: every SPI once in the first 256, then the same cycle again.
+        let mut spis = RandomSpis::new(rand::rngs::ChaCha20Rng::seed_from_u64(7), 1000..=1255);
+        let first: Vec<u32> = (0..256)
+            .map(|_| spis.allocate_esp_spi(any, any).unwrap())
+            .collect();
+        let mut sorted = first.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (1000..=1255).collect::<Vec<_>>());
+        assert_eq!(spis.allocate_esp_spi(any, any).unwrap(), first[0]);
+        // Not a power of two: the walk covers its largest power-of-two prefix only.
+        let mut spis = RandomSpis::new(rand::rngs::ChaCha20Rng::seed_from_u64(8), 10..=14);
+        let mut got: Vec<u32> = (0..4)
+            .map(|_| spis.allocate_esp_spi(any, any).unwrap())
+            .collect();
+        got.sort_unstable();
+        assert_eq!(got, vec![10, 11, 12, 13]);
+        // The whole u32 range and the kernel's range work.
+        let mut spis = RandomSpis::new(rand::rngs::ChaCha20Rng::seed_from_u64(9), 0..=u32::MAX);
+        assert_ne!(
+            spis.allocate_esp_spi(any, any).unwrap(),
+            spis.allocate_esp_spi(any, any).unwrap()
+        );
+        #[allow(clippy::reversed_empty_ranges)]
+        let mut empty = RandomSpis::new(rand::rngs::ChaCha20Rng::seed_from_u64(9), 5..=4);
+        assert!(empty.allocate_esp_spi(any, any).is_err());
+    }
 
     #[test]
     fn conn_debug_redacts_psk() {

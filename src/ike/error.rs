@@ -65,6 +65,10 @@ pub enum IkeError {
     /// No IKE SA with this id.
     #[error("no IKE SA with id {0}")]
     UnknownSa(u64),
+    /// A CHILD_SA of this conn cannot ride that IKE SA: the peer's address, the identities,
+    /// the PSK or the IKE proposals differ.
+    #[error("conn {0:?} cannot share IKE SA {1} (another peer, identity, PSK or IKE proposal)")]
+    ForeignConn(String, u64),
     /// No CHILD_SA with this inbound SPI on the IKE SA.
     #[error("no CHILD_SA with inbound SPI {0:08x}")]
     UnknownChild(u32),

@@ -205,10 +205,11 @@ pub enum Event {
         /// Outbound SPI.
         spi_out: u32,
     },
-    /// The peer rekeyed IKE SA `old` (CREATE_CHILD_SA, RFC 7296 §2.18): the new IKE SA `new`
-    /// (we are its responder) took over all CHILD_SAs of `old`, whose SPIs and kernel state
-    /// stay. `old` has no children left; its deletion (normally by the peer, right away)
-    /// follows as [`Event::IkeSaDeleted`] without ChildSaDeleted events.
+    /// IKE SA `old` was rekeyed (CREATE_CHILD_SA, RFC 7296 §2.18, by either side): the new
+    /// IKE SA `new` took over all CHILD_SAs of `old`, whose SPIs and kernel state stay. `old`
+    /// has no children left; its deletion (by the rekey's initiator, right away) follows as
+    /// [`Event::IkeSaDeleted`] without ChildSaDeleted events. After simultaneous rekeys
+    /// (§2.8.2) `old` may itself be a new SA reported just before, which lost.
     IkeSaRekeyed {
         /// The old SA.
         old: IkeSaId,
@@ -225,6 +226,17 @@ pub enum Event {
         /// The new SA's keys, only with [`EndpointConfig::export_keys`](super::EndpointConfig::export_keys).
         exported_keys: Option<Box<IkeSaExportedKeys>>,
     },
+    /// Our rekey of IKE SA `id` ([`Endpoint::rekey_ike`](super::Endpoint::rekey_ike)) failed;
+    /// the SA and its CHILD_SAs stay as they were. (A peer that stops answering ends the SA
+    /// instead: [`Event::IkeSaDeleted`] with `PeerNotResponding`.)
+    IkeSaRekeyFailed {
+        /// The SA.
+        id: IkeSaId,
+        /// Conn name.
+        conn: String,
+        /// Cause, e.g. the peer's NO_PROPOSAL_CHOSEN.
+        error: IkeError,
+    },
     /// An established IKE SA is gone (its CHILD_SAs were reported deleted just before).
     IkeSaDeleted {
         /// The SA.
@@ -233,6 +245,9 @@ pub enum Event {
         conn: String,
         /// The peer deleted it.
         by_peer: bool,
+        /// Why, when not by a Delete: `PeerNotResponding` when a request of ours (a liveness
+        /// check, a rekey, a Delete, ...) went unanswered through all its retransmissions.
+        error: Option<IkeError>,
     },
 }
 

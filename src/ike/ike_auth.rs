@@ -142,7 +142,7 @@ pub(crate) fn start<R: CryptoRng>(
     ctx: &mut Ctx<'_, R>,
     init: InitExchange,
 ) -> State {
-    let child = match ChildRequest::new(sa, ctx) {
+    let child = match ChildRequest::new(sa, &sa.conn, ctx) {
         Ok(c) => c,
         Err(e) => return sa.fail(ctx, e),
     };
@@ -158,7 +158,7 @@ pub(crate) fn start<R: CryptoRng>(
         return sa.fail(ctx, IkeError::InvalidMessage("no keys"));
     };
     payloads.push(auth);
-    payloads.extend(child.payloads(sa));
+    payloads.extend(child.payloads(None));
     if let Err(e) = sa.send_request(ctx, ExchangeType::IKE_AUTH, &payloads) {
         return sa.fail(ctx, e);
     }
@@ -219,7 +219,7 @@ impl ExpectAuthRequest {
                 IkeError::InvalidMessage("IKE_AUTH request lacks IDi or AUTH"),
             );
         };
-        let conn = select_conn(ctx.conns, sa, path, idi, parts.idr).cloned();
+        let conn = select_conn(ctx.conns, sa, path, idi, parts.idr, payloads).cloned();
         let verified = conn
             .as_ref()
             .is_some_and(|c| check_auth(sa, &self.init, Signer::Initiator, &c.psk, idi, auth));
@@ -253,13 +253,17 @@ impl ExpectAuthRequest {
 
 /// The conn that authenticates this peer: reachable at `path`, allowing the negotiated IKE
 /// suite, accepting IDi, and owning IDr if the initiator named one. Conns naming the peer's
-/// identity exactly win over `%any` ones.
+/// identity exactly win over `%any` ones; among those, one that can give the requested
+/// CHILD_SA (`payloads`: its ESP proposals and selectors) wins, so that several conns to
+/// one peer (host-to-host and net-to-net, or different ESP proposals) each answer their own
+/// requests.
 fn select_conn<'a>(
     conns: &'a [ConnSpec],
     sa: &IkeSa,
     path: Path,
     idi: &Identification,
     idr: Option<&Identification>,
+    payloads: &[Payload],
 ) -> Option<&'a ConnSpec> {
     let suite = sa.keys.as_ref()?.suite;
     let fits = |c: &&ConnSpec| {
@@ -268,9 +272,16 @@ fn select_conn<'a>(
             && suite.allowed(&c.ike_proposals)
             && idr.is_none_or(|r| *r == c.local_id)
     };
-    conns
+    let exact = conns
         .iter()
         .filter(fits)
-        .find(|c| c.remote_id.as_ref() == Some(idi))
-        .or_else(|| conns.iter().filter(fits).find(|c| c.remote_id.is_none()))
+        .filter(|c| c.remote_id.as_ref() == Some(idi));
+    let any = conns.iter().filter(fits).filter(|c| c.remote_id.is_none());
+    let candidates: Vec<&ConnSpec> = exact.chain(any).collect();
+    let (local, remote) = (path.local.ip(), path.remote.ip());
+    candidates
+        .iter()
+        .find(|c| child::conn_fits_request(c, sa.nat_detected, payloads, local, remote))
+        .or(candidates.first())
+        .copied()
 }

@@ -18,7 +18,7 @@ fn remove_child<R>(
     let c = sa.children.remove(i);
     ctx.out.events.push_back(Event::ChildSaDeleted {
         id: sa.id,
-        conn: sa.conn.name.clone(),
+        conn: c.conn.name,
         spi_in: c.spi_in,
         spi_out: c.spi_out,
     });
@@ -79,6 +79,7 @@ pub(crate) fn on_response<R>(sa: &mut IkeSa, ctx: &mut Ctx<'_, R>, state: State)
             state
         }
         // Rekey answers arrive as CREATE_CHILD_SA (create_child_sa::on_response).
-        Some(Queued::Liveness | Queued::RekeyChild(_)) | None => state,
+        Some(Queued::Liveness | Queued::RekeyChild(_) | Queued::RekeyIke | Queued::CreateChild)
+        | None => state,
     }
 }

@@ -1,6 +1,6 @@
 //! Sans-IO IKEv2 engine: IKE_SA_INIT, IKE_AUTH with PSK, the first CHILD_SA, INFORMATIONAL
-//! (Delete, liveness), CREATE_CHILD_SA rekeying of CHILD_SAs (both roles) and of the IKE SA
-//! (responder only; new CHILD_SAs refused). No sockets, clock, global RNG or kernel: the
+//! (Delete, liveness), CREATE_CHILD_SA (both roles) rekeying CHILD_SAs and the IKE SA and
+//! adding CHILD_SAs, with PFS. No sockets, clock, global RNG or kernel: the
 //! caller feeds datagrams, commands and the current time, and drains datagrams, events and the
 //! next deadline (quinn-proto style).
 //!
@@ -21,6 +21,8 @@
 //! fn delete_conn(&mut self, now: Instant, conn: &str) -> usize
 //! fn check_liveness(&mut self, now: Instant, id: IkeSaId) -> Result<(), IkeError>   // DPD
 //! fn rekey_child(&mut self, now: Instant, id: IkeSaId, spi_in: u32) -> Result<(), IkeError>
+//! fn rekey_ike(&mut self, now: Instant, id: IkeSaId) -> Result<(), IkeError>
+//! fn create_child(&mut self, now: Instant, id: IkeSaId, conn: &str) -> Result<(), IkeError>
 //! fn delete_child(&mut self, now: Instant, id: IkeSaId, spi_in: u32) -> Result<(), IkeError>
 //! fn ike_sas(&self) -> Vec<IkeSaStatus>
 //! ```
@@ -35,28 +37,39 @@
 //! * Events: [`Event::IkeSaEstablished`], [`Event::IkeSaFailed`] (never established; also
 //!   emitted when a responder refuses IKE_SA_INIT with NO_PROPOSAL_CHOSEN or on AUTH failure),
 //!   [`Event::ChildSaReady`] (everything XFRM needs), [`Event::ChildSaFailed`] (IKE SA stays
-//!   up), [`Event::ChildSaDeleted`] (remove from the kernel), [`Event::IkeSaDeleted`] (after
-//!   the ChildSaDeleted events of its children).
+//!   up), [`Event::ChildSaDeleted`] (remove from the kernel), [`Event::IkeSaRekeyed`],
+//!   [`Event::IkeSaRekeyFailed`], [`Event::IkeSaDeleted`] (after the ChildSaDeleted events
+//!   of its children).
 //! * `delete_ike_sa` on an established SA sends INFORMATIONAL Delete(IKE) and reports
 //!   ChildSaDeleted…+IkeSaDeleted{by_peer:false} when answered or when retransmits give up;
 //!   on an SA still being set up it drops it (best-effort Delete if keys exist) and reports
 //!   `IkeSaFailed { error: IkeError::DeletedLocally }`.
 //! * Retransmission: [`RetransmitPolicy`] (default 4 s × 1.8ⁿ, 5 retransmits, give up at
-//!   ≈165 s → `IkeSaFailed { error: PeerNotResponding { tries: 5 } }`).
+//!   ≈165 s → `IkeSaFailed { error: PeerNotResponding { tries: 5 } }`, or on an established
+//!   SA — a liveness check, a rekey, a Delete — ChildSaDeleted… and `IkeSaDeleted { error:
+//!   Some(PeerNotResponding { tries: 5 }) }`). A request answered TEMPORARY_FAILURE is
+//!   repeated 2–10 s later (random); after 5 minutes of nothing else the IKE SA is deleted.
+//!   A request answered INVALID_KE_PAYLOAD is repeated once with the asked-for group.
 //! * Responder: half-open SAs are bounded by [`EndpointConfig::max_half_open`], need a
 //!   COOKIE from [`EndpointConfig::cookie_threshold`] on, and expire after
 //!   [`EndpointConfig::half_open_timeout`]; retransmitted requests get the cached
 //!   response.
-//! * CREATE_CHILD_SA: CHILD_SA rekeys in both roles ([`Endpoint::rekey_child`]; the new
-//!   child's [`ChildSaReady::rekeyed_from`] names the old pair, which is deleted next by the
-//!   rekey's initiator); PFS only as responder; simultaneous rekeys resolved by the lowest
-//!   nonce (RFC 7296 §2.8.1). See `create_child_sa.rs`. Requests for additional CHILD_SAs
-//!   are answered with NO_ADDITIONAL_SAS.
-//! * IKE SA rekey, responder only (`ike_rekey.rs`, RFC 7296 §2.18): the new IKE SA (new id,
-//!   our role responder, message IDs from 0) takes over every CHILD_SA of the old one
+//! * CREATE_CHILD_SA for CHILD_SAs in both roles (`create_child_sa.rs`): rekeys
+//!   ([`Endpoint::rekey_child`]; the new child's [`ChildSaReady::rekeyed_from`] names the
+//!   old pair, which is deleted next by the rekey's initiator; simultaneous rekeys resolved
+//!   by the lowest nonce, RFC 7296 §2.8.1) and additional CHILD_SAs of another conn with the
+//!   same peer ([`Endpoint::create_child`]; a responder picks the conn by the selectors).
+//!   Each CHILD_SA belongs to its own conn (`ChildSaReady::conn`). PFS with the groups of
+//!   the conn's ESP proposals ([`EspProposal::dh`]), both roles.
+//! * IKE SA rekey in both roles (`ike_rekey.rs`, RFC 7296 §2.18; [`Endpoint::rekey_ike`]):
+//!   the new IKE SA (new id, message IDs from 0) takes over every CHILD_SA of the old one
 //!   (no kernel change), reported as [`Event::IkeSaRekeyed`]; the old SA stays, childless,
-//!   until deleted (its IkeSaDeleted comes without ChildSaDeleted). A wrong KE group gets
-//!   INVALID_KE_PAYLOAD; TEMPORARY_FAILURE while our own request is outstanding.
+//!   until its initiator deletes it (its IkeSaDeleted comes without ChildSaDeleted).
+//!   Simultaneous IKE SA rekeys: the exchange with the lowest nonce made the redundant SA,
+//!   which its initiator deletes unreported (§2.8.2). Collisions with other exchanges get
+//!   TEMPORARY_FAILURE (§2.25.2), except a Delete, which wins.
+//! * Reauthentication (make-before-break) is the caller's: `initiate` again while the old
+//!   SA is up (no INITIAL_CONTACT then), `delete_ike_sa` the old one once the new is ready.
 //! * INITIAL_CONTACT: the initiator sends it when no other IKE SA of the conn exists; a
 //!   responder receiving it reports the peer's older SAs of the same conn and identity deleted
 //!   (`ChildSaDeleted`…, `IkeSaDeleted { by_peer: true }`) before the new SA's events.
@@ -90,7 +103,7 @@ mod ts;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
@@ -108,8 +121,8 @@ pub use event::{
 pub use timer::RetransmitPolicy;
 pub(crate) use ts::configured_or_host;
 
-use crate::wire::{ExchangeType, Header, Message, WireError};
-use sa::{Ctx, IkeSa, Output, Path, Queued, State};
+use crate::wire::{ExchangeType, Header, Identification, Message, WireError};
+use sa::{Born, Ctx, IkeSa, Output, Path, Queued, State};
 
 /// A handler context borrowing the endpoint's shared parts (field-wise, so that an SA of
 /// `sas` can be borrowed at the same time).
@@ -122,6 +135,7 @@ macro_rules! ctx {
             config: &$ep.config,
             conns: &$ep.conns,
             out: &mut $ep.out,
+            ike_spis: &$ep.by_spi,
         }
     };
 }
@@ -144,6 +158,24 @@ pub struct Endpoint<R> {
     /// Half-open responder SAs, counted as they come and go (no scan per request).
     half_open: HalfOpen,
     stats: ResponderStats,
+    /// What each SA is filed under in the indexes below, as of its last change.
+    filed: HashMap<IkeSaId, Filed>,
+    /// SAs by their next deadline: `poll_timeout` and `handle_timeout` look only at the front.
+    deadlines: BTreeSet<(Instant, IkeSaId)>,
+    /// SAs by (conn, authenticated peer identity), for INITIAL_CONTACT.
+    by_peer: HashMap<(String, Identification), BTreeSet<IkeSaId>>,
+    /// How many IKE SAs each conn has (whether an initiate sends INITIAL_CONTACT).
+    per_conn: HashMap<String, usize>,
+}
+
+/// The index entries of one SA, so that they can be removed when it changes or goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Filed {
+    deadline: Option<Instant>,
+    peer: Option<(String, Identification)>,
+    conn: String,
+    /// The `by_init` key it was inserted under (responder SAs).
+    init: Option<([u8; 8], SocketAddr)>,
 }
 
 /// What the responder refused or challenged since start, for `ikectl status`.
@@ -226,6 +258,10 @@ impl<R: CryptoRng> Endpoint<R> {
             out: Output::default(),
             half_open: HalfOpen::default(),
             stats: ResponderStats::default(),
+            filed: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            by_peer: HashMap::new(),
+            per_conn: HashMap::new(),
         }
     }
 
@@ -258,23 +294,78 @@ impl<R: CryptoRng> Endpoint<R> {
     }
 
     fn insert(&mut self, sa: IkeSa) {
-        if sa.role == Role::Responder {
-            self.by_init.insert((sa.spi_i, sa.remote), sa.id);
+        let init = (sa.role == Role::Responder).then_some((sa.spi_i, sa.remote));
+        if let Some(key) = init {
+            self.by_init.insert(key, sa.id);
         }
         self.by_spi.insert(sa.local_spi(), sa.id);
         let id = sa.id;
         self.sas.insert(id, sa);
-        self.track_half_open(id);
+        self.reindex(id, init);
     }
 
-    /// Brings the half-open count in line with SA `id`'s state (or its absence).
-    fn track_half_open(&mut self, id: IkeSaId) {
-        let now = self
-            .sas
-            .get(&id)
-            .filter(|sa| sa.is_half_open())
-            .map(|sa| sa.remote.ip());
-        self.half_open.set(id, now);
+    /// Brings every index in line with SA `id` after it changed, was inserted (`init`: its
+    /// `by_init` key) or went away. Each SA change runs through here, so no request, timer
+    /// or INITIAL_CONTACT has to scan all SAs.
+    fn reindex(&mut self, id: IkeSaId, init: Option<([u8; 8], SocketAddr)>) {
+        let old = self.filed.remove(&id);
+        let new = self.sas.get(&id).map(|sa| Filed {
+            deadline: sa.next_deadline(),
+            peer: sa
+                .remote_id
+                .clone()
+                .map(|peer| (sa.conn.name.clone(), peer)),
+            conn: sa.conn.name.clone(),
+            init: init.or_else(|| old.as_ref().and_then(|o| o.init)),
+        });
+        self.half_open.set(
+            id,
+            self.sas
+                .get(&id)
+                .filter(|sa| sa.is_half_open())
+                .map(|sa| sa.remote.ip()),
+        );
+        if old == new {
+            if let Some(f) = new {
+                self.filed.insert(id, f);
+            }
+            return;
+        }
+        if let Some(o) = old {
+            if let Some(d) = o.deadline {
+                self.deadlines.remove(&(d, id));
+            }
+            if let Some(key) = o.peer
+                && let Some(set) = self.by_peer.get_mut(&key)
+            {
+                set.remove(&id);
+                if set.is_empty() {
+                    self.by_peer.remove(&key);
+                }
+            }
+            if let Some(n) = self.per_conn.get_mut(&o.conn) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.per_conn.remove(&o.conn);
+                }
+            }
+            if new.is_none()
+                && let Some(key) = o.init
+                && self.by_init.get(&key) == Some(&id)
+            {
+                self.by_init.remove(&key);
+            }
+        }
+        if let Some(f) = new {
+            if let Some(d) = f.deadline {
+                self.deadlines.insert((d, id));
+            }
+            if let Some(key) = f.peer.clone() {
+                self.by_peer.entry(key).or_default().insert(id);
+            }
+            *self.per_conn.entry(f.conn.clone()).or_default() += 1;
+            self.filed.insert(id, f);
+        }
     }
 
     fn remove_if_dead(&mut self, id: IkeSaId) {
@@ -282,9 +373,8 @@ impl<R: CryptoRng> Endpoint<R> {
             && let Some(sa) = self.sas.remove(&id)
         {
             self.by_spi.remove(&sa.local_spi());
-            self.by_init.retain(|_, v| *v != id);
         }
-        self.track_half_open(id);
+        self.reindex(id, None);
     }
 
     /// Run `f` on one SA with a handler context, then send queued requests and reap it if dead.
@@ -300,19 +390,23 @@ impl<R: CryptoRng> Endpoint<R> {
         self.remove_if_dead(id);
     }
 
+    /// A copy of the conn named `name`.
+    fn conn_spec(&self, name: &str) -> Result<ConnSpec, IkeError> {
+        self.conns
+            .iter()
+            .find(|c| c.name == name)
+            .cloned()
+            .ok_or_else(|| IkeError::UnknownConn(name.to_string()))
+    }
+
     /// Start an IKE SA (and its CHILD_SA) for `conn`.
     pub fn initiate(&mut self, now: Instant, conn: &str) -> Result<IkeSaId, IkeError> {
-        let spec = self
-            .conns
-            .iter()
-            .find(|c| c.name == conn)
-            .cloned()
-            .ok_or_else(|| IkeError::UnknownConn(conn.to_string()))?;
+        let spec = self.conn_spec(conn)?;
         let id = self.alloc_id();
         let spi = self.alloc_spi();
         let mut ctx = ctx!(self, now);
         let mut sa = ike_sa_init::initiate(&mut ctx, id, &spec, spi)?;
-        sa.initial_contact = !self.sas.values().any(|s| s.conn.name == spec.name);
+        sa.initial_contact = !self.per_conn.contains_key(&spec.name);
         self.insert(sa);
         Ok(id)
     }
@@ -361,20 +455,40 @@ impl<R: CryptoRng> Endpoint<R> {
         // Reserved for an IKE SA rekey (the id is only used up when the rekey succeeds).
         let fresh = (h.exchange == ExchangeType::CREATE_CHILD_SA && !h.is_response())
             .then(|| (IkeSaId(self.next_id), self.alloc_spi()));
+        // For the new SA when our IKE SA rekey is answered.
+        let fresh_id = IkeSaId(self.next_id);
         let mark = self.out.events.len();
         let mut born = None;
         self.with_sa(now, id, |sa, ctx| {
-            if msg.header.is_response() {
-                sa.on_response(ctx, path, data, &msg);
+            born = if msg.header.is_response() {
+                sa.on_response(ctx, path, data, &msg, fresh_id)
             } else {
-                born = sa.on_request(ctx, path, data, &msg, fresh);
-            }
+                sa.on_request(ctx, path, data, &msg, fresh).map(|sa| Born {
+                    sa,
+                    adopt_from: None,
+                })
+            };
         });
-        if let Some(new) = born {
-            self.alloc_id();
-            self.insert(new);
+        if let Some(b) = born {
+            self.born(now, b);
         }
         self.on_initial_contact(id, mark);
+    }
+
+    /// Take in the new SA of an IKE SA rekey (its id was reserved as the next one).
+    fn born(&mut self, now: Instant, mut b: Born) {
+        self.alloc_id();
+        if let Some(from) = b.adopt_from
+            && let Some(old) = self.sas.get_mut(&from)
+        {
+            old.hand_over(&mut b.sa);
+            self.out.events.push_back(b.sa.rekeyed_event(from));
+            self.reindex(from, None);
+        }
+        let id = b.sa.id;
+        self.insert(b.sa);
+        // Send what it has queued (the Delete of a redundant SA).
+        self.with_sa(now, id, |_, _| {});
     }
 
     /// The peer of responder SA `id` authenticated with INITIAL_CONTACT: it lost its state, so
@@ -387,13 +501,18 @@ impl<R: CryptoRng> Endpoint<R> {
         if sa.role != Role::Responder || !std::mem::take(&mut sa.initial_contact) {
             return;
         }
-        let (conn, peer) = (sa.conn.name.clone(), sa.remote_id.clone());
+        let Some(key) = sa
+            .remote_id
+            .clone()
+            .map(|peer| (sa.conn.name.clone(), peer))
+        else {
+            return;
+        };
         let stale: Vec<IkeSaId> = self
-            .sas
-            .values()
-            .filter(|s| s.id != id && s.conn.name == conn && s.remote_id == peer)
-            .map(|s| s.id)
-            .collect();
+            .by_peer
+            .get(&key)
+            .map(|set| set.iter().copied().filter(|&s| s != id).collect())
+            .unwrap_or_default();
         let mut gone = Output::default();
         for old in stale {
             if let Some(sa) = self.sas.get_mut(&old) {
@@ -464,10 +583,10 @@ impl<R: CryptoRng> Endpoint<R> {
     /// Retransmit, give up, expire half-open SAs: everything due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         let due: Vec<IkeSaId> = self
-            .sas
+            .deadlines
             .iter()
-            .filter(|(_, sa)| sa.next_deadline().is_some_and(|d| d <= now))
-            .map(|(id, _)| *id)
+            .take_while(|(d, _)| *d <= now)
+            .map(|(_, id)| *id)
             .collect();
         for id in due {
             self.with_sa(now, id, |sa, ctx| sa.on_timeout(ctx));
@@ -483,7 +602,14 @@ impl<R: CryptoRng> Endpoint<R> {
     /// When [`Endpoint::handle_timeout`] must be called next.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.sas.values().filter_map(IkeSa::next_deadline).min()
+        let next = self.deadlines.first().map(|(d, _)| *d);
+        // The index must agree with the SAs; checked in tests and fuzzing (O(n) there only).
+        debug_assert_eq!(
+            next,
+            self.sas.values().filter_map(IkeSa::next_deadline).min(),
+            "deadline index out of date"
+        );
+        next
     }
 
     /// Next event.
@@ -530,6 +656,29 @@ impl<R: CryptoRng> Endpoint<R> {
         Ok(())
     }
 
+    /// Rekey IKE SA `id` (RFC 7296 §2.18; the daemon calls this on `ikelifetime`): a
+    /// CREATE_CHILD_SA request, sent when the window is free. On success
+    /// [`Event::IkeSaRekeyed`] (the new SA holds every CHILD_SA), then the old SA is deleted
+    /// ([`Event::IkeSaDeleted`] without ChildSaDeleted). If the peer answers
+    /// TEMPORARY_FAILURE the request is repeated after a few random seconds; other refusals
+    /// give [`Event::IkeSaRekeyFailed`] and the old SA stays. A no-op on an SA that is not
+    /// established or whose rekey is already queued or outstanding.
+    pub fn rekey_ike(&mut self, now: Instant, id: IkeSaId) -> Result<(), IkeError> {
+        if !self.sas.contains_key(&id) {
+            return Err(IkeError::UnknownSa(id.0));
+        }
+        self.with_sa(now, id, |sa, _| {
+            let q = Queued::RekeyIke;
+            let pending = sa.in_flight == Some(q)
+                || sa.queue.contains(&q)
+                || sa.retry.is_some_and(|(_, r)| r == q);
+            if matches!(sa.state, State::Established) && !pending {
+                sa.queue.push_back(q);
+            }
+        });
+        Ok(())
+    }
+
     /// Rekey the CHILD_SA with inbound SPI `spi_in` of IKE SA `id` (the daemon calls this on
     /// the kernel's soft expire): CREATE_CHILD_SA with REKEY_SA, sent when the window is
     /// free. On success [`Event::ChildSaReady`] with `rekeyed_from` = the old pair, then the
@@ -538,6 +687,27 @@ impl<R: CryptoRng> Endpoint<R> {
     /// already being rekeyed or was replaced (e.g. the peer rekeyed it first).
     pub fn rekey_child(&mut self, now: Instant, id: IkeSaId, spi_in: u32) -> Result<(), IkeError> {
         self.queue_child_request(now, id, spi_in, Queued::RekeyChild(spi_in))
+    }
+
+    /// Add a CHILD_SA of `conn` over the established IKE SA `id` to the same peer
+    /// (CREATE_CHILD_SA, RFC 7296 §1.3.1), sent when the window is free: `conn` must share
+    /// the SA's addresses, identities, PSK and allow its IKE proposal
+    /// ([`IkeError::ForeignConn`] otherwise). [`Event::ChildSaReady`] or
+    /// [`Event::ChildSaFailed`] follows. With PFS groups in the conn's ESP proposals the
+    /// request carries KEi. A no-op on an SA that is not established.
+    pub fn create_child(&mut self, now: Instant, id: IkeSaId, conn: &str) -> Result<(), IkeError> {
+        let spec = self.conn_spec(conn)?;
+        let sa = self.sas.get(&id).ok_or(IkeError::UnknownSa(id.0))?;
+        if !sa.can_carry(&spec) {
+            return Err(IkeError::ForeignConn(spec.name, id.0));
+        }
+        self.with_sa(now, id, |sa, _| {
+            if matches!(sa.state, State::Established) {
+                sa.pending_children.push_back(spec);
+                sa.queue.push_back(Queued::CreateChild);
+            }
+        });
+        Ok(())
     }
 
     /// Delete the CHILD_SA with inbound SPI `spi_in` of IKE SA `id` (INFORMATIONAL Delete);

@@ -166,6 +166,23 @@ pub(crate) fn esp_offer(ours: &[EspProposal], spi: u32) -> Vec<Proposal> {
         .collect()
 }
 
+/// Our ESP proposals for a CREATE_CHILD_SA with KEi of group `ke`: each lists its own PFS
+/// groups, `ke` first.
+pub(crate) fn esp_offer_pfs(ours: &[EspProposal], spi: u32, ke: DhGroup) -> Vec<Proposal> {
+    let mut offer = esp_offer(ours, spi);
+    for (p, q) in offer.iter_mut().zip(ours) {
+        let rest = q.dh.iter().copied().filter(|g| *g != ke);
+        let groups = q.dh.contains(&ke).then_some(ke).into_iter().chain(rest);
+        p.transforms.extend(groups.map(dh_transform));
+    }
+    offer
+}
+
+/// Whether `g` is one of the PFS groups of our ESP proposals.
+pub(crate) fn esp_offers_group(ours: &[EspProposal], g: DhGroup) -> bool {
+    ours.iter().any(|p| p.dh.contains(&g))
+}
+
 /// The transforms of one type in a received proposal, in order.
 fn of_type(p: &Proposal, kind: TransformType) -> impl Iterator<Item = &Transform> {
     p.transforms.iter().filter(move |t| t.kind == kind)
@@ -273,6 +290,11 @@ pub(crate) fn select_esp(
                 .find_map(|q| select_one_esp(p, q))
                 .map(|s| (p.number, u32::from_be_bytes(spi), s))
         })
+}
+
+/// Our PFS group for a CREATE_CHILD_SA request: the first one our ESP proposals name.
+pub(crate) fn esp_pfs_group(ours: &[EspProposal]) -> Option<DhGroup> {
+    ours.iter().find_map(|p| p.dh.first().copied())
 }
 
 /// The DH transform IDs of the offered proposal `number` (PFS groups of a CREATE_CHILD_SA;
@@ -466,17 +488,20 @@ mod tests {
                 encr: vec![gcm(128)],
                 integ: vec![],
                 esn: true,
+                dh: vec![],
             },
             EspProposal {
                 encr: vec![cbc(128)],
                 integ: vec![Integ::HmacSha1_96, Integ::HmacSha256_128],
                 esn: false,
+                dh: vec![],
             },
         ];
         let resp = vec![EspProposal {
             encr: vec![cbc(128), gcm(128)],
             integ: vec![Integ::HmacSha256_128],
             esn: false,
+            dh: vec![],
         }];
         let offer = esp_offer(&init, 0xc000_0001);
         let (n, spi, s) = select_esp(&offer, &resp).unwrap();

@@ -1,11 +1,11 @@
 //! One IKE SA: identity, keys, message-ID bookkeeping, the current state, and the shared
 //! send/receive machinery the per-exchange modules build on.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use rand::CryptoRng;
+use rand::{CryptoRng, RngExt};
 use zeroize::Zeroizing;
 
 use super::child::ChildSa;
@@ -17,12 +17,14 @@ use super::event::{
 use super::ike_auth::{ExpectAuthRequest, ExpectAuthResponse};
 use super::ike_rekey::Fresh;
 use super::ike_sa_init::{ExpectSaInitResponse, InitOutcome};
-use super::payloads::{delete_esp_payload, delete_ike_payload};
+use super::payloads::{delete_esp_payload, delete_ike_payload, has_notify};
 use super::proposal::IkeSuite;
 use super::sk;
 use super::timer::{Expiry, Outstanding};
-use crate::crypto::{IkeKeys, SkCrypto};
-use crate::wire::{ExchangeType, Header, Identification, Message, Payload, PayloadType};
+use crate::crypto::{DhGroup, IkeKeys, SkCrypto};
+use crate::wire::{
+    ExchangeType, Header, Identification, Message, NotifyType, Payload, PayloadType,
+};
 
 /// Queued effects for the caller.
 #[derive(Debug, Default)]
@@ -59,7 +61,39 @@ pub(crate) struct Ctx<'a, R> {
     pub(crate) config: &'a EndpointConfig,
     pub(crate) conns: &'a [ConnSpec],
     pub(crate) out: &'a mut Output,
+    /// Our IKE SPIs in use (the endpoint's demultiplexing table).
+    pub(crate) ike_spis: &'a HashMap<[u8; 8], IkeSaId>,
 }
+
+impl<R: CryptoRng> Ctx<'_, R> {
+    /// A fresh, non-zero IKE SPI not used by any of our SAs (for the new SA of a rekey).
+    pub(crate) fn fresh_ike_spi(&mut self) -> [u8; 8] {
+        loop {
+            let mut spi = [0u8; 8];
+            self.rng.fill_bytes(&mut spi);
+            if spi != [0; 8] && !self.ike_spis.contains_key(&spi) {
+                return spi;
+            }
+        }
+    }
+}
+
+/// A new IKE SA made by a rekey, for the endpoint to insert.
+pub(crate) struct Born {
+    pub(crate) sa: IkeSa,
+    /// Simultaneous IKE SA rekeys (RFC 7296 §2.8.2) that this one won: the children went to
+    /// the SA of the peer's exchange (this SA's id), and move on to `sa` now.
+    pub(crate) adopt_from: Option<IkeSaId>,
+}
+
+/// Shortest wait before retrying a request the peer answered with TEMPORARY_FAILURE (RFC
+/// 7296 §2.25: not immediately, so that the peer can finish what it was doing).
+const RETRY_MIN: Duration = Duration::from_secs(2);
+/// Up to this much longer, at random, so that two colliding peers do not collide again.
+const RETRY_JITTER_MS: u64 = 8000;
+/// A peer that keeps answering TEMPORARY_FAILURE this long is out of sync with us: the IKE
+/// SA is closed (RFC 7296 §2.25: "after several minutes").
+const TEMPORARY_FAILURE_LIMIT: Duration = Duration::from_secs(300);
 
 /// What IKE_SA_INIT left for IKE_AUTH.
 pub(crate) struct InitExchange {
@@ -130,6 +164,20 @@ pub(crate) enum Queued {
     Liveness,
     /// CREATE_CHILD_SA rekeying one CHILD_SA (our inbound SPI).
     RekeyChild(u32),
+    /// CREATE_CHILD_SA rekeying the IKE SA.
+    RekeyIke,
+    /// CREATE_CHILD_SA for an additional CHILD_SA (the next of [`IkeSa::pending_children`]).
+    CreateChild,
+}
+
+impl Queued {
+    /// A request about CHILD_SAs, which follows them to the new IKE SA of a rekey.
+    fn concerns_children(self) -> bool {
+        matches!(
+            self,
+            Self::DeleteChild(_) | Self::RekeyChild(_) | Self::CreateChild
+        )
+    }
 }
 
 /// The state of an IKE SA; each exchange module owns its states.
@@ -207,6 +255,20 @@ pub(crate) struct IkeSa {
     pub(crate) in_flight: Option<Queued>,
     /// Our outstanding CHILD_SA rekey request.
     pub(crate) rekey: Option<super::create_child_sa::RekeyRequest>,
+    /// Conns of additional CHILD_SAs to request, one per queued [`Queued::CreateChild`].
+    pub(crate) pending_children: VecDeque<ConnSpec>,
+    /// Our outstanding IKE SA rekey request.
+    pub(crate) ike_rekey: Option<super::ike_rekey::IkeRekeyRequest>,
+    /// The group a peer asked for with INVALID_KE_PAYLOAD, for our next CREATE_CHILD_SA
+    /// request (if the conn offers it).
+    pub(crate) ke_hint: Option<DhGroup>,
+    /// Since when the peer answers our requests with TEMPORARY_FAILURE only.
+    pub(crate) busy_since: Option<Instant>,
+    /// A request the peer answered with TEMPORARY_FAILURE, queued again at that instant.
+    pub(crate) retry: Option<(Instant, Queued)>,
+    /// The redundant SA of simultaneous IKE SA rekeys (RFC 7296 §2.8.2): never reported,
+    /// deleted right away, and its deletion is not reported either.
+    pub(crate) redundant: bool,
     pub(crate) children: Vec<ChildSa>,
     pub(crate) nat_detected: bool,
     pub(crate) remote_id: Option<Identification>,
@@ -248,6 +310,12 @@ impl IkeSa {
             queue: VecDeque::new(),
             in_flight: None,
             rekey: None,
+            ike_rekey: None,
+            pending_children: VecDeque::new(),
+            ke_hint: None,
+            busy_since: None,
+            retry: None,
+            redundant: false,
             children: Vec::new(),
             nat_detected: false,
             remote_id: None,
@@ -400,29 +468,37 @@ impl IkeSa {
     /// Report every CHILD_SA deleted, then the IKE SA; the returned state is dead.
     #[must_use]
     pub(crate) fn deleted<R>(&mut self, ctx: &mut Ctx<'_, R>, by_peer: bool) -> State {
-        self.report_deleted(ctx.out, by_peer)
+        self.report_deleted(ctx.out, by_peer, None)
     }
 
     /// The peer lost this SA (INITIAL_CONTACT on a newer one): report it deleted by the peer.
     #[must_use]
     pub(crate) fn forget(&mut self, out: &mut Output) -> State {
-        self.report_deleted(out, true)
+        self.report_deleted(out, true, None)
     }
 
-    fn report_deleted(&mut self, out: &mut Output, by_peer: bool) -> State {
+    fn report_deleted(
+        &mut self,
+        out: &mut Output,
+        by_peer: bool,
+        error: Option<IkeError>,
+    ) -> State {
         for c in self.children.drain(..) {
             out.events.push_back(Event::ChildSaDeleted {
                 id: self.id,
-                conn: self.conn.name.clone(),
+                conn: c.conn.name,
                 spi_in: c.spi_in,
                 spi_out: c.spi_out,
             });
         }
-        out.events.push_back(Event::IkeSaDeleted {
-            id: self.id,
-            conn: self.conn.name.clone(),
-            by_peer,
-        });
+        if !self.redundant {
+            out.events.push_back(Event::IkeSaDeleted {
+                id: self.id,
+                conn: self.conn.name.clone(),
+                by_peer,
+                error,
+            });
+        }
         self.outstanding = None;
         State::Dead
     }
@@ -503,17 +579,19 @@ impl IkeSa {
         born
     }
 
-    /// A response to our outstanding request.
+    /// A response to our outstanding request. `fresh` is the id the endpoint reserved for
+    /// the new SA of an IKE SA rekey, which is returned.
     pub(crate) fn on_response<R: CryptoRng>(
         &mut self,
         ctx: &mut Ctx<'_, R>,
         path: Path,
         data: &[u8],
         msg: &Message,
-    ) {
-        let Some(out) = &self.outstanding else { return };
+        fresh: IkeSaId,
+    ) -> Option<Born> {
+        let out = self.outstanding.as_ref()?;
         if out.mid != msg.header.message_id || out.exchange != msg.header.exchange {
-            return;
+            return None;
         }
         let state = std::mem::replace(&mut self.state, State::Dead);
         if let State::ExpectSaInitResponse(st) = state {
@@ -521,16 +599,26 @@ impl IkeSa {
                 InitOutcome::Done(init) => super::ike_auth::start(self, ctx, init),
                 InitOutcome::Stay(state) => state,
             };
-            return;
+            return None;
         }
         let Ok(payloads) = self.open(data, msg) else {
             self.state = state;
-            return;
+            return None;
         };
         self.last_received = Some(ctx.now);
         self.outstanding = None;
+        if !has_notify(&payloads, NotifyType::TEMPORARY_FAILURE) {
+            self.busy_since = None;
+        }
+        let mut born = None;
         self.state = match state {
             State::ExpectAuthResponse(st) => (*st).process(self, ctx, &payloads),
+            s @ (State::Established | State::Deleting)
+                if self.in_flight == Some(Queued::RekeyIke) =>
+            {
+                born = super::ike_rekey::on_response(self, ctx, &payloads, fresh);
+                s
+            }
             s @ (State::Established | State::Deleting)
                 if msg.header.exchange == ExchangeType::CREATE_CHILD_SA =>
             {
@@ -542,22 +630,103 @@ impl IkeSa {
             }
             s => s,
         };
+        born
     }
 
     /// Earliest instant at which [`IkeSa::on_timeout`] has work.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        let r = self.outstanding.as_ref().map(Outstanding::deadline);
-        match (r, self.half_open_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        [
+            self.outstanding.as_ref().map(Outstanding::deadline),
+            self.half_open_deadline,
+            self.retry.map(|(at, _)| at),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Queue `q` again after a random delay (the peer answered TEMPORARY_FAILURE), or, if
+    /// the peer has answered nothing else for [`TEMPORARY_FAILURE_LIMIT`], close the SA.
+    pub(crate) fn retry_later<R: CryptoRng>(&mut self, ctx: &mut Ctx<'_, R>, q: Queued) {
+        let since = *self.busy_since.get_or_insert(ctx.now);
+        if ctx.now.saturating_duration_since(since) >= TEMPORARY_FAILURE_LIMIT {
+            self.queue.push_front(Queued::DeleteIke);
+            return;
+        }
+        let jitter = Duration::from_millis(ctx.rng.random_range(0..=RETRY_JITTER_MS));
+        self.retry = Some((ctx.now + RETRY_MIN + jitter, q));
+    }
+
+    /// Hand the CHILD_SAs and the requests about them over to `new`, the successor of this
+    /// IKE SA after a rekey.
+    pub(crate) fn hand_over(&mut self, new: &mut IkeSa) {
+        new.children.append(&mut self.children);
+        new.pending_children.append(&mut self.pending_children);
+        // A pending rekey of this SA is moot now.
+        let (moved, kept): (VecDeque<Queued>, VecDeque<Queued>) = self
+            .queue
+            .drain(..)
+            .filter(|q| *q != Queued::RekeyIke)
+            .partition(|q| q.concerns_children());
+        new.queue.extend(moved);
+        self.queue = kept;
+        match self.retry.take() {
+            Some(r) if r.1.concerns_children() => new.retry = Some(r),
+            Some((_, Queued::RekeyIke)) | None => {}
+            kept => self.retry = kept,
         }
     }
 
-    /// Retransmit, give up, or expire a half-open SA.
+    /// Whether a CHILD_SA of `conn` may ride this IKE SA: same addresses, identities and
+    /// PSK, and the negotiated IKE proposal is one `conn` allows.
+    pub(crate) fn can_carry(&self, conn: &ConnSpec) -> bool {
+        let peer_id_ok = match (&conn.remote_id, &self.remote_id) {
+            (None, _) => true,
+            (Some(want), Some(have)) => want == have,
+            (Some(_), None) => false,
+        };
+        conn.local_id == self.conn.local_id
+            && peer_id_ok
+            && conn.psk == self.conn.psk
+            && conn.local_addr.is_none_or(|a| a == self.local.ip())
+            && conn.remote_addr.is_none_or(|a| a == self.remote.ip())
+            && self
+                .keys
+                .as_ref()
+                .is_some_and(|k| k.suite.allowed(&conn.ike_proposals))
+    }
+
+    /// [`Event::IkeSaRekeyed`] for this new SA, the successor of `old`.
+    pub(crate) fn rekeyed_event(&self, old: IkeSaId) -> Event {
+        Event::IkeSaRekeyed {
+            old,
+            new: self.id,
+            conn: self.conn.name.clone(),
+            spi_i: self.spi_i,
+            spi_r: self.spi_r,
+            proposal: self
+                .keys
+                .as_ref()
+                .map(|k| k.suite.name())
+                .unwrap_or_default(),
+            exported_keys: self
+                .keys
+                .as_ref()
+                .and_then(|k| k.exported.clone())
+                .map(Box::new),
+        }
+    }
+
+    /// Retransmit, give up, retry, or expire a half-open SA.
     pub(crate) fn on_timeout<R: CryptoRng>(&mut self, ctx: &mut Ctx<'_, R>) {
         if self.half_open_deadline.is_some_and(|d| ctx.now >= d) && self.is_half_open() {
             self.state = self.fail(ctx, IkeError::HalfOpenTimeout);
             return;
+        }
+        if let Some((_, q)) = self.retry.take_if(|(at, _)| *at <= ctx.now)
+            && !self.queue.contains(&q)
+        {
+            self.queue.push_front(q);
         }
         let Some(out) = self.outstanding.as_mut() else {
             return;
@@ -568,9 +737,12 @@ impl IkeSa {
                 ctx.out.send(self.local, self.remote, out.datagram.clone());
             }
             Some(Expiry::GiveUp { tries }) => {
+                let error = IkeError::PeerNotResponding { tries };
                 self.state = match self.state {
-                    State::Established | State::Deleting => self.deleted(ctx, false),
-                    _ => self.fail(ctx, IkeError::PeerNotResponding { tries }),
+                    State::Established | State::Deleting => {
+                        self.report_deleted(ctx.out, false, Some(error))
+                    }
+                    _ => self.fail(ctx, error),
                 };
             }
         }
@@ -593,6 +765,8 @@ impl IkeSa {
     fn send_queued<R: CryptoRng>(&mut self, ctx: &mut Ctx<'_, R>, q: Queued) -> bool {
         let payloads = match q {
             Queued::RekeyChild(spi) => return super::create_child_sa::send_rekey(self, ctx, spi),
+            Queued::RekeyIke => return super::ike_rekey::send_request(self, ctx),
+            Queued::CreateChild => return super::create_child_sa::send_new(self, ctx),
             Queued::DeleteChild(spi) => vec![delete_esp_payload(&[spi])],
             Queued::DeleteIke => vec![delete_ike_payload()],
             Queued::Liveness => Vec::new(),

@@ -83,6 +83,7 @@ fn conn(local: &str, remote: &str, ike: &IkeProposal) -> ConnSpec {
             encr: vec![Encr::AesGcm16 { key_bits: 128 }],
             integ: vec![],
             esn: false,
+            dh: vec![],
         }],
         mode: Mode::Tunnel,
         local_ts: vec![],

@@ -607,8 +607,21 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 tracing::info!(target: "ike", "CHILD_SA of {conn}[{}] with SPIs {spi_in:08x}_i {spi_out:08x}_o deleted", id.0);
                 self.remove_child(spi_in);
             }
-            Event::IkeSaDeleted { id, conn, by_peer } => {
-                tracing::info!(target: "ike", "IKE_SA {conn}[{}] deleted{}", id.0, if by_peer { " by the peer" } else { "" });
+            Event::IkeSaRekeyFailed { id, conn, error } => {
+                tracing::warn!(target: "ike", "rekeying IKE_SA {conn}[{}] failed: {error}", id.0);
+            }
+            Event::IkeSaDeleted {
+                id,
+                conn,
+                by_peer,
+                error,
+            } => {
+                let why = match error {
+                    Some(e) => format!(": {e}"),
+                    None if by_peer => " by the peer".to_string(),
+                    None => String::new(),
+                };
+                tracing::info!(target: "ike", "IKE_SA {conn}[{}] deleted{why}", id.0);
                 for w in self.up_waiters.remove(&id).unwrap_or_default() {
                     self.done(
                         w.ctl,

@@ -100,7 +100,7 @@ fn liveness_check_answered_and_unanswered() {
 }
 
 #[test]
-fn create_child_sa_refused_with_no_additional_sas() {
+fn create_child_sa_without_nonce_is_invalid_syntax() {
     let (mut p, a, _) = up();
     // Send a CREATE_CHILD_SA request through a's SA machinery.
     p.a.with_sa(p.now, a, |sa, ctx| {
@@ -117,7 +117,7 @@ fn create_child_sa_refused_with_no_additional_sas() {
     let inner = p.a.sas[&a].open(&t.data, &msg).unwrap();
     assert!(matches!(
         inner.as_slice(),
-        [Payload::Notify(n)] if n.notify_type == NotifyType::NO_ADDITIONAL_SAS
+        [Payload::Notify(n)] if n.notify_type == NotifyType::INVALID_SYNTAX
     ));
     p.drive();
     assert!(p.a_events.is_empty() && p.b_events.is_empty());

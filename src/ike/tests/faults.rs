@@ -321,14 +321,21 @@ fn half_open_timeout_and_limit() {
     assert_eq!(p.count(Dir::BtoA), 1);
 }
 
-#[test]
-fn garbage_is_ignored() {
+/// A pair whose network drops everything, and a's first IKE_SA_INIT request with the
+/// (local, remote) addresses b would receive it on.
+fn first_init_request() -> (Pair, Vec<u8>, SocketAddr, SocketAddr) {
     let mut p = pair();
     p.fault = Box::new(|_, _, _| Fault::Drop);
     p.a.initiate(p.now, "net").unwrap();
     p.drive_for(0.0);
     let init = p.log[0].1.data.clone();
     let (l, r) = (p.log[0].1.remote, p.log[0].1.local);
+    (p, init, l, r)
+}
+
+#[test]
+fn garbage_is_ignored() {
+    let (mut p, init, l, r) = first_init_request();
     for len in 0..init.len() {
         p.b.handle_datagram(p.now, l, r, &init[..len]);
     }
@@ -347,12 +354,7 @@ fn garbage_is_ignored() {
 
 #[test]
 fn higher_major_version_and_zero_spi() {
-    let mut p = pair();
-    p.fault = Box::new(|_, _, _| Fault::Drop);
-    p.a.initiate(p.now, "net").unwrap();
-    p.drive_for(0.0);
-    let init = p.log[0].1.data.clone();
-    let (l, r) = (p.log[0].1.remote, p.log[0].1.local);
+    let (mut p, init, l, r) = first_init_request();
     // Version 3.0: dropped without state, answered with INVALID_MAJOR_VERSION in a 2.0 header.
     let mut v3 = init.clone();
     v3[17] = 0x30;

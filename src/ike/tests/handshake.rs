@@ -344,3 +344,54 @@ fn keys_are_exported_only_when_configured() {
         assert_eq!(a.encr, ike_prop(ike).encr[0]);
     }
 }
+
+/// A responder with several conns to one peer answers each request with the conn that can
+/// give the CHILD_SA asked for, not simply the first that authenticates the peer.
+#[test]
+fn responder_picks_the_conn_that_fits_the_child_request() {
+    let named = |name: &str, esp: &str| {
+        let mut c = conn(B_IP, Some(A_IP), IKE_SUITES[0], esp);
+        c.name = name.into();
+        c
+    };
+    // Selectors decide: host-to-host transport first, then net-to-net.
+    let mut host = named("host", "aes128gcm16");
+    host.mode = Mode::Transport;
+    let mut net = named("net", "aes128gcm16");
+    net.local_ts = vec![subnet("10.2.0.0", "10.2.0.255")];
+    net.remote_ts = vec![subnet("10.1.0.0", "10.1.0.255")];
+    let mut a = conn(A_IP, Some(B_IP), IKE_SUITES[0], "aes128gcm16");
+    a.local_ts = vec![subnet("10.1.0.0", "10.1.0.255")];
+    a.remote_ts = vec![subnet("10.2.0.0", "10.2.0.255")];
+    let mut p = Pair::new(a, host.clone());
+    p.b.set_conns(vec![host, net]);
+    p.connect();
+    let (_, cb) = assert_up(&p);
+    assert_eq!(cb.conn, "net");
+    assert_eq!(cb.local_ts, vec![subnet("10.2.0.0", "10.2.0.255")]);
+
+    // ESP proposals decide: the same selectors, AES-CBC first, then AES-GCM.
+    let cbc = named("cbc", "aes128-sha1");
+    let gcm = named("gcm", "aes128gcm16");
+    let mut p = Pair::new(
+        conn(A_IP, Some(B_IP), IKE_SUITES[0], "aes128gcm16"),
+        cbc.clone(),
+    );
+    p.b.set_conns(vec![cbc, gcm]);
+    p.connect();
+    let (_, cb) = assert_up(&p);
+    assert_eq!(cb.conn, "gcm");
+
+    // No conn fits: the first that authenticates the peer answers, with the error.
+    let mut p = Pair::new(
+        conn(A_IP, Some(B_IP), IKE_SUITES[0], "aes256gcm16"),
+        named("cbc", "aes128-sha1"),
+    );
+    p.connect();
+    assert_eq!(established(&p.b_events).len(), 1);
+    assert!(children(&p.b_events).is_empty());
+    assert_eq!(
+        child_failures(&p.b_events),
+        vec![IkeError::NoProposalChosen]
+    );
+}

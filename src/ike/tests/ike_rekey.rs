@@ -1,5 +1,5 @@
-//! IKE SA rekeying with CREATE_CHILD_SA, responder side (RFC 7296 §1.3.2, §2.18). The
-//! engine has no initiator side: a's half is built here by hand.
+//! IKE SA rekeying with CREATE_CHILD_SA, responder side (RFC 7296 §1.3.2, §2.18). a's
+//! half is built here by hand, independently of the engine's initiator, to check b's answer.
 
 use super::rekey::{IKE, assert_rekeyed, request, up};
 use super::*;

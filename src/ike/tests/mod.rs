@@ -1,10 +1,12 @@
 //! Two-endpoint in-memory harness on a virtual clock (quinn-proto `Pair` style), with knobs
 //! to drop, duplicate, reorder and address-translate datagrams.
 
+mod children;
 mod exchanges;
 mod faults;
 mod handshake;
 mod ike_rekey;
+mod ike_rekey_initiator;
 mod interop;
 mod rekey;
 
@@ -84,9 +86,13 @@ pub(super) fn esp_prop(s: &str) -> EspProposal {
         encr: vec![],
         integ: vec![],
         esn: false,
+        dh: vec![],
     };
     for t in s.split('-') {
         match t {
+            "x25519" => p.dh.push(DhGroup::Curve25519),
+            "ecp256" => p.dh.push(DhGroup::Ecp256),
+            "modp2048" => p.dh.push(DhGroup::Modp2048),
             "sha256" => p.integ.push(Integ::HmacSha256_128),
             "sha1" => p.integ.push(Integ::HmacSha1_96),
             "esn" => p.esn = true,
@@ -362,10 +368,8 @@ pub(super) fn child_failures(ev: &[Event]) -> Vec<IkeError> {
         .collect()
 }
 
-/// Both sides established exactly once with one matching CHILD_SA; returns (a's, b's) child.
-pub(super) fn assert_up(p: &Pair) -> (ChildSaReady, ChildSaReady) {
-    assert_eq!(established(&p.a_events).len(), 1, "a: {:?}", p.a_events);
-    assert_eq!(established(&p.b_events).len(), 1, "b: {:?}", p.b_events);
+/// Each side reported exactly one CHILD_SA; returns (a's, b's).
+pub(super) fn one_child_each(p: &Pair) -> (ChildSaReady, ChildSaReady) {
     let (ca, cb) = (children(&p.a_events), children(&p.b_events));
     assert_eq!(
         (ca.len(), cb.len()),
@@ -374,7 +378,14 @@ pub(super) fn assert_up(p: &Pair) -> (ChildSaReady, ChildSaReady) {
         p.a_events,
         p.b_events
     );
-    let (ca, cb) = (ca[0].clone(), cb[0].clone());
+    (ca[0].clone(), cb[0].clone())
+}
+
+/// Both sides established exactly once with one matching CHILD_SA; returns (a's, b's) child.
+pub(super) fn assert_up(p: &Pair) -> (ChildSaReady, ChildSaReady) {
+    assert_eq!(established(&p.a_events).len(), 1, "a: {:?}", p.a_events);
+    assert_eq!(established(&p.b_events).len(), 1, "b: {:?}", p.b_events);
+    let (ca, cb) = one_child_each(p);
     assert_eq!(ca.spi_in, cb.spi_out);
     assert_eq!(ca.spi_out, cb.spi_in);
     assert_eq!(ca.keys_out, cb.keys_in);

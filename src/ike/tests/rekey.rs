@@ -41,15 +41,7 @@ pub(super) fn assert_rekeyed(
     old_a: &ChildSaReady,
     old_b: &ChildSaReady,
 ) -> (ChildSaReady, ChildSaReady) {
-    let (na, nb) = (children(&p.a_events), children(&p.b_events));
-    assert_eq!(
-        (na.len(), nb.len()),
-        (1, 1),
-        "{:?} / {:?}",
-        p.a_events,
-        p.b_events
-    );
-    let (na, nb) = (na[0].clone(), nb[0].clone());
+    let (na, nb) = one_child_each(p);
     assert_eq!(na.rekeyed_from, Some((old_a.spi_in, old_a.spi_out)));
     assert_eq!(nb.rekeyed_from, Some((old_b.spi_in, old_b.spi_out)));
     assert_eq!((na.spi_in, na.spi_out), (nb.spi_out, nb.spi_in));
@@ -173,9 +165,9 @@ fn rekey_survives_lost_and_duplicated_messages() {
 #[test]
 fn rekey_refused_keeps_old_child() {
     let (mut p, a, _, ca, _) = up();
-    // b no longer accepts a's ESP proposal.
+    // b no longer accepts a's ESP proposal for this child.
     let b = p.b.ike_sas()[0].id;
-    p.b.sas.get_mut(&b).unwrap().conn.esp_proposals = vec![esp_prop("aes256gcm16")];
+    p.b.sas.get_mut(&b).unwrap().children[0].conn.esp_proposals = vec![esp_prop("aes256gcm16")];
     p.a.rekey_child(p.now, a, ca.spi_in).unwrap();
     p.drive();
     assert_eq!(

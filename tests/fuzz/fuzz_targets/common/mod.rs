@@ -52,6 +52,7 @@ pub fn conn(local: &str, remote: Option<&str>) -> ConnSpec {
             encr: vec![Encr::AesGcm16 { key_bits: 128 }],
             integ: vec![],
             esn: false,
+            dh: vec![],
         }],
         mode: Mode::Tunnel,
         local_ts: vec![],
