@@ -6,7 +6,8 @@
 //!   INFORMATIONAL ([`Endpoint::check_liveness`](crate::ike::Endpoint::check_liveness)) when
 //!   nothing authentic arrived from the peer for `dpddelay` (and no check is outstanding).
 //!   The engine retransmits by its schedule; when that gives up it reports the IKE SA
-//!   deleted (not by the peer) — any such deletion we did not ask for means the peer is gone.
+//!   deleted with `PeerNotResponding` — unless we were deleting it ourselves, the peer is
+//!   gone (whichever request of ours went unanswered).
 //! * Actions (for `dpdaction` on a dead peer, `closeaction` on the peer's Delete), taken only
 //!   when no other IKE SA of the conn remains (a rekeyed or re-established SA replaced it):
 //!   `clear` leaves it removed; `hold` installs the conn's trap policies so that traffic
@@ -333,10 +334,20 @@ impl<R: rand::CryptoRng> Supervisor<R> {
     }
 
     /// An established IKE SA is gone: the peer deleted it (`closeaction`) or stopped
-    /// answering (`dpdaction`), unless we deleted it ourselves.
-    pub(super) fn ike_sa_lost(&mut self, now: Instant, id: IkeSaId, conn: &str, by_peer: bool) {
+    /// answering (`dead`: `dpdaction`), unless we deleted it ourselves.
+    pub(super) fn ike_sa_lost(
+        &mut self,
+        now: Instant,
+        id: IkeSaId,
+        conn: &str,
+        by_peer: bool,
+        dead: bool,
+    ) {
         self.dpd_sent.remove(&id);
-        if self.local_deletes.remove(&id) || self.phase != super::Phase::Running {
+        if self.local_deletes.remove(&id)
+            || self.phase != super::Phase::Running
+            || !(by_peer || dead)
+        {
             return;
         }
         if self.endpoint.ike_sas().iter().any(|s| s.conn == conn) {

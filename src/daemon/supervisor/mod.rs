@@ -33,7 +33,7 @@ use super::keylog::KeyRecord;
 use crate::config::conn::Auto;
 use crate::config::settings::DaemonSettings;
 use crate::control::{ChildReport, Done, Reply, Request, StatusReport};
-use crate::ike::{Endpoint, Event, IkeSaExportedKeys, IkeSaId, Role, Transmit};
+use crate::ike::{Endpoint, Event, IkeError, IkeSaExportedKeys, IkeSaId, Role, Transmit};
 use crate::kernel::{ChildId, KernelError, KernelEvent, KernelOp, KernelOutput, Lifetime};
 
 /// How long SIGTERM waits for the peers' answers to our DELETEs.
@@ -616,6 +616,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 by_peer,
                 error,
             } => {
+                let dead = matches!(error, Some(IkeError::PeerNotResponding { .. }));
                 let why = match error {
                     Some(e) => format!(": {e}"),
                     None if by_peer => " by the peer".to_string(),
@@ -629,7 +630,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                     );
                 }
                 self.ike_gone(id);
-                self.ike_sa_lost(now, id, &conn, by_peer);
+                self.ike_sa_lost(now, id, &conn, by_peer, dead);
             }
         }
     }
