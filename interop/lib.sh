@@ -318,7 +318,7 @@ stop_daemon() {
 
 # Kills HOST's daemon with SIGKILL, as a crash would: no Delete goes out and its SAs and
 # policies stay in HOST's kernel. strongSwan's starter goes first (it would restart charon);
-# its stale pid files and sockets are removed so that it can be started again.
+# the stale pid files and control sockets are removed so that it can be started again.
 kill_daemon() {
 	local host=$1 kind pid pids=()
 	[[ -s $LAB/$host/daemon ]] || fail "$host runs no daemon to kill"
@@ -337,7 +337,9 @@ kill_daemon() {
 	for pid in "${pids[@]}"; do
 		wait_until 10 "$kind ($pid) on $host to die" not _alive "$pid"
 	done
-	if [[ $kind == strongswan ]]; then
-		on "$host" rm -f /run/starter.charon.pid /run/charon.pid /run/charon.ctl /run/charon.vici
-	fi
+	# A stale control socket would make the next start look ready at once.
+	case $kind in
+	strongswan) on "$host" rm -f /run/starter.charon.pid /run/charon.pid /run/charon.ctl /run/charon.vici ;;
+	ikev2d) on "$host" rm -f "/run/ikev2d-$host.ctl" ;;
+	esac
 }
