@@ -150,11 +150,16 @@ pub struct Base(pub f64);
 impl TryFrom<f64> for Base {
     type Error = String;
     fn try_from(v: f64) -> Result<Self, String> {
-        if (1.0..=10.0).contains(&v) {
-            Ok(Self(v))
-        } else {
-            Err(format!("base {v} is outside 1..=10"))
-        }
+        ranged("base", v, 1.0, 10.0).map(Self)
+    }
+}
+
+/// `v` if it lies in `lo..=hi`, else the error naming `what`.
+fn ranged<T: PartialOrd + fmt::Display>(what: &str, v: T, lo: T, hi: T) -> Result<T, String> {
+    if v >= lo && v <= hi {
+        Ok(v)
+    } else {
+        Err(format!("{what} {v} is outside {lo}..={hi}"))
     }
 }
 
@@ -166,10 +171,9 @@ pub struct Count(pub u32);
 impl TryFrom<i64> for Count {
     type Error = String;
     fn try_from(v: i64) -> Result<Self, String> {
-        match u32::try_from(v) {
-            Ok(n) if n <= 100_000 => Ok(Self(n)),
-            _ => Err(format!("{v} is outside 0..=100000")),
-        }
+        let n = ranged("count", v, 0, 100_000)?;
+        // ok: 0..=100000 fits in u32
+        Ok(Self(u32::try_from(n).unwrap_or(u32::MAX)))
     }
 }
 
@@ -181,10 +185,9 @@ pub struct LogLevel(pub i32);
 impl TryFrom<i64> for LogLevel {
     type Error = String;
     fn try_from(v: i64) -> Result<Self, String> {
-        match i32::try_from(v) {
-            Ok(n) if (-1..=4).contains(&n) => Ok(Self(n)),
-            _ => Err(format!("log level {v} is outside -1..=4")),
-        }
+        let n = ranged("log level", v, -1, 4)?;
+        // ok: -1..=4 fits in i32
+        Ok(Self(i32::try_from(n).unwrap_or(0)))
     }
 }
 
@@ -329,18 +332,30 @@ mod tests {
 
     #[test]
     fn errors_name_file_line_and_column() {
-        let err = |text: &str| parse_settings("ikev2d.toml", text).unwrap_err().to_string();
-        let e = err("[retransmit]\ntimeout = 4\nbase = 0.5\n");
-        assert!(e.starts_with("ikev2d.toml:3:8: error: "), "{e}");
-        assert!(e.contains("base 0.5 is outside 1..=10"), "{e}");
-        let e = err("[responder]\n\nmax_half_open = -3\n");
-        assert!(e.starts_with("ikev2d.toml:3:17: error: "), "{e}");
-        let e = err("[retransmit]\ntimout = 4\n");
-        assert!(e.starts_with("ikev2d.toml:2:1: error: "), "{e}");
-        assert!(e.contains("timout"), "{e}");
-        let e = err("[log]\nike = 7\n");
-        assert!(e.starts_with("ikev2d.toml:2:7: error: "), "{e}");
-        let e = err("[nat\n");
-        assert!(e.starts_with("ikev2d.toml:1:"), "{e}");
+        let cases = [
+            (
+                "[retransmit]\ntimeout = 4\nbase = 0.5\n",
+                "3:8",
+                "base 0.5 is outside 1..=10",
+            ),
+            (
+                "[responder]\n\nmax_half_open = -3\n",
+                "3:17",
+                "count -3 is outside 0..=100000",
+            ),
+            ("[retransmit]\ntimout = 4\n", "2:1", "timout"),
+            ("[log]\nike = 7\n", "2:7", "log level 7 is outside -1..=4"),
+            (
+                "[retransmit]\ntimeout = 0\n",
+                "2:11",
+                "0 is not a number of seconds",
+            ),
+            ("[nat\n", "1:5", ""),
+        ];
+        for (text, at, message) in cases {
+            let e = parse_settings("ikev2d.toml", text).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("ikev2d.toml:{at}: error: ")), "{e}");
+            assert!(e.contains(message), "{e}");
+        }
     }
 }
