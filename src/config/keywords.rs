@@ -101,7 +101,7 @@ const CONN: &[(&str, ValueKind, Support)] = &[
     ("dpdtimeout", V::Duration, NotActed),
     ("closeaction", V::Action, Acted),
     ("fragmentation", V::Fragmentation, NotActed),
-    ("forceencaps", V::Bool, NotActed),
+    ("forceencaps", V::Bool, Acted),
     ("mark", V::Mark, NotActed),
     ("inactivity", V::Duration, Acted),
     ("aaa_identity", V::Unchecked, Unsupported),

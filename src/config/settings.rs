@@ -111,6 +111,13 @@ pub struct Nat {
     pub keepalive: Count,
 }
 
+impl Nat {
+    /// The keepalive interval (zero: none).
+    pub fn interval(self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.keepalive.0))
+    }
+}
+
 impl Default for Nat {
     fn default() -> Self {
         Self {

@@ -50,8 +50,8 @@ pub struct ConnEntry {
 }
 
 /// The engine's settings from the daemon's settings file; `export_keys` when a key log is
-/// written.
-pub fn endpoint_config(s: &DaemonSettings, export_keys: bool) -> EndpointConfig {
+/// written; our NAT-T port (a command-line option).
+pub fn endpoint_config(s: &DaemonSettings, export_keys: bool, natt_port: u16) -> EndpointConfig {
     EndpointConfig {
         retransmit: RetransmitPolicy {
             timeout: s.retransmit.timeout.duration(),
@@ -64,6 +64,7 @@ pub fn endpoint_config(s: &DaemonSettings, export_keys: bool) -> EndpointConfig 
         cookie_threshold_ip: count(s.responder.cookie_threshold_ip),
         max_half_open_per_ip: count(s.responder.max_half_open_per_ip),
         export_keys,
+        natt_port,
         ..EndpointConfig::default()
     }
 }
@@ -255,6 +256,7 @@ fn build_conn(
         rekey_margin: conn.rekeymargin,
         rekey_fuzz_percent: conn.rekeyfuzz_percent,
         ike_lifetime: conn.ikelifetime,
+        force_encaps: conn.forceencaps,
     };
     Ok(ConnEntry {
         spec,

@@ -248,7 +248,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
              anyone who can read them can decrypt this host's IPsec traffic; for debugging only",
             k.dir().display());
     }
-    let config = endpoint_config(&daemon_settings, key_log.is_some());
+    let config = endpoint_config(&daemon_settings, key_log.is_some(), opts.natt_port);
     // Every RNG below is seeded once from the OS; the engine and the supervisor only see
     // their own generator.
     let seed = || ChaCha20Rng::from_rng(&mut rand::rng());
@@ -260,12 +260,13 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         kernel_installs: xfrm,
         natt_port: opts.natt_port,
         key_log: key_log.is_some(),
+        nat_keepalive: daemon_settings.nat.interval(),
     };
     let sup = supervisor::Supervisor::new(endpoint, settings, conns, seed());
     let worker = driver::KernelWorker::spawn(kernel).map_err(DaemonError::Thread)?;
 
     let (ctl_tx, ctl_rx) = mpsc::channel(16);
-    let _ctl = ctl::CtlSocket::bind(&opts.ctl, ctl_tx)?;
+    let _ctl = ctl::CtlSocket::bind(&opts.ctl, ctl_tx, ctl::CtlLimits::default())?;
     let sig = |k: SignalKind| signal(k).map_err(DaemonError::Signal);
     let inputs = driver::Inputs {
         datagrams: dgram_rx,

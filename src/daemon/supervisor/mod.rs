@@ -18,6 +18,8 @@
 mod children;
 mod control;
 mod liveness;
+mod nat;
+mod refusals;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -61,6 +63,14 @@ pub enum Effect {
     LoadConfig(Option<CtlId>),
     /// Append to the Wireshark key log (only with [`Settings::key_log`]).
     KeyLog(KeyRecord),
+    /// Send a NAT keepalive (RFC 3948: the one byte 0xff, no non-ESP marker) from our NAT-T
+    /// port.
+    Keepalive {
+        /// Our address and NAT-T port.
+        local: SocketAddr,
+        /// The peer's address and port.
+        remote: SocketAddr,
+    },
 }
 
 /// What a reload read: the conns and the daemon settings.
@@ -83,6 +93,9 @@ pub struct Settings {
     pub natt_port: u16,
     /// Emit [`Effect::KeyLog`] records.
     pub key_log: bool,
+    /// Interval of NAT keepalives on IKE SAs behind a NAT (strongSwan's `keep_alive`; the
+    /// settings file's `[nat] keepalive`, 20 s by default; zero: none).
+    pub nat_keepalive: Duration,
 }
 
 /// Signals the daemon reacts to.
@@ -189,6 +202,10 @@ pub struct Supervisor<R> {
     local_deletes: HashSet<IkeSaId>,
     /// The next liveness check or retry.
     liveness_deadline: Option<Instant>,
+    /// When NAT keepalives are due next (while some IKE SA is behind a NAT).
+    next_keepalive: Option<Instant>,
+    /// Refused IKE_SA_INIT requests, logged with a rate limit.
+    refusals: refusals::RefusalLog,
 }
 
 impl<R: rand::CryptoRng> Supervisor<R> {
@@ -219,6 +236,8 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             dpd_sent: HashMap::new(),
             local_deletes: HashSet::new(),
             liveness_deadline: None,
+            next_keepalive: None,
+            refusals: refusals::RefusalLog::default(),
         }
     }
 
@@ -253,10 +272,16 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             Phase::Draining { deadline } => Some(deadline),
             _ => None,
         };
-        [self.endpoint.poll_timeout(), drain, self.liveness_deadline]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.endpoint.poll_timeout(),
+            drain,
+            self.next_keepalive,
+            self.refusals.deadline(),
+            self.liveness_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Everything is removed after a shutdown: the driver may exit.
@@ -279,6 +304,8 @@ impl<R: rand::CryptoRng> Supervisor<R> {
     /// The deadline from [`Supervisor::poll_timeout`] passed.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.endpoint.handle_timeout(now);
+        self.keepalive_timeout(now);
+        self.refusals_timeout(now);
         self.drain_engine(now);
         self.liveness_timeout(now);
         self.drain_engine(now);
@@ -329,8 +356,12 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         };
         tracing::info!(target: "cfg", "{who}: configuration reloaded");
         let n = conns.len();
-        self.endpoint
-            .set_config(endpoint_config(&settings, self.settings.key_log));
+        self.endpoint.set_config(endpoint_config(
+            &settings,
+            self.settings.key_log,
+            self.settings.natt_port,
+        ));
+        self.settings.nat_keepalive = settings.nat.interval();
         self.endpoint
             .set_conns(conns.iter().map(|c| c.spec.clone()).collect());
         self.conns = conns;
@@ -570,6 +601,21 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                     self.progress(ctl, text.clone());
                     self.progress(ctl, format!("IKE proposal: {proposal}"));
                 }
+                if nat_detected {
+                    self.arm_keepalive(now);
+                }
+            }
+            Event::Retransmit {
+                id,
+                conn,
+                remote,
+                attempt,
+                of,
+                next_in,
+            } => self.retransmitted(id, &conn, remote, attempt, of, next_in),
+            Event::PeerMoved { id, conn, from, to } => self.peer_moved(now, id, &conn, from, to),
+            Event::InitRefused { peer, conn, reason } => {
+                self.init_refused(now, peer, conn.as_deref(), reason)
             }
             Event::IkeSaRekeyed {
                 old,
