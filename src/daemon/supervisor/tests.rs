@@ -138,6 +138,14 @@ impl Node {
         self.sup.endpoint.ike_sas().len()
     }
 
+    /// When the keepalives were sent, in whole seconds after `start`.
+    fn keepalives_since(&self, start: Instant) -> Vec<u64> {
+        self.keepalives
+            .iter()
+            .map(|(t, _, _)| (*t - start).as_secs())
+            .collect()
+    }
+
     /// The replies to `ctl`, and whether the last one is a successful Done.
     fn outcome(&self, ctl: CtlId) -> (Vec<&Reply>, Option<bool>) {
         let rs: Vec<&Reply> = self
@@ -988,12 +996,7 @@ fn forceencaps_installs_udp_encapsulation_and_sends_keepalives() {
     let start = p.now;
     p.advance(Duration::from_secs(61));
     // Only a (which forces encapsulation, like a host behind a NAT) sends them, every 20 s.
-    let a_at: Vec<u64> =
-        p.a.keepalives
-            .iter()
-            .map(|(t, _, _)| (*t - start).as_secs())
-            .collect();
-    assert_eq!(a_at, [20, 40, 60]);
+    assert_eq!(p.a.keepalives_since(start), [20, 40, 60]);
     let (_, from, to) = p.a.keepalives[0];
     assert_eq!(
         (from, to),
@@ -1137,12 +1140,7 @@ fn the_settings_file_sets_the_keepalive_interval_and_zero_turns_them_off() {
     p.up();
     let start = p.now;
     p.advance(Duration::from_secs(16));
-    let at: Vec<u64> =
-        p.a.keepalives
-            .iter()
-            .map(|(t, _, _)| (*t - start).as_secs())
-            .collect();
-    assert_eq!(at, [5, 10, 15]);
+    assert_eq!(p.a.keepalives_since(start), [5, 10, 15]);
     reload(&mut p, "[nat]\nkeepalive = 0\n");
     p.advance(Duration::from_secs(60));
     assert_eq!(p.a.keepalives.len(), 3, "none after keepalive = 0");
