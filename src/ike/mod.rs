@@ -99,6 +99,7 @@ mod informational;
 mod natd;
 mod payloads;
 mod proposal;
+mod psk;
 mod sa;
 mod sk;
 mod timer;
@@ -122,6 +123,7 @@ pub use event::{
     ChildDirKeys, ChildSaReady, ChildSaStatus, Event, IkeSaExportedKeys, IkeSaId, IkeSaState,
     IkeSaStatus, InitRefusal, Role, Transmit,
 };
+pub use psk::{PskLookup, Psks};
 pub use timer::RetransmitPolicy;
 pub(crate) use ts::configured_or_host;
 
