@@ -89,7 +89,10 @@ fn summary(c: &Conn, secrets: &Secrets, diags: &mut Diagnostics) -> String {
     }
     parts.push(mode);
     parts.push(format!("ike {}", c.ike));
-    parts.push(format!("esp {}", c.esp));
+    parts.push(match &c.ah {
+        Some(ah) => format!("ah {ah}"),
+        None => format!("esp {}", c.esp),
+    });
     parts.push(format!("auto={}", c.auto));
     parts.push(format!("ikelifetime {}", fmt_duration(c.ikelifetime)));
     parts.push(format!("lifetime {}", fmt_duration(c.lifetime)));

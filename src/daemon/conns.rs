@@ -16,7 +16,7 @@ use crate::config::secrets::Secrets;
 use crate::config::values::{Host, ProtoPort};
 use crate::control::ConnReport;
 use crate::crypto::{DhGroup, Encr, Integ, Prf};
-use crate::ike::{ConnSpec, EspProposal, IkeProposal, Mode};
+use crate::ike::{ConnSpec, EspProposal, IkeProposal, IpsecProto, Mode};
 use crate::kernel::{REQID_MAX, REQID_MIN};
 use crate::wire::{IdType, Identification, TrafficSelector, TsType};
 
@@ -165,7 +165,10 @@ fn build_conn(
             remote: remote_identity.clone(),
         })?;
     let ike_proposals = proposals(&conn.ike, Protocol::Ike, ike_proposal)?;
-    let esp_proposals = proposals(&conn.esp, Protocol::Esp, esp_proposal)?;
+    let esp_proposals = match &conn.ah {
+        Some(ah) => proposals(ah, Protocol::Ah, ah_proposal)?,
+        None => proposals(&conn.esp, Protocol::Esp, esp_proposal)?,
+    };
     let (local_ts, remote_ts) = match mode {
         // Transport mode protects the hosts themselves; the engine fills in the addresses
         // when a side has none configured (%any).
@@ -400,7 +403,21 @@ fn esp_proposal(p: &Proposal, strict: bool) -> Result<Option<EspProposal>, ConnE
     let complete = !encr.is_empty() && (aead || !integ.is_empty());
     let esn = p.esn.contains(&esn::ESN) && !p.esn.contains(&esn::NO_ESN);
     Ok(complete.then_some(EspProposal {
+        protocol: IpsecProto::Esp,
         encr,
+        integ,
+        esn,
+        dh,
+    }))
+}
+
+fn ah_proposal(p: &Proposal, strict: bool) -> Result<Option<EspProposal>, ConnError> {
+    let integ = integs(p, strict)?;
+    let dh = dh_groups(p, strict)?;
+    let esn = p.esn.contains(&esn::ESN) && !p.esn.contains(&esn::NO_ESN);
+    Ok((!integ.is_empty()).then_some(EspProposal {
+        protocol: IpsecProto::Ah,
+        encr: Vec::new(),
         integ,
         esn,
         dh,

@@ -9,7 +9,8 @@ use rand::{Rng, RngExt};
 use crate::crypto::{Encr, Integ};
 use crate::ike::{ChildDirKeys, ChildSaReady, Mode};
 use crate::kernel::{
-    self, ChildPolicy, ChildSaInstall, EspCrypto, IntegAlg, Integrity, KeyBytes, Lifetime, UdpEncap,
+    self, ChildPolicy, ChildSaInstall, EspCrypto, IntegAlg, Integrity, IpsecProto, KeyBytes,
+    Lifetime, UdpEncap,
 };
 use crate::wire::TrafficSelector;
 
@@ -17,7 +18,7 @@ use crate::wire::TrafficSelector;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InstallError {
     /// The negotiated transform has no kernel mapping here.
-    #[error("ESP transform {0} cannot be installed")]
+    #[error("ESP/AH transform {0} cannot be installed")]
     Unsupported(String),
 }
 
@@ -42,25 +43,32 @@ fn integ_alg(i: Integ) -> IntegAlg {
 }
 
 fn esp_crypto(
-    encr: Encr,
+    encr: Option<Encr>,
     integ: Option<Integ>,
     keys: &ChildDirKeys,
 ) -> Result<EspCrypto, InstallError> {
+    let integrity = |i| Integrity {
+        alg: integ_alg(i),
+        key: KeyBytes::from_slice(&keys.integ),
+    };
     match (encr, integ) {
-        (Encr::AesGcm16 { .. }, None) => Ok(EspCrypto::AesGcm16 {
+        (None, Some(i)) => Ok(EspCrypto::Ah {
+            integ: integrity(i),
+        }),
+        (Some(Encr::AesGcm16 { .. }), None) => Ok(EspCrypto::AesGcm16 {
             key: KeyBytes::from_slice(&keys.encr),
         }),
-        (Encr::AesCbc { .. }, Some(i)) => Ok(EspCrypto::AesCbc {
+        (Some(Encr::AesCbc { .. }), Some(i)) => Ok(EspCrypto::AesCbc {
             key: KeyBytes::from_slice(&keys.encr),
-            integ: Integrity {
-                alg: integ_alg(i),
-                key: KeyBytes::from_slice(&keys.integ),
-            },
+            integ: integrity(i),
         }),
-        (e, i) => Err(InstallError::Unsupported(match i {
-            Some(i) => format!("{}/{}", e.name(), i.name()),
-            None => e.name().to_string(),
-        })),
+        (e, i) => Err(InstallError::Unsupported(
+            e.map(Encr::name)
+                .into_iter()
+                .chain(i.map(Integ::name))
+                .collect::<Vec<_>>()
+                .join("/"),
+        )),
     }
 }
 
@@ -95,6 +103,7 @@ pub fn child_install(
             local: c.local,
             remote: c.remote,
             mode: c.mode,
+            proto: c.protocol,
             reqid: c.reqid,
             local_ts: c.local_ts.iter().map(kernel_ts).collect(),
             remote_ts: c.remote_ts.iter().map(kernel_ts).collect(),
@@ -114,6 +123,7 @@ pub fn trap_policy(
     local: IpAddr,
     remote: IpAddr,
     mode: Mode,
+    proto: IpsecProto,
     reqid: u32,
     local_ts: &[TrafficSelector],
     remote_ts: &[TrafficSelector],
@@ -122,6 +132,7 @@ pub fn trap_policy(
         local,
         remote,
         mode,
+        proto,
         reqid,
         local_ts: local_ts.iter().map(kernel_ts).collect(),
         remote_ts: remote_ts.iter().map(kernel_ts).collect(),

@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 
 use super::timer::RetransmitPolicy;
 use crate::crypto::{DhGroup, Encr, Integ, Prf};
-use crate::kernel::Mode;
+use crate::kernel::{IpsecProto, Mode};
 use crate::wire::{Identification, TrafficSelector};
 
 /// Endpoint-wide settings.
@@ -69,11 +69,14 @@ pub struct IkeProposal {
     pub dh: Vec<DhGroup>,
 }
 
-/// One ESP proposal (strongSwan `esp=aes128gcm16`, `esp=aes128-sha256` or, with PFS,
-/// `esp=aes128-sha256-modp2048`).
+/// One CHILD_SA proposal: ESP (strongSwan `esp=aes128gcm16`, `esp=aes128-sha256` or, with
+/// PFS, `esp=aes128-sha256-modp2048`) or AH (`ah=sha256`: integrity only, RFC 4302). One
+/// proposal has one protocol (RFC 7296 §3.3.1), so ESP and AH are never combined.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EspProposal {
-    /// Encryption algorithms.
+    /// ESP or AH (sent as protocol ID 3 or 2).
+    pub protocol: IpsecProto,
+    /// Encryption algorithms (empty for AH).
     pub encr: Vec<Encr>,
     /// Integrity algorithms (empty for AEAD-only proposals).
     pub integ: Vec<Integ>,
@@ -105,7 +108,7 @@ pub struct ConnSpec {
     pub psk: Zeroizing<Vec<u8>>,
     /// IKE proposals, in preference order.
     pub ike_proposals: Vec<IkeProposal>,
-    /// ESP proposals, in preference order.
+    /// CHILD_SA proposals (ESP or AH), in preference order.
     pub esp_proposals: Vec<EspProposal>,
     /// CHILD_SA mode.
     pub mode: Mode,
@@ -126,6 +129,17 @@ pub struct ConnSpec {
     /// IKE SA lifetime. The engine does not act on it: the daemon calls
     /// [`Endpoint::rekey_ike`](super::Endpoint::rekey_ike) (or reauthenticates) in time.
     pub ike_lifetime: Duration,
+}
+
+impl ConnSpec {
+    /// The protocol of this conn's CHILD_SAs: the one its proposals name (config gives a
+    /// conn ESP or AH proposals, never both), ESP when it has none.
+    pub fn child_protocol(&self) -> IpsecProto {
+        self.esp_proposals
+            .first()
+            .map(|p| p.protocol)
+            .unwrap_or_default()
+    }
 }
 
 impl fmt::Debug for ConnSpec {

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use super::error::{KernelError, Target};
 use super::ipsec::{Ipsec, XfrmBackend};
 use super::spec::{PolicyKey, PolicySpec, SaId, SaSpec};
-use super::types::{Counters, FlushReport, Lifetime, Mode, is_our_reqid};
+use super::types::{Counters, FlushReport, IpsecProto, Lifetime, Mode, is_our_reqid};
 
 /// An SA as recorded by [`MemBackend`] (algorithm names only, no keys).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +17,8 @@ pub struct MemSa {
     pub src: IpAddr,
     /// reqid.
     pub reqid: u32,
+    /// ESP or AH.
+    pub proto: IpsecProto,
     /// Mode (`None` for an SPI reservation that has no SA yet).
     pub mode: Option<Mode>,
     /// Algorithms, e.g. `rfc4106(gcm(aes))/128` (empty for a reservation).
@@ -119,6 +121,7 @@ impl XfrmBackend for MemBackend {
             MemSa {
                 src: sa.src,
                 reqid: sa.reqid,
+                proto: sa.crypto.proto(),
                 mode: Some(sa.mode),
                 algs: sa.crypto.describe(),
                 replay_window: sa.replay_window,
@@ -130,20 +133,22 @@ impl XfrmBackend for MemBackend {
         Ok(())
     }
 
-    fn del_sa(&mut self, id: SaId) -> Result<(), KernelError> {
+    fn del_sa(&mut self, id: SaId, proto: IpsecProto) -> Result<(), KernelError> {
         self.check(MemOp::DelSa)?;
-        self.sas
-            .remove(&id)
-            .map(|_| ())
-            .ok_or(KernelError::NotFound {
+        if self.sas.get(&id).is_none_or(|sa| sa.proto != proto) {
+            return Err(KernelError::NotFound {
                 target: sa_target(id),
-            })
+            });
+        }
+        self.sas.remove(&id);
+        Ok(())
     }
 
-    fn sa_counters(&mut self, id: SaId) -> Result<Counters, KernelError> {
+    fn sa_counters(&mut self, id: SaId, proto: IpsecProto) -> Result<Counters, KernelError> {
         self.check(MemOp::Counters)?;
         self.sas
             .get(&id)
+            .filter(|sa| sa.proto == proto)
             .map(|sa| sa.counters)
             .ok_or(KernelError::NotFound {
                 target: sa_target(id),
