@@ -180,12 +180,12 @@ mod tests {
         };
         let gcm = Encr::AesGcm16 { key_bits: 128 };
         assert!(matches!(
-            esp_crypto(gcm, None, &keys),
+            esp_crypto(Some(gcm), None, &keys),
             Ok(EspCrypto::AesGcm16 { .. })
         ));
         let cbc = Encr::AesCbc { key_bits: 128 };
         assert!(matches!(
-            esp_crypto(cbc, None, &keys),
+            esp_crypto(Some(cbc), None, &keys),
             Err(InstallError::Unsupported(_))
         ));
     }

@@ -525,12 +525,14 @@ mod tests {
     fn esp_selection_spi_and_esn() {
         let init = vec![
             EspProposal {
+                protocol: IpsecProto::Esp,
                 encr: vec![gcm(128)],
                 integ: vec![],
                 esn: true,
                 dh: vec![],
             },
             EspProposal {
+                protocol: IpsecProto::Esp,
                 encr: vec![cbc(128)],
                 integ: vec![Integ::HmacSha1_96, Integ::HmacSha256_128],
                 esn: false,
@@ -538,6 +540,7 @@ mod tests {
             },
         ];
         let resp = vec![EspProposal {
+            protocol: IpsecProto::Esp,
             encr: vec![cbc(128), gcm(128)],
             integ: vec![Integ::HmacSha256_128],
             esn: false,
@@ -549,7 +552,8 @@ mod tests {
         assert_eq!(
             s,
             EspSuite {
-                encr: cbc(128),
+                protocol: IpsecProto::Esp,
+                encr: Some(cbc(128)),
                 integ: Some(Integ::HmacSha256_128),
                 esn: false
             }

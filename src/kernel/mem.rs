@@ -229,6 +229,7 @@ mod tests {
             local: ip(L),
             remote: ip(R),
             mode: Mode::Transport,
+            proto: IpsecProto::Esp,
             reqid,
             local_ts: vec![TrafficSelector::host(ip(L))],
             remote_ts: vec![TrafficSelector::host(ip(R))],

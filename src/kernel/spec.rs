@@ -410,6 +410,7 @@ mod tests {
             local: "10.0.0.1".parse().unwrap(),
             remote: "10.0.0.2".parse().unwrap(),
             mode,
+            proto: IpsecProto::Esp,
             reqid: REQID_MIN + 1,
             local_ts: l,
             remote_ts: r,

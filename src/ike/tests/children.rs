@@ -89,7 +89,10 @@ fn additional_child_sa_for_another_conn_in_both_roles() {
         // The responder picked `lan` by the selectors (its IKE SA's conn `net` refuses them).
         assert_eq!(na.conn, "lan");
         assert_eq!(na.local_ts, vec![subnet("10.1.1.0", "10.1.1.255")]);
-        assert_eq!(na.encr, crate::crypto::Encr::AesGcm16 { key_bits: 128 });
+        assert_eq!(
+            na.encr,
+            Some(crate::crypto::Encr::AesGcm16 { key_bits: 128 })
+        );
         assert_eq!((na.ike_sa, nb.ike_sa, na.rekeyed_from), (a, b, None));
         assert!(child_failures(&p.a_events).is_empty() && child_failures(&p.b_events).is_empty());
         for ep in [&p.a, &p.b] {

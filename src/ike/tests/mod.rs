@@ -83,6 +83,7 @@ fn encr(s: &str) -> Encr {
 /// Parse a strongSwan-style ESP proposal such as `aes128-sha256`.
 pub(super) fn esp_prop(s: &str) -> EspProposal {
     let mut p = EspProposal {
+        protocol: crate::kernel::IpsecProto::Esp,
         encr: vec![],
         integ: vec![],
         esn: false,
