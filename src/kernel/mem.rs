@@ -269,6 +269,60 @@ mod tests {
     }
 
     #[test]
+    fn ah_child_installs_ah_sas_and_ah_templates() {
+        let mut k = MemKernel::new();
+        let mut c = child(&mut k, REQID_MIN, 0x1234);
+        let ah = |b| EspCrypto::Ah {
+            integ: Integrity {
+                alg: IntegAlg::HmacSha1_96,
+                key: KeyBytes::new(vec![b; 20]),
+            },
+        };
+        c.crypto_in = ah(4);
+        c.crypto_out = ah(5);
+        // AH transforms under ESP policies (or the reverse) are refused before anything is
+        // installed.
+        assert_eq!(
+            k.install_child(&c),
+            Err(KernelError::ProtoMismatch {
+                sa: IpsecProto::Ah,
+                policy: IpsecProto::Esp
+            })
+        );
+        assert!(k.backend().sas().is_empty());
+        c.policy.proto = IpsecProto::Ah;
+        let id = k.install_child(&c).unwrap();
+        let b = k.backend();
+        for sa in b.sas().values() {
+            assert_eq!(
+                (sa.proto, sa.algs.as_str()),
+                (IpsecProto::Ah, "hmac(sha1)/96")
+            );
+        }
+        assert_eq!(b.sas().len(), 2);
+        assert!(
+            b.policies()
+                .values()
+                .all(|p| p.tmpl.proto == IpsecProto::Ah)
+        );
+        assert_eq!(b.policies().len(), 2);
+        // Deleting or reading an SA names its protocol: ESP finds nothing here.
+        let sa_out = SaId {
+            dst: ip(R),
+            spi: 0x1234,
+        };
+        assert!(
+            k.backend_mut()
+                .sa_counters(sa_out, IpsecProto::Esp)
+                .is_err()
+        );
+        assert!(k.backend_mut().sa_counters(sa_out, IpsecProto::Ah).is_ok());
+        k.child_counters(id).unwrap();
+        k.remove_child(id).unwrap();
+        assert!(k.backend().sas().is_empty() && k.backend().policies().is_empty());
+    }
+
+    #[test]
     fn install_and_remove() {
         let mut k = MemKernel::new();
         let c = child(&mut k, REQID_MIN, 0x1234);

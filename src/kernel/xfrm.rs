@@ -383,3 +383,40 @@ impl XfrmBackend for NetlinkBackend {
         KernelError::collect(Target::SaTable, errors).map(|()| report)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::IntegAlg;
+
+    #[test]
+    fn ah_sa_is_proto_51_with_a_truncated_hmac_only() {
+        for (alg, name, trunc) in [
+            (IntegAlg::HmacSha1_96, "hmac(sha1)", 96),
+            (IntegAlg::HmacSha256_128, "hmac(sha256)", 128),
+            (IntegAlg::HmacSha384_192, "hmac(sha384)", 192),
+            (IntegAlg::HmacSha512_256, "hmac(sha512)", 256),
+        ] {
+            let crypto = EspCrypto::Ah {
+                integ: Integrity {
+                    alg,
+                    key: KeyBytes::new(vec![7; alg.key_len()]),
+                },
+            };
+            let attrs = crypto_attrs(&crypto);
+            let [XfrmAttrs::AuthenticationAlgTrunc(a)] = attrs.as_slice() else {
+                panic!("AH carries exactly one AUTH_TRUNC attribute");
+            };
+            assert_eq!(a.alg_name, alg_name(name));
+            let key_bits = u32::try_from(alg.key_len() * 8).unwrap();
+            assert_eq!((a.alg_trunc_len, a.alg_key_len), (trunc, key_bits));
+            assert_eq!(crypto.proto().number(), 51);
+        }
+        let id = SaId {
+            dst: "10.0.0.1".parse().unwrap(),
+            spi: 0xc000_0001,
+        };
+        assert_eq!(sa_id(id, IpsecProto::Ah).proto, 51);
+        assert_eq!(sa_id(id, IpsecProto::Esp).proto, 50);
+    }
+}
