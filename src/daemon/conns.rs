@@ -470,6 +470,30 @@ mod tests {
     }
 
     #[test]
+    fn ah_conn_gets_ah_proposals_only() {
+        let (cfg, sec) = load(&CONF.replace("esp=aes128gcm16!", "ah=sha1!"), SECRETS);
+        let is_alice = |a: IpAddr| a == "10.9.0.1".parse::<IpAddr>().unwrap();
+        let conns = build_conns(&cfg, &sec, &is_alice, &mut Reqids::default()).unwrap();
+        let p = &conns[0].spec.esp_proposals;
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].protocol, IpsecProto::Ah);
+        assert_eq!(
+            (p[0].encr.as_slice(), p[0].integ.as_slice()),
+            (&[][..], &[Integ::HmacSha1_96][..])
+        );
+        assert_eq!(conns[0].spec.child_protocol(), IpsecProto::Ah);
+        // Without `!` strongSwan's default AH proposal follows.
+        let (cfg, sec) = load(&CONF.replace("esp=aes128gcm16!", "ah=sha256"), SECRETS);
+        let conns = build_conns(&cfg, &sec, &is_alice, &mut Reqids::default()).unwrap();
+        let p = &conns[0].spec.esp_proposals;
+        assert_eq!(p.len(), 2);
+        assert!(
+            p.iter()
+                .all(|p| p.protocol == IpsecProto::Ah && p.encr.is_empty())
+        );
+    }
+
+    #[test]
     fn foreign_conn_and_missing_psk_are_errors() {
         let (cfg, sec) = load(CONF, SECRETS);
         let mut reqids = Reqids::default();
