@@ -132,6 +132,18 @@ fn auth_trunc(integ: &Integrity) -> XfrmAttrs {
     })
 }
 
+/// SA flags: an AH header over IPv4 is padded to 32 bits, as RFC 4302 §2.2 asks (and
+/// strongSwan does). Linux pads it to 64 bits otherwise: with HMAC-SHA2-256-128's 16-byte ICV
+/// it would send and expect a 32-byte header where such a peer uses 28 bytes, and every ICV
+/// check fails (seen in the lab). IPv6 keeps the 64-bit alignment RFC 4302 requires there.
+fn state_flags(proto: IpsecProto, src: &IpAddr) -> u8 {
+    if proto == IpsecProto::Ah && src.is_ipv4() {
+        x::XFRM_STATE_ALIGN4
+    } else {
+        0
+    }
+}
+
 fn limit(value: u64) -> u64 {
     if value == 0 { x::XFRM_INF } else { value }
 }
@@ -199,6 +211,7 @@ impl XfrmBackend for NetlinkBackend {
         info.destination(&sa.id.dst);
         info.id.spi = sa.id.spi;
         info.id.proto = sa.crypto.proto().number();
+        info.flags = state_flags(sa.crypto.proto(), &sa.src);
         info.reqid = sa.reqid;
         info.mode = mode_number(sa.mode);
         info.lifetime_cfg = lifetime_cfg(&sa.lifetime);
@@ -417,6 +430,11 @@ mod tests {
             spi: 0xc000_0001,
         };
         assert_eq!(sa_id(id, IpsecProto::Ah).proto, 51);
+        let v4: IpAddr = "10.0.0.1".parse().unwrap();
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(state_flags(IpsecProto::Ah, &v4), x::XFRM_STATE_ALIGN4);
+        assert_eq!(state_flags(IpsecProto::Ah, &v6), 0);
+        assert_eq!(state_flags(IpsecProto::Esp, &v4), 0);
         assert_eq!(sa_id(id, IpsecProto::Esp).proto, 50);
     }
 }
