@@ -334,6 +334,24 @@ mod tests {
     }
 
     #[test]
+    fn ah_child_text_names_ah_and_its_integrity_only() {
+        let mut r = sample();
+        let ch = &mut r.conns[0].ike_sas[0].children[0];
+        ch.protocol = "AH".into();
+        ch.encr = String::new();
+        ch.encr_key_bits = 0;
+        ch.integ = Some("HMAC_SHA1_96".into());
+        ch.integ_key_bits = Some(160);
+        let text = r.to_string();
+        assert!(text.contains("AH SPIs: c0000001_i c0000002_o"), "{text}");
+        assert!(
+            text.contains(":  HMAC_SHA1_96 (160-bit key), 840 bytes_i"),
+            "{text}"
+        );
+        assert!(!text.contains("AES_CBC"), "{text}");
+    }
+
+    #[test]
     fn json_round_trip() {
         let r = sample();
         let json = serde_json::to_string(&r).unwrap();
