@@ -20,6 +20,10 @@ pub enum InstallError {
     /// The negotiated transform has no kernel mapping here.
     #[error("ESP/AH transform {0} cannot be installed")]
     Unsupported(String),
+    /// A NAT was detected but the CHILD_SA is AH, which has no UDP encapsulation (RFC 3948
+    /// is for ESP) and authenticates the addresses the NAT rewrites.
+    #[error("AH cannot pass the NAT detected between the peers (use ESP)")]
+    AhThroughNat,
 }
 
 /// Kernel form of a traffic selector.
@@ -98,6 +102,9 @@ pub fn child_install(
     life: Lifetime,
     encap: Option<UdpEncap>,
 ) -> Result<ChildSaInstall, InstallError> {
+    if c.protocol == IpsecProto::Ah && encap.is_some() {
+        return Err(InstallError::AhThroughNat);
+    }
     Ok(ChildSaInstall {
         policy: ChildPolicy {
             local: c.local,
@@ -170,6 +177,21 @@ mod tests {
             .collect();
         assert!(j.iter().all(|d| *d <= margin));
         assert!(j.iter().any(|d| *d != j[0]), "random");
+    }
+
+    #[test]
+    fn ah_keys_are_integrity_only_and_ah_refuses_a_nat() {
+        let keys = ChildDirKeys {
+            encr: Zeroizing::new(vec![]),
+            integ: Zeroizing::new(vec![9; 20]),
+        };
+        let ah = esp_crypto(None, Some(Integ::HmacSha1_96), &keys).unwrap();
+        assert_eq!(ah.proto(), IpsecProto::Ah);
+        assert_eq!(ah.describe(), "hmac(sha1)/96");
+        assert!(matches!(
+            esp_crypto(None, None, &keys),
+            Err(InstallError::Unsupported(_))
+        ));
     }
 
     #[test]

@@ -86,9 +86,7 @@ fn retransmit_then_give_up() {
     assert!((p.elapsed() - 165.06).abs() < 0.05, "{}", p.elapsed());
     assert!(p.a.ike_sas().is_empty());
     assert_eq!(p.a.delete_ike_sa(p.now, id), Err(IkeError::UnknownSa(id.0)));
-    let Event::IkeSaFailed { error, .. } = &p.a_events[0] else {
-        unreachable!()
-    };
+    let error = &failures(&p.a_events)[0];
     assert_eq!(error.to_string(), "peer not responding after 5 retransmits");
 }
 
@@ -198,11 +196,14 @@ fn no_common_ike_proposal() {
     );
     p.connect();
     assert_eq!(failures(&p.a_events), vec![IkeError::NoProposalChosen]);
-    assert_eq!(failures(&p.b_events), vec![IkeError::NoProposalChosen]);
-    let Event::IkeSaFailed { conn, .. } = &p.b_events[0] else {
-        unreachable!()
+    // b keeps no state: a refusal naming the peer and the conn, no IKE SA failure.
+    assert!(failures(&p.b_events).is_empty());
+    let [Event::InitRefused { peer, conn, reason }] = p.b_events.as_slice() else {
+        panic!("{:?}", p.b_events)
     };
+    assert_eq!(peer.ip(), ip(A_IP));
     assert_eq!(conn.as_deref(), Some("net"));
+    assert_eq!(*reason, InitRefusal::NoProposal);
     assert!(p.a.ike_sas().is_empty() && p.b.ike_sas().is_empty());
 }
 
