@@ -180,7 +180,7 @@ mod tests {
     }
 
     #[test]
-    fn ah_keys_are_integrity_only_and_ah_refuses_a_nat() {
+    fn ah_keys_are_integrity_only() {
         let keys = ChildDirKeys {
             encr: Zeroizing::new(vec![]),
             integ: Zeroizing::new(vec![9; 20]),
