@@ -90,7 +90,10 @@ fn summary(c: &Conn, secrets: &Secrets, diags: &mut Diagnostics) -> String {
     }
     parts.push(mode);
     parts.push(format!("ike {}", c.ike));
-    parts.push(format!("esp {}", c.esp));
+    parts.push(match &c.ah {
+        Some(ah) => format!("ah {ah}"),
+        None => format!("esp {}", c.esp),
+    });
     parts.push(format!("auto={}", c.auto));
     parts.push(format!("ikelifetime {}", fmt_duration(c.ikelifetime)));
     parts.push(format!("lifetime {}", fmt_duration(c.lifetime)));
@@ -192,6 +195,33 @@ mod tests {
             [
                 "host-host: 10.1.0.1 <-> 10.1.0.2, ids 10.1.0.1 <-> 10.1.0.2, transport, ike aes128-sha256-x25519!, esp aes128-sha256!, auto=add, ikelifetime 3h, lifetime 1h, psk: ipsec.secrets:1"
             ]
+        );
+    }
+
+    #[test]
+    fn ah_conn_summary_and_esp_with_ah_refused() {
+        let text = "conn host-host\n  left=10.1.0.1\n  right=10.1.0.2\n  authby=secret\n  type=transport\n  ike=aes128-sha256-x25519!\n  ah=sha1!\n  auto=add\n";
+        let secrets = src("ipsec.secrets", "10.1.0.1 10.1.0.2 : PSK \"x\"\n");
+        let r = report(load_str(
+            &src("ipsec.conf", text),
+            &secrets,
+            &MemResolver::default(),
+            &NoDns,
+        ));
+        assert!(r.ok(), "{r}");
+        assert!(r.summaries[0].contains(", ah sha1!, "), "{r}");
+        let both = text.replace("ah=sha1!", "esp=aes128-sha256!\n  ah=sha1!");
+        let r = report(load_str(
+            &src("ipsec.conf", &both),
+            &secrets,
+            &MemResolver::default(),
+            &NoDns,
+        ));
+        assert!(!r.ok());
+        let shown = r.to_string();
+        assert!(
+            shown.contains("esp= and ah= together cannot be negotiated"),
+            "{shown}"
         );
     }
 

@@ -1,4 +1,4 @@
-//! `ike=` / `esp=` proposal strings with strongSwan's algorithm keywords, as plain IANA
+//! `ike=` / `esp=` / `ah=` proposal strings with strongSwan's algorithm keywords, as plain IANA
 //! transform numbers (RFC 7296 §3.3.2 registries). Config is a leaf, so it keeps its own
 //! table of these numbers (it also names algorithms ikev2d does not implement, to diagnose
 //! them); the protocol layers use `wire::TransformId`. `daemon/conns.rs` is the one place
@@ -92,6 +92,9 @@ pub mod esn {
 pub enum Protocol {
     Ike,
     Esp,
+    /// `ah=`: integrity algorithms (and ESN, PFS groups) only, written
+    /// `integrity[-dhgroup]` (ipsec.conf(5)).
+    Ah,
 }
 
 /// One proposal: each list holds alternatives in preference order.
@@ -121,6 +124,7 @@ impl Proposals {
             list: match proto {
                 Protocol::Ike => default_ike_proposals(),
                 Protocol::Esp => default_esp_proposals(),
+                Protocol::Ah => default_ah_proposals(),
             },
             strict: false,
             configured: false,
@@ -372,7 +376,11 @@ pub enum ProposalError {
     },
     #[error("PRF '{token}' is not allowed in an ESP proposal ('{text}')")]
     PrfInEsp { token: String, text: String },
-    #[error("'{token}' is only valid in ESP proposals ('{text}')")]
+    #[error(
+        "'{token}' is not allowed in an AH proposal ('{text}'): AH only authenticates (integrity[-dhgroup])"
+    )]
+    NotInAh { token: String, text: String },
+    #[error("'{token}' is only valid in ESP and AH proposals ('{text}')")]
     EsnInIke { token: String, text: String },
     #[error("proposal '{text}' has no encryption algorithm")]
     NoEncryption { text: String },
@@ -408,6 +416,12 @@ pub fn parse_proposal(proto: Protocol, text: &str) -> Result<Proposal, ProposalE
             }
         })?;
         match (proto, kind) {
+            (Protocol::Ah, Kind::Encr(..) | Kind::Prf(_)) => {
+                return Err(ProposalError::NotInAh {
+                    token: tok.to_owned(),
+                    text: text_owned(),
+                });
+            }
             (_, Kind::Encr(id, bits)) => push_unique(&mut p.encr, (id, bits)),
             (_, Kind::Integ(id)) => push_unique(&mut p.integ, id),
             (Protocol::Ike, Kind::Prf(id)) => push_unique(&mut p.prf, id),
@@ -418,7 +432,7 @@ pub fn parse_proposal(proto: Protocol, text: &str) -> Result<Proposal, ProposalE
                 });
             }
             (_, Kind::Dh(id)) => push_unique(&mut p.dh, id),
-            (Protocol::Esp, Kind::Esn(id)) => push_unique(&mut p.esn, id),
+            (Protocol::Esp | Protocol::Ah, Kind::Esn(id)) => push_unique(&mut p.esn, id),
             (Protocol::Ike, Kind::Esn(_)) => {
                 return Err(ProposalError::EsnInIke {
                     token: tok.to_owned(),
@@ -426,6 +440,15 @@ pub fn parse_proposal(proto: Protocol, text: &str) -> Result<Proposal, ProposalE
                 });
             }
         }
+    }
+    if proto == Protocol::Ah {
+        if p.integ.is_empty() {
+            return Err(ProposalError::NoIntegrity { text: text_owned() });
+        }
+        if p.esn.is_empty() {
+            p.esn.push(esn::NO_ESN);
+        }
+        return Ok(p);
     }
     let aead = p.encr.iter().filter(|(id, _)| is_aead(*id)).count();
     if p.encr.is_empty() {
@@ -466,7 +489,7 @@ pub fn parse_proposal(proto: Protocol, text: &str) -> Result<Proposal, ProposalE
     Ok(p)
 }
 
-/// Parses an `ike=`/`esp=` value: `proposal[,proposal...][!]`.
+/// Parses an `ike=`/`esp=`/`ah=` value: `proposal[,proposal...][!]`.
 pub fn parse_proposals(proto: Protocol, text: &str) -> Result<Proposals, ProposalError> {
     let (body, strict) = match text.strip_suffix('!') {
         Some(b) => (b, true),
@@ -620,9 +643,58 @@ pub fn default_esp_proposals() -> Vec<Proposal> {
     ]
 }
 
+/// The default AH proposal (used when `ah=` lists proposals without `!`): the integrity
+/// algorithms of [`default_esp_proposals`]'s second proposal, no ESN.
+pub fn default_ah_proposals() -> Vec<Proposal> {
+    vec![Proposal {
+        integ: vec![
+            integ::HMAC_SHA2_256_128,
+            integ::HMAC_SHA2_384_192,
+            integ::HMAC_SHA2_512_256,
+            integ::HMAC_SHA1_96,
+            integ::AES_XCBC_96,
+        ],
+        esn: vec![esn::NO_ESN],
+        ..Proposal::default()
+    }]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ah_proposals_are_integrity_only() {
+        let p = parse_proposals(Protocol::Ah, "sha1!").unwrap();
+        assert_eq!(p.list[0].integ, [integ::HMAC_SHA1_96]);
+        assert!(p.list[0].encr.is_empty());
+        assert_eq!(p.list[0].esn, [esn::NO_ESN]);
+        assert_eq!(p.effective(Protocol::Ah).len(), 1);
+        assert_eq!(p.to_string(), "sha1!");
+        let p = parse_proposals(Protocol::Ah, "sha256-sha512-modp2048-esn,sha384").unwrap();
+        assert_eq!(
+            p.list[0].integ,
+            [integ::HMAC_SHA2_256_128, integ::HMAC_SHA2_512_256]
+        );
+        assert_eq!(
+            (p.list[0].dh.as_slice(), p.list[0].esn.as_slice()),
+            (&[dh::MODP2048][..], &[esn::ESN][..])
+        );
+        assert_eq!(p.effective(Protocol::Ah).len(), 3);
+        for bad in ["aes128-sha1", "sha1-prfsha1"] {
+            assert!(
+                matches!(
+                    parse_proposal(Protocol::Ah, bad),
+                    Err(ProposalError::NotInAh { .. })
+                ),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            parse_proposal(Protocol::Ah, "modp2048"),
+            Err(ProposalError::NoIntegrity { .. })
+        ));
+    }
 
     #[test]
     fn ike_basic_and_derived_prf() {

@@ -20,7 +20,7 @@ use crate::control::ConnReport;
 use crate::crypto::{DhGroup, Encr, Integ, Prf};
 use crate::daemon::install::VolumeLimits;
 use crate::ike::{
-    ConnSpec, EndpointConfig, EspProposal, IkeProposal, Mode, Psks, RetransmitPolicy,
+    ConnSpec, EndpointConfig, EspProposal, IkeProposal, IpsecProto, Mode, Psks, RetransmitPolicy,
 };
 use crate::kernel::{REQID_MAX, REQID_MIN};
 use crate::wire::{IdType, Identification, TrafficSelector, TsType};
@@ -214,7 +214,10 @@ fn build_conn(
     let remote_id = identification(&remote_identity);
     check_psk(secrets, &local_identity, &remote_identity)?;
     let ike_proposals = proposals(&conn.ike, Protocol::Ike, ike_proposal)?;
-    let esp_proposals = proposals(&conn.esp, Protocol::Esp, esp_proposal)?;
+    let esp_proposals = match &conn.ah {
+        Some(ah) => proposals(ah, Protocol::Ah, ah_proposal)?,
+        None => proposals(&conn.esp, Protocol::Esp, esp_proposal)?,
+    };
     let (local_ts, remote_ts) = match mode {
         // Transport mode protects the hosts themselves; the engine fills in the addresses
         // when a side has none configured (%any).
@@ -467,7 +470,21 @@ fn esp_proposal(p: &Proposal, strict: bool) -> Result<Option<EspProposal>, ConnE
     let complete = !encr.is_empty() && (aead || !integ.is_empty());
     let esn = p.esn.contains(&esn::ESN) && !p.esn.contains(&esn::NO_ESN);
     Ok(complete.then_some(EspProposal {
+        protocol: IpsecProto::Esp,
         encr,
+        integ,
+        esn,
+        dh,
+    }))
+}
+
+fn ah_proposal(p: &Proposal, strict: bool) -> Result<Option<EspProposal>, ConnError> {
+    let integ = integs(p, strict)?;
+    let dh = dh_groups(p, strict)?;
+    let esn = p.esn.contains(&esn::ESN) && !p.esn.contains(&esn::NO_ESN);
+    Ok((!integ.is_empty()).then_some(EspProposal {
+        protocol: IpsecProto::Ah,
+        encr: Vec::new(),
         integ,
         esn,
         dh,
@@ -519,6 +536,30 @@ mod tests {
         assert_eq!(c.spec.ike_proposals.len(), 1);
         assert!(c.spec.esp_proposals[0].integ.is_empty());
         assert!(!format!("{:?}", c.spec).contains("k3y"));
+    }
+
+    #[test]
+    fn ah_conn_gets_ah_proposals_only() {
+        let (cfg, sec) = load(&CONF.replace("esp=aes128gcm16!", "ah=sha1!"), SECRETS);
+        let is_alice = |a: IpAddr| a == "10.9.0.1".parse::<IpAddr>().unwrap();
+        let conns = build_conns(&cfg, &sec, &is_alice, &|_| None, &mut Reqids::default()).unwrap();
+        let p = &conns[0].spec.esp_proposals;
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].protocol, IpsecProto::Ah);
+        assert_eq!(
+            (p[0].encr.as_slice(), p[0].integ.as_slice()),
+            (&[][..], &[Integ::HmacSha1_96][..])
+        );
+        assert_eq!(conns[0].spec.child_protocol(), IpsecProto::Ah);
+        // Without `!` strongSwan's default AH proposal follows.
+        let (cfg, sec) = load(&CONF.replace("esp=aes128gcm16!", "ah=sha256"), SECRETS);
+        let conns = build_conns(&cfg, &sec, &is_alice, &|_| None, &mut Reqids::default()).unwrap();
+        let p = &conns[0].spec.esp_proposals;
+        assert_eq!(p.len(), 2);
+        assert!(
+            p.iter()
+                .all(|p| p.protocol == IpsecProto::Ah && p.encr.is_empty())
+        );
     }
 
     #[test]

@@ -9,7 +9,8 @@ use rand::{Rng, RngExt};
 use crate::crypto::{Encr, Integ};
 use crate::ike::{ChildDirKeys, ChildSaReady, Mode};
 use crate::kernel::{
-    self, ChildPolicy, ChildSaInstall, EspCrypto, IntegAlg, Integrity, KeyBytes, Lifetime, UdpEncap,
+    self, ChildPolicy, ChildSaInstall, EspCrypto, IntegAlg, Integrity, IpsecProto, KeyBytes,
+    Lifetime, UdpEncap,
 };
 use crate::wire::TrafficSelector;
 
@@ -17,8 +18,12 @@ use crate::wire::TrafficSelector;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InstallError {
     /// The negotiated transform has no kernel mapping here.
-    #[error("ESP transform {0} cannot be installed")]
+    #[error("ESP/AH transform {0} cannot be installed")]
     Unsupported(String),
+    /// A NAT was detected but the CHILD_SA is AH, which has no UDP encapsulation (RFC 3948
+    /// is for ESP) and authenticates the addresses the NAT rewrites.
+    #[error("AH cannot pass the NAT detected between the peers (use ESP)")]
+    AhThroughNat,
 }
 
 /// Kernel form of a traffic selector.
@@ -42,25 +47,32 @@ fn integ_alg(i: Integ) -> IntegAlg {
 }
 
 fn esp_crypto(
-    encr: Encr,
+    encr: Option<Encr>,
     integ: Option<Integ>,
     keys: &ChildDirKeys,
 ) -> Result<EspCrypto, InstallError> {
+    let integrity = |i| Integrity {
+        alg: integ_alg(i),
+        key: KeyBytes::from_slice(&keys.integ),
+    };
     match (encr, integ) {
-        (Encr::AesGcm16 { .. }, None) => Ok(EspCrypto::AesGcm16 {
+        (None, Some(i)) => Ok(EspCrypto::Ah {
+            integ: integrity(i),
+        }),
+        (Some(Encr::AesGcm16 { .. }), None) => Ok(EspCrypto::AesGcm16 {
             key: KeyBytes::from_slice(&keys.encr),
         }),
-        (Encr::AesCbc { .. }, Some(i)) => Ok(EspCrypto::AesCbc {
+        (Some(Encr::AesCbc { .. }), Some(i)) => Ok(EspCrypto::AesCbc {
             key: KeyBytes::from_slice(&keys.encr),
-            integ: Integrity {
-                alg: integ_alg(i),
-                key: KeyBytes::from_slice(&keys.integ),
-            },
+            integ: integrity(i),
         }),
-        (e, i) => Err(InstallError::Unsupported(match i {
-            Some(i) => format!("{}/{}", e.name(), i.name()),
-            None => e.name().to_string(),
-        })),
+        (e, i) => Err(InstallError::Unsupported(
+            e.map(Encr::name)
+                .into_iter()
+                .chain(i.map(Integ::name))
+                .collect::<Vec<_>>()
+                .join("/"),
+        )),
     }
 }
 
@@ -133,11 +145,15 @@ pub fn child_install(
     life: Lifetime,
     encap: Option<UdpEncap>,
 ) -> Result<ChildSaInstall, InstallError> {
+    if c.protocol == IpsecProto::Ah && encap.is_some() {
+        return Err(InstallError::AhThroughNat);
+    }
     Ok(ChildSaInstall {
         policy: ChildPolicy {
             local: c.local,
             remote: c.remote,
             mode: c.mode,
+            proto: c.protocol,
             reqid: c.reqid,
             local_ts: c.local_ts.iter().map(kernel_ts).collect(),
             remote_ts: c.remote_ts.iter().map(kernel_ts).collect(),
@@ -157,6 +173,7 @@ pub fn trap_policy(
     local: IpAddr,
     remote: IpAddr,
     mode: Mode,
+    proto: IpsecProto,
     reqid: u32,
     local_ts: &[TrafficSelector],
     remote_ts: &[TrafficSelector],
@@ -165,6 +182,7 @@ pub fn trap_policy(
         local,
         remote,
         mode,
+        proto,
         reqid,
         local_ts: local_ts.iter().map(kernel_ts).collect(),
         remote_ts: remote_ts.iter().map(kernel_ts).collect(),
@@ -235,6 +253,21 @@ mod tests {
     }
 
     #[test]
+    fn ah_keys_are_integrity_only() {
+        let keys = ChildDirKeys {
+            encr: Zeroizing::new(vec![]),
+            integ: Zeroizing::new(vec![9; 20]),
+        };
+        let ah = esp_crypto(None, Some(Integ::HmacSha1_96), &keys).unwrap();
+        assert_eq!(ah.proto(), IpsecProto::Ah);
+        assert_eq!(ah.describe(), "hmac(sha1)/96");
+        assert!(matches!(
+            esp_crypto(None, None, &keys),
+            Err(InstallError::Unsupported(_))
+        ));
+    }
+
+    #[test]
     fn gcm_needs_no_integ_and_cbc_needs_one() {
         let keys = ChildDirKeys {
             encr: Zeroizing::new(vec![1; 20]),
@@ -242,12 +275,12 @@ mod tests {
         };
         let gcm = Encr::AesGcm16 { key_bits: 128 };
         assert!(matches!(
-            esp_crypto(gcm, None, &keys),
+            esp_crypto(Some(gcm), None, &keys),
             Ok(EspCrypto::AesGcm16 { .. })
         ));
         let cbc = Encr::AesCbc { key_bits: 128 };
         assert!(matches!(
-            esp_crypto(cbc, None, &keys),
+            esp_crypto(Some(cbc), None, &keys),
             Err(InstallError::Unsupported(_))
         ));
     }

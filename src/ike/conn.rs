@@ -11,7 +11,7 @@ use super::psk::Psks;
 use super::timer::RetransmitPolicy;
 use crate::config::ident::{IdMatch, wildcard_suffix_matches};
 use crate::crypto::{DhGroup, Encr, Integ, Prf};
-use crate::kernel::Mode;
+use crate::kernel::{IpsecProto, Mode};
 use crate::wire::{IdType, Identification, TrafficSelector};
 
 /// Endpoint-wide settings.
@@ -73,11 +73,14 @@ pub struct IkeProposal {
     pub dh: Vec<DhGroup>,
 }
 
-/// One ESP proposal (strongSwan `esp=aes128gcm16`, `esp=aes128-sha256` or, with PFS,
-/// `esp=aes128-sha256-modp2048`).
+/// One CHILD_SA proposal: ESP (strongSwan `esp=aes128gcm16`, `esp=aes128-sha256` or, with
+/// PFS, `esp=aes128-sha256-modp2048`) or AH (`ah=sha256`: integrity only, RFC 4302). One
+/// proposal has one protocol (RFC 7296 §3.3.1), so ESP and AH are never combined.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EspProposal {
-    /// Encryption algorithms.
+    /// ESP or AH (sent as protocol ID 3 or 2).
+    pub protocol: IpsecProto,
+    /// Encryption algorithms (empty for AH).
     pub encr: Vec<Encr>,
     /// Integrity algorithms (empty for AEAD-only proposals).
     pub integ: Vec<Integ>,
@@ -112,7 +115,7 @@ pub struct ConnSpec {
     pub psk: Psks,
     /// IKE proposals, in preference order.
     pub ike_proposals: Vec<IkeProposal>,
-    /// ESP proposals, in preference order.
+    /// CHILD_SA proposals (ESP or AH), in preference order.
     pub esp_proposals: Vec<EspProposal>,
     /// CHILD_SA mode.
     pub mode: Mode,
@@ -136,6 +139,17 @@ pub struct ConnSpec {
     /// `forceencaps=yes`: send a NAT_DETECTION_SOURCE_IP that cannot match, so that both sides
     /// see a NAT and use UDP-encapsulated ESP on the NAT-T port whatever the path.
     pub force_encaps: bool,
+}
+
+impl ConnSpec {
+    /// The protocol of this conn's CHILD_SAs: the one its proposals name (config gives a
+    /// conn ESP or AH proposals, never both), ESP when it has none.
+    pub fn child_protocol(&self) -> IpsecProto {
+        self.esp_proposals
+            .first()
+            .map(|p| p.protocol)
+            .unwrap_or_default()
+    }
 }
 
 impl fmt::Debug for ConnSpec {

@@ -116,7 +116,7 @@ use rand::CryptoRng;
 
 /// The CHILD_SA mode is the kernel layer's plain data type, so no conversion is needed between
 /// the engine's events and an install.
-pub use crate::kernel::Mode;
+pub use crate::kernel::{IpsecProto, Mode};
 pub use conn::{ConnSpec, EndpointConfig, EspProposal, IkeProposal, RandomSpis, SpiAllocator};
 pub use error::{IkeError, SpiError};
 pub use event::{

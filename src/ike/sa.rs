@@ -17,7 +17,7 @@ use super::event::{
 use super::ike_auth::{ExpectAuthRequest, ExpectAuthResponse};
 use super::ike_rekey::Fresh;
 use super::ike_sa_init::{ExpectSaInitResponse, InitOutcome};
-use super::payloads::{delete_esp_payload, delete_ike_payload, has_notify};
+use super::payloads::{delete_child_payload, delete_ike_payload, has_notify};
 use super::proposal::IkeSuite;
 use super::sk;
 use super::timer::{Expiry, Outstanding};
@@ -805,6 +805,15 @@ impl IkeSa {
         }
     }
 
+    /// The protocol (ESP or AH) of our CHILD_SA with inbound SPI `spi_in`; for one we never
+    /// installed (a refused answer), the protocol this SA's conn proposes.
+    fn child_protocol(&self, spi_in: u32) -> crate::kernel::IpsecProto {
+        self.children
+            .iter()
+            .find(|c| c.spi_in == spi_in)
+            .map_or_else(|| self.conn.child_protocol(), |c| c.suite.protocol)
+    }
+
     /// Send a queued request (the window is free and the SA is established). Returns false
     /// if the request turned out to be moot (a rekey of a CHILD_SA that is gone or replaced).
     fn send_queued<R: CryptoRng>(&mut self, ctx: &mut Ctx<'_, R>, q: Queued) -> bool {
@@ -812,7 +821,9 @@ impl IkeSa {
             Queued::RekeyChild(spi) => return super::create_child_sa::send_rekey(self, ctx, spi),
             Queued::RekeyIke => return super::ike_rekey::send_request(self, ctx),
             Queued::CreateChild => return super::create_child_sa::send_new(self, ctx),
-            Queued::DeleteChild(spi) => vec![delete_esp_payload(&[spi])],
+            Queued::DeleteChild(spi) => {
+                vec![delete_child_payload(self.child_protocol(spi), &[spi])]
+            }
             Queued::DeleteIke => vec![delete_ike_payload()],
             Queued::Liveness => Vec::new(),
         };

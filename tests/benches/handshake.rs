@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use ikev2d::crypto::{DhGroup, Encr, Integ, Prf};
 use ikev2d::ike::{
-    ConnSpec, Endpoint, EndpointConfig, EspProposal, Event, IkeProposal, Mode, SpiAllocator,
-    SpiError,
+    ConnSpec, Endpoint, EndpointConfig, EspProposal, Event, IkeProposal, IpsecProto, Mode,
+    SpiAllocator, SpiError,
 };
 use ikev2d::wire::Identification;
 use rand::SeedableRng;
@@ -79,6 +79,7 @@ fn conn(local: &str, remote: &str, ike: &IkeProposal) -> ConnSpec {
         psk: ikev2d::ike::Psks::fixed(b"benchmark pre-shared key"),
         ike_proposals: vec![ike.clone()],
         esp_proposals: vec![EspProposal {
+            protocol: IpsecProto::Esp,
             encr: vec![Encr::AesGcm16 { key_bits: 128 }],
             integ: vec![],
             esn: false,

@@ -192,6 +192,7 @@ impl<'a> Builder<'a> {
             esp: r
                 .proposals("esp")
                 .unwrap_or_else(|| Proposals::default_for(Protocol::Esp)),
+            ah: r.proposals("ah"),
             conn_type: r.conn_type("type").unwrap_or(ConnType::Tunnel),
             auto: r.auto("auto").unwrap_or(Auto::Ignore),
             ikelifetime: r

@@ -196,6 +196,8 @@ pub struct Conn {
     pub right: End,
     pub ike: Proposals,
     pub esp: Proposals,
+    /// `ah=`: the CHILD_SA uses AH with these proposals instead of ESP (`None`: absent).
+    pub ah: Option<Proposals>,
     /// `type=`.
     pub conn_type: ConnType,
     pub auto: Auto,

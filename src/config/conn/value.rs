@@ -158,6 +158,7 @@ pub(super) fn convert(kind: ValueKind, v: &str) -> Result<Val, SettingError> {
         },
         ValueKind::Ike => Val::Proposals(parse_proposals(Protocol::Ike, v)?),
         ValueKind::Esp => Val::Proposals(parse_proposals(Protocol::Esp, v)?),
+        ValueKind::Ah => Val::Proposals(parse_proposals(Protocol::Ah, v)?),
         ValueKind::ConnType => Val::ConnType(match v {
             "transport_proxy" => {
                 return Err(SettingError::TransportProxy);

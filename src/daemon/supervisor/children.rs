@@ -31,8 +31,15 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         };
         let local_ts = crate::ike::configured_or_host(&spec.local_ts, local);
         let remote_ts = crate::ike::configured_or_host(&spec.remote_ts, remote);
-        let trap =
-            install::trap_policy(local, remote, spec.mode, spec.reqid, &local_ts, &remote_ts);
+        let trap = install::trap_policy(
+            local,
+            remote,
+            spec.mode,
+            spec.child_protocol(),
+            spec.reqid,
+            &local_ts,
+            &remote_ts,
+        );
         self.traps.insert(spec.reqid);
         self.kernel(
             KernelOp::InstallTrap(trap),
@@ -73,8 +80,9 @@ impl<R: rand::CryptoRng> Supervisor<R> {
 
     pub(super) fn child_ready(&mut self, now: Instant, c: &ChildSaReady) {
         if self.settings.key_log {
+            // AH is not encrypted: only ESP CHILD_SAs have a key record.
             self.effects
-                .push_back(Effect::KeyLog(KeyRecord::child_sa(c)));
+                .extend(KeyRecord::child_sa(c).map(Effect::KeyLog));
         }
         let jitter = install::rekey_jitter(c.rekey_margin, c.rekey_fuzz_percent, &mut self.rng);
         let mut lifetime = install::lifetime(c.lifetime, c.rekey_margin, jitter);

@@ -344,7 +344,10 @@ impl Pair {
         };
         if hard {
             // The kernel deletes the SA itself at its hard lifetime.
-            n.kernel.backend_mut().del_sa(sa).unwrap();
+            n.kernel
+                .backend_mut()
+                .del_sa(sa, crate::kernel::IpsecProto::Esp)
+                .unwrap();
         }
         n.sup
             .handle_kernel_event(now, KernelEvent::Expire { reqid, sa, hard });

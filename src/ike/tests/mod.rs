@@ -1,6 +1,7 @@
 //! Two-endpoint in-memory harness on a virtual clock (quinn-proto `Pair` style), with knobs
 //! to drop, duplicate, reorder and address-translate datagrams.
 
+mod ah;
 mod children;
 mod exchanges;
 mod faults;
@@ -81,9 +82,11 @@ fn encr(s: &str) -> Encr {
     }
 }
 
-/// Parse a strongSwan-style ESP proposal such as `aes128-sha256`.
+/// Parse a strongSwan-style ESP proposal such as `aes128-sha256`, or an AH one written
+/// `ah-sha1`.
 pub(super) fn esp_prop(s: &str) -> EspProposal {
     let mut p = EspProposal {
+        protocol: crate::kernel::IpsecProto::Esp,
         encr: vec![],
         integ: vec![],
         esn: false,
@@ -97,6 +100,7 @@ pub(super) fn esp_prop(s: &str) -> EspProposal {
             "sha256" => p.integ.push(Integ::HmacSha256_128),
             "sha1" => p.integ.push(Integ::HmacSha1_96),
             "esn" => p.esn = true,
+            "ah" => p.protocol = crate::kernel::IpsecProto::Ah,
             e => p.encr.push(encr(e)),
         }
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use ikev2d::crypto::{DhGroup, Encr, Prf, SkCrypto};
 use ikev2d::ike::{
-    ConnSpec, Endpoint, EndpointConfig, EspProposal, Event, IkeProposal, IkeSaExportedKeys, Mode,
+    IpsecProto, ConnSpec, Endpoint, EndpointConfig, EspProposal, Event, IkeProposal, IkeSaExportedKeys, Mode,
     SpiAllocator, SpiError,
 };
 use ikev2d::wire::{ExchangeType, Header, Identification, PayloadType};
@@ -49,6 +49,7 @@ pub fn conn(local: &str, remote: Option<&str>) -> ConnSpec {
             dh: vec![DhGroup::Curve25519],
         }],
         esp_proposals: vec![EspProposal {
+            protocol: IpsecProto::Esp,
             encr: vec![Encr::AesGcm16 { key_bits: 128 }],
             integ: vec![],
             esn: false,
