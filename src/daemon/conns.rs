@@ -29,6 +29,8 @@ pub struct ConnEntry {
     pub auto: Auto,
     /// `rekey=`: rekey CHILD_SAs at their soft expire (otherwise they expire).
     pub rekey: bool,
+    /// `reauth=`: renew the IKE SA by reauthentication (make-before-break) instead of a rekey.
+    pub reauth: bool,
     /// Status summary (without SAs).
     pub report: ConnReport,
 }
@@ -221,6 +223,7 @@ fn build_conn(
         spec,
         auto: conn.auto,
         rekey: conn.rekey,
+        reauth: conn.reauth,
         report,
     })
 }

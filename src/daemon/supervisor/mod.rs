@@ -17,6 +17,8 @@
 
 mod children;
 mod control;
+mod ike_life;
+mod shared;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -130,6 +132,8 @@ struct UpWaiter {
 /// An `ikectl down` waiting for IKE SAs to be gone.
 struct DownWaiter {
     ids: HashSet<IkeSaId>,
+    /// Inbound SPIs of CHILD_SAs deleted from IKE SAs of other conns.
+    children: HashSet<u32>,
     ctl: CtlId,
 }
 
@@ -160,6 +164,10 @@ pub struct Supervisor<R> {
     down_waiters: Vec<DownWaiter>,
     /// reqids of trap policies installed or being installed.
     traps: HashSet<u32>,
+    /// Renewal and hard end of each established IKE SA.
+    ike_lives: HashMap<IkeSaId, ike_life::IkeLife>,
+    /// Make-before-break reauthentications, by the new IKE SA.
+    reauths: HashMap<IkeSaId, ike_life::Reauth>,
     phase: Phase,
     effects: VecDeque<Effect>,
 }
@@ -185,6 +193,8 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             up_waiters: HashMap::new(),
             down_waiters: Vec::new(),
             traps: HashSet::new(),
+            ike_lives: HashMap::new(),
+            reauths: HashMap::new(),
             phase: Phase::Running,
             effects: VecDeque::new(),
         }
@@ -221,10 +231,10 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             Phase::Draining { deadline } => Some(deadline),
             _ => None,
         };
-        match (self.endpoint.poll_timeout(), drain) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.endpoint.poll_timeout(), drain, self.ike_life_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Everything is removed after a shutdown: the driver may exit.
@@ -248,6 +258,10 @@ impl<R: rand::CryptoRng> Supervisor<R> {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.endpoint.handle_timeout(now);
         self.drain_engine(now);
+        if self.phase == Phase::Running {
+            self.ike_life_timers(now);
+            self.drain_engine(now);
+        }
     }
 
     /// A signal arrived.
@@ -531,6 +545,8 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                     self.progress(ctl, text.clone());
                     self.progress(ctl, format!("IKE proposal: {proposal}"));
                 }
+                self.schedule_ike(now, id, &conn);
+                self.reauth_established(now, id);
             }
             Event::IkeSaRekeyed {
                 old,
@@ -542,19 +558,24 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 exported_keys,
             } => {
                 self.log_ike_keys(&spi_i, &spi_r, exported_keys.as_deref());
-                tracing::info!(target: "ike", "IKE_SA {conn}[{}] rekeyed by the peer as {conn}[{}] (SPIs {}_i {}_r, {proposal})",
+                tracing::info!(target: "ike", "IKE_SA {conn}[{}] rekeyed as {conn}[{}] (SPIs {}_i {}_r, {proposal})",
                     old.0, new.0, super::hex(&spi_i), super::hex(&spi_r));
+                self.ike_rekeyed(now, old, new, &conn);
+                if let Some(w) = self.up_waiters.remove(&old) {
+                    self.up_waiters.entry(new).or_default().extend(w);
+                }
             }
             Event::IkeSaFailed { id, conn, error } => {
                 let name = conn.as_deref().unwrap_or("?");
                 tracing::warn!(target: "ike", "IKE_SA {name}[{}] failed: {error}", id.0);
-                self.fail_up(id, &error);
+                self.fail_up(id, None, &error);
                 self.ike_gone(id);
             }
             Event::ChildSaReady(ready) => self.child_ready(now, &ready),
             Event::ChildSaFailed { id, conn, error } => {
                 tracing::warn!(target: "ike", "CHILD_SA of {conn}[{}] failed: {error}", id.0);
-                self.fail_up(id, &error);
+                self.fail_up(id, Some(&conn), &error);
+                self.reauth_child_done(now, id);
             }
             Event::ChildSaDeleted {
                 id,
@@ -564,6 +585,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             } => {
                 tracing::info!(target: "ike", "CHILD_SA of {conn}[{}] with SPIs {spi_in:08x}_i {spi_out:08x}_o deleted", id.0);
                 self.remove_child(spi_in);
+                self.child_deleted_for_down(spi_in);
             }
             Event::IkeSaRekeyFailed { id, conn, error } => {
                 tracing::warn!(target: "ike", "rekeying IKE_SA {conn}[{}] failed: {error}", id.0);
@@ -594,6 +616,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
     /// An IKE SA is gone: remove the CHILD_SAs the engine no longer has, finish `down`
     /// waiters.
     fn ike_gone(&mut self, id: IkeSaId) {
+        self.ike_life_gone(id);
         let live: HashSet<u32> = self
             .endpoint
             .ike_sas()
@@ -610,7 +633,6 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         for spi in orphans {
             self.remove_child(spi);
         }
-        let mut finished = Vec::new();
         let mut progress = Vec::new();
         for w in &mut self.down_waiters {
             if w.ids.remove(&id) {
@@ -620,17 +642,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         for ctl in progress {
             self.progress(ctl, format!("IKE_SA [{}] deleted", id.0));
         }
-        self.down_waiters.retain(|w| {
-            if w.ids.is_empty() {
-                finished.push(w.ctl);
-                false
-            } else {
-                true
-            }
-        });
-        for ctl in finished {
-            self.done(ctl, Done::ok());
-        }
+        self.finish_down_waiters();
     }
 }
 
