@@ -95,6 +95,17 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             if hard {
                 self.ike_lives.remove(&id);
                 tracing::warn!(target: "ike", "IKE_SA [{}] reached its ikelifetime without being renewed; deleting it", id.0);
+                // Its CHILD_SAs end now, not when the peer answers the Delete.
+                let spis: Vec<u32> = self
+                    .endpoint
+                    .ike_sas()
+                    .iter()
+                    .filter(|s| s.id == id)
+                    .flat_map(|s| s.children.iter().map(|c| c.spi_in))
+                    .collect();
+                for spi in spis {
+                    self.remove_child(spi);
+                }
                 if let Err(e) = self.endpoint.delete_ike_sa(now, id) {
                     tracing::warn!(target: "ike", "deleting IKE_SA [{}]: {e}", id.0);
                 }
