@@ -100,7 +100,7 @@ fn reauth_is_make_before_break() {
         assert_eq!(n.child_ops, vec![('+', new[0]), ('-', esp[0])]);
         assert_eq!((n.sas(), n.policies()), (2, 2));
     }
-    assert_eq!(renewal(&mut p).1, true, "the new SA is reauthenticated too");
+    assert!(renewal(&mut p).1, "the new SA is reauthenticated too");
 }
 
 #[test]
