@@ -6,7 +6,7 @@
 # Environment set by the runner:
 #   REPO          repository root (visible inside the UML: its root is the host fs)
 #   ART           this scenario's artifacts folder (logs, snapshots, pcap)
-#   SCENARIO_DIR  interop/scenarios/<name>
+#   SCENARIO_DIR  interop/scenarios/<name> (a matrix scenario: its generated folder)
 #   LAB           runtime state (/run/lab), private to this run
 #   STEP_TIMEOUT  seconds any single command on a host may take (default 20)
 #
@@ -47,7 +47,9 @@
 # and everything is torn down afterwards; steps only start what the scenario
 # names and check what it promises. A scenario that needs more than the default
 # steps limit (45 s; e.g. waiting for lifetimes) puts its limit in seconds in a
-# `steps-timeout` file beside `steps`. For example (our daemon against strongSwan):
+# `steps-timeout` file beside `steps`. A `topology` file saying `nat` puts alice behind a
+# NAT: alice 192.168.0.2 -- router 192.168.0.1 | 10.1.0.254 (masquerade, random ports) --
+# bob 10.1.0.2 (see interop/runner and interop/scenarios/nat-ikev2d-pair/nat-lib). For example (our daemon against strongSwan):
 #
 #   start_strongswan bob "$SCENARIO_DIR/bob"
 #   start_ikev2d alice "$SCENARIO_DIR/alice"
@@ -57,6 +59,10 @@
 #   check "ESP on alice" test "$(esp_packets alice)" -gt 0
 #   stop_daemon alice
 #   check "ikev2d leaves no SA behind" no_xfrm_state alice
+#
+# Helpers shared by several scenarios (ping_esp; what ikev2d reports, read from `ikectl status
+# --json`; up_ping_status; nothing_left) are in interop/scenario-lib.sh, which such a
+# `steps` sources.
 
 LAB_HOSTS=(alice bob)
 STEP_TIMEOUT=${STEP_TIMEOUT:-20}

@@ -34,7 +34,8 @@
 //!   `remote` it came from; a responder IKE SA follows the peer's address/port. The initiator
 //!   sends from `ConnSpec::local_addr:local_port` to `remote_addr:remote_port`.
 //! * Events: [`Event::IkeSaEstablished`], [`Event::IkeSaFailed`] (never established; also
-//!   emitted when a responder refuses IKE_SA_INIT with NO_PROPOSAL_CHOSEN or on AUTH failure),
+//!   on AUTH failure), [`Event::InitRefused`] (a new IKE_SA_INIT refused, challenged with a
+//!   COOKIE or dropped, naming the peer), [`Event::Retransmit`], [`Event::PeerMoved`],
 //!   [`Event::ChildSaReady`] (everything XFRM needs), [`Event::ChildSaFailed`] (IKE SA stays
 //!   up), [`Event::ChildSaDeleted`] (remove from the kernel), [`Event::IkeSaRekeyed`],
 //!   [`Event::IkeSaRekeyFailed`], [`Event::IkeSaDeleted`] (after the ChildSaDeleted events
@@ -72,7 +73,10 @@
 //! * INITIAL_CONTACT: the initiator sends it when no other IKE SA of the conn exists; a
 //!   responder receiving it reports the peer's older SAs of the same conn and identity deleted
 //!   (`ChildSaDeleted`…, `IkeSaDeleted { by_peer: true }`) before the new SA's events.
-//! * NAT: NAT_DETECTION_* both ways, reported as `nat_detected`; no port floating. With a NAT
+//! * NAT: NAT_DETECTION_* both ways, reported as `nat_detected`; with a NAT (or
+//!   `force_encaps`, which fakes our NAT_DETECTION_SOURCE_IP) the initiator floats to
+//!   [`EndpointConfig::natt_port`] after IKE_SA_INIT, and a responder follows a peer whose
+//!   NAT mapping changed ([`Event::PeerMoved`]). With a NAT
 //!   in the way and no configured peer selectors, the responder takes the initiator's proposed
 //!   host selectors as its dynamic ones.
 //! * Initiating requires `local_addr` and `remote_addr` in the [`ConnSpec`].
@@ -102,7 +106,7 @@ mod ts;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
@@ -115,12 +119,12 @@ pub use conn::{ConnSpec, EndpointConfig, EspProposal, IkeProposal, RandomSpis, S
 pub use error::{IkeError, SpiError};
 pub use event::{
     ChildDirKeys, ChildSaReady, ChildSaStatus, Event, IkeSaExportedKeys, IkeSaId, IkeSaState,
-    IkeSaStatus, Role, Transmit,
+    IkeSaStatus, InitRefusal, Role, Transmit,
 };
 pub use timer::RetransmitPolicy;
 pub(crate) use ts::configured_or_host;
 
-use crate::wire::{ExchangeType, Header, Message, WireError};
+use crate::wire::{ExchangeType, Header, Identification, Message, WireError};
 use sa::{Born, Ctx, IkeSa, Output, Path, Queued, State};
 
 /// A handler context borrowing the endpoint's shared parts (field-wise, so that an SA of
@@ -157,6 +161,24 @@ pub struct Endpoint<R> {
     /// Half-open responder SAs, counted as they come and go (no scan per request).
     half_open: HalfOpen,
     stats: ResponderStats,
+    /// What each SA is filed under in the indexes below, as of its last change.
+    filed: HashMap<IkeSaId, Filed>,
+    /// SAs by their next deadline: `poll_timeout` and `handle_timeout` look only at the front.
+    deadlines: BTreeSet<(Instant, IkeSaId)>,
+    /// SAs by (conn, authenticated peer identity), for INITIAL_CONTACT.
+    by_peer: HashMap<(String, Identification), BTreeSet<IkeSaId>>,
+    /// How many IKE SAs each conn has (whether an initiate sends INITIAL_CONTACT).
+    per_conn: HashMap<String, usize>,
+}
+
+/// The index entries of one SA, so that they can be removed when it changes or goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Filed {
+    deadline: Option<Instant>,
+    peer: Option<(String, Identification)>,
+    conn: String,
+    /// The `by_init` key it was inserted under (responder SAs).
+    init: Option<([u8; 8], SocketAddr)>,
 }
 
 /// What the responder refused or challenged since start, for `ikectl status`.
@@ -239,6 +261,10 @@ impl<R: CryptoRng> Endpoint<R> {
             out: Output::default(),
             half_open: HalfOpen::default(),
             stats: ResponderStats::default(),
+            filed: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            by_peer: HashMap::new(),
+            per_conn: HashMap::new(),
         }
     }
 
@@ -265,23 +291,78 @@ impl<R: CryptoRng> Endpoint<R> {
     }
 
     fn insert(&mut self, sa: IkeSa) {
-        if sa.role == Role::Responder {
-            self.by_init.insert((sa.spi_i, sa.remote), sa.id);
+        let init = (sa.role == Role::Responder).then_some((sa.spi_i, sa.remote));
+        if let Some(key) = init {
+            self.by_init.insert(key, sa.id);
         }
         self.by_spi.insert(sa.local_spi(), sa.id);
         let id = sa.id;
         self.sas.insert(id, sa);
-        self.track_half_open(id);
+        self.reindex(id, init);
     }
 
-    /// Brings the half-open count in line with SA `id`'s state (or its absence).
-    fn track_half_open(&mut self, id: IkeSaId) {
-        let now = self
-            .sas
-            .get(&id)
-            .filter(|sa| sa.is_half_open())
-            .map(|sa| sa.remote.ip());
-        self.half_open.set(id, now);
+    /// Brings every index in line with SA `id` after it changed, was inserted (`init`: its
+    /// `by_init` key) or went away. Each SA change runs through here, so no request, timer
+    /// or INITIAL_CONTACT has to scan all SAs.
+    fn reindex(&mut self, id: IkeSaId, init: Option<([u8; 8], SocketAddr)>) {
+        let old = self.filed.remove(&id);
+        let new = self.sas.get(&id).map(|sa| Filed {
+            deadline: sa.next_deadline(),
+            peer: sa
+                .remote_id
+                .clone()
+                .map(|peer| (sa.conn.name.clone(), peer)),
+            conn: sa.conn.name.clone(),
+            init: init.or_else(|| old.as_ref().and_then(|o| o.init)),
+        });
+        self.half_open.set(
+            id,
+            self.sas
+                .get(&id)
+                .filter(|sa| sa.is_half_open())
+                .map(|sa| sa.remote.ip()),
+        );
+        if old == new {
+            if let Some(f) = new {
+                self.filed.insert(id, f);
+            }
+            return;
+        }
+        if let Some(o) = old {
+            if let Some(d) = o.deadline {
+                self.deadlines.remove(&(d, id));
+            }
+            if let Some(key) = o.peer
+                && let Some(set) = self.by_peer.get_mut(&key)
+            {
+                set.remove(&id);
+                if set.is_empty() {
+                    self.by_peer.remove(&key);
+                }
+            }
+            if let Some(n) = self.per_conn.get_mut(&o.conn) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.per_conn.remove(&o.conn);
+                }
+            }
+            if new.is_none()
+                && let Some(key) = o.init
+                && self.by_init.get(&key) == Some(&id)
+            {
+                self.by_init.remove(&key);
+            }
+        }
+        if let Some(f) = new {
+            if let Some(d) = f.deadline {
+                self.deadlines.insert((d, id));
+            }
+            if let Some(key) = f.peer.clone() {
+                self.by_peer.entry(key).or_default().insert(id);
+            }
+            *self.per_conn.entry(f.conn.clone()).or_default() += 1;
+            self.filed.insert(id, f);
+        }
     }
 
     fn remove_if_dead(&mut self, id: IkeSaId) {
@@ -289,9 +370,8 @@ impl<R: CryptoRng> Endpoint<R> {
             && let Some(sa) = self.sas.remove(&id)
         {
             self.by_spi.remove(&sa.local_spi());
-            self.by_init.retain(|_, v| *v != id);
         }
-        self.track_half_open(id);
+        self.reindex(id, None);
     }
 
     /// Run `f` on one SA with a handler context, then send queued requests and reap it if dead.
@@ -323,7 +403,7 @@ impl<R: CryptoRng> Endpoint<R> {
         let spi = self.alloc_spi();
         let mut ctx = ctx!(self, now);
         let mut sa = ike_sa_init::initiate(&mut ctx, id, &spec, spi)?;
-        sa.initial_contact = !self.sas.values().any(|s| s.conn.name == spec.name);
+        sa.initial_contact = !self.per_conn.contains_key(&spec.name);
         self.insert(sa);
         Ok(id)
     }
@@ -400,6 +480,7 @@ impl<R: CryptoRng> Endpoint<R> {
         {
             old.hand_over(&mut b.sa);
             self.out.events.push_back(b.sa.rekeyed_event(from));
+            self.reindex(from, None);
         }
         let id = b.sa.id;
         self.insert(b.sa);
@@ -417,13 +498,18 @@ impl<R: CryptoRng> Endpoint<R> {
         if sa.role != Role::Responder || !std::mem::take(&mut sa.initial_contact) {
             return;
         }
-        let (conn, peer) = (sa.conn.name.clone(), sa.remote_id.clone());
+        let Some(key) = sa
+            .remote_id
+            .clone()
+            .map(|peer| (sa.conn.name.clone(), peer))
+        else {
+            return;
+        };
         let stale: Vec<IkeSaId> = self
-            .sas
-            .values()
-            .filter(|s| s.id != id && s.conn.name == conn && s.remote_id == peer)
-            .map(|s| s.id)
-            .collect();
+            .by_peer
+            .get(&key)
+            .map(|set| set.iter().copied().filter(|&s| s != id).collect())
+            .unwrap_or_default();
         let mut gone = Output::default();
         for old in stale {
             if let Some(sa) = self.sas.get_mut(&old) {
@@ -459,18 +545,28 @@ impl<R: CryptoRng> Endpoint<R> {
         let (total, of_peer) = (self.half_open.total(), self.half_open.of(peer));
         let id = IkeSaId(self.next_id);
         let mut ctx = ctx!(self, now);
+        let refused = |out: &mut Output, reason| {
+            out.events.push_back(Event::InitRefused {
+                peer: path.remote,
+                conn: None,
+                reason,
+            });
+        };
         if (total >= self.config.cookie_threshold || of_peer >= self.config.cookie_threshold_ip)
             && !ike_sa_init::check_cookie(&mut ctx, path, msg, &self.cookie_secret)
         {
             self.stats.cookies_sent += 1;
+            refused(&mut self.out, InitRefusal::Cookie);
             return;
         }
         if of_peer >= self.config.max_half_open_per_ip {
             self.stats.dropped_per_ip += 1;
+            refused(&mut self.out, InitRefusal::TooManyFromPeer);
             return;
         }
         if total >= self.config.max_half_open {
             self.stats.dropped_total += 1;
+            refused(&mut self.out, InitRefusal::TooMany);
             return;
         }
         let spi_r = self.alloc_spi();
@@ -494,10 +590,10 @@ impl<R: CryptoRng> Endpoint<R> {
     /// Retransmit, give up, expire half-open SAs: everything due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         let due: Vec<IkeSaId> = self
-            .sas
+            .deadlines
             .iter()
-            .filter(|(_, sa)| sa.next_deadline().is_some_and(|d| d <= now))
-            .map(|(id, _)| *id)
+            .take_while(|(d, _)| *d <= now)
+            .map(|(_, id)| *id)
             .collect();
         for id in due {
             self.with_sa(now, id, |sa, ctx| sa.on_timeout(ctx));
@@ -513,7 +609,14 @@ impl<R: CryptoRng> Endpoint<R> {
     /// When [`Endpoint::handle_timeout`] must be called next.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.sas.values().filter_map(IkeSa::next_deadline).min()
+        let next = self.deadlines.first().map(|(d, _)| *d);
+        // The index must agree with the SAs; checked in tests and fuzzing (O(n) there only).
+        debug_assert_eq!(
+            next,
+            self.sas.values().filter_map(IkeSa::next_deadline).min(),
+            "deadline index out of date"
+        );
+        next
     }
 
     /// Next event.

@@ -18,6 +18,8 @@
 mod children;
 mod control;
 mod ike_life;
+mod nat;
+mod refusals;
 mod shared;
 mod status;
 #[cfg(test)]
@@ -61,6 +63,14 @@ pub enum Effect {
     LoadConfig(Option<CtlId>),
     /// Append to the Wireshark key log (only with [`Settings::key_log`]).
     KeyLog(KeyRecord),
+    /// Send a NAT keepalive (RFC 3948: the one byte 0xff, no non-ESP marker) from our NAT-T
+    /// port.
+    Keepalive {
+        /// Our address and NAT-T port.
+        local: SocketAddr,
+        /// The peer's address and port.
+        remote: SocketAddr,
+    },
 }
 
 /// Fixed facts about the daemon's surroundings.
@@ -74,7 +84,12 @@ pub struct Settings {
     pub natt_port: u16,
     /// Emit [`Effect::KeyLog`] records.
     pub key_log: bool,
+    /// Interval of NAT keepalives on IKE SAs behind a NAT (strongSwan's `keep_alive`, 20 s).
+    pub nat_keepalive: Duration,
 }
+
+/// The default interval of NAT keepalives.
+pub const NAT_KEEPALIVE: Duration = Duration::from_secs(20);
 
 /// Signals the daemon reacts to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,6 +185,10 @@ pub struct Supervisor<R> {
     reauths: HashMap<IkeSaId, ike_life::Reauth>,
     phase: Phase,
     effects: VecDeque<Effect>,
+    /// When NAT keepalives are due next (while some IKE SA is behind a NAT).
+    next_keepalive: Option<Instant>,
+    /// Refused IKE_SA_INIT requests, logged with a rate limit.
+    refusals: refusals::RefusalLog,
 }
 
 impl<R: rand::CryptoRng> Supervisor<R> {
@@ -197,6 +216,8 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             reauths: HashMap::new(),
             phase: Phase::Running,
             effects: VecDeque::new(),
+            next_keepalive: None,
+            refusals: refusals::RefusalLog::default(),
         }
     }
 
@@ -231,10 +252,16 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             Phase::Draining { deadline } => Some(deadline),
             _ => None,
         };
-        [self.endpoint.poll_timeout(), drain, self.ike_life_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.endpoint.poll_timeout(),
+            drain,
+            self.next_keepalive,
+            self.refusals.deadline(),
+            self.ike_life_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Everything is removed after a shutdown: the driver may exit.
@@ -257,6 +284,8 @@ impl<R: rand::CryptoRng> Supervisor<R> {
     /// The deadline from [`Supervisor::poll_timeout`] passed.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.endpoint.handle_timeout(now);
+        self.keepalive_timeout(now);
+        self.refusals_timeout(now);
         self.drain_engine(now);
         if self.phase == Phase::Running {
             self.ike_life_timers(now);
@@ -547,6 +576,21 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 }
                 self.schedule_ike(now, id, &conn);
                 self.reauth_established(now, id);
+                if nat_detected {
+                    self.arm_keepalive(now);
+                }
+            }
+            Event::Retransmit {
+                id,
+                conn,
+                remote,
+                attempt,
+                of,
+                next_in,
+            } => self.retransmitted(id, &conn, remote, attempt, of, next_in),
+            Event::PeerMoved { id, conn, from, to } => self.peer_moved(now, id, &conn, from, to),
+            Event::InitRefused { peer, conn, reason } => {
+                self.init_refused(now, peer, conn.as_deref(), reason)
             }
             Event::IkeSaRekeyed {
                 old,
