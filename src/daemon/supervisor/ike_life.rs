@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use super::Supervisor;
+use super::{Phase, Supervisor};
 use crate::daemon::install;
 use crate::ike::IkeSaId;
 
@@ -68,8 +68,12 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         );
     }
 
-    /// The earliest IKE SA renewal or hard end.
+    /// The earliest IKE SA renewal or hard end (none once shutting down: then the SAs go
+    /// anyway, and a past deadline nobody acts on would wake the driver in a loop).
     pub(super) fn ike_life_timeout(&self) -> Option<Instant> {
+        if self.phase != Phase::Running {
+            return None;
+        }
         self.ike_lives
             .values()
             .flat_map(|l| [l.renew_at, l.hard_at])

@@ -286,11 +286,10 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         self.endpoint.handle_timeout(now);
         self.keepalive_timeout(now);
         self.refusals_timeout(now);
-        self.drain_engine(now);
         if self.phase == Phase::Running {
             self.ike_life_timers(now);
-            self.drain_engine(now);
         }
+        self.drain_engine(now);
     }
 
     /// A signal arrived.
