@@ -9,6 +9,7 @@ use std::path::Path;
 
 use super::conn::{Auto, Conn, ConnType, End, HostResolver};
 use super::diag::{Diagnostics, Severity};
+use super::ident::Identity;
 use super::load::{Loaded, load};
 use super::secrets::Secrets;
 use super::values::{Host, ProtoPort, fmt_duration};
@@ -96,21 +97,50 @@ fn summary(c: &Conn, secrets: &Secrets, diags: &mut Diagnostics) -> String {
     if c.auto == Auto::Ignore {
         parts.push("not loaded".to_owned());
     } else {
-        match secrets.lookup(&lid, &rid) {
-            Some(e) => parts.push(format!("psk: {}:{}", e.pos.file, e.pos.line)),
-            None => {
-                diags.error(
-                    &c.pos,
-                    format!(
-                        "conn '{}': no PSK in ipsec.secrets for ids {lid} <-> {rid}",
-                        c.name
-                    ),
-                );
-                parts.push("psk: none".to_owned());
-            }
-        }
+        parts.push(psk_summary(c, secrets, &lid, &rid, diags));
     }
     format!("{}: {}", c.name, parts.join(", "))
+}
+
+/// Which ipsec.secrets entries a conn uses: the one for its two identities, or, when an end is
+/// only known at IKE_AUTH (`%any`, a wildcard), every entry such a peer could be given.
+fn psk_summary(
+    c: &Conn,
+    secrets: &Secrets,
+    lid: &Identity,
+    rid: &Identity,
+    diags: &mut Diagnostics,
+) -> String {
+    if lid.is_pattern() || rid.is_pattern() {
+        let found: Vec<String> = secrets
+            .candidates(lid, rid)
+            .map(|e| format!("{}:{}", e.pos.file, e.pos.line))
+            .collect();
+        if found.is_empty() {
+            diags.error(
+                &c.pos,
+                format!(
+                    "conn '{}': no PSK in ipsec.secrets that a peer {rid} of {lid} could use",
+                    c.name
+                ),
+            );
+            return "psk: none".to_owned();
+        }
+        return format!("psk: by peer ID from {}", found.join(" "));
+    }
+    match secrets.lookup(lid, rid) {
+        Some(e) => format!("psk: {}:{}", e.pos.file, e.pos.line),
+        None => {
+            diags.error(
+                &c.pos,
+                format!(
+                    "conn '{}': no PSK in ipsec.secrets for ids {lid} <-> {rid}",
+                    c.name
+                ),
+            );
+            "psk: none".to_owned()
+        }
+    }
 }
 
 /// Builds the report for already loaded files.

@@ -10,7 +10,9 @@
 //! ones; with `!` only the configured proposals are sent/accepted ([`Proposals::effective`]).
 //!
 //! In IKE proposals without a PRF keyword the PRFs are derived from the integrity algorithms
-//! (sha256 → prfsha256), as strongSwan does; AEAD IKE proposals must name a PRF.
+//! (sha256 → prfsha256), as strongSwan does; in AEAD IKE proposals an integrity keyword is
+//! read that way too and then dropped (`aes128gcm16-sha256-x25519` is
+//! `aes128gcm16-prfsha256-x25519`), so an AEAD IKE proposal needs a PRF or an integrity keyword.
 
 use std::fmt;
 
@@ -432,6 +434,12 @@ pub fn parse_proposal(proto: Protocol, text: &str) -> Result<Proposal, ProposalE
     if aead != 0 && aead != p.encr.len() {
         return Err(ProposalError::MixedAead { text: text_owned() });
     }
+    if aead != 0 && proto == Protocol::Ike && !p.integ.is_empty() {
+        if p.prf.is_empty() {
+            p.prf = derived_prfs(&p.integ);
+        }
+        p.integ.clear();
+    }
     if aead != 0 {
         if let Some(i) = p.integ.first() {
             return Err(ProposalError::IntegWithAead {
@@ -664,8 +672,15 @@ mod tests {
                 .to_string(),
             "AEAD proposal 'aes128gcm16-x25519' needs a PRF (e.g. prfsha256)"
         );
+        // strongSwan's idiom: the integrity keyword of an AEAD IKE proposal is its PRF
+        let p = parse_proposal(Protocol::Ike, "aes128gcm16-sha256-x25519").unwrap();
+        assert!(p.integ.is_empty());
+        assert_eq!(p.to_string(), "aes128gcm16-prfsha256-x25519");
+        let p = parse_proposal(Protocol::Ike, "aes256gcm16-sha384-prfsha256-x25519").unwrap();
+        assert_eq!(p.to_string(), "aes256gcm16-prfsha256-x25519");
+        // ESP has no PRF: there it stays an error
         assert!(
-            parse_proposal(Protocol::Ike, "aes128gcm16-sha256-x25519")
+            parse_proposal(Protocol::Esp, "aes128gcm16-sha256")
                 .unwrap_err()
                 .to_string()
                 .contains("not allowed with AEAD")

@@ -135,6 +135,7 @@ impl Reloader {
             &loaded.config,
             &loaded.secrets,
             &net::is_local_address,
+            &|peer| net::route_source(std::net::SocketAddr::new(peer, 500)),
             &mut self.reqids,
         )
         .map_err(|e| e.to_string())?;

@@ -98,6 +98,7 @@ mod informational;
 mod natd;
 mod payloads;
 mod proposal;
+mod psk;
 mod sa;
 mod sk;
 mod timer;
@@ -121,6 +122,7 @@ pub use event::{
     ChildDirKeys, ChildSaReady, ChildSaStatus, Event, IkeSaExportedKeys, IkeSaId, IkeSaState,
     IkeSaStatus, InitRefusal, Role, Transmit,
 };
+pub use psk::{PskLookup, Psks};
 pub use timer::RetransmitPolicy;
 pub(crate) use ts::configured_or_host;
 

@@ -21,6 +21,7 @@ use super::payloads::{delete_esp_payload, delete_ike_payload, has_notify};
 use super::proposal::IkeSuite;
 use super::sk;
 use super::timer::{Expiry, Outstanding};
+use crate::config::ident::IdMatch;
 use crate::crypto::{DhGroup, IkeKeys, SkCrypto};
 use crate::wire::{
     ExchangeType, Header, Identification, Message, NotifyType, Payload, PayloadType,
@@ -701,17 +702,24 @@ impl IkeSa {
         }
     }
 
-    /// Whether a CHILD_SA of `conn` may ride this IKE SA: same addresses, identities and
-    /// PSK, and the negotiated IKE proposal is one `conn` allows.
+    /// Whether a CHILD_SA of `conn` may ride this IKE SA: same addresses, identities (the
+    /// peer's matching `conn`'s remote ID) and PSK for them, and the negotiated IKE proposal
+    /// is one `conn` allows.
     pub(crate) fn can_carry(&self, conn: &ConnSpec) -> bool {
-        let peer_id_ok = match (&conn.remote_id, &self.remote_id) {
-            (None, _) => true,
-            (Some(want), Some(have)) => want == have,
-            (Some(_), None) => false,
+        let local_id = self.conn.local_id_at(self.local.ip());
+        let (peer_id_ok, same_key) = match &self.remote_id {
+            Some(peer) => {
+                let key = self.conn.psk.get(&local_id, Some(peer));
+                (
+                    conn.remote_id_match(peer) != IdMatch::None,
+                    key.is_some() && conn.psk.get(&local_id, Some(peer)) == key,
+                )
+            }
+            None => (false, false),
         };
-        conn.local_id == self.conn.local_id
+        conn.local_id_at(self.local.ip()) == local_id
             && peer_id_ok
-            && conn.psk == self.conn.psk
+            && same_key
             && conn.local_addr.is_none_or(|a| a == self.local.ip())
             && conn.remote_addr.is_none_or(|a| a == self.remote.ip())
             && self
@@ -835,7 +843,7 @@ impl IkeSa {
             spi_r: self.spi_r,
             local: self.local,
             remote: self.remote,
-            local_id: self.conn.local_id.clone(),
+            local_id: self.conn.local_id_at(self.local.ip()),
             remote_id: self.remote_id.clone(),
             proposal: self.keys.as_ref().map(|k| k.suite.name()),
             established_at: self.established_at,

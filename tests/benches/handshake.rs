@@ -15,7 +15,6 @@ use ikev2d::ike::{
 use ikev2d::wire::Identification;
 use rand::SeedableRng;
 use rand::rngs::ChaCha20Rng;
-use zeroize::Zeroizing;
 
 struct Spis(u32);
 
@@ -75,9 +74,9 @@ fn conn(local: &str, remote: &str, ike: &IkeProposal) -> ConnSpec {
         remote_addr: Some(remote.parse().unwrap()),
         local_port: 500,
         remote_port: 500,
-        local_id: Identification::fqdn(local),
+        local_id: Some(Identification::fqdn(local)),
         remote_id: None,
-        psk: Zeroizing::new(b"benchmark pre-shared key".to_vec()),
+        psk: ikev2d::ike::Psks::fixed(b"benchmark pre-shared key"),
         ike_proposals: vec![ike.clone()],
         esp_proposals: vec![EspProposal {
             encr: vec![Encr::AesGcm16 { key_bits: 128 }],

@@ -24,8 +24,17 @@ pub(super) fn check_conn(c: &Conn, diags: &mut Diagnostics) {
             );
         }
     }
-    if matches!(c.left.host, Host::Any { .. }) && matches!(c.right.host, Host::Any { .. }) {
-        diags.error(pos, format!("conn '{name}': left and right are both %any"));
+    if matches!(c.left.host, Host::Any { .. })
+        && matches!(c.right.host, Host::Any { .. })
+        && c.auto != Auto::Add
+    {
+        diags.error(
+            pos,
+            format!(
+                "conn '{name}': left and right are both %any: such a conn can only answer (auto=add), not auto={}",
+                c.auto
+            ),
+        );
     }
     if matches!(c.conn_type, ConnType::Passthrough | ConnType::Drop) {
         diags.warning(

@@ -55,7 +55,7 @@ fn conns(conf: &str, local: &str, reqids: &mut Reqids) -> Vec<ConnEntry> {
     );
     assert!(!l.diagnostics.has_errors(), "{:?}", l.diagnostics);
     let local = ip(local);
-    build_conns(&l.config, &l.secrets, &|a| a == local, reqids).unwrap()
+    build_conns(&l.config, &l.secrets, &|a| a == local, &|_| None, reqids).unwrap()
 }
 
 struct Node {

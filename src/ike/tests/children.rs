@@ -140,7 +140,7 @@ fn additional_child_sa_refusals() {
     );
     // A conn with another PSK may not ride this IKE SA.
     let mut other = p.a.conns.clone();
-    other[1].psk = Zeroizing::new(b"another key".to_vec());
+    other[1].psk = Psks::fixed(b"another key");
     p.a.set_conns(other);
     assert_eq!(
         p.a.create_child(p.now, a, "lan"),

@@ -10,6 +10,7 @@ mod ike_rekey_initiator;
 mod interop;
 mod nat;
 mod rekey;
+mod road_warrior;
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -17,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
 use rand::rngs::ChaCha20Rng;
-use zeroize::Zeroizing;
 
 use super::*;
 use crate::crypto::{DhGroup, Encr, Integ, Prf};
@@ -131,9 +131,9 @@ pub(super) fn conn(local: &str, remote: Option<&str>, ike: &str, esp: &str) -> C
         remote_addr: remote.map(ip),
         local_port: 500,
         remote_port: 500,
-        local_id: id(local),
+        local_id: Some(id(local)),
         remote_id: remote.map(id),
-        psk: Zeroizing::new(b"this is a strong password".to_vec()),
+        psk: Psks::fixed(b"this is a strong password"),
         ike_proposals: ike.split(',').map(ike_prop).collect(),
         esp_proposals: esp.split(',').map(esp_prop).collect(),
         mode: Mode::Tunnel,
