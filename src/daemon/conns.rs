@@ -5,18 +5,23 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ipnet::IpNet;
 
 use crate::config::conn::resolve_local_side;
-use crate::config::conn::{AuthMethod, Auto, Config, Conn, ConnType, End, Side};
+use crate::config::conn::{Action, AuthMethod, Auto, Config, Conn, ConnType, End, Side};
 use crate::config::ident::Identity;
 use crate::config::proposal::{Proposal, Proposals, Protocol, esn};
 use crate::config::secrets::Secrets;
+use crate::config::settings::{Count, DaemonSettings};
 use crate::config::values::{Host, ProtoPort};
 use crate::control::ConnReport;
 use crate::crypto::{DhGroup, Encr, Integ, Prf};
-use crate::ike::{ConnSpec, EspProposal, IkeProposal, Mode, Psks};
+use crate::daemon::install::VolumeLimits;
+use crate::ike::{
+    ConnSpec, EndpointConfig, EspProposal, IkeProposal, Mode, Psks, RetransmitPolicy,
+};
 use crate::kernel::{REQID_MAX, REQID_MIN};
 use crate::wire::{IdType, Identification, TrafficSelector, TsType};
 
@@ -31,8 +36,45 @@ pub struct ConnEntry {
     pub rekey: bool,
     /// `reauth=`: renew the IKE SA by reauthentication (make-before-break) instead of a rekey.
     pub reauth: bool,
+    /// Dead peer detection: `dpddelay` when `dpdaction` is not `none` (strongSwan sends no
+    /// liveness checks then).
+    pub dpddelay: Option<Duration>,
+    /// What to do when the peer stops answering (the retransmissions gave up).
+    pub dpdaction: Action,
+    /// What to do when the peer deletes the IKE SA.
+    pub closeaction: Action,
+    /// `keyingtries`: attempts to establish the IKE SA; `None` = `%forever`.
+    pub keyingtries: Option<u32>,
+    /// `lifebytes`, `lifepackets` and their margins, for the kernel SAs.
+    pub volume: VolumeLimits,
+    /// `inactivity`: close a CHILD_SA that carried no packet for this long.
+    pub inactivity: Option<Duration>,
     /// Status summary (without SAs).
     pub report: ConnReport,
+}
+
+/// The engine's settings from the daemon's settings file; `export_keys` when a key log is
+/// written; our NAT-T port (a command-line option).
+pub fn endpoint_config(s: &DaemonSettings, export_keys: bool, natt_port: u16) -> EndpointConfig {
+    EndpointConfig {
+        retransmit: RetransmitPolicy {
+            timeout: s.retransmit.timeout.duration(),
+            base: s.retransmit.base.0,
+            tries: s.retransmit.tries.0,
+        },
+        half_open_timeout: s.responder.half_open_timeout.duration(),
+        max_half_open: count(s.responder.max_half_open),
+        cookie_threshold: count(s.responder.cookie_threshold),
+        cookie_threshold_ip: count(s.responder.cookie_threshold_ip),
+        max_half_open_per_ip: count(s.responder.max_half_open_per_ip),
+        export_keys,
+        natt_port,
+        ..EndpointConfig::default()
+    }
+}
+
+fn count(c: Count) -> usize {
+    usize::try_from(c.0).unwrap_or(usize::MAX)
 }
 
 /// Stable reqids per conn name across reloads; conns get the values after `REQID_MIN`.
@@ -232,6 +274,18 @@ fn build_conn(
         auto: conn.auto,
         rekey: conn.rekey,
         reauth: conn.reauth,
+        dpddelay: (conn.dpdaction != Action::None && !conn.dpddelay.is_zero())
+            .then_some(conn.dpddelay),
+        dpdaction: conn.dpdaction,
+        closeaction: conn.closeaction,
+        keyingtries: conn.keyingtries,
+        volume: VolumeLimits {
+            bytes: conn.lifebytes,
+            packets: conn.lifepackets,
+            margin_bytes: conn.marginbytes,
+            margin_packets: conn.marginpackets,
+        },
+        inactivity: conn.inactivity.filter(|d| !d.is_zero()),
         report,
     })
 }

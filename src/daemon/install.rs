@@ -78,6 +78,49 @@ pub fn lifetime(hard: Duration, margin: Duration, jitter: Duration) -> Lifetime 
     }
 }
 
+/// A conn's `lifebytes`/`lifepackets` and `marginbytes`/`marginpackets`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct VolumeLimits {
+    /// Hard byte limit (`None`: none).
+    pub bytes: Option<u64>,
+    /// Hard packet limit (`None`: none).
+    pub packets: Option<u64>,
+    /// Rekey this many bytes before the limit.
+    pub margin_bytes: u64,
+    /// Rekey this many packets before the limit.
+    pub margin_packets: u64,
+}
+
+impl VolumeLimits {
+    /// Sets the byte and packet limits of `life`: the hard limit as configured, the soft one
+    /// (rekey) the margin plus up to `fuzz_percent` of it earlier, but not before half the
+    /// limit — as for the time limits.
+    pub fn apply(&self, life: &mut Lifetime, fuzz_percent: u32, rng: &mut impl Rng) {
+        (life.soft_bytes, life.hard_bytes) =
+            soft_and_hard(self.bytes, self.margin_bytes, fuzz_percent, rng);
+        (life.soft_packets, life.hard_packets) =
+            soft_and_hard(self.packets, self.margin_packets, fuzz_percent, rng);
+    }
+}
+
+/// `(soft, hard)` for one volume limit; `(0, 0)` (no limit) without one.
+fn soft_and_hard(
+    hard: Option<u64>,
+    margin: u64,
+    fuzz_percent: u32,
+    rng: &mut impl Rng,
+) -> (u64, u64) {
+    let Some(hard) = hard.filter(|h| *h > 0) else {
+        return (0, 0);
+    };
+    let max = u128::from(margin) * u128::from(fuzz_percent) / 100;
+    let jitter = rng.random_range(0..=u64::try_from(max).unwrap_or(u64::MAX));
+    let soft = hard
+        .saturating_sub(margin.saturating_add(jitter))
+        .max(hard / 2);
+    (soft, hard)
+}
+
 /// Random extra rekey margin: up to `fuzz_percent` of `margin` (strongSwan's `rekeyfuzz`).
 pub fn rekey_jitter(margin: Duration, fuzz_percent: u32, rng: &mut impl Rng) -> Duration {
     let max = margin.as_secs().saturating_mul(u64::from(fuzz_percent)) / 100;
@@ -133,6 +176,36 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
     use zeroize::Zeroizing;
+
+    #[test]
+    fn volume_limits_rekey_before_the_hard_limit() {
+        let mut rng = rand::rngs::ChaCha20Rng::seed_from_u64(1);
+        let mut l = Lifetime::default();
+        VolumeLimits::default().apply(&mut l, 100, &mut rng);
+        assert_eq!(l, Lifetime::default(), "no limits configured");
+        let v = VolumeLimits {
+            bytes: Some(1_000_000),
+            packets: Some(1000),
+            margin_bytes: 100_000,
+            margin_packets: 0,
+        };
+        v.apply(&mut l, 0, &mut rng);
+        assert_eq!((l.soft_bytes, l.hard_bytes), (900_000, 1_000_000));
+        assert_eq!((l.soft_packets, l.hard_packets), (1000, 1000));
+        // Fuzz draws up to 100 % of the margin; never before half the limit.
+        for _ in 0..50 {
+            v.apply(&mut l, 100, &mut rng);
+            assert!((800_000..=900_000).contains(&l.soft_bytes), "{l:?}");
+        }
+        let big = VolumeLimits {
+            bytes: Some(100),
+            margin_bytes: 90,
+            ..v
+        };
+        big.apply(&mut l, 100, &mut rng);
+        assert_eq!((l.soft_bytes, l.hard_bytes), (50, 100));
+        assert!(l.validate().is_ok());
+    }
 
     #[test]
     fn lifetimes() {

@@ -387,6 +387,9 @@ pub struct IkeSaStatus {
     pub proposal: Option<String>,
     /// When the IKE SA was established.
     pub established_at: Option<Instant>,
+    /// When an authentic (decrypted and verified) message from the peer last arrived; the
+    /// daemon's dead peer detection (`dpddelay`) measures silence from here.
+    pub last_received: Option<Instant>,
     /// NAT detected.
     pub nat_detected: bool,
     /// We are behind a NAT (or `forceencaps`): NAT keepalives are due on this SA's path.

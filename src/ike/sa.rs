@@ -277,6 +277,8 @@ pub(crate) struct IkeSa {
     pub(crate) behind_nat: bool,
     pub(crate) remote_id: Option<Identification>,
     pub(crate) established_at: Option<Instant>,
+    /// When an authentic message from the peer (request or response) last arrived.
+    pub(crate) last_received: Option<Instant>,
     /// Responder only: drop the SA if IKE_AUTH has not completed by then.
     pub(crate) half_open_deadline: Option<Instant>,
     /// Initiator: send INITIAL_CONTACT in IKE_AUTH (no other SA of this conn existed).
@@ -323,6 +325,7 @@ impl IkeSa {
             behind_nat: false,
             remote_id: None,
             established_at: None,
+            last_received: None,
             half_open_deadline: None,
             initial_contact: false,
         }
@@ -557,6 +560,7 @@ impl IkeSa {
             }
             Err(_) => return None,
         };
+        self.last_received = Some(ctx.now);
         if self.role == Role::Responder {
             // The responder follows the peer (e.g. its move to port 4500).
             let from = self.remote;
@@ -631,6 +635,7 @@ impl IkeSa {
             self.state = state;
             return None;
         };
+        self.last_received = Some(ctx.now);
         self.outstanding = None;
         if !has_notify(&payloads, NotifyType::TEMPORARY_FAILURE) {
             self.busy_since = None;
@@ -847,6 +852,7 @@ impl IkeSa {
             remote_id: self.remote_id.clone(),
             proposal: self.keys.as_ref().map(|k| k.suite.name()),
             established_at: self.established_at,
+            last_received: self.last_received,
             nat_detected: self.nat_detected,
             behind_nat: self.behind_nat,
             children: self

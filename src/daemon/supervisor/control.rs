@@ -22,7 +22,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         if self.up_over_existing(now, &name, ctl) {
             return;
         }
-        match self.endpoint.initiate(now, &name) {
+        match self.initiate(now, &name, 1) {
             Ok(id) => {
                 let to = remote.map_or_else(|| "%any".into(), |a| a.to_string());
                 let text = format!("initiating IKE_SA {name}[{}] to {to}", id.0);
@@ -61,6 +61,8 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             tracing::info!(target: "ike", "down {name}: {text}");
             self.progress(ctl, text);
         }
+        self.cancel_retries(Some(name));
+        self.local_deletes.extend(ids.iter().copied());
         let n = self.endpoint.delete_conn(now, name);
         tracing::info!(target: "ike", "down {name}: deleting {n} IKE_SA(s)");
         self.progress(ctl, format!("deleting {n} IKE_SA(s) of {name}"));

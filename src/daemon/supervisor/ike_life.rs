@@ -110,6 +110,8 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 for spi in spis {
                     self.remove_child(spi);
                 }
+                // Our own delete: no dpdaction/closeaction when it goes.
+                self.local_deletes.insert(id);
                 if let Err(e) = self.endpoint.delete_ike_sa(now, id) {
                     tracing::warn!(target: "ike", "deleting IKE_SA [{}]: {e}", id.0);
                 }
@@ -195,6 +197,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         let old = r.old;
         self.reauths.remove(&id);
         tracing::info!(target: "ike", "reauthentication: IKE_SA [{}] and its CHILD_SAs are up; deleting IKE_SA [{}]", id.0, old.0);
+        self.local_deletes.insert(old);
         if let Err(e) = self.endpoint.delete_ike_sa(now, old) {
             tracing::warn!(target: "ike", "deleting IKE_SA [{}]: {e}", old.0);
         }
