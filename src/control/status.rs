@@ -83,8 +83,15 @@ pub struct IkeSaReport {
     pub proposal: Option<String>,
     /// Seconds since establishment.
     pub established_secs: Option<u64>,
-    /// Seconds until the configured IKE SA lifetime (`ikelifetime`) ends.
+    /// Seconds until the IKE SA is deleted at its `ikelifetime` (unless renewed before).
     pub lifetime_left_secs: Option<u64>,
+    /// Seconds until the IKE SA is rekeyed or reauthenticated (`None`: `rekey=no`, or the
+    /// renewal is under way).
+    #[serde(default)]
+    pub renew_in_secs: Option<u64>,
+    /// The renewal is a reauthentication (`reauth=yes`), not a rekey.
+    #[serde(default)]
+    pub reauth: bool,
     /// A NAT was detected.
     pub nat_detected: bool,
     /// CHILD_SAs.
@@ -226,11 +233,12 @@ fn write_ike_sa(f: &mut fmt::Formatter<'_>, conn: &str, s: &IkeSaReport) -> fmt:
     if let Some(p) = &s.proposal {
         writeln!(f, "{tag:>14}: IKE proposal: {p}")?;
     }
+    if let Some(n) = s.renew_in_secs {
+        let what = if s.reauth { "reauth" } else { "rekeying" };
+        writeln!(f, "{tag:>14}: {what} in {n} seconds")?;
+    }
     if let Some(left) = s.lifetime_left_secs {
-        writeln!(
-            f,
-            "{tag:>14}: IKE SA reaches ikelifetime in {left} seconds (not acted on yet)"
-        )?;
+        writeln!(f, "{tag:>14}: IKE SA expires in {left} seconds")?;
     }
     for (n, ch) in s.children.iter().enumerate() {
         // Named after the IKE SA as in `ikectl up`'s output; a second CHILD_SA gets `.2`.
@@ -320,6 +328,8 @@ mod tests {
                     proposal: Some("AES_GCM_16_128/PRF_HMAC_SHA2_256/CURVE_25519".into()),
                     established_secs: Some(3),
                     lifetime_left_secs: Some(10797),
+                    renew_in_secs: Some(10257),
+                    reauth: true,
                     nat_detected: false,
                     children: vec![ChildReport {
                         protocol: "ESP".into(),
@@ -368,6 +378,8 @@ mod tests {
         assert!(text.contains("840 bytes_i (10 pkts)"), "{text}");
         assert!(text.contains("10.1.0.1/32 === 10.1.0.2/32"), "{text}");
         assert!(text.contains("IKE proposal: AES_GCM_16_128"), "{text}");
+        assert!(text.contains("reauth in 10257 seconds"), "{text}");
+        assert!(text.contains("IKE SA expires in 10797 seconds"), "{text}");
         assert!(
             text.contains("Responder: 2 half-open, 40 cookies sent, 8 dropped (7 per-IP limit, 1 total limit), 3 replays refused"),
             "{text}"

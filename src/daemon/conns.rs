@@ -34,6 +34,8 @@ pub struct ConnEntry {
     pub auto: Auto,
     /// `rekey=`: rekey CHILD_SAs at their soft expire (otherwise they expire).
     pub rekey: bool,
+    /// `reauth=`: renew the IKE SA by reauthentication (make-before-break) instead of a rekey.
+    pub reauth: bool,
     /// Dead peer detection: `dpddelay` when `dpdaction` is not `none` (strongSwan sends no
     /// liveness checks then).
     pub dpddelay: Option<Duration>,
@@ -274,6 +276,7 @@ fn build_conn(
         spec,
         auto: conn.auto,
         rekey: conn.rekey,
+        reauth: conn.reauth,
         dpddelay: (conn.dpdaction != Action::None && !conn.dpddelay.is_zero())
             .then_some(conn.dpddelay),
         dpdaction: conn.dpdaction,

@@ -143,6 +143,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             .unwrap_or_default();
         tracing::info!(target: "kernel", "{text} ({} {}, reqid {:#x}, kernel: {}{rekey})",
             report.protocol, report.mode, kernel_id.reqid, self.settings.kernel_name);
+        let record_conn = conn.clone();
         let idle = self
             .conns
             .iter()
@@ -163,7 +164,10 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             // Deleted (or its IKE SA gone) while the install ran.
             self.remove_child(spi_in);
         }
-        for w in self.up_waiters.remove(&ike_sa).unwrap_or_default() {
+        if rekeyed_from.is_none() {
+            self.reauth_child_done(now, ike_sa);
+        }
+        for w in self.take_up_waiters(ike_sa, Some(&record_conn)) {
             self.progress(w.ctl, text.clone());
             self.progress(
                 w.ctl,

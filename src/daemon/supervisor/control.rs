@@ -19,6 +19,9 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             .iter()
             .find(|c| c.spec.name == name)
             .and_then(|c| c.spec.remote_addr);
+        if self.up_over_existing(now, &name, ctl) {
+            return;
+        }
         match self.initiate(now, &name, 1) {
             Ok(id) => {
                 let to = remote.map_or_else(|| "%any".into(), |a| a.to_string());
@@ -49,6 +52,15 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             self.done(ctl, Done::failed(format!("no conn named {name:?}")));
             return;
         }
+        let children = self.down_riding_children(now, name);
+        if !children.is_empty() {
+            let text = format!(
+                "deleting {} CHILD_SA(s) of {name} from other IKE_SAs",
+                children.len()
+            );
+            tracing::info!(target: "ike", "down {name}: {text}");
+            self.progress(ctl, text);
+        }
         self.cancel_retries(Some(name));
         self.local_deletes.extend(ids.iter().copied());
         let n = self.endpoint.delete_conn(now, name);
@@ -57,11 +69,8 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         // SAs the engine dropped at once (not yet established) are already gone.
         let live: HashSet<IkeSaId> = self.endpoint.ike_sas().iter().map(|s| s.id).collect();
         let ids: HashSet<IkeSaId> = ids.intersection(&live).copied().collect();
-        if ids.is_empty() {
-            self.done(ctl, Done::ok());
-        } else {
-            self.down_waiters.push(DownWaiter { ids, ctl });
-        }
+        self.down_waiters.push(DownWaiter { ids, children, ctl });
+        self.finish_down_waiters();
     }
 
     /// Our request on IKE SA `id` was sent again: logged with the peer, and streamed to a
@@ -92,13 +101,29 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         }
     }
 
-    pub(super) fn fail_up(&mut self, id: IkeSaId, error: &IkeError) {
-        for w in self.up_waiters.remove(&id).unwrap_or_default() {
+    /// The `up`s waiting on IKE SA `id` (only those of `conn` if given) failed.
+    pub(super) fn fail_up(&mut self, id: IkeSaId, conn: Option<&str>, error: &IkeError) {
+        for w in self.take_up_waiters(id, conn) {
             self.progress(
                 w.ctl,
                 format!("establishing connection '{}' failed: {error}", w.name),
             );
             self.done(w.ctl, Done::failed(error.to_string()));
         }
+    }
+
+    /// Removes and returns the `up`s waiting on IKE SA `id`, only those of `conn` if given
+    /// (a CHILD_SA of another conn may ride the same IKE SA).
+    pub(super) fn take_up_waiters(&mut self, id: IkeSaId, conn: Option<&str>) -> Vec<UpWaiter> {
+        let Some(all) = self.up_waiters.remove(&id) else {
+            return Vec::new();
+        };
+        let (taken, kept): (Vec<UpWaiter>, Vec<UpWaiter>) = all
+            .into_iter()
+            .partition(|w| conn.is_none_or(|c| c == w.name));
+        if !kept.is_empty() {
+            self.up_waiters.insert(id, kept);
+        }
+        taken
     }
 }

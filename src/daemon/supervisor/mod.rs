@@ -17,9 +17,11 @@
 
 mod children;
 mod control;
+mod ike_life;
 mod liveness;
 mod nat;
 mod refusals;
+mod shared;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -160,6 +162,8 @@ struct UpWaiter {
 /// An `ikectl down` waiting for IKE SAs to be gone.
 struct DownWaiter {
     ids: HashSet<IkeSaId>,
+    /// Inbound SPIs of CHILD_SAs deleted from IKE SAs of other conns.
+    children: HashSet<u32>,
     ctl: CtlId,
 }
 
@@ -190,6 +194,10 @@ pub struct Supervisor<R> {
     down_waiters: Vec<DownWaiter>,
     /// reqids of trap policies installed or being installed.
     traps: HashSet<u32>,
+    /// Renewal and hard end of each established IKE SA.
+    ike_lives: HashMap<IkeSaId, ike_life::IkeLife>,
+    /// Make-before-break reauthentications, by the new IKE SA.
+    reauths: HashMap<IkeSaId, ike_life::Reauth>,
     phase: Phase,
     effects: VecDeque<Effect>,
     /// Our initiations not yet established, for `keyingtries`.
@@ -229,6 +237,8 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             up_waiters: HashMap::new(),
             down_waiters: Vec::new(),
             traps: HashSet::new(),
+            ike_lives: HashMap::new(),
+            reauths: HashMap::new(),
             phase: Phase::Running,
             effects: VecDeque::new(),
             attempts: HashMap::new(),
@@ -277,6 +287,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             drain,
             self.next_keepalive,
             self.refusals.deadline(),
+            self.ike_life_timeout(),
             self.liveness_deadline,
         ]
         .into_iter()
@@ -306,6 +317,9 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         self.endpoint.handle_timeout(now);
         self.keepalive_timeout(now);
         self.refusals_timeout(now);
+        if self.phase == Phase::Running {
+            self.ike_life_timers(now);
+        }
         self.drain_engine(now);
         self.liveness_timeout(now);
         self.drain_engine(now);
@@ -601,6 +615,8 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                     self.progress(ctl, text.clone());
                     self.progress(ctl, format!("IKE proposal: {proposal}"));
                 }
+                self.schedule_ike(now, id, &conn);
+                self.reauth_established(now, id);
                 if nat_detected {
                     self.arm_keepalive(now);
                 }
@@ -627,22 +643,27 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 exported_keys,
             } => {
                 self.log_ike_keys(&spi_i, &spi_r, exported_keys.as_deref());
-                tracing::info!(target: "ike", "IKE_SA {conn}[{}] rekeyed by the peer as {conn}[{}] (SPIs {}_i {}_r, {proposal})",
+                tracing::info!(target: "ike", "IKE_SA {conn}[{}] rekeyed as {conn}[{}] (SPIs {}_i {}_r, {proposal})",
                     old.0, new.0, super::hex(&spi_i), super::hex(&spi_r));
+                self.ike_rekeyed(now, old, new, &conn);
+                if let Some(w) = self.up_waiters.remove(&old) {
+                    self.up_waiters.entry(new).or_default().extend(w);
+                }
             }
             Event::IkeSaFailed { id, conn, error } => {
                 let name = conn.as_deref().unwrap_or("?");
                 tracing::warn!(target: "ike", "IKE_SA {name}[{}] failed: {error}", id.0);
                 self.local_deletes.remove(&id);
                 if !self.initiate_failed(now, id, &error) {
-                    self.fail_up(id, &error);
+                    self.fail_up(id, None, &error);
                 }
                 self.ike_gone(id);
             }
             Event::ChildSaReady(ready) => self.child_ready(now, &ready),
             Event::ChildSaFailed { id, conn, error } => {
                 tracing::warn!(target: "ike", "CHILD_SA of {conn}[{}] failed: {error}", id.0);
-                self.fail_up(id, &error);
+                self.fail_up(id, Some(&conn), &error);
+                self.reauth_child_done(now, id);
             }
             Event::ChildSaDeleted {
                 id,
@@ -652,6 +673,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             } => {
                 tracing::info!(target: "ike", "CHILD_SA of {conn}[{}] with SPIs {spi_in:08x}_i {spi_out:08x}_o deleted", id.0);
                 self.remove_child(spi_in);
+                self.child_deleted_for_down(spi_in);
             }
             Event::IkeSaRekeyFailed { id, conn, error } => {
                 tracing::warn!(target: "ike", "rekeying IKE_SA {conn}[{}] failed: {error}", id.0);
@@ -684,6 +706,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
     /// An IKE SA is gone: remove the CHILD_SAs the engine no longer has, finish `down`
     /// waiters.
     fn ike_gone(&mut self, id: IkeSaId) {
+        self.ike_life_gone(id);
         let live: HashSet<u32> = self
             .endpoint
             .ike_sas()
@@ -700,7 +723,6 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         for spi in orphans {
             self.remove_child(spi);
         }
-        let mut finished = Vec::new();
         let mut progress = Vec::new();
         for w in &mut self.down_waiters {
             if w.ids.remove(&id) {
@@ -710,17 +732,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         for ctl in progress {
             self.progress(ctl, format!("IKE_SA [{}] deleted", id.0));
         }
-        self.down_waiters.retain(|w| {
-            if w.ids.is_empty() {
-                finished.push(w.ctl);
-                false
-            } else {
-                true
-            }
-        });
-        for ctl in finished {
-            self.done(ctl, Done::ok());
-        }
+        self.finish_down_waiters();
     }
 }
 

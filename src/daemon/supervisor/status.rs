@@ -93,12 +93,8 @@ impl<R: rand::CryptoRng> Supervisor<R> {
     }
 
     fn ike_report(&self, sa: &IkeSaStatus, now: Instant) -> IkeSaReport {
-        let ike_lifetime = self
-            .conns
-            .iter()
-            .find(|c| c.spec.name == sa.conn)
-            .map(|c| c.spec.ike_lifetime);
         let age = sa.established_at.map(|t| now.saturating_duration_since(t));
+        let renewal = self.ike_renewal(sa.id, now);
         let children = sa
             .children
             .iter()
@@ -125,9 +121,9 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             spi_r: hex(&sa.spi_r),
             proposal: sa.proposal.clone(),
             established_secs: age.map(|a| a.as_secs()),
-            lifetime_left_secs: age
-                .zip(ike_lifetime)
-                .map(|(a, l)| l.saturating_sub(a).as_secs()),
+            lifetime_left_secs: self.ike_hard_left(sa.id, now),
+            renew_in_secs: renewal.map(|(n, _)| n),
+            reauth: renewal.is_some_and(|(_, r)| r),
             nat_detected: sa.nat_detected,
             children,
         }

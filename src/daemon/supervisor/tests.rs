@@ -18,6 +18,8 @@ use crate::daemon::conns::{Reqids, build_conns};
 use crate::ike::{EndpointConfig, RandomSpis};
 use crate::kernel::{Counters, MemKernel, MemOp, SPI_RANGE, SaId, Target, XfrmBackend};
 
+mod ike_life;
+
 const A: &str = "10.9.0.1";
 const B: &str = "10.9.0.2";
 
@@ -73,6 +75,8 @@ struct Node {
     /// Keep kernel operations in `held` (a slow kernel) instead of applying them.
     hold: bool,
     held: VecDeque<(OpId, KernelOp)>,
+    /// CHILD_SA installs (`+`) and removals (`-`) by inbound SPI, in the order applied.
+    child_ops: Vec<(char, u32)>,
 }
 
 impl Node {
@@ -110,6 +114,7 @@ impl Node {
             next_ctl: 0,
             hold: false,
             held: VecDeque::new(),
+            child_ops: Vec::new(),
         }
     }
 
@@ -215,6 +220,11 @@ impl Pair {
                 Effect::Transmit(t) => self.wire.push_back(t),
                 Effect::Kernel(id, op) if node.hold => node.held.push_back((id, op)),
                 Effect::Kernel(id, op) => {
+                    match &op {
+                        KernelOp::InstallChild(c) => node.child_ops.push(('+', c.spi_in)),
+                        KernelOp::RemoveChild(c) => node.child_ops.push(('-', c.spi_in)),
+                        _ => {}
+                    }
                     let r = op.apply(&mut node.kernel);
                     node.sup.handle_kernel_done(now, id, r);
                 }
