@@ -47,7 +47,9 @@
 # and everything is torn down afterwards; steps only start what the scenario
 # names and check what it promises. A scenario that needs more than the default
 # steps limit (45 s; e.g. waiting for lifetimes) puts its limit in seconds in a
-# `steps-timeout` file beside `steps`. For example (our daemon against strongSwan):
+# `steps-timeout` file beside `steps`. A `topology` file saying `nat` puts alice behind a
+# NAT: alice 192.168.0.2 -- router 192.168.0.1 | 10.1.0.254 (masquerade, random ports) --
+# bob 10.1.0.2 (see interop/runner and interop/scenarios/nat-ikev2d-pair/nat-lib). For example (our daemon against strongSwan):
 #
 #   start_strongswan bob "$SCENARIO_DIR/bob"
 #   start_ikev2d alice "$SCENARIO_DIR/alice"

@@ -99,7 +99,7 @@ const CONN: &[(&str, ValueKind, Support)] = &[
     ("dpdtimeout", V::Duration, NotActed),
     ("closeaction", V::Action, NotActed),
     ("fragmentation", V::Fragmentation, NotActed),
-    ("forceencaps", V::Bool, NotActed),
+    ("forceencaps", V::Bool, Acted),
     ("mark", V::Mark, NotActed),
     ("inactivity", V::Duration, NotActed),
     ("aaa_identity", V::Unchecked, Unsupported),

@@ -13,7 +13,7 @@ mod client;
 mod status;
 
 pub use client::{Client, ControlError, Limits};
-pub use status::{ChildReport, ConnReport, IkeSaReport, StatusReport};
+pub use status::{ChildReport, ConnReport, IkeSaReport, ResponderReport, StatusReport};
 
 use serde::{Deserialize, Serialize};
 

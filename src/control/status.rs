@@ -12,6 +12,25 @@ pub struct StatusReport {
     pub kernel: String,
     /// Loaded conns with their SAs.
     pub conns: Vec<ConnReport>,
+    /// What the responder refused or challenged since start.
+    #[serde(default)]
+    pub responder: ResponderReport,
+}
+
+/// The responder's defences against floods and forged packets, since start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ResponderReport {
+    /// Half-open responder IKE SAs now.
+    pub half_open: usize,
+    /// COOKIE challenges sent.
+    pub cookies_sent: u64,
+    /// IKE_SA_INIT requests dropped: too many half-open SAs of that address.
+    pub dropped_per_ip: u64,
+    /// IKE_SA_INIT requests dropped: too many half-open SAs in all.
+    pub dropped_total: u64,
+    /// Requests naming an SA and message ID that were not a retransmission of the request
+    /// answered: not answered from the cache.
+    pub replays_refused: u64,
 }
 
 /// One loaded conn.
@@ -156,6 +175,17 @@ impl fmt::Display for StatusReport {
             .collect();
         let up = sas.iter().filter(|(_, s)| s.state == "ESTABLISHED").count();
         let children: usize = sas.iter().map(|(_, s)| s.children.len()).sum();
+        let r = &self.responder;
+        writeln!(
+            f,
+            "Responder: {} half-open, {} cookies sent, {} dropped ({} per-IP limit, {} total limit), {} replays refused",
+            r.half_open,
+            r.cookies_sent,
+            r.dropped_per_ip.saturating_add(r.dropped_total),
+            r.dropped_per_ip,
+            r.dropped_total,
+            r.replays_refused
+        )?;
         writeln!(
             f,
             "Security Associations ({up} up, {} total, {children} CHILD_SA):",
@@ -311,6 +341,13 @@ mod tests {
                     }],
                 }],
             }],
+            responder: ResponderReport {
+                half_open: 2,
+                cookies_sent: 40,
+                dropped_per_ip: 7,
+                dropped_total: 1,
+                replays_refused: 3,
+            },
         }
     }
 
@@ -327,6 +364,10 @@ mod tests {
         assert!(text.contains("840 bytes_i (10 pkts)"), "{text}");
         assert!(text.contains("10.1.0.1/32 === 10.1.0.2/32"), "{text}");
         assert!(text.contains("IKE proposal: AES_GCM_16_128"), "{text}");
+        assert!(
+            text.contains("Responder: 2 half-open, 40 cookies sent, 8 dropped (7 per-IP limit, 1 total limit), 3 replays refused"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -334,5 +375,9 @@ mod tests {
         let r = sample();
         let json = serde_json::to_string(&r).unwrap();
         assert_eq!(serde_json::from_str::<StatusReport>(&json).unwrap(), r);
+        assert!(
+            json.contains(r#""responder":{"half_open":2,"cookies_sent":40,"#),
+            "{json}"
+        );
     }
 }

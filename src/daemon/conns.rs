@@ -216,6 +216,7 @@ fn build_conn(
         rekey_margin: conn.rekeymargin,
         rekey_fuzz_percent: conn.rekeyfuzz_percent,
         ike_lifetime: conn.ikelifetime,
+        force_encaps: conn.forceencaps,
     };
     Ok(ConnEntry {
         spec,

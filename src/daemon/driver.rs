@@ -75,11 +75,19 @@ impl KernelWorker {
     }
 }
 
+/// A configuration load running on a blocking thread: the reloader comes back with the result.
+type Loading = tokio::task::JoinHandle<(Reloader, Result<Vec<ConnEntry>, String>)>;
+
 /// The driver state.
 pub struct Driver<R> {
     sup: Supervisor<R>,
     net: Net,
-    reloader: Reloader,
+    /// `None` while a load runs on a blocking thread ([`Driver::loading`]).
+    reloader: Option<Reloader>,
+    /// The load in progress and who asked for it.
+    loading: Option<(Option<CtlId>, Loading)>,
+    /// Loads asked for while one runs, in order.
+    loads_waiting: VecDeque<Option<CtlId>>,
     worker: KernelWorker,
     key_log: Option<KeyLog>,
     ctls: HashMap<CtlId, mpsc::UnboundedSender<Reply>>,
@@ -102,7 +110,9 @@ impl<R: CryptoRng> Driver<R> {
         Self {
             sup,
             net,
-            reloader,
+            reloader: Some(reloader),
+            loading: None,
+            loads_waiting: VecDeque::new(),
             worker,
             key_log,
             ctls: HashMap::new(),
@@ -154,6 +164,7 @@ impl<R: CryptoRng> Driver<R> {
                 Some(()) = inputs.sigterm.recv() => self.sup.handle_signal(Instant::now(), Signal::Term),
                 Some(()) = inputs.sigint.recv() => self.sup.handle_signal(Instant::now(), Signal::Int),
                 Some(()) = inputs.sighup.recv() => self.sup.handle_signal(Instant::now(), Signal::Hup),
+                done = loaded(&mut self.loading), if self.loading.is_some() => self.config_loaded(done),
             }
             self.execute().await;
         }
@@ -205,8 +216,13 @@ impl<R: CryptoRng> Driver<R> {
                 }
             }
             Effect::LoadConfig(from) => {
-                let loaded = self.load_config();
-                self.sup.config_loaded(Instant::now(), from, loaded);
+                self.loads_waiting.push_back(from);
+                self.start_load();
+            }
+            Effect::Keepalive { local, remote } => {
+                if let Err(e) = self.net.send_keepalive(local, remote).await {
+                    tracing::warn!(target: "net", "NAT keepalive: {e}");
+                }
             }
             Effect::KeyLog(record) => {
                 if let Some(Err(e)) = self.key_log.as_mut().map(|k| k.write(&record)) {
@@ -216,13 +232,65 @@ impl<R: CryptoRng> Driver<R> {
         }
     }
 
-    /// Re-reads both files and listens on any new local address.
-    fn load_config(&mut self) -> Result<Vec<ConnEntry>, String> {
-        let conns = self.reloader.load()?;
-        for addr in conns.iter().filter_map(|c| c.spec.local_addr) {
-            self.net.add_address(addr).map_err(|e| e.to_string())?;
+    /// Starts the next waiting load on a blocking thread, unless one runs: reading the files
+    /// (includes, globs, DNS) never stalls IKE, the control socket or signals.
+    fn start_load(&mut self) {
+        while self.loading.is_none() {
+            let Some(from) = self.loads_waiting.pop_front() else {
+                return;
+            };
+            let Some(mut reloader) = self.reloader.take() else {
+                let e = "the configuration loader failed earlier: restart ikev2d".to_string();
+                self.sup.config_loaded(Instant::now(), from, Err(e));
+                continue;
+            };
+            let task = tokio::task::spawn_blocking(move || {
+                let result = reloader.load();
+                (reloader, result)
+            });
+            self.loading = Some((from, task));
         }
-        Ok(conns)
+    }
+
+    /// A load finished: listen on any new local address, hand the result to the supervisor,
+    /// start the next waiting load.
+    fn config_loaded(&mut self, done: LoadDone) {
+        let (from, result) = match done {
+            Ok((from, reloader, result)) => {
+                self.reloader = Some(reloader);
+                (from, result)
+            }
+            Err(from) => {
+                tracing::error!(target: "cfg", "the configuration loader thread failed");
+                (from, Err("the configuration loader failed".into()))
+            }
+        };
+        let loaded = result.and_then(|conns| {
+            for addr in conns.iter().filter_map(|c| c.spec.local_addr) {
+                self.net.add_address(addr).map_err(|e| e.to_string())?;
+            }
+            Ok(conns)
+        });
+        self.sup.config_loaded(Instant::now(), from, loaded);
+        self.start_load();
+    }
+}
+
+/// A finished load: the requester, the reloader back and the result; `Err(requester)` when
+/// the loading thread panicked (the reloader is lost: later loads fail).
+type LoadDone = Result<(Option<CtlId>, Reloader, Result<Vec<ConnEntry>, String>), Option<CtlId>>;
+
+/// Waits for the load in progress (the select branch runs only while there is one).
+async fn loaded(loading: &mut Option<(Option<CtlId>, Loading)>) -> LoadDone {
+    let Some((from, task)) = loading.as_mut() else {
+        return std::future::pending().await;
+    };
+    let from = *from;
+    let r = task.await;
+    *loading = None;
+    match r {
+        Ok((reloader, result)) => Ok((from, reloader, result)),
+        Err(_) => Err(from),
     }
 }
 

@@ -232,6 +232,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     }
     let config = EndpointConfig {
         export_keys: key_log.is_some(),
+        natt_port: opts.natt_port,
         ..EndpointConfig::default()
     };
     // Every RNG below is seeded once from the OS; the engine and the supervisor only see
@@ -245,12 +246,13 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         kernel_installs: xfrm,
         natt_port: opts.natt_port,
         key_log: key_log.is_some(),
+        nat_keepalive: supervisor::NAT_KEEPALIVE,
     };
     let sup = supervisor::Supervisor::new(endpoint, settings, conns, seed());
     let worker = driver::KernelWorker::spawn(kernel).map_err(DaemonError::Thread)?;
 
     let (ctl_tx, ctl_rx) = mpsc::channel(16);
-    let _ctl = ctl::CtlSocket::bind(&opts.ctl, ctl_tx)?;
+    let _ctl = ctl::CtlSocket::bind(&opts.ctl, ctl_tx, ctl::CtlLimits::default())?;
     let sig = |k: SignalKind| signal(k).map_err(DaemonError::Signal);
     let inputs = driver::Inputs {
         datagrams: dgram_rx,

@@ -23,6 +23,9 @@ use tokio::sync::mpsc;
 /// The non-ESP marker in front of IKE messages on the NAT-T port (RFC 3948).
 pub const NON_ESP_MARKER: [u8; 4] = [0; 4];
 
+/// The payload of a NAT keepalive (RFC 3948 §2.3).
+pub const NAT_KEEPALIVE: u8 = 0xff;
+
 /// Largest datagram read.
 const MAX_DATAGRAM: usize = 65_535;
 
@@ -163,6 +166,25 @@ impl Net {
             })
     }
 
+    /// Sends a NAT keepalive (RFC 3948 §2.3: the one byte 0xff, no marker) from `local`,
+    /// which must be a NAT-T address.
+    pub async fn send_keepalive(
+        &self,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Result<(), NetError> {
+        let sock = self.socket_for(local).ok_or(NetError::NoSocket(local))?;
+        sock.send_to(&[NAT_KEEPALIVE], remote)
+            .await
+            .map(|_| ())
+            .map_err(|source| NetError::Send {
+                local,
+                remote,
+                len: 1,
+                source,
+            })
+    }
+
     fn socket_for(&self, local: SocketAddr) -> Option<&UdpSocket> {
         let exact = self.bound.iter().find(|b| b.addr == local);
         let wildcard = || {
@@ -280,7 +302,7 @@ mod tests {
     fn marker_handling() {
         assert_eq!(strip_marker(&[0, 0, 0, 0, 1, 2]), Some(&[1u8, 2][..]));
         assert_eq!(strip_marker(&[0, 0, 0, 1, 1, 2]), None); // ESP (SPI)
-        assert_eq!(strip_marker(&[0xff]), None); // keepalive
+        assert_eq!(strip_marker(&[NAT_KEEPALIVE]), None);
         assert_eq!(strip_marker(&[]), None);
     }
 
@@ -305,5 +327,23 @@ mod tests {
         assert_eq!(got.data, b"ike");
         assert_eq!(got.local, local);
         assert_eq!(got.remote, local);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn keepalive_is_one_byte_without_marker() {
+        let (tx, _rx) = mpsc::channel(4);
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = probe.local_addr().unwrap().port();
+        drop(probe);
+        let mut net = Net::new(port, port, false, false, tx).unwrap();
+        net.add_address(IpAddr::V4(Ipv4Addr::LOCALHOST)).unwrap();
+        let local = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+        net.send_keepalive(local, peer.local_addr().unwrap())
+            .await
+            .unwrap();
+        let mut buf = [0u8; 8];
+        let (n, from) = peer.recv_from(&mut buf).unwrap();
+        assert_eq!((&buf[..n], from), (&[0xffu8][..], local));
     }
 }

@@ -38,6 +38,9 @@ pub struct EndpointConfig {
     /// [`Event::IkeSaEstablished`](super::Event::IkeSaEstablished) (`exported_keys`), for a
     /// debugging key log (Wireshark decryption in the lab). Off by default.
     pub export_keys: bool,
+    /// Our NAT-T port (RFC 3948): an initiator floats its IKE SA from its IKE port to this
+    /// one once NAT_DETECTION finds a NAT (or with [`ConnSpec::force_encaps`]).
+    pub natt_port: u16,
 }
 
 impl Default for EndpointConfig {
@@ -51,6 +54,7 @@ impl Default for EndpointConfig {
             max_half_open_per_ip: 5,
             replay_window: 32,
             export_keys: false,
+            natt_port: 4500,
         }
     }
 }
@@ -126,6 +130,9 @@ pub struct ConnSpec {
     /// IKE SA lifetime. The engine does not act on it: the daemon calls
     /// [`Endpoint::rekey_ike`](super::Endpoint::rekey_ike) (or reauthenticates) in time.
     pub ike_lifetime: Duration,
+    /// `forceencaps=yes`: send a NAT_DETECTION_SOURCE_IP that cannot match, so that both sides
+    /// see a NAT and use UDP-encapsulated ESP on the NAT-T port whatever the path.
+    pub force_encaps: bool,
 }
 
 impl fmt::Debug for ConnSpec {
@@ -149,6 +156,7 @@ impl fmt::Debug for ConnSpec {
             .field("rekey_margin", &self.rekey_margin)
             .field("rekey_fuzz_percent", &self.rekey_fuzz_percent)
             .field("ike_lifetime", &self.ike_lifetime)
+            .field("force_encaps", &self.force_encaps)
             .finish()
     }
 }
@@ -279,6 +287,7 @@ mod tests {
             rekey_margin: Duration::from_secs(540),
             rekey_fuzz_percent: 100,
             ike_lifetime: Duration::from_secs(10800),
+            force_encaps: false,
         };
         let s = format!("{conn:?}");
         assert!(!s.contains("topsecret"));

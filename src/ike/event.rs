@@ -174,7 +174,17 @@ pub enum Event {
         /// The SA's keys, only with [`EndpointConfig::export_keys`](super::EndpointConfig::export_keys).
         exported_keys: Option<Box<IkeSaExportedKeys>>,
     },
-    /// IKE SA setup failed (or a responder refused an IKE_SA_INIT); the SA is gone.
+    /// A new IKE_SA_INIT request was refused or challenged (no state kept): for the log.
+    /// (INVALID_KE_PAYLOAD is a normal step of the negotiation, not reported.)
+    InitRefused {
+        /// Where it came from.
+        peer: SocketAddr,
+        /// The conn that matched the addresses, when one did.
+        conn: Option<String>,
+        /// Why.
+        reason: InitRefusal,
+    },
+    /// IKE SA setup failed; the SA is gone.
     IkeSaFailed {
         /// The SA (or the refused attempt).
         id: IkeSaId,
@@ -237,6 +247,35 @@ pub enum Event {
         /// Cause, e.g. the peer's NO_PROPOSAL_CHOSEN.
         error: IkeError,
     },
+    /// Our outstanding request got no answer in time and was sent again.
+    Retransmit {
+        /// The SA.
+        id: IkeSaId,
+        /// Conn name.
+        conn: String,
+        /// Where it went.
+        remote: SocketAddr,
+        /// Which retransmission this is (1 = the first).
+        attempt: u32,
+        /// Retransmissions before giving up.
+        of: u32,
+        /// The next retransmission (or giving up) follows after this long without an answer.
+        next_in: std::time::Duration,
+    },
+    /// The peer of a responder IKE SA with a NAT on the path sent an authenticated request
+    /// from another address or port (its NAT mapping changed, RFC 7296 §2.23): the IKE SA
+    /// follows it; the CHILD_SAs' UDP encapsulation still names the old port until they are
+    /// replaced (the daemon rekeys them).
+    PeerMoved {
+        /// The SA.
+        id: IkeSaId,
+        /// Conn name.
+        conn: String,
+        /// The old address and port.
+        from: SocketAddr,
+        /// The new address and port.
+        to: SocketAddr,
+    },
     /// An established IKE SA is gone (its CHILD_SAs were reported deleted just before).
     IkeSaDeleted {
         /// The SA.
@@ -249,6 +288,33 @@ pub enum Event {
         /// check, a rekey, a Delete, ...) went unanswered through all its retransmissions.
         error: Option<IkeError>,
     },
+}
+
+/// Why a responder refused a new IKE_SA_INIT request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InitRefusal {
+    /// No acceptable proposal (NO_PROPOSAL_CHOSEN sent).
+    NoProposal,
+    /// SA, KE or Nonce missing or unusable (INVALID_SYNTAX sent).
+    InvalidSyntax,
+    /// Under load: a COOKIE was demanded.
+    Cookie,
+    /// Dropped: too many half-open SAs of this address.
+    TooManyFromPeer,
+    /// Dropped: too many half-open SAs in all.
+    TooMany,
+}
+
+impl fmt::Display for InitRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::NoProposal => "no acceptable proposal (NO_PROPOSAL_CHOSEN)",
+            Self::InvalidSyntax => "malformed (INVALID_SYNTAX)",
+            Self::Cookie => "COOKIE demanded (under load)",
+            Self::TooManyFromPeer => "dropped: too many half-open IKE SAs from this address",
+            Self::TooMany => "dropped: too many half-open IKE SAs",
+        })
+    }
 }
 
 /// Lifecycle state of an IKE SA, for status output.
@@ -323,6 +389,8 @@ pub struct IkeSaStatus {
     pub established_at: Option<Instant>,
     /// NAT detected.
     pub nat_detected: bool,
+    /// We are behind a NAT (or `forceencaps`): NAT keepalives are due on this SA's path.
+    pub behind_nat: bool,
     /// CHILD_SAs.
     pub children: Vec<ChildSaStatus>,
 }

@@ -257,6 +257,7 @@ fn successor<R>(
     new.state = State::Established;
     new.remote_id = sa.remote_id.clone();
     new.nat_detected = sa.nat_detected;
+    new.behind_nat = sa.behind_nat;
     new.established_at = Some(ctx.now);
     Ok(new)
 }

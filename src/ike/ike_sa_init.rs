@@ -8,7 +8,7 @@ use subtle::ConstantTimeEq;
 
 use super::conn::ConnSpec;
 use super::error::IkeError;
-use super::event::{Event, IkeSaId, Role};
+use super::event::{Event, IkeSaId, InitRefusal, Role};
 use super::natd;
 use super::payloads::{NONCE_LEN, NONCE_RANGE, find_notify, first_error, notify, random};
 use super::proposal::{self, IkeSuite};
@@ -103,7 +103,13 @@ impl ExpectSaInitResponse {
             data: self.dh.public_value(),
         }));
         payloads.push(Payload::Nonce(self.ni.clone()));
-        payloads.extend(natd::payloads(&sa.spi_i, &[0; 8], sa.local, sa.remote));
+        payloads.extend(natd::payloads(
+            &sa.spi_i,
+            &[0; 8],
+            sa.local,
+            sa.remote,
+            sa.conn.force_encaps,
+        ));
         self.request = encode(sa.header(ExchangeType::IKE_SA_INIT, 0, false), payloads);
         sa.send_tracked(ctx, 0, ExchangeType::IKE_SA_INIT, self.request.clone());
     }
@@ -158,6 +164,9 @@ impl ExpectSaInitResponse {
         match self.accept(sa, path, data, msg, ctx.config.export_keys) {
             Ok(init) => {
                 sa.outstanding = None;
+                if sa.nat_detected {
+                    sa.float_to_natt(ctx.config.natt_port);
+                }
                 InitOutcome::Done(init)
             }
             Err(e) => InitOutcome::Stay(sa.fail(ctx, e)),
@@ -197,8 +206,9 @@ impl ExpectSaInitResponse {
         )?;
         sa.spi_r = h.spi_r;
         sa.keys = Some(SaKeys::new(suite, keys, Role::Initiator, export_keys)?);
-        sa.nat_detected =
-            natd::check(&msg.payloads, &h.spi_i, &h.spi_r, path.local, path.remote).detected();
+        let nat = natd::check(&msg.payloads, &h.spi_i, &h.spi_r, path.local, path.remote);
+        sa.nat_detected = nat.detected() || sa.conn.force_encaps;
+        sa.behind_nat = nat.local_behind || sa.conn.force_encaps;
         sa.next_mid = 1;
         Ok(InitExchange {
             ni: self.ni.clone(),
@@ -378,7 +388,15 @@ pub(crate) fn respond<R: CryptoRng>(
         return None;
     }
     let request = message_bytes(data, h).ok()?;
+    let refused = |ctx: &mut Ctx<'_, R>, conn: Option<&ConnSpec>, reason| {
+        ctx.out.events.push_back(Event::InitRefused {
+            peer: path.remote,
+            conn: conn.map(|c| c.name.clone()),
+            reason,
+        });
+    };
     let Ok(parts) = InitPayloads::find(&msg.payloads) else {
+        refused(ctx, None, InitRefusal::InvalidSyntax);
         refuse(ctx, path, h, NotifyType::INVALID_SYNTAX, Vec::new());
         return None;
     };
@@ -391,17 +409,14 @@ pub(crate) fn respond<R: CryptoRng>(
             return None;
         }
         Choice::NoProposal(c) => {
-            ctx.out.events.push_back(Event::IkeSaFailed {
-                id,
-                conn: c.map(|c| c.name.clone()),
-                error: IkeError::NoProposalChosen,
-            });
+            refused(ctx, c, InitRefusal::NoProposal);
             refuse(ctx, path, h, NotifyType::NO_PROPOSAL_CHOSEN, Vec::new());
             return None;
         }
     };
     let dh = suite.dh.generate(ctx.rng);
     let Ok(shared) = dh.agree(&parts.ke.data) else {
+        refused(ctx, Some(&conn), InitRefusal::InvalidSyntax);
         refuse(ctx, path, h, NotifyType::INVALID_SYNTAX, Vec::new());
         return None;
     };
@@ -423,7 +438,8 @@ pub(crate) fn respond<R: CryptoRng>(
     let mut sa = IkeSa::new(id, conn, Role::Responder, (h.spi_i, spi_r), path);
     sa.keys = Some(keys);
     sa.peer_mid = 1;
-    sa.nat_detected = nat.detected();
+    sa.nat_detected = nat.detected() || sa.conn.force_encaps;
+    sa.behind_nat = nat.local_behind || sa.conn.force_encaps;
     sa.half_open_deadline = ctx.now.checked_add(ctx.config.half_open_timeout);
     let mut payloads = vec![
         Payload::Sa(SaPayload {
@@ -441,6 +457,7 @@ pub(crate) fn respond<R: CryptoRng>(
             &sa.spi_r,
             path.local,
             path.remote,
+            sa.conn.force_encaps,
         ));
     }
     let response = encode(sa.header(ExchangeType::IKE_SA_INIT, 0, true), payloads);

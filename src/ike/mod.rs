@@ -34,7 +34,8 @@
 //!   `remote` it came from; a responder IKE SA follows the peer's address/port. The initiator
 //!   sends from `ConnSpec::local_addr:local_port` to `remote_addr:remote_port`.
 //! * Events: [`Event::IkeSaEstablished`], [`Event::IkeSaFailed`] (never established; also
-//!   emitted when a responder refuses IKE_SA_INIT with NO_PROPOSAL_CHOSEN or on AUTH failure),
+//!   on AUTH failure), [`Event::InitRefused`] (a new IKE_SA_INIT refused, challenged with a
+//!   COOKIE or dropped, naming the peer), [`Event::Retransmit`], [`Event::PeerMoved`],
 //!   [`Event::ChildSaReady`] (everything XFRM needs), [`Event::ChildSaFailed`] (IKE SA stays
 //!   up), [`Event::ChildSaDeleted`] (remove from the kernel), [`Event::IkeSaRekeyed`],
 //!   [`Event::IkeSaRekeyFailed`], [`Event::IkeSaDeleted`] (after the ChildSaDeleted events
@@ -72,7 +73,10 @@
 //! * INITIAL_CONTACT: the initiator sends it when no other IKE SA of the conn exists; a
 //!   responder receiving it reports the peer's older SAs of the same conn and identity deleted
 //!   (`ChildSaDeleted`…, `IkeSaDeleted { by_peer: true }`) before the new SA's events.
-//! * NAT: NAT_DETECTION_* both ways, reported as `nat_detected`; no port floating. With a NAT
+//! * NAT: NAT_DETECTION_* both ways, reported as `nat_detected`; with a NAT (or
+//!   `force_encaps`, which fakes our NAT_DETECTION_SOURCE_IP) the initiator floats to
+//!   [`EndpointConfig::natt_port`] after IKE_SA_INIT, and a responder follows a peer whose
+//!   NAT mapping changed ([`Event::PeerMoved`]). With a NAT
 //!   in the way and no configured peer selectors, the responder takes the initiator's proposed
 //!   host selectors as its dynamic ones.
 //! * Initiating requires `local_addr` and `remote_addr` in the [`ConnSpec`].
@@ -115,7 +119,7 @@ pub use conn::{ConnSpec, EndpointConfig, EspProposal, IkeProposal, RandomSpis, S
 pub use error::{IkeError, SpiError};
 pub use event::{
     ChildDirKeys, ChildSaReady, ChildSaStatus, Event, IkeSaExportedKeys, IkeSaId, IkeSaState,
-    IkeSaStatus, Role, Transmit,
+    IkeSaStatus, InitRefusal, Role, Transmit,
 };
 pub use timer::RetransmitPolicy;
 pub(crate) use ts::configured_or_host;
@@ -541,18 +545,28 @@ impl<R: CryptoRng> Endpoint<R> {
         let (total, of_peer) = (self.half_open.total(), self.half_open.of(peer));
         let id = IkeSaId(self.next_id);
         let mut ctx = ctx!(self, now);
+        let refused = |out: &mut Output, reason| {
+            out.events.push_back(Event::InitRefused {
+                peer: path.remote,
+                conn: None,
+                reason,
+            });
+        };
         if (total >= self.config.cookie_threshold || of_peer >= self.config.cookie_threshold_ip)
             && !ike_sa_init::check_cookie(&mut ctx, path, msg, &self.cookie_secret)
         {
             self.stats.cookies_sent += 1;
+            refused(&mut self.out, InitRefusal::Cookie);
             return;
         }
         if of_peer >= self.config.max_half_open_per_ip {
             self.stats.dropped_per_ip += 1;
+            refused(&mut self.out, InitRefusal::TooManyFromPeer);
             return;
         }
         if total >= self.config.max_half_open {
             self.stats.dropped_total += 1;
+            refused(&mut self.out, InitRefusal::TooMany);
             return;
         }
         let spi_r = self.alloc_spi();

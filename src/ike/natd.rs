@@ -21,16 +21,24 @@ pub(crate) fn hash(spi_i: &[u8; 8], spi_r: &[u8; 8], addr: SocketAddr) -> Vec<u8
 }
 
 /// NAT_DETECTION_SOURCE_IP (our `local`) and NAT_DETECTION_DESTINATION_IP (`remote`).
+/// `force` (`forceencaps=yes`) sends the source hash of the unspecified address and port 0,
+/// which no datagram comes from, so the peer sees us behind a NAT and both sides encapsulate.
 pub(crate) fn payloads(
     spi_i: &[u8; 8],
     spi_r: &[u8; 8],
     local: SocketAddr,
     remote: SocketAddr,
+    force: bool,
 ) -> [Payload; 2] {
+    let source = if force {
+        SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0)
+    } else {
+        local
+    };
     [
         notify(
             NotifyType::NAT_DETECTION_SOURCE_IP,
-            hash(spi_i, spi_r, local),
+            hash(spi_i, spi_r, source),
         ),
         notify(
             NotifyType::NAT_DETECTION_DESTINATION_IP,
@@ -108,7 +116,7 @@ mod tests {
         let r: SocketAddr = "192.0.2.2:500".parse().unwrap();
         let nat: SocketAddr = "198.51.100.7:4501".parse().unwrap();
         let (si, sr) = ([1; 8], [0; 8]);
-        let sent = payloads(&si, &sr, i, r);
+        let sent = payloads(&si, &sr, i, r, false);
         // No NAT: the responder sees the initiator's own address.
         let st = check(&sent, &si, &sr, r, i);
         assert!(st.supported && !st.detected());
@@ -119,5 +127,16 @@ mod tests {
         let st = check(&sent, &si, &sr, nat, i);
         assert!(st.local_behind && !st.remote_behind);
         assert_eq!(check(&[], &si, &sr, r, i), NatState::default());
+    }
+
+    #[test]
+    fn forced_source_hash_never_matches() {
+        let i: SocketAddr = "10.0.0.1:500".parse().unwrap();
+        let r: SocketAddr = "192.0.2.2:500".parse().unwrap();
+        let (si, sr) = ([1; 8], [2; 8]);
+        let sent = payloads(&si, &sr, i, r, true);
+        // No NAT on the path, yet the responder sees the initiator translated.
+        let st = check(&sent, &si, &sr, r, i);
+        assert!(st.remote_behind && !st.local_behind);
     }
 }

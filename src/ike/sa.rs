@@ -271,6 +271,9 @@ pub(crate) struct IkeSa {
     pub(crate) redundant: bool,
     pub(crate) children: Vec<ChildSa>,
     pub(crate) nat_detected: bool,
+    /// We are behind a NAT (our address was translated) or encapsulation is forced: NAT
+    /// keepalives keep the mapping open.
+    pub(crate) behind_nat: bool,
     pub(crate) remote_id: Option<Identification>,
     pub(crate) established_at: Option<Instant>,
     /// Responder only: drop the SA if IKE_AUTH has not completed by then.
@@ -316,6 +319,7 @@ impl IkeSa {
             redundant: false,
             children: Vec::new(),
             nat_detected: false,
+            behind_nat: false,
             remote_id: None,
             established_at: None,
             half_open_deadline: None,
@@ -329,6 +333,22 @@ impl IkeSa {
             Role::Initiator => self.spi_i,
             Role::Responder => self.spi_r,
         }
+    }
+
+    /// Initiator with a NAT on the path (RFC 7296 §2.23, RFC 3948): every later message goes
+    /// from our NAT-T port to the peer's, 4500 when it listens on 500 (else the same port as
+    /// ours, as when both ends use a non-standard pair).
+    pub(crate) fn float_to_natt(&mut self, natt_port: u16) {
+        if self.local.port() == natt_port {
+            return;
+        }
+        let remote_port = if self.remote.port() == 500 {
+            4500
+        } else {
+            natt_port
+        };
+        self.local.set_port(natt_port);
+        self.remote.set_port(remote_port);
     }
 
     pub(crate) fn is_dead(&self) -> bool {
@@ -538,8 +558,17 @@ impl IkeSa {
         };
         if self.role == Role::Responder {
             // The responder follows the peer (e.g. its move to port 4500).
+            let from = self.remote;
             self.local = path.local;
             self.remote = path.remote;
+            if from != path.remote && self.nat_detected && !self.children.is_empty() {
+                ctx.out.events.push_back(Event::PeerMoved {
+                    id: self.id,
+                    conn: self.conn.name.clone(),
+                    from,
+                    to: path.remote,
+                });
+            }
         }
         let exchange = msg.header.exchange;
         let mut born = None;
@@ -730,6 +759,14 @@ impl IkeSa {
             None => {}
             Some(Expiry::Retransmit) => {
                 ctx.out.send(self.local, self.remote, out.datagram.clone());
+                ctx.out.events.push_back(Event::Retransmit {
+                    id: self.id,
+                    conn: self.conn.name.clone(),
+                    remote: self.remote,
+                    attempt: out.retransmits(),
+                    of: ctx.config.retransmit.tries,
+                    next_in: out.deadline().saturating_duration_since(ctx.now),
+                });
             }
             Some(Expiry::GiveUp { tries }) => {
                 let error = IkeError::PeerNotResponding { tries };
@@ -803,6 +840,7 @@ impl IkeSa {
             proposal: self.keys.as_ref().map(|k| k.suite.name()),
             established_at: self.established_at,
             nat_detected: self.nat_detected,
+            behind_nat: self.behind_nat,
             children: self
                 .children
                 .iter()

@@ -93,6 +93,11 @@ impl Outstanding {
         self.deadline
     }
 
+    /// Retransmissions sent so far.
+    pub(crate) fn retransmits(&self) -> u32 {
+        self.retransmits
+    }
+
     /// Advance the schedule if the deadline passed.
     pub(crate) fn expire(&mut self, now: Instant, policy: &RetransmitPolicy) -> Option<Expiry> {
         if now < self.deadline {

@@ -93,6 +93,7 @@ fn conn(local: &str, remote: &str, ike: &IkeProposal) -> ConnSpec {
         rekey_margin: Duration::from_secs(540),
         rekey_fuzz_percent: 100,
         ike_lifetime: Duration::from_secs(10800),
+        force_encaps: false,
     }
 }
 

@@ -1,7 +1,8 @@
 //! `ikectl up` and `down`: initiating and deleting, and the waiters that answer when done.
 
 use std::collections::HashSet;
-use std::time::Instant;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use super::{CtlId, DownWaiter, Phase, Supervisor, UpWaiter};
 use crate::control::Done;
@@ -58,6 +59,34 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             self.done(ctl, Done::ok());
         } else {
             self.down_waiters.push(DownWaiter { ids, ctl });
+        }
+    }
+
+    /// Our request on IKE SA `id` was sent again: logged with the peer, and streamed to a
+    /// waiting `ikectl up` so that a dead peer shows at once.
+    pub(super) fn retransmitted(
+        &mut self,
+        id: IkeSaId,
+        conn: &str,
+        remote: SocketAddr,
+        attempt: u32,
+        of: u32,
+        next_in: Duration,
+    ) {
+        let wait = next_in.as_secs_f64().round();
+        tracing::info!(target: "ike", "IKE_SA {conn}[{}]: retransmit {attempt} of {of} to {remote}, next in {wait} s", id.0);
+        let ctls: Vec<CtlId> = self
+            .up_waiters
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .map(|w| w.ctl)
+            .collect();
+        for ctl in ctls {
+            self.progress(
+                ctl,
+                format!("retransmit {attempt} of {of} to {remote}, next in {wait} s"),
+            );
         }
     }
 

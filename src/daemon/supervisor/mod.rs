@@ -17,6 +17,8 @@
 
 mod children;
 mod control;
+mod nat;
+mod refusals;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -59,6 +61,14 @@ pub enum Effect {
     LoadConfig(Option<CtlId>),
     /// Append to the Wireshark key log (only with [`Settings::key_log`]).
     KeyLog(KeyRecord),
+    /// Send a NAT keepalive (RFC 3948: the one byte 0xff, no non-ESP marker) from our NAT-T
+    /// port.
+    Keepalive {
+        /// Our address and NAT-T port.
+        local: SocketAddr,
+        /// The peer's address and port.
+        remote: SocketAddr,
+    },
 }
 
 /// Fixed facts about the daemon's surroundings.
@@ -72,7 +82,12 @@ pub struct Settings {
     pub natt_port: u16,
     /// Emit [`Effect::KeyLog`] records.
     pub key_log: bool,
+    /// Interval of NAT keepalives on IKE SAs behind a NAT (strongSwan's `keep_alive`, 20 s).
+    pub nat_keepalive: Duration,
 }
+
+/// The default interval of NAT keepalives.
+pub const NAT_KEEPALIVE: Duration = Duration::from_secs(20);
 
 /// Signals the daemon reacts to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,6 +177,10 @@ pub struct Supervisor<R> {
     traps: HashSet<u32>,
     phase: Phase,
     effects: VecDeque<Effect>,
+    /// When NAT keepalives are due next (while some IKE SA is behind a NAT).
+    next_keepalive: Option<Instant>,
+    /// Refused IKE_SA_INIT requests, logged with a rate limit.
+    refusals: refusals::RefusalLog,
 }
 
 impl<R: rand::CryptoRng> Supervisor<R> {
@@ -187,6 +206,8 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             traps: HashSet::new(),
             phase: Phase::Running,
             effects: VecDeque::new(),
+            next_keepalive: None,
+            refusals: refusals::RefusalLog::default(),
         }
     }
 
@@ -221,10 +242,15 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             Phase::Draining { deadline } => Some(deadline),
             _ => None,
         };
-        match (self.endpoint.poll_timeout(), drain) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.endpoint.poll_timeout(),
+            drain,
+            self.next_keepalive,
+            self.refusals.deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Everything is removed after a shutdown: the driver may exit.
@@ -247,6 +273,8 @@ impl<R: rand::CryptoRng> Supervisor<R> {
     /// The deadline from [`Supervisor::poll_timeout`] passed.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.endpoint.handle_timeout(now);
+        self.keepalive_timeout(now);
+        self.refusals_timeout(now);
         self.drain_engine(now);
     }
 
@@ -531,6 +559,21 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                     self.progress(ctl, text.clone());
                     self.progress(ctl, format!("IKE proposal: {proposal}"));
                 }
+                if nat_detected {
+                    self.arm_keepalive(now);
+                }
+            }
+            Event::Retransmit {
+                id,
+                conn,
+                remote,
+                attempt,
+                of,
+                next_in,
+            } => self.retransmitted(id, &conn, remote, attempt, of, next_in),
+            Event::PeerMoved { id, conn, from, to } => self.peer_moved(now, id, &conn, from, to),
+            Event::InitRefused { peer, conn, reason } => {
+                self.init_refused(now, peer, conn.as_deref(), reason)
             }
             Event::IkeSaRekeyed {
                 old,

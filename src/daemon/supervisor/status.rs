@@ -4,10 +4,12 @@
 use std::time::Instant;
 
 use super::{CtlId, Pending, Supervisor, role_name};
-use crate::control::{ChildReport, ConnReport, Done, IkeSaReport, Reply, StatusReport};
+use crate::control::{
+    ChildReport, ConnReport, Done, IkeSaReport, Reply, ResponderReport, StatusReport,
+};
 use crate::daemon::conns::{fmt_identification, fmt_ts};
 use crate::daemon::hex;
-use crate::ike::{ChildSaReady, IkeSaStatus};
+use crate::ike::{ChildSaReady, IkeSaStatus, ResponderStats};
 use crate::kernel::{KernelError, KernelOp, KernelOutput};
 
 impl<R: rand::CryptoRng> Supervisor<R> {
@@ -39,6 +41,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         let report = StatusReport {
             kernel: self.settings.kernel_name.to_string(),
             conns,
+            responder: responder_report(self.endpoint.responder_stats()),
         };
         if ids.is_empty() {
             self.status_done(ctl, report, &[], Ok(KernelOutput::Counters(Vec::new())));
@@ -172,5 +175,16 @@ pub(super) fn child_report(c: &ChildSaReady, installed: bool) -> ChildReport {
         installed_secs: 0,
         rekey_in_secs: None,
         expires_in_secs: None,
+    }
+}
+
+/// The engine's responder counters as `ikectl status` shows them.
+fn responder_report(s: ResponderStats) -> ResponderReport {
+    ResponderReport {
+        half_open: s.half_open,
+        cookies_sent: s.cookies_sent,
+        dropped_per_ip: s.dropped_per_ip,
+        dropped_total: s.dropped_total,
+        replays_refused: s.replays_refused,
     }
 }

@@ -4,7 +4,7 @@
 //! ikectl replies and Wireshark key records are collected per node.
 
 use std::collections::VecDeque;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
@@ -65,6 +65,8 @@ struct Node {
     next_conf: Option<String>,
     replies: Vec<(CtlId, Reply)>,
     key_records: usize,
+    /// NAT keepalives sent: (when, from, to).
+    keepalives: Vec<(Instant, SocketAddr, SocketAddr)>,
     next_ctl: u64,
     /// Keep kernel operations in `held` (a slow kernel) instead of applying them.
     hold: bool,
@@ -86,6 +88,7 @@ impl Node {
             kernel_installs: true,
             natt_port: 4500,
             key_log: true,
+            nat_keepalive: super::NAT_KEEPALIVE,
         };
         Self {
             sup: Supervisor::new(
@@ -100,6 +103,7 @@ impl Node {
             next_conf: None,
             replies: Vec::new(),
             key_records: 0,
+            keepalives: Vec::new(),
             next_ctl: 0,
             hold: false,
             held: VecDeque::new(),
@@ -155,6 +159,9 @@ struct Pair {
     wire: VecDeque<Transmit>,
     /// Drop every datagram (a peer that went away).
     blackhole: bool,
+    /// A port-translating NAT in front of a: a's source ports appear to b shifted by this
+    /// much (its address stays, so b's conn still matches).
+    nat_shift: Option<u16>,
 }
 
 impl Pair {
@@ -166,6 +173,7 @@ impl Pair {
             now,
             wire: VecDeque::new(),
             blackhole: false,
+            nat_shift: None,
         };
         p.a.sup.start(now);
         p.b.sup.start(now);
@@ -208,6 +216,7 @@ impl Pair {
                     node.sup.config_loaded(now, from, loaded);
                 }
                 Effect::KeyLog(_) => node.key_records += 1,
+                Effect::Keepalive { local, remote } => node.keepalives.push((now, local, remote)),
             }
         }
     }
@@ -232,10 +241,18 @@ impl Pair {
             if let Some(t) = self.wire.pop_front() {
                 busy = true;
                 if !self.blackhole {
+                    let (mut from, mut to) = (t.local, t.remote);
+                    if let Some(shift) = self.nat_shift {
+                        if from.ip() == self.a.addr {
+                            from.set_port(from.port().wrapping_add(shift));
+                        } else {
+                            to.set_port(to.port().wrapping_sub(shift));
+                        }
+                    }
                     let now = self.now;
-                    self.node(t.remote.ip())
+                    self.node(to.ip())
                         .sup
-                        .handle_datagram(now, t.remote, t.local, &t.data);
+                        .handle_datagram(now, to, from, &t.data);
                 }
             }
             if !busy {
@@ -637,4 +654,157 @@ fn a_child_deleted_while_its_install_runs_is_removed_afterwards() {
     p.b.hold = false;
     p.release(false);
     assert_eq!((p.b.sas(), p.b.policies()), (0, 0));
+}
+
+#[test]
+fn forceencaps_installs_udp_encapsulation_and_sends_keepalives() {
+    let conf_a = conf("").replace("\tauto=add\n", "\tauto=add\n\tforceencaps=yes\n");
+    let mut p = Pair::new(&conf_a, &conf(""));
+    p.up();
+    let encaps = |n: &Node| -> Vec<Option<(u16, u16)>> {
+        n.kernel
+            .backend()
+            .sas()
+            .values()
+            .map(|sa| sa.encap)
+            .collect()
+    };
+    assert_eq!(encaps(&p.a), [Some((4500, 4500)); 2]);
+    assert_eq!(encaps(&p.b), [Some((4500, 4500)); 2]);
+    let start = p.now;
+    p.advance(Duration::from_secs(61));
+    // Only a (which forces encapsulation, like a host behind a NAT) sends them, every 20 s.
+    let a_at: Vec<u64> =
+        p.a.keepalives
+            .iter()
+            .map(|(t, _, _)| (*t - start).as_secs())
+            .collect();
+    assert_eq!(a_at, [20, 40, 60]);
+    let (_, from, to) = p.a.keepalives[0];
+    assert_eq!(
+        (from, to),
+        (SocketAddr::new(ip(A), 4500), SocketAddr::new(ip(B), 4500))
+    );
+    assert!(p.b.keepalives.is_empty());
+    // Down: no more keepalives.
+    p.request(true, Request::Down { name: "hh".into() });
+    p.advance(Duration::from_secs(60));
+    assert_eq!(p.a.keepalives.len(), 3);
+}
+
+#[test]
+fn no_nat_no_keepalives_and_no_encapsulation() {
+    let mut p = Pair::new(&conf(""), &conf(""));
+    p.up();
+    assert!(
+        p.a.kernel
+            .backend()
+            .sas()
+            .values()
+            .all(|sa| sa.encap.is_none())
+    );
+    p.advance(Duration::from_secs(61));
+    assert!(p.a.keepalives.is_empty() && p.b.keepalives.is_empty());
+}
+
+#[test]
+fn up_streams_each_retransmission() {
+    let mut p = Pair::new(&conf(""), &conf(""));
+    p.blackhole = true;
+    let ctl = p.request(true, Request::Up { name: "hh".into() });
+    // Retransmits at 4 and 11.2 s, the third at 24.2 s.
+    p.advance(Duration::from_secs(20));
+    let texts: Vec<String> =
+        p.a.outcome(ctl)
+            .0
+            .into_iter()
+            .filter_map(|r| match r {
+                Reply::Progress(t) if t.starts_with("retransmit") => Some(t.clone()),
+                _ => None,
+            })
+            .collect();
+    assert_eq!(
+        texts,
+        [
+            "retransmit 1 of 5 to 10.9.0.2:500, next in 7 s",
+            "retransmit 2 of 5 to 10.9.0.2:500, next in 13 s",
+        ]
+    );
+    assert_eq!(p.a.outcome(ctl).1, None, "still waiting");
+}
+
+#[test]
+fn status_shows_the_responder_counters() {
+    let mut p = Pair::new(&conf(""), &conf(""));
+    // a's IKE_SA_INIT, captured before the wire delivers it.
+    let now = p.now;
+    p.a.sup
+        .handle_request(now, CtlId(99), Request::Up { name: "hh".into() });
+    let init = std::iter::from_fn(|| p.a.sup.poll_effect())
+        .find_map(|e| match e {
+            Effect::Transmit(t) => Some(t),
+            _ => None,
+        })
+        .unwrap();
+    // The same request from four ports of a's address: three half-open SAs, then a COOKIE
+    // (b's answers go nowhere).
+    p.blackhole = true;
+    for port in 1000..1004 {
+        p.b.sup
+            .handle_datagram(now, init.remote, SocketAddr::new(ip(A), port), &init.data);
+    }
+    let r = p.status(false).responder;
+    assert_eq!(
+        (
+            r.half_open,
+            r.cookies_sent,
+            r.dropped_per_ip,
+            r.dropped_total
+        ),
+        (3, 1, 0, 0)
+    );
+    let text = p.status(false).to_string();
+    assert!(
+        text.contains("Responder: 3 half-open, 1 cookies sent"),
+        "{text}"
+    );
+}
+
+#[test]
+fn behind_a_nat_keepalives_and_a_changed_mapping_rekeys_on_the_responder() {
+    let mut p = Pair::new(&conf(""), &conf(""));
+    p.nat_shift = Some(1000);
+    p.up();
+    // (source, destination) port of the ESP packets of each SA, in and out.
+    let encaps = |n: &Node| -> Vec<Option<(u16, u16)>> {
+        let mut v: Vec<_> = n
+            .kernel
+            .backend()
+            .sas()
+            .values()
+            .map(|sa| sa.encap)
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    assert_eq!(encaps(&p.a), [Some((4500, 4500)); 2]);
+    assert_eq!(encaps(&p.b), [Some((4500, 5500)), Some((5500, 4500))]);
+    p.advance(Duration::from_secs(21));
+    assert_eq!(p.a.keepalives.len(), 1);
+    assert!(p.b.keepalives.is_empty());
+    // The NAT restarts with other ports; a's next request (a liveness check) shows it.
+    p.nat_shift = Some(2000);
+    let id = p.a.sup.endpoint.ike_sas()[0].id;
+    let now = p.now;
+    p.a.sup.endpoint.check_liveness(now, id).unwrap();
+    p.a.sup.drain_engine(now);
+    p.drive();
+    // b rekeyed its CHILD_SA: only the new one is left, with the new port; a has the same.
+    assert_eq!(encaps(&p.b), [Some((4500, 6500)), Some((6500, 4500))]);
+    assert_eq!(p.a.inbound_spis().len(), 1);
+    assert_eq!(p.a.inbound_spis(), {
+        let b = p.b.sup.endpoint.ike_sas();
+        vec![b[0].children[0].spi_out]
+    });
+    assert_eq!(p.status(false).conns[0].ike_sas[0].remote, "10.9.0.1:6500");
 }

@@ -8,6 +8,7 @@ mod handshake;
 mod ike_rekey;
 mod ike_rekey_initiator;
 mod interop;
+mod nat;
 mod rekey;
 
 use std::collections::VecDeque;
@@ -143,6 +144,7 @@ pub(super) fn conn(local: &str, remote: Option<&str>, ike: &str, esp: &str) -> C
         rekey_margin: Duration::from_secs(540),
         rekey_fuzz_percent: 100,
         ike_lifetime: Duration::from_secs(10800),
+        force_encaps: false,
     }
 }
 
@@ -178,7 +180,9 @@ pub(super) struct Pair {
     queue: VecDeque<(Dir, Transmit)>,
     held: Vec<(Dir, Transmit)>,
     pub(super) fault: FaultFn,
-    /// Address translation of a's datagrams: a's real address → public address seen by b.
+    /// Address translation of a's datagrams: a's real address → public address seen by b;
+    /// a's other ports of that address keep their distance to it (500 → public, 4500 →
+    /// public + 4000), as a NAT mapping each source port to its own public port.
     pub(super) nat: Option<(SocketAddr, SocketAddr)>,
     sent: [usize; 2],
 }
@@ -243,17 +247,29 @@ impl Pair {
         match dir {
             Dir::AtoB => {
                 if let Some((real, public)) = self.nat
-                    && t.local == real
+                    && t.local.ip() == real.ip()
                 {
-                    t.local = public;
+                    t.local = SocketAddr::new(
+                        public.ip(),
+                        t.local
+                            .port()
+                            .wrapping_sub(real.port())
+                            .wrapping_add(public.port()),
+                    );
                 }
                 self.b.handle_datagram(now, t.remote, t.local, &t.data);
             }
             Dir::BtoA => {
                 if let Some((real, public)) = self.nat
-                    && t.remote == public
+                    && t.remote.ip() == public.ip()
                 {
-                    t.remote = real;
+                    t.remote = SocketAddr::new(
+                        real.ip(),
+                        t.remote
+                            .port()
+                            .wrapping_sub(public.port())
+                            .wrapping_add(real.port()),
+                    );
                 }
                 self.a.handle_datagram(now, t.remote, t.local, &t.data);
             }

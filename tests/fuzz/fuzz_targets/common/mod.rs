@@ -62,6 +62,7 @@ pub fn conn(local: &str, remote: Option<&str>) -> ConnSpec {
         rekey_margin: Duration::from_secs(540),
         rekey_fuzz_percent: 100,
         ike_lifetime: Duration::from_secs(10800),
+        force_encaps: false,
     }
 }
 
