@@ -404,16 +404,14 @@ impl Worker {
             }
             () = sleep => {
                 self.ep.handle_timeout(Instant::now());
-                self.rec.retransmits += self.flush().await;
+                self.flush().await;
             }
         }
     }
 
-    /// Sends what the engine has to send and handles its events; returns the datagrams sent.
-    async fn flush(&mut self) -> u64 {
-        let mut sent = 0;
+    /// Sends what the engine has to send and handles its events.
+    async fn flush(&mut self) {
         while let Some(Transmit { remote, data, .. }) = self.ep.poll_transmit() {
-            sent += 1;
             if self.sock.send_to(&data, remote).await.is_err() {
                 self.rec.send_errors += 1;
             }
@@ -421,7 +419,6 @@ impl Worker {
         while let Some(ev) = self.ep.poll_event() {
             self.event(ev);
         }
-        sent
     }
 
     fn event(&mut self, ev: Event) {
@@ -455,9 +452,12 @@ impl Worker {
                     self.rec.lost += 1;
                 }
             }
+            Event::Retransmit { .. } => self.rec.retransmits += 1,
             Event::ChildSaDeleted { .. }
             | Event::IkeSaRekeyed { .. }
-            | Event::IkeSaRekeyFailed { .. } => {}
+            | Event::IkeSaRekeyFailed { .. }
+            | Event::InitRefused { .. }
+            | Event::PeerMoved { .. } => {}
         }
     }
 

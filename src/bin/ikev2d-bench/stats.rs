@@ -11,7 +11,7 @@ pub struct Recorder {
     latencies: Vec<Duration>,
     /// Set-ups that ended without both SAs.
     pub failed: u64,
-    /// Datagrams sent on a timer (retransmitted requests).
+    /// Requests sent again after no answer in time.
     pub retransmits: u64,
     /// Established SAs the responder deleted or that ended before the run was over.
     pub lost: u64,
