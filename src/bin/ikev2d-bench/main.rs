@@ -215,6 +215,9 @@ fn thread_cpu_ns() -> Option<u64> {
         .ok()
 }
 
+/// The non-ESP marker in front of IKE datagrams on the NAT-T port (RFC 3948).
+const MARKER: [u8; 4] = [0; 4];
+
 /// Failure messages printed so far: only the first few are, the counts say the rest.
 static REPORTED: AtomicU64 = AtomicU64::new(0);
 
@@ -246,10 +249,10 @@ async fn run(cli: Cli, template: ConnSpec) -> Result<stats::Summary, String> {
     let mut handles = Vec::with_capacity(workers);
     for k in 0..workers {
         let ip = local_addr(cli.local, u32::try_from(k).unwrap_or(0) % addrs);
-        let sock = UdpSocket::bind(SocketAddr::new(ip, 0))
-            .await
-            .map_err(|e| format!("bind {ip}: {e}"))?;
-        let worker = Worker::new(sock, &template)?;
+        let bind = || UdpSocket::bind(SocketAddr::new(ip, 0));
+        let sock = bind().await.map_err(|e| format!("bind {ip}: {e}"))?;
+        let natt = bind().await.map_err(|e| format!("bind {ip}: {e}"))?;
+        let worker = Worker::new(sock, natt, &template)?;
         handles.push(tokio::spawn(worker.run(
             cli.clone(),
             template.clone(),
@@ -279,6 +282,10 @@ struct Pending {
 struct Worker {
     sock: UdpSocket,
     local: SocketAddr,
+    /// The NAT-T socket an IKE SA floats to when the responder reports a NAT (charon with
+    /// kernel-libipsec fakes one): IKE datagrams on it carry the 4-byte non-ESP marker.
+    natt: UdpSocket,
+    natt_local: SocketAddr,
     ep: Endpoint<ChaCha20Rng>,
     rec: Recorder,
     pending: Option<Pending>,
@@ -286,14 +293,19 @@ struct Worker {
     /// The SA whose Delete is in flight.
     deleting: Option<IkeSaId>,
     buf: Vec<u8>,
+    natt_buf: Vec<u8>,
 }
 
 impl Worker {
-    fn new(sock: UdpSocket, template: &ConnSpec) -> Result<Self, String> {
+    fn new(sock: UdpSocket, natt: UdpSocket, template: &ConnSpec) -> Result<Self, String> {
         let local = sock.local_addr().map_err(|e| format!("local_addr: {e}"))?;
+        let natt_local = natt.local_addr().map_err(|e| format!("local_addr: {e}"))?;
         let spis = RandomSpis::new(ChaCha20Rng::from_rng(&mut rand::rng()), 0x100..=0x0fff_ffff);
         let mut ep = Endpoint::new(
-            EndpointConfig::default(),
+            EndpointConfig {
+                natt_port: natt_local.port(),
+                ..EndpointConfig::default()
+            },
             ChaCha20Rng::from_rng(&mut rand::rng()),
             Box::new(spis),
         );
@@ -301,12 +313,15 @@ impl Worker {
         Ok(Self {
             sock,
             local,
+            natt,
+            natt_local,
             ep,
             rec: Recorder::default(),
             pending: None,
             established: Vec::new(),
             deleting: None,
             buf: vec![0; 65536],
+            natt_buf: vec![0; 65536],
         })
     }
 
@@ -402,6 +417,15 @@ impl Worker {
                 }
                 self.flush().await;
             }
+            r = self.natt.recv_from(&mut self.natt_buf) => {
+                // IKE behind the non-ESP marker; anything else (ESP, keepalives) is not ours.
+                if let Ok((len, from)) = r
+                    && let Some(ike) = self.natt_buf.get(..len).and_then(|d| d.strip_prefix(&MARKER))
+                {
+                    self.ep.handle_datagram(Instant::now(), self.natt_local, from, ike);
+                }
+                self.flush().await;
+            }
             () = sleep => {
                 self.ep.handle_timeout(Instant::now());
                 self.flush().await;
@@ -411,8 +435,19 @@ impl Worker {
 
     /// Sends what the engine has to send and handles its events.
     async fn flush(&mut self) {
-        while let Some(Transmit { remote, data, .. }) = self.ep.poll_transmit() {
-            if self.sock.send_to(&data, remote).await.is_err() {
+        while let Some(Transmit {
+            local,
+            remote,
+            mut data,
+        }) = self.ep.poll_transmit()
+        {
+            let sent = if local == self.natt_local {
+                data.splice(0..0, MARKER);
+                self.natt.send_to(&data, remote).await
+            } else {
+                self.sock.send_to(&data, remote).await
+            };
+            if sent.is_err() {
                 self.rec.send_errors += 1;
             }
         }
