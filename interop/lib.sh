@@ -24,6 +24,7 @@
 #   start_ikev2d HOST DIR [ARG...] our daemon with DIR/ipsec.conf + DIR/ipsec.secrets
 #   ikectl_on HOST ARG...          our ikectl against HOST's daemon
 #   stop_daemon HOST               stop HOST's daemon (SIGTERM, bounded wait)
+#   kill_daemon HOST               SIGKILL HOST's daemon (a crash: its kernel state stays)
 #   check "WHAT" CMD...            fail the scenario with WHAT unless CMD succeeds
 #   fail "REASON"                  fail the scenario now
 #   not CMD...                     succeeds when CMD fails
@@ -315,4 +316,32 @@ stop_daemon() {
 			sleep 0.1
 		done
 	done
+}
+
+# Kills HOST's daemon with SIGKILL, as a crash would: no Delete goes out and its SAs and
+# policies stay in HOST's kernel. strongSwan's starter goes first (it would restart charon);
+# the stale pid files and control sockets are removed so that it can be started again.
+kill_daemon() {
+	local host=$1 kind pid pids=()
+	[[ -s $LAB/$host/daemon ]] || fail "$host runs no daemon to kill"
+	read -r kind pid <"$LAB/$host/daemon"
+	: >"$LAB/$host/daemon"
+	log "SIGKILL $kind on $host"
+	case $kind in
+	strongswan)
+		pids=("$(on "$host" cat /run/starter.charon.pid)" "$(on "$host" cat /run/charon.pid)")
+		;;
+	ikev2d) pids=("$pid") ;;
+	esac
+	for pid in "${pids[@]}"; do
+		kill -KILL "$pid" 2>/dev/null || true
+	done
+	for pid in "${pids[@]}"; do
+		wait_until 10 "$kind ($pid) on $host to die" not _alive "$pid"
+	done
+	# A stale control socket would make the next start look ready at once.
+	case $kind in
+	strongswan) on "$host" rm -f /run/starter.charon.pid /run/charon.pid /run/charon.ctl /run/charon.vici ;;
+	ikev2d) on "$host" rm -f "/run/ikev2d-$host.ctl" ;;
+	esac
 }

@@ -85,3 +85,34 @@ fn daemon_commands_without_a_daemon_exit_3() {
     let (code, _, _) = ikectl(&["frobnicate"]);
     assert_eq!(code, 2, "clap usage error");
 }
+
+#[test]
+fn check_shows_the_settings_file_and_its_errors() {
+    private("conf/host-host/alice/ipsec.secrets");
+    let base = [
+        "check",
+        "--conf",
+        "conf/host-host/alice/ipsec.conf",
+        "--secrets",
+        "conf/host-host/alice/ipsec.secrets",
+        "--settings",
+    ];
+    let (code, out, _) = ikectl(&[&base[..], &["conf/ikev2d.toml"]].concat());
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("settings from conf/ikev2d.toml:\n"), "{out}");
+    assert!(out.contains("retransmit.tries = 5\n"), "{out}");
+    assert!(out.contains("responder.cookie_threshold = 30\n"), "{out}");
+
+    let dir = std::env::temp_dir().join(format!("ikectl-settings-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("ikev2d.toml");
+    std::fs::write(&bad, "[retransmit]\ntries = 5\nbase = 20\n").unwrap();
+    let bad = bad.to_str().unwrap();
+    let (code, out, _) = ikectl(&[&base[..], &[bad]].concat());
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("{bad}:3:8: error: base 20 is outside 1..=10")),
+        "{out}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -11,9 +11,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use ikev2d::kernel::{
-    ChildPolicy, ChildSaInstall, EspCrypto, EventSocket, IntegAlg, Integrity, KernelError,
-    KernelEvent, KernelIpsec, KeyBytes, Lifetime, Mode, REQID_MIN, SocketFamily, Target,
-    TrafficSelector, XfrmKernel, bypass_socket, set_udp_encap,
+    ChildPolicy, ChildSaInstall, EspCrypto, EventSocket, IntegAlg, Integrity, IpsecProto,
+    KernelError, KernelEvent, KernelIpsec, KeyBytes, Lifetime, Mode, REQID_MIN, SocketFamily,
+    Target, TrafficSelector, XfrmKernel, bypass_socket, set_udp_encap,
 };
 
 const INNER: &str = "IKEV2D_KERNEL_NETNS_INNER";
@@ -63,6 +63,7 @@ fn policy(reqid: u32, mode: Mode) -> ChildPolicy {
         local: ip("10.7.0.1"),
         remote: ip("10.7.0.2"),
         mode,
+        proto: IpsecProto::Esp,
         reqid,
         local_ts: vec![TrafficSelector::host(ip("10.7.0.1"))],
         remote_ts: vec![TrafficSelector::host(ip("10.7.0.2"))],

@@ -53,6 +53,12 @@ fn crypto(alg: &str, src: IpAddr, dst: IpAddr) -> EspCrypto {
                 key: KeyBytes::new(bytes(32, 0x03)),
             },
         },
+        "ah-sha1" => EspCrypto::Ah {
+            integ: Integrity {
+                alg: IntegAlg::HmacSha1_96,
+                key: KeyBytes::new(bytes(20, 0x04)),
+            },
+        },
         other => panic!("unknown XFRM_LAB_ALG {other}"),
     }
 }
@@ -113,6 +119,7 @@ fn lab_install(spi_in: u32, spi_out: u32, lifetime: Lifetime) -> ChildSaInstall 
             local,
             remote,
             mode,
+            proto: crypto(&alg, local, remote).proto(),
             reqid: REQID_MIN + 1,
             local_ts: selectors("XFRM_LAB_LOCAL_TS", local),
             remote_ts: selectors("XFRM_LAB_REMOTE_TS", remote),

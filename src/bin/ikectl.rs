@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use ikev2d::config::check::check;
+use ikev2d::config::settings::load_settings;
 use ikev2d::control::{Client, ControlError, DEFAULT_SOCKET, Limits, Reply, Request};
 use ikev2d::daemon::SystemDns;
 
@@ -38,7 +39,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Re-read ipsec.conf and ipsec.secrets.
+    /// Re-read ipsec.conf, ipsec.secrets and the daemon settings file.
     Reload,
     /// Check ipsec.conf and ipsec.secrets (no daemon needed); exit 1 on errors.
     Check {
@@ -46,6 +47,9 @@ enum Command {
         conf: PathBuf,
         #[arg(long, default_value = "/etc/ipsec.secrets")]
         secrets: PathBuf,
+        /// Also check this daemon settings file (TOML) and show the effective settings.
+        #[arg(long)]
+        settings: Option<PathBuf>,
     },
 }
 
@@ -93,10 +97,24 @@ fn call(ctl: &std::path::Path, timeout: Option<u64>, request: &Request, json: bo
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { conf, secrets } => {
+        Command::Check {
+            conf,
+            secrets,
+            settings,
+        } => {
             let report = check(&conf, &secrets, &SystemDns);
             print!("{report}");
-            if report.ok() {
+            let settings_ok = settings.is_none_or(|path| match load_settings(&path) {
+                Ok(s) => {
+                    println!("settings from {}:\n{s}", path.display());
+                    true
+                }
+                Err(e) => {
+                    println!("{e}");
+                    false
+                }
+            });
+            if report.ok() && settings_ok {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
+use ikev2d::config::settings::DEFAULT_SETTINGS;
 use ikev2d::control::DEFAULT_SOCKET;
 use ikev2d::daemon::{KernelMode, Options, run};
 
@@ -45,6 +46,10 @@ struct Cli {
     /// can decrypt the traffic; off by default.
     #[arg(long, value_name = "DIR")]
     wireshark_keys: Option<PathBuf>,
+    /// Daemon settings (retransmissions, responder limits, log levels, key export); a
+    /// missing file means the defaults.
+    #[arg(long, default_value = DEFAULT_SETTINGS)]
+    settings: PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -60,6 +65,7 @@ fn main() -> ExitCode {
             Kernel::None => KernelMode::None,
         },
         wireshark_keys: cli.wireshark_keys,
+        settings: cli.settings,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use super::conn::{Auto, Conn, ConnType, End, HostResolver};
 use super::diag::{Diagnostics, Severity};
+use super::ident::Identity;
 use super::load::{Loaded, load};
 use super::secrets::Secrets;
 use super::values::{Host, ProtoPort, fmt_duration};
@@ -89,28 +90,60 @@ fn summary(c: &Conn, secrets: &Secrets, diags: &mut Diagnostics) -> String {
     }
     parts.push(mode);
     parts.push(format!("ike {}", c.ike));
-    parts.push(format!("esp {}", c.esp));
+    parts.push(match &c.ah {
+        Some(ah) => format!("ah {ah}"),
+        None => format!("esp {}", c.esp),
+    });
     parts.push(format!("auto={}", c.auto));
     parts.push(format!("ikelifetime {}", fmt_duration(c.ikelifetime)));
     parts.push(format!("lifetime {}", fmt_duration(c.lifetime)));
     if c.auto == Auto::Ignore {
         parts.push("not loaded".to_owned());
     } else {
-        match secrets.lookup(&lid, &rid) {
-            Some(e) => parts.push(format!("psk: {}:{}", e.pos.file, e.pos.line)),
-            None => {
-                diags.error(
-                    &c.pos,
-                    format!(
-                        "conn '{}': no PSK in ipsec.secrets for ids {lid} <-> {rid}",
-                        c.name
-                    ),
-                );
-                parts.push("psk: none".to_owned());
-            }
-        }
+        parts.push(psk_summary(c, secrets, &lid, &rid, diags));
     }
     format!("{}: {}", c.name, parts.join(", "))
+}
+
+/// Which ipsec.secrets entries a conn uses: the one for its two identities, or, when an end is
+/// only known at IKE_AUTH (`%any`, a wildcard), every entry such a peer could be given.
+fn psk_summary(
+    c: &Conn,
+    secrets: &Secrets,
+    lid: &Identity,
+    rid: &Identity,
+    diags: &mut Diagnostics,
+) -> String {
+    if lid.is_pattern() || rid.is_pattern() {
+        let found: Vec<String> = secrets
+            .candidates(lid, rid)
+            .map(|e| format!("{}:{}", e.pos.file, e.pos.line))
+            .collect();
+        if found.is_empty() {
+            diags.error(
+                &c.pos,
+                format!(
+                    "conn '{}': no PSK in ipsec.secrets that a peer {rid} of {lid} could use",
+                    c.name
+                ),
+            );
+            return "psk: none".to_owned();
+        }
+        return format!("psk: by peer ID from {}", found.join(" "));
+    }
+    match secrets.lookup(lid, rid) {
+        Some(e) => format!("psk: {}:{}", e.pos.file, e.pos.line),
+        None => {
+            diags.error(
+                &c.pos,
+                format!(
+                    "conn '{}': no PSK in ipsec.secrets for ids {lid} <-> {rid}",
+                    c.name
+                ),
+            );
+            "psk: none".to_owned()
+        }
+    }
 }
 
 /// Builds the report for already loaded files.
@@ -162,6 +195,33 @@ mod tests {
             [
                 "host-host: 10.1.0.1 <-> 10.1.0.2, ids 10.1.0.1 <-> 10.1.0.2, transport, ike aes128-sha256-x25519!, esp aes128-sha256!, auto=add, ikelifetime 3h, lifetime 1h, psk: ipsec.secrets:1"
             ]
+        );
+    }
+
+    #[test]
+    fn ah_conn_summary_and_esp_with_ah_refused() {
+        let text = "conn host-host\n  left=10.1.0.1\n  right=10.1.0.2\n  authby=secret\n  type=transport\n  ike=aes128-sha256-x25519!\n  ah=sha1!\n  auto=add\n";
+        let secrets = src("ipsec.secrets", "10.1.0.1 10.1.0.2 : PSK \"x\"\n");
+        let r = report(load_str(
+            &src("ipsec.conf", text),
+            &secrets,
+            &MemResolver::default(),
+            &NoDns,
+        ));
+        assert!(r.ok(), "{r}");
+        assert!(r.summaries[0].contains(", ah sha1!, "), "{r}");
+        let both = text.replace("ah=sha1!", "esp=aes128-sha256!\n  ah=sha1!");
+        let r = report(load_str(
+            &src("ipsec.conf", &both),
+            &secrets,
+            &MemResolver::default(),
+            &NoDns,
+        ));
+        assert!(!r.ok());
+        let shown = r.to_string();
+        assert!(
+            shown.contains("esp= and ah= together cannot be negotiated"),
+            "{shown}"
         );
     }
 

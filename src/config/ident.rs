@@ -23,7 +23,59 @@ pub enum Identity {
     KeyId(Vec<u8>),
 }
 
+/// How well an identity matches a configured one, worst to best (strongSwan's ranking:
+/// `%any` < a `*` wildcard < the identity itself).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum IdMatch {
+    None,
+    Any,
+    Wildcard,
+    Exact,
+}
+
+/// Whether `value` ends with the text after a pattern's leading `*` (ASCII case-insensitive,
+/// as names compare). `None` when `pattern` has no leading `*`.
+pub fn wildcard_suffix_matches(pattern: &[u8], value: &[u8]) -> Option<bool> {
+    let suffix = pattern.strip_prefix(b"*")?;
+    Some(
+        value.len() >= suffix.len()
+            && value
+                .get(value.len() - suffix.len()..) // ok: checked above
+                .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix)),
+    )
+}
+
 impl Identity {
+    /// Whether this configured identity stands for many: `%any`, or a name with a leading
+    /// `*` wildcard (`@*.example.org`, `*@example.org`).
+    pub fn is_pattern(&self) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Fqdn(s) | Self::UserFqdn(s) => s.starts_with('*'),
+            _ => false,
+        }
+    }
+
+    /// How `id` (a peer's concrete identity) matches this configured one. `%any` matches
+    /// anything as [`IdMatch::Any`], itself included: a configured `%any` (an initiator that
+    /// does not know its peer's ID yet) is no better a match for a `%any` secret than for any.
+    pub fn matches(&self, id: &Identity) -> IdMatch {
+        if *self == Self::Any {
+            return IdMatch::Any;
+        }
+        if self == id {
+            return IdMatch::Exact;
+        }
+        match (self, id) {
+            (Self::Fqdn(p), Self::Fqdn(v)) | (Self::UserFqdn(p), Self::UserFqdn(v))
+                if wildcard_suffix_matches(p.as_bytes(), v.as_bytes()) == Some(true) =>
+            {
+                IdMatch::Wildcard
+            }
+            _ => IdMatch::None,
+        }
+    }
+
     pub fn from_addr(a: IpAddr) -> Self {
         match a {
             IpAddr::V4(v4) => Self::Ipv4(v4),
@@ -237,6 +289,48 @@ mod tests {
         assert_eq!(p("@#0a0b").to_string(), "@#0a0b");
         assert_eq!(p("@gw").to_string(), "@gw");
         assert_eq!(p("@gw").data(), b"gw");
+    }
+
+    #[test]
+    fn wildcards() {
+        let p = |s| parse_identity(s).unwrap();
+        assert_eq!(
+            p("@*.example.org").matches(&p("@gw.example.org")),
+            IdMatch::Wildcard
+        );
+        assert_eq!(
+            p("@*.example.org").matches(&p("@GW.Example.ORG")),
+            IdMatch::Wildcard
+        );
+        assert_eq!(
+            p("@*.example.org").matches(&p("@example.org")),
+            IdMatch::None
+        );
+        assert_eq!(
+            p("@*.example.org").matches(&p("@gw.example.com")),
+            IdMatch::None
+        );
+        // The type must agree: a user FQDN does not match an FQDN pattern.
+        assert_eq!(
+            p("@*.example.org").matches(&p("a@b.example.org")),
+            IdMatch::None
+        );
+        assert_eq!(
+            p("*@example.org").matches(&p("carol@example.org")),
+            IdMatch::Wildcard
+        );
+        assert_eq!(
+            p("*@example.org").matches(&p("carol@example.com")),
+            IdMatch::None
+        );
+        assert_eq!(p("%any").matches(&p("carol@example.org")), IdMatch::Any);
+        assert_eq!(p("%any").matches(&p("%any")), IdMatch::Any);
+        assert_eq!(p("@gw").matches(&p("@gw")), IdMatch::Exact);
+        assert_eq!(p("@gw").matches(&p("@gw2")), IdMatch::None);
+        assert!(IdMatch::Exact > IdMatch::Wildcard && IdMatch::Wildcard > IdMatch::Any);
+        assert!(p("@*.example.org").is_pattern() && p("*@example.org").is_pattern());
+        assert!(p("%any").is_pattern() && !p("@gw").is_pattern() && !p("10.0.0.1").is_pattern());
+        assert_eq!(wildcard_suffix_matches(b"gw", b"gw"), None);
     }
 
     #[test]

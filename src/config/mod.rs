@@ -16,5 +16,6 @@ pub mod load;
 pub mod parse;
 pub mod proposal;
 pub mod secrets;
+pub mod settings;
 pub mod source;
 pub mod values;

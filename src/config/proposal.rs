@@ -1,4 +1,4 @@
-//! `ike=` / `esp=` proposal strings with strongSwan's algorithm keywords, as plain IANA
+//! `ike=` / `esp=` / `ah=` proposal strings with strongSwan's algorithm keywords, as plain IANA
 //! transform numbers (RFC 7296 §3.3.2 registries). Config is a leaf, so it keeps its own
 //! table of these numbers (it also names algorithms ikev2d does not implement, to diagnose
 //! them); the protocol layers use `wire::TransformId`. `daemon/conns.rs` is the one place
@@ -10,7 +10,9 @@
 //! ones; with `!` only the configured proposals are sent/accepted ([`Proposals::effective`]).
 //!
 //! In IKE proposals without a PRF keyword the PRFs are derived from the integrity algorithms
-//! (sha256 → prfsha256), as strongSwan does; AEAD IKE proposals must name a PRF.
+//! (sha256 → prfsha256), as strongSwan does; in AEAD IKE proposals an integrity keyword is
+//! read that way too and then dropped (`aes128gcm16-sha256-x25519` is
+//! `aes128gcm16-prfsha256-x25519`), so an AEAD IKE proposal needs a PRF or an integrity keyword.
 
 use std::fmt;
 
@@ -90,6 +92,9 @@ pub mod esn {
 pub enum Protocol {
     Ike,
     Esp,
+    /// `ah=`: integrity algorithms (and ESN, PFS groups) only, written
+    /// `integrity[-dhgroup]` (ipsec.conf(5)).
+    Ah,
 }
 
 /// One proposal: each list holds alternatives in preference order.
@@ -119,6 +124,7 @@ impl Proposals {
             list: match proto {
                 Protocol::Ike => default_ike_proposals(),
                 Protocol::Esp => default_esp_proposals(),
+                Protocol::Ah => default_ah_proposals(),
             },
             strict: false,
             configured: false,
@@ -370,7 +376,11 @@ pub enum ProposalError {
     },
     #[error("PRF '{token}' is not allowed in an ESP proposal ('{text}')")]
     PrfInEsp { token: String, text: String },
-    #[error("'{token}' is only valid in ESP proposals ('{text}')")]
+    #[error(
+        "'{token}' is not allowed in an AH proposal ('{text}'): AH only authenticates (integrity[-dhgroup])"
+    )]
+    NotInAh { token: String, text: String },
+    #[error("'{token}' is only valid in ESP and AH proposals ('{text}')")]
     EsnInIke { token: String, text: String },
     #[error("proposal '{text}' has no encryption algorithm")]
     NoEncryption { text: String },
@@ -406,6 +416,12 @@ pub fn parse_proposal(proto: Protocol, text: &str) -> Result<Proposal, ProposalE
             }
         })?;
         match (proto, kind) {
+            (Protocol::Ah, Kind::Encr(..) | Kind::Prf(_)) => {
+                return Err(ProposalError::NotInAh {
+                    token: tok.to_owned(),
+                    text: text_owned(),
+                });
+            }
             (_, Kind::Encr(id, bits)) => push_unique(&mut p.encr, (id, bits)),
             (_, Kind::Integ(id)) => push_unique(&mut p.integ, id),
             (Protocol::Ike, Kind::Prf(id)) => push_unique(&mut p.prf, id),
@@ -416,7 +432,7 @@ pub fn parse_proposal(proto: Protocol, text: &str) -> Result<Proposal, ProposalE
                 });
             }
             (_, Kind::Dh(id)) => push_unique(&mut p.dh, id),
-            (Protocol::Esp, Kind::Esn(id)) => push_unique(&mut p.esn, id),
+            (Protocol::Esp | Protocol::Ah, Kind::Esn(id)) => push_unique(&mut p.esn, id),
             (Protocol::Ike, Kind::Esn(_)) => {
                 return Err(ProposalError::EsnInIke {
                     token: tok.to_owned(),
@@ -425,12 +441,27 @@ pub fn parse_proposal(proto: Protocol, text: &str) -> Result<Proposal, ProposalE
             }
         }
     }
+    if proto == Protocol::Ah {
+        if p.integ.is_empty() {
+            return Err(ProposalError::NoIntegrity { text: text_owned() });
+        }
+        if p.esn.is_empty() {
+            p.esn.push(esn::NO_ESN);
+        }
+        return Ok(p);
+    }
     let aead = p.encr.iter().filter(|(id, _)| is_aead(*id)).count();
     if p.encr.is_empty() {
         return Err(ProposalError::NoEncryption { text: text_owned() });
     }
     if aead != 0 && aead != p.encr.len() {
         return Err(ProposalError::MixedAead { text: text_owned() });
+    }
+    if aead != 0 && proto == Protocol::Ike && !p.integ.is_empty() {
+        if p.prf.is_empty() {
+            p.prf = derived_prfs(&p.integ);
+        }
+        p.integ.clear();
     }
     if aead != 0 {
         if let Some(i) = p.integ.first() {
@@ -458,7 +489,7 @@ pub fn parse_proposal(proto: Protocol, text: &str) -> Result<Proposal, ProposalE
     Ok(p)
 }
 
-/// Parses an `ike=`/`esp=` value: `proposal[,proposal...][!]`.
+/// Parses an `ike=`/`esp=`/`ah=` value: `proposal[,proposal...][!]`.
 pub fn parse_proposals(proto: Protocol, text: &str) -> Result<Proposals, ProposalError> {
     let (body, strict) = match text.strip_suffix('!') {
         Some(b) => (b, true),
@@ -612,9 +643,58 @@ pub fn default_esp_proposals() -> Vec<Proposal> {
     ]
 }
 
+/// The default AH proposal (used when `ah=` lists proposals without `!`): the integrity
+/// algorithms of [`default_esp_proposals`]'s second proposal, no ESN.
+pub fn default_ah_proposals() -> Vec<Proposal> {
+    vec![Proposal {
+        integ: vec![
+            integ::HMAC_SHA2_256_128,
+            integ::HMAC_SHA2_384_192,
+            integ::HMAC_SHA2_512_256,
+            integ::HMAC_SHA1_96,
+            integ::AES_XCBC_96,
+        ],
+        esn: vec![esn::NO_ESN],
+        ..Proposal::default()
+    }]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ah_proposals_are_integrity_only() {
+        let p = parse_proposals(Protocol::Ah, "sha1!").unwrap();
+        assert_eq!(p.list[0].integ, [integ::HMAC_SHA1_96]);
+        assert!(p.list[0].encr.is_empty());
+        assert_eq!(p.list[0].esn, [esn::NO_ESN]);
+        assert_eq!(p.effective(Protocol::Ah).len(), 1);
+        assert_eq!(p.to_string(), "sha1!");
+        let p = parse_proposals(Protocol::Ah, "sha256-sha512-modp2048-esn,sha384").unwrap();
+        assert_eq!(
+            p.list[0].integ,
+            [integ::HMAC_SHA2_256_128, integ::HMAC_SHA2_512_256]
+        );
+        assert_eq!(
+            (p.list[0].dh.as_slice(), p.list[0].esn.as_slice()),
+            (&[dh::MODP2048][..], &[esn::ESN][..])
+        );
+        assert_eq!(p.effective(Protocol::Ah).len(), 3);
+        for bad in ["aes128-sha1", "sha1-prfsha1"] {
+            assert!(
+                matches!(
+                    parse_proposal(Protocol::Ah, bad),
+                    Err(ProposalError::NotInAh { .. })
+                ),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            parse_proposal(Protocol::Ah, "modp2048"),
+            Err(ProposalError::NoIntegrity { .. })
+        ));
+    }
 
     #[test]
     fn ike_basic_and_derived_prf() {
@@ -664,8 +744,15 @@ mod tests {
                 .to_string(),
             "AEAD proposal 'aes128gcm16-x25519' needs a PRF (e.g. prfsha256)"
         );
+        // strongSwan's idiom: the integrity keyword of an AEAD IKE proposal is its PRF
+        let p = parse_proposal(Protocol::Ike, "aes128gcm16-sha256-x25519").unwrap();
+        assert!(p.integ.is_empty());
+        assert_eq!(p.to_string(), "aes128gcm16-prfsha256-x25519");
+        let p = parse_proposal(Protocol::Ike, "aes256gcm16-sha384-prfsha256-x25519").unwrap();
+        assert_eq!(p.to_string(), "aes256gcm16-prfsha256-x25519");
+        // ESP has no PRF: there it stays an error
         assert!(
-            parse_proposal(Protocol::Ike, "aes128gcm16-sha256-x25519")
+            parse_proposal(Protocol::Esp, "aes128gcm16-sha256")
                 .unwrap_err()
                 .to_string()
                 .contains("not allowed with AEAD")

@@ -13,21 +13,23 @@
 //! # Lookup rule
 //! For a lookup with local identity L and remote identity R, every PSK entry is scored:
 //! * an entry without selectors matches both L and R as "any" (1 + 1 = 2);
-//! * otherwise `m(L)` is the best match of any selector against L — 3 for an equal identity,
-//!   1 for a `%any` selector, 0 for none — and likewise `m(R)`;
+//! * otherwise `m(L)` is the best match of any selector against L — 20 for an equal identity,
+//!   19 for a `*` wildcard selector that matches it (`*@example.org`), 1 for a `%any`
+//!   selector, 0 for none — and likewise `m(R)`;
 //! * an entry is a candidate when `m(L) + m(R) > 0`; the highest `m(L) + m(R)` wins, and among
 //!   equal scores the entry written first wins.
 //!
-//! So both identities matching exactly (6) beats one exact plus `%any` (4), beats one exact
-//! match alone (3), beats a selector-less entry or `%any %any` (2), beats a lone `%any` (1).
-//! This is strongSwan's rule for shared keys (sum of the ID match qualities, first best kept).
+//! So both identities matching exactly (40) beats one exact plus `%any` (21), beats one exact
+//! match alone (20, as `carol@example.org : PSK` for a road warrior), beats a wildcard alone
+//! (19), beats a selector-less entry or a `%any` one (2). This is strongSwan's rule for shared
+//! keys (sum of the ID match qualities, first best kept).
 
 use std::fmt;
 
 use zeroize::Zeroizing;
 
 use super::diag::{Diagnostics, Pos, did_you_mean};
-use super::ident::{Identity, decode_hex, parse_identity};
+use super::ident::{IdMatch, Identity, decode_hex, parse_identity};
 use super::source::{IncludeResolver, IncludeStack, SourceFile};
 
 /// A pre-shared key. Zeroized on drop; `Debug` never shows it.
@@ -65,17 +67,19 @@ pub struct Secrets {
     pub entries: Vec<SecretEntry>,
 }
 
-const MATCH_EXACT: u8 = 3;
-const MATCH_ANY: u8 = 1;
+fn match_value(m: IdMatch) -> u8 {
+    match m {
+        IdMatch::None => 0,
+        IdMatch::Any => 1,
+        IdMatch::Wildcard => 19,
+        IdMatch::Exact => 20,
+    }
+}
 
 fn match_quality(selectors: &[Identity], id: &Identity) -> u8 {
     selectors
         .iter()
-        .map(|s| match s {
-            Identity::Any => MATCH_ANY,
-            s if s == id => MATCH_EXACT,
-            _ => 0,
-        })
+        .map(|s| match_value(s.matches(id)))
         .max()
         .unwrap_or(0)
 }
@@ -84,9 +88,21 @@ impl SecretEntry {
     /// The lookup score of this entry (see the module documentation), 0 if it does not match.
     pub fn score(&self, local: &Identity, remote: &Identity) -> u8 {
         if self.selectors.is_empty() {
-            return 2 * MATCH_ANY;
+            return 2 * match_value(IdMatch::Any);
         }
         match_quality(&self.selectors, local) + match_quality(&self.selectors, remote)
+    }
+
+    /// Whether some peer of a conn whose ends are `local` and `remote` (either may be a
+    /// pattern: `%any`, `@*.example.org`) could be given this entry by [`Secrets::lookup`].
+    pub fn may_serve(&self, local: &Identity, remote: &Identity) -> bool {
+        self.selectors.is_empty()
+            || self.selectors.iter().any(|s| {
+                *s == Identity::Any
+                    || local.matches(s) != IdMatch::None
+                    || remote.matches(s) != IdMatch::None
+                    || (s.is_pattern() && (s == local || s == remote))
+            })
     }
 }
 
@@ -101,6 +117,18 @@ impl Secrets {
             }
         }
         best.map(|(e, _)| e)
+    }
+
+    /// The entries some peer of a conn with these ends may be given (see
+    /// [`SecretEntry::may_serve`]), for a conn whose peer is only known at IKE_AUTH.
+    pub fn candidates<'a>(
+        &'a self,
+        local: &'a Identity,
+        remote: &'a Identity,
+    ) -> impl Iterator<Item = &'a SecretEntry> + 'a {
+        self.entries
+            .iter()
+            .filter(move |e| e.may_serve(local, remote))
     }
 }
 
@@ -462,6 +490,24 @@ mod tests {
         assert_eq!(s.entries[0].pos.file, "etc/ipsec.d/a.secrets");
     }
 
+    fn get2(s: &Secrets, l: &str, r: &str) -> Vec<u8> {
+        s.lookup(&id(l), &id(r)).unwrap().psk.as_bytes().to_vec()
+    }
+
+    #[test]
+    fn candidates_for_patterns() {
+        let (s, _) = parse("carol@example.org : PSK a\n@moon @sun : PSK b\n@venus : PSK c\n");
+        let n = |l: &str, r: &str| s.candidates(&id(l), &id(r)).count();
+        // %any peer: every entry keyed by some client, or by our own ID, may serve
+        assert_eq!(n("@moon", "%any"), 3);
+        // a wildcard peer: only entries it could match or ours
+        assert_eq!(n("@moon", "*@example.org"), 2);
+        assert_eq!(n("@mars", "*@example.com"), 0);
+        let (s, _) = parse("*@example.org : PSK a\n");
+        assert_eq!(s.candidates(&id("@gw"), &id("*@example.org")).count(), 1);
+        assert_eq!(s.candidates(&id("@gw"), &id("*@example.com")).count(), 0);
+    }
+
     #[test]
     fn best_match() {
         let (s, _) = parse(
@@ -476,6 +522,16 @@ mod tests {
         let (s, _) = parse("@a : PSK a\n");
         assert!(s.lookup(&id("@x"), &id("@y")).is_none());
         assert!(s.lookup(&id("@a"), &id("@y")).is_some());
+        // road-warrior secrets keyed by the client alone; a wildcard selector ranks below
+        let (s, _) = parse(
+            "carol@example.org : PSK carol\n192.0.2.100 : PSK dave\n*@example.org : PSK staff\n%any : PSK fallback\n",
+        );
+        assert_eq!(get2(&s, "@moon", "carol@example.org"), b"carol");
+        assert_eq!(get2(&s, "10.1.0.1", "192.0.2.100"), b"dave");
+        assert_eq!(get2(&s, "@moon", "eve@example.org"), b"staff");
+        assert_eq!(get2(&s, "@moon", "@mallory"), b"fallback");
+        // an initiator not knowing its peer's ID (%any) still gets its own entry, not %any's
+        assert_eq!(get2(&s, "carol@example.org", "%any"), b"carol");
         // first of equal scores wins
         let (s, _) = parse("@a : PSK first\n@a : PSK second\n");
         assert_eq!(

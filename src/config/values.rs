@@ -101,6 +101,12 @@ pub fn parse_u32(v: &str) -> Result<u32, ValueError> {
         .map_err(|_| ValueError::Number(v.to_owned()))
 }
 
+/// A non-negative integer that fits in `u64` (byte and packet counts).
+pub fn parse_u64(v: &str) -> Result<u64, ValueError> {
+    v.parse::<u64>()
+        .map_err(|_| ValueError::Number(v.to_owned()))
+}
+
 /// A number in decimal or `0x` hexadecimal.
 fn parse_u32_hex(v: &str) -> Option<u32> {
     match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {

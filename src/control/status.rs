@@ -91,10 +91,10 @@ pub struct IkeSaReport {
     pub children: Vec<ChildReport>,
 }
 
-/// One CHILD_SA (a pair of ESP SAs).
+/// One CHILD_SA (a pair of ESP or AH SAs).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChildReport {
-    /// Always `ESP`.
+    /// `ESP` or `AH`.
     pub protocol: String,
     /// `TUNNEL` or `TRANSPORT`.
     pub mode: String,
@@ -106,9 +106,9 @@ pub struct ChildReport {
     pub spi_in: String,
     /// Outbound SPI, 8 hex digits.
     pub spi_out: String,
-    /// Encryption algorithm, e.g. `AES_GCM_16` or `AES_CBC`.
+    /// Encryption algorithm, e.g. `AES_GCM_16` or `AES_CBC` (empty for AH).
     pub encr: String,
-    /// Encryption key length in bits (without the GCM salt).
+    /// Encryption key length in bits (without the GCM salt; 0 for AH).
     pub encr_key_bits: u32,
     /// Integrity algorithm, e.g. `HMAC_SHA2_256_128` (none for AEAD).
     pub integ: Option<String>,
@@ -257,11 +257,15 @@ fn write_ike_sa(f: &mut fmt::Formatter<'_>, conn: &str, s: &IkeSaReport) -> fmt:
             (Some(i), None) => format!("/{i}"),
             _ => String::new(),
         };
+        // AH has no encryption: its line starts with the integrity algorithm.
+        let algs = if ch.encr.is_empty() {
+            integ.trim_start_matches('/').to_string()
+        } else {
+            format!("{} ({}-bit key){integ}", ch.encr, ch.encr_key_bits)
+        };
         writeln!(
             f,
-            "{ctag:>14}:  {} ({}-bit key){integ}{}, {} bytes_i ({} pkts), {} bytes_o ({} pkts)",
-            ch.encr,
-            ch.encr_key_bits,
+            "{ctag:>14}:  {algs}{}, {} bytes_i ({} pkts), {} bytes_o ({} pkts)",
             if ch.esn { "/ESN" } else { "" },
             ch.bytes_in,
             ch.packets_in,
@@ -368,6 +372,24 @@ mod tests {
             text.contains("Responder: 2 half-open, 40 cookies sent, 8 dropped (7 per-IP limit, 1 total limit), 3 replays refused"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn ah_child_text_names_ah_and_its_integrity_only() {
+        let mut r = sample();
+        let ch = &mut r.conns[0].ike_sas[0].children[0];
+        ch.protocol = "AH".into();
+        ch.encr = String::new();
+        ch.encr_key_bits = 0;
+        ch.integ = Some("HMAC_SHA1_96".into());
+        ch.integ_key_bits = Some(160);
+        let text = r.to_string();
+        assert!(text.contains("AH SPIs: c0000001_i c0000002_o"), "{text}");
+        assert!(
+            text.contains(":  HMAC_SHA1_96 (160-bit key), 840 bytes_i"),
+            "{text}"
+        );
+        assert!(!text.contains("AES_CBC"), "{text}");
     }
 
     #[test]

@@ -139,18 +139,27 @@ pub fn derive_ike_keys(
 }
 
 /// CHILD_SA KEYMAT = prf+(SK_d, [g^ir (new)] | Ni | Nr) split into encr_i | integ_i | encr_r |
-/// integ_r (RFC 7296 §2.17).
+/// integ_r (RFC 7296 §2.17). `encr` is `None` for AH: its KEYMAT is the two integrity keys
+/// only (the encryption keys come back empty).
 pub fn derive_child_keys(
     prf: Prf,
     sk_d: &[u8],
     ni: &[u8],
     nr: &[u8],
-    encr: Encr,
+    encr: Option<Encr>,
     integ: Option<Integ>,
     dh_shared: Option<&[u8]>,
 ) -> Result<ChildKeys, CryptoError> {
-    let a = check_integ(encr, integ)?;
-    let e = encr.key_material_len();
+    let (e, a) = match (encr, integ) {
+        (Some(encr), integ) => (encr.key_material_len(), check_integ(encr, integ)?),
+        (None, Some(i)) => (0, i.key_len()),
+        (None, None) => {
+            return Err(CryptoError::IntegMismatch {
+                encr: "none",
+                integ: "none",
+            });
+        }
+    };
     let lens = [e, a, e, a];
     let dh = dh_shared.unwrap_or_default();
     let mut seed = Zeroizing::new(Vec::with_capacity(dh.len() + ni.len() + nr.len()));
@@ -269,7 +278,16 @@ mod tests {
         // CAVP's SK_d is the first PRF-output-length bytes of DKM.
         let sk_d = &DKM[..20];
         let keys = |dh| {
-            derive_child_keys(PRF, sk_d, &NI, &NR, CBC128, Some(Integ::HmacSha1_96), dh).unwrap()
+            derive_child_keys(
+                PRF,
+                sk_d,
+                &NI,
+                &NR,
+                Some(CBC128),
+                Some(Integ::HmacSha1_96),
+                dh,
+            )
+            .unwrap()
         };
         let k = keys(None);
         let all = concat(&[&k.encr_i, &k.integ_i, &k.encr_r, &k.integ_r]);
@@ -313,7 +331,7 @@ mod tests {
             &SPI_R,
         );
         assert!(matches!(bad, Err(CryptoError::IntegMismatch { .. })));
-        let bad = derive_child_keys(PRF, &DKM[..20], &NI, &NR, CBC128, None, None);
+        let bad = derive_child_keys(PRF, &DKM[..20], &NI, &NR, Some(CBC128), None, None);
         assert!(matches!(bad, Err(CryptoError::IntegMismatch { .. })));
     }
 
@@ -336,11 +354,39 @@ mod tests {
             &k.sk_d,
             &NI,
             &NR,
-            CBC128,
+            Some(CBC128),
             Some(Integ::HmacSha1_96),
             None,
         )
         .unwrap();
         assert_eq!(format!("{c:?}"), "ChildKeys { .. }");
+    }
+
+    #[test]
+    fn ah_keymat_is_integrity_keys_only() {
+        let sk_d = &DKM[..20];
+        let esp = derive_child_keys(
+            PRF,
+            sk_d,
+            &NI,
+            &NR,
+            Some(CBC128),
+            Some(Integ::HmacSha1_96),
+            None,
+        )
+        .unwrap();
+        let ah =
+            derive_child_keys(PRF, sk_d, &NI, &NR, None, Some(Integ::HmacSha1_96), None).unwrap();
+        // The same prf+ stream, cut as SK_ai | SK_ar (20 bytes each) instead of
+        // encr_i (16) | integ_i (20) | encr_r (16) | integ_r (20).
+        let stream: Vec<u8> = [&esp.encr_i, &esp.integ_i, &esp.encr_r, &esp.integ_r]
+            .iter()
+            .flat_map(|k| k.iter().copied())
+            .collect();
+        assert!(ah.encr_i.is_empty() && ah.encr_r.is_empty());
+        assert_eq!(ah.integ_i.as_slice(), &stream[..20]);
+        assert_eq!(ah.integ_r.as_slice(), &stream[20..40]);
+        let none = derive_child_keys(PRF, sk_d, &NI, &NR, None, None, None);
+        assert!(matches!(none, Err(CryptoError::IntegMismatch { .. })));
     }
 }

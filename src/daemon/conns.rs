@@ -4,19 +4,24 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use ipnet::IpNet;
-use zeroize::Zeroizing;
 
 use crate::config::conn::resolve_local_side;
-use crate::config::conn::{AuthMethod, Auto, Config, Conn, ConnType, End, Side};
+use crate::config::conn::{Action, AuthMethod, Auto, Config, Conn, ConnType, End, Side};
 use crate::config::ident::Identity;
 use crate::config::proposal::{Proposal, Proposals, Protocol, esn};
 use crate::config::secrets::Secrets;
+use crate::config::settings::{Count, DaemonSettings};
 use crate::config::values::{Host, ProtoPort};
 use crate::control::ConnReport;
 use crate::crypto::{DhGroup, Encr, Integ, Prf};
-use crate::ike::{ConnSpec, EspProposal, IkeProposal, Mode};
+use crate::daemon::install::VolumeLimits;
+use crate::ike::{
+    ConnSpec, EndpointConfig, EspProposal, IkeProposal, IpsecProto, Mode, Psks, RetransmitPolicy,
+};
 use crate::kernel::{REQID_MAX, REQID_MIN};
 use crate::wire::{IdType, Identification, TrafficSelector, TsType};
 
@@ -29,8 +34,45 @@ pub struct ConnEntry {
     pub auto: Auto,
     /// `rekey=`: rekey CHILD_SAs at their soft expire (otherwise they expire).
     pub rekey: bool,
+    /// Dead peer detection: `dpddelay` when `dpdaction` is not `none` (strongSwan sends no
+    /// liveness checks then).
+    pub dpddelay: Option<Duration>,
+    /// What to do when the peer stops answering (the retransmissions gave up).
+    pub dpdaction: Action,
+    /// What to do when the peer deletes the IKE SA.
+    pub closeaction: Action,
+    /// `keyingtries`: attempts to establish the IKE SA; `None` = `%forever`.
+    pub keyingtries: Option<u32>,
+    /// `lifebytes`, `lifepackets` and their margins, for the kernel SAs.
+    pub volume: VolumeLimits,
+    /// `inactivity`: close a CHILD_SA that carried no packet for this long.
+    pub inactivity: Option<Duration>,
     /// Status summary (without SAs).
     pub report: ConnReport,
+}
+
+/// The engine's settings from the daemon's settings file; `export_keys` when a key log is
+/// written; our NAT-T port (a command-line option).
+pub fn endpoint_config(s: &DaemonSettings, export_keys: bool, natt_port: u16) -> EndpointConfig {
+    EndpointConfig {
+        retransmit: RetransmitPolicy {
+            timeout: s.retransmit.timeout.duration(),
+            base: s.retransmit.base.0,
+            tries: s.retransmit.tries.0,
+        },
+        half_open_timeout: s.responder.half_open_timeout.duration(),
+        max_half_open: count(s.responder.max_half_open),
+        cookie_threshold: count(s.responder.cookie_threshold),
+        cookie_threshold_ip: count(s.responder.cookie_threshold_ip),
+        max_half_open_per_ip: count(s.responder.max_half_open_per_ip),
+        export_keys,
+        natt_port,
+        ..EndpointConfig::default()
+    }
+}
+
+fn count(c: Count) -> usize {
+    usize::try_from(c.0).unwrap_or(usize::MAX)
 }
 
 /// Stable reqids per conn name across reloads; conns get the values after `REQID_MIN`.
@@ -68,10 +110,10 @@ pub enum ConnError {
     },
     #[error("type={0} is not supported")]
     UnsupportedType(ConnType),
-    #[error("the local identity is %any: set an address or leftid")]
-    AnyLocalId,
     #[error("no PSK in ipsec.secrets for {local} <-> {remote}")]
     NoPsk { local: Identity, remote: Identity },
+    #[error("no PSK in ipsec.secrets that a peer {remote} of {local} could use")]
+    NoPskForAnyPeer { local: Identity, remote: Identity },
     /// An algorithm the user wrote (`what`: encryption, integrity, PRF, DH group) that
     /// ikev2d does not implement.
     #[error("{what} algorithm {shown} is not supported")]
@@ -100,17 +142,21 @@ pub struct ConnBuildError {
 pub struct ConnErrors(pub Vec<ConnBuildError>);
 
 /// Builds every loaded conn (`auto=ignore` conns are not loaded, as in strongSwan). Errors
-/// name the conn and the cause; any error refuses the whole configuration.
+/// name the conn and the cause; any error refuses the whole configuration. `is_local` tells
+/// this host's addresses; `route_source` the source address of the route to a peer, which
+/// becomes the local address of a `left=%defaultroute`/`%any` conn with a fixed peer.
 pub fn build_conns(
     config: &Config,
     secrets: &Secrets,
     is_local: &dyn Fn(IpAddr) -> bool,
+    route_source: &dyn Fn(IpAddr) -> Option<IpAddr>,
     reqids: &mut Reqids,
 ) -> Result<Vec<ConnEntry>, ConnErrors> {
     let mut entries = Vec::new();
     let mut errors = Vec::new();
+    let psks = Psks::new(Arc::new(secrets.clone()));
     for conn in config.conns.iter().filter(|c| c.auto != Auto::Ignore) {
-        match build_conn(conn, secrets, is_local, reqids) {
+        match build_conn(conn, secrets, &psks, is_local, route_source, reqids) {
             Ok(e) => entries.push(e),
             Err(error) => errors.push(ConnBuildError {
                 conn: conn.name.clone(),
@@ -128,7 +174,9 @@ pub fn build_conns(
 fn build_conn(
     conn: &Conn,
     secrets: &Secrets,
+    psks: &Psks,
     is_local: &dyn Fn(IpAddr) -> bool,
+    route_source: &dyn Fn(IpAddr) -> Option<IpAddr>,
     reqids: &mut Reqids,
 ) -> Result<ConnEntry, ConnError> {
     let (l, r) = match resolve_local_side(conn, is_local) {
@@ -154,18 +202,22 @@ fn build_conn(
         ConnType::Transport => Mode::Transport,
         other => return Err(ConnError::UnsupportedType(other)),
     };
-    let local_identity = l.effective_id();
-    let local_id = identification(&local_identity).ok_or(ConnError::AnyLocalId)?;
+    let local_addr = l.addr().or_else(|| r.addr().and_then(route_source));
+    // Without leftid, our ID is our address: the routed one when known, else the one each
+    // request arrives on (`%any`: local_id None).
+    let local_identity = match (&l.id, local_addr) {
+        (None, Some(a)) => Identity::from_addr(a),
+        _ => l.effective_id(),
+    };
+    let local_id = identification(&local_identity);
     let remote_identity = r.effective_id();
     let remote_id = identification(&remote_identity);
-    let psk = secrets
-        .lookup(&local_identity, &remote_identity)
-        .ok_or_else(|| ConnError::NoPsk {
-            local: local_identity.clone(),
-            remote: remote_identity.clone(),
-        })?;
+    check_psk(secrets, &local_identity, &remote_identity)?;
     let ike_proposals = proposals(&conn.ike, Protocol::Ike, ike_proposal)?;
-    let esp_proposals = proposals(&conn.esp, Protocol::Esp, esp_proposal)?;
+    let esp_proposals = match &conn.ah {
+        Some(ah) => proposals(ah, Protocol::Ah, ah_proposal)?,
+        None => proposals(&conn.esp, Protocol::Esp, esp_proposal)?,
+    };
     let (local_ts, remote_ts) = match mode {
         // Transport mode protects the hosts themselves; the engine fills in the addresses
         // when a side has none configured (%any).
@@ -199,13 +251,13 @@ fn build_conn(
     };
     let spec = ConnSpec {
         name: conn.name.clone(),
-        local_addr: l.addr(),
+        local_addr,
         remote_addr: r.addr(),
         local_port: l.ikeport,
         remote_port: r.ikeport,
         local_id,
         remote_id,
-        psk: Zeroizing::new(psk.psk.as_bytes().to_vec()),
+        psk: psks.clone(),
         ike_proposals,
         esp_proposals,
         mode,
@@ -222,8 +274,41 @@ fn build_conn(
         spec,
         auto: conn.auto,
         rekey: conn.rekey,
+        dpddelay: (conn.dpdaction != Action::None && !conn.dpddelay.is_zero())
+            .then_some(conn.dpddelay),
+        dpdaction: conn.dpdaction,
+        closeaction: conn.closeaction,
+        keyingtries: conn.keyingtries,
+        volume: VolumeLimits {
+            bytes: conn.lifebytes,
+            packets: conn.lifepackets,
+            margin_bytes: conn.marginbytes,
+            margin_packets: conn.marginpackets,
+        },
+        inactivity: conn.inactivity.filter(|d| !d.is_zero()),
         report,
     })
+}
+
+/// A conn between two known identities needs its PSK; one whose peer (or own identity, with
+/// `left=%any`) is only known at IKE_AUTH needs at least one entry such a peer could be given.
+fn check_psk(secrets: &Secrets, local: &Identity, remote: &Identity) -> Result<(), ConnError> {
+    let found = if local.is_pattern() || remote.is_pattern() {
+        secrets.candidates(local, remote).next().is_some()
+    } else {
+        secrets.lookup(local, remote).is_some()
+    };
+    match found {
+        true => Ok(()),
+        false if local.is_pattern() || remote.is_pattern() => Err(ConnError::NoPskForAnyPeer {
+            local: local.clone(),
+            remote: remote.clone(),
+        }),
+        false => Err(ConnError::NoPsk {
+            local: local.clone(),
+            remote: remote.clone(),
+        }),
+    }
 }
 
 fn host_nets(end: &End) -> Vec<IpNet> {
@@ -240,23 +325,7 @@ pub fn identification(id: &Identity) -> Option<Identification> {
 
 /// Text form of a wire identity, as in ipsec.conf.
 pub fn fmt_identification(id: &Identification) -> String {
-    let data = &id.data;
-    let text = || String::from_utf8_lossy(data).into_owned();
-    match id.id_type.0 {
-        1 => <[u8; 4]>::try_from(data.as_slice())
-            .map(|a| IpAddr::from(a).to_string())
-            .unwrap_or_else(|_| "<bad ipv4 id>".into()),
-        5 => <[u8; 16]>::try_from(data.as_slice())
-            .map(|a| IpAddr::from(a).to_string())
-            .unwrap_or_else(|_| "<bad ipv6 id>".into()),
-        2 => format!("@{}", text()),
-        3 => text(),
-        11 => format!(
-            "@#{}",
-            data.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        ),
-        t => format!("id-type-{t}"),
-    }
+    id.to_string()
 }
 
 fn selectors(nets: &[IpNet], pp: &ProtoPort) -> Vec<TrafficSelector> {
@@ -401,7 +470,21 @@ fn esp_proposal(p: &Proposal, strict: bool) -> Result<Option<EspProposal>, ConnE
     let complete = !encr.is_empty() && (aead || !integ.is_empty());
     let esn = p.esn.contains(&esn::ESN) && !p.esn.contains(&esn::NO_ESN);
     Ok(complete.then_some(EspProposal {
+        protocol: IpsecProto::Esp,
         encr,
+        integ,
+        esn,
+        dh,
+    }))
+}
+
+fn ah_proposal(p: &Proposal, strict: bool) -> Result<Option<EspProposal>, ConnError> {
+    let integ = integs(p, strict)?;
+    let dh = dh_groups(p, strict)?;
+    let esn = p.esn.contains(&esn::ESN) && !p.esn.contains(&esn::NO_ESN);
+    Ok((!integ.is_empty()).then_some(EspProposal {
+        protocol: IpsecProto::Ah,
+        encr: Vec::new(),
         integ,
         esn,
         dh,
@@ -439,12 +522,14 @@ mod tests {
         let (cfg, sec) = load(CONF, SECRETS);
         let mut reqids = Reqids::default();
         let is_bob = |a: IpAddr| a == "10.9.0.2".parse::<IpAddr>().unwrap();
-        let conns = build_conns(&cfg, &sec, &is_bob, &mut reqids).unwrap();
+        let conns = build_conns(&cfg, &sec, &is_bob, &|_| None, &mut reqids).unwrap();
         let c = &conns[0];
         assert_eq!(c.spec.local_addr, Some("10.9.0.2".parse().unwrap()));
         assert_eq!(c.spec.remote_addr, Some("10.9.0.1".parse().unwrap()));
-        assert_eq!(fmt_identification(&c.spec.local_id), "10.9.0.2");
-        assert_eq!(&c.spec.psk[..], b"k3y");
+        let local_id = c.spec.local_id.clone().unwrap();
+        assert_eq!(fmt_identification(&local_id), "10.9.0.2");
+        let peer = Identification::from_ip("10.9.0.1".parse().unwrap());
+        assert_eq!(&c.spec.psk.get(&local_id, Some(&peer)).unwrap()[..], b"k3y");
         assert_eq!(c.spec.mode, Mode::Transport);
         assert_eq!(c.report.local_ts, vec!["10.9.0.2/32".to_string()]);
         assert_eq!(c.spec.reqid, REQID_MIN + 1);
@@ -454,16 +539,40 @@ mod tests {
     }
 
     #[test]
+    fn ah_conn_gets_ah_proposals_only() {
+        let (cfg, sec) = load(&CONF.replace("esp=aes128gcm16!", "ah=sha1!"), SECRETS);
+        let is_alice = |a: IpAddr| a == "10.9.0.1".parse::<IpAddr>().unwrap();
+        let conns = build_conns(&cfg, &sec, &is_alice, &|_| None, &mut Reqids::default()).unwrap();
+        let p = &conns[0].spec.esp_proposals;
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].protocol, IpsecProto::Ah);
+        assert_eq!(
+            (p[0].encr.as_slice(), p[0].integ.as_slice()),
+            (&[][..], &[Integ::HmacSha1_96][..])
+        );
+        assert_eq!(conns[0].spec.child_protocol(), IpsecProto::Ah);
+        // Without `!` strongSwan's default AH proposal follows.
+        let (cfg, sec) = load(&CONF.replace("esp=aes128gcm16!", "ah=sha256"), SECRETS);
+        let conns = build_conns(&cfg, &sec, &is_alice, &|_| None, &mut Reqids::default()).unwrap();
+        let p = &conns[0].spec.esp_proposals;
+        assert_eq!(p.len(), 2);
+        assert!(
+            p.iter()
+                .all(|p| p.protocol == IpsecProto::Ah && p.encr.is_empty())
+        );
+    }
+
+    #[test]
     fn foreign_conn_and_missing_psk_are_errors() {
         let (cfg, sec) = load(CONF, SECRETS);
         let mut reqids = Reqids::default();
-        let errs = build_conns(&cfg, &sec, &|_| false, &mut reqids).unwrap_err();
+        let errs = build_conns(&cfg, &sec, &|_| false, &|_| None, &mut reqids).unwrap_err();
         assert_eq!(
             errs.0[0].to_string(),
             "conn hh: neither left (10.9.0.1) nor right (10.9.0.2) is an address of this host"
         );
         let (cfg, sec) = load(CONF, "1.2.3.4 : PSK \"x\"\n");
-        let errs = build_conns(&cfg, &sec, &|_| true, &mut reqids).unwrap_err();
+        let errs = build_conns(&cfg, &sec, &|_| true, &|_| None, &mut reqids).unwrap_err();
         assert!(
             matches!(errs.0[0].error, ConnError::NoPsk { .. }),
             "{errs:?}"
@@ -474,11 +583,96 @@ mod tests {
         );
     }
 
+    const RW_CONF: &str = "conn rw\n\tleft=%defaultroute\n\tleftsubnet=10.1.0.0/16\n\tright=%any\n\tauthby=secret\n\tauto=add\n";
+
+    #[test]
+    fn road_warrior_keys_are_looked_up_by_the_peer_identity() {
+        let secrets = "carol@example.org : PSK \"carol-key\"\n192.0.2.100 : PSK \"dave-key\"\n";
+        let (cfg, sec) = load(RW_CONF, secrets);
+        let conns = build_conns(&cfg, &sec, &|_| false, &|_| None, &mut Reqids::default()).unwrap();
+        let spec = &conns[0].spec;
+        // left=%defaultroute without leftid: the identity is the IKE SA's local address
+        assert_eq!(spec.local_id, None);
+        assert_eq!(spec.remote_id, None);
+        let gw = Identification::from_ip("10.1.0.1".parse().unwrap());
+        let key = |peer: Identification| {
+            spec.psk
+                .get(&gw, Some(&peer))
+                .map(|k| String::from_utf8(k.to_vec()).unwrap())
+        };
+        assert_eq!(
+            key(Identification::rfc822("carol@example.org")).unwrap(),
+            "carol-key"
+        );
+        let dave = Identification::from_ip("192.0.2.100".parse().unwrap());
+        assert_eq!(key(dave).unwrap(), "dave-key");
+        // a client without an entry gets no key, not another client's
+        assert_eq!(key(Identification::rfc822("eve@example.org")), None);
+        assert_eq!(
+            key(Identification {
+                id_type: IdType(9),
+                data: vec![1]
+            }),
+            None
+        );
+    }
+
+    #[test]
+    fn defaultroute_client_takes_the_route_source_to_its_peer() {
+        let conf = "conn home\n\tleft=%defaultroute\n\tleftid=carol@example.org\n\tright=192.0.2.1\n\tauthby=secret\n\tauto=add\n";
+        let (cfg, sec) = load(conf, "carol@example.org : PSK \"k\"\n");
+        let route = |peer: IpAddr| {
+            (peer == IpAddr::from([192, 0, 2, 1])).then(|| IpAddr::from([10, 0, 0, 5]))
+        };
+        let conns = build_conns(&cfg, &sec, &|_| false, &route, &mut Reqids::default()).unwrap();
+        assert_eq!(conns[0].spec.local_addr, Some(IpAddr::from([10, 0, 0, 5])));
+        assert_eq!(
+            conns[0].spec.local_id,
+            Some(Identification::rfc822("carol@example.org"))
+        );
+        // Without leftid the ID is that address, and the PSK must exist for it.
+        let conf2 = conf.replace("\tleftid=carol@example.org\n", "");
+        let (cfg, sec) = load(&conf2, "10.0.0.6 : PSK \"k\"\n");
+        let errs = build_conns(&cfg, &sec, &|_| false, &route, &mut Reqids::default());
+        assert_eq!(
+            errs.unwrap_err().0[0].to_string(),
+            "conn home: no PSK in ipsec.secrets for 10.0.0.5 <-> 192.0.2.1"
+        );
+        // A gateway answering anyone keeps %any: its address is where each request arrives.
+        let (cfg, sec) = load(RW_CONF, "carol@example.org : PSK \"k\"\n");
+        let conns = build_conns(&cfg, &sec, &|_| false, &route, &mut Reqids::default()).unwrap();
+        assert_eq!(conns[0].spec.local_addr, None);
+    }
+
+    #[test]
+    fn any_peer_conn_needs_a_usable_secret() {
+        let (cfg, sec) = load(RW_CONF, "");
+        let errs =
+            build_conns(&cfg, &sec, &|_| false, &|_| None, &mut Reqids::default()).unwrap_err();
+        assert_eq!(
+            errs.0[0].to_string(),
+            "conn rw: no PSK in ipsec.secrets that a peer %any of %any could use"
+        );
+        let conf = RW_CONF.replace(
+            "right=%any",
+            "right=%any\n\trightid=*@example.org\n\tleftid=@gw",
+        );
+        let (cfg, sec) = load(&conf, "carol@example.com : PSK \"x\"\n");
+        assert!(build_conns(&cfg, &sec, &|_| false, &|_| None, &mut Reqids::default()).is_err());
+        let (cfg, sec) = load(&conf, "carol@example.org : PSK \"x\"\n");
+        let conns = build_conns(&cfg, &sec, &|_| false, &|_| None, &mut Reqids::default()).unwrap();
+        assert_eq!(
+            conns[0].spec.remote_id,
+            Some(Identification::rfc822("*@example.org"))
+        );
+    }
+
     #[test]
     fn every_refused_conn_is_reported_on_its_own_line() {
         let conf = format!("{CONF}{}", CONF.replace("conn hh", "conn hh2"));
         let (cfg, sec) = load(&conf, SECRETS);
-        let errs = build_conns(&cfg, &sec, &|_| false, &mut Reqids::default()).unwrap_err();
+        let errs =
+            build_conns(&cfg, &sec, &|_| false, &|_| None, &mut Reqids::default()).unwrap_err();
         let why = "neither left (10.9.0.1) nor right (10.9.0.2) is an address of this host";
         assert_eq!(errs.to_string(), format!("conn hh: {why}\nconn hh2: {why}"));
     }
@@ -487,7 +681,8 @@ mod tests {
     fn reqid_outside_our_range_is_refused() {
         let conf = CONF.replace("auto=add", "auto=add\n\treqid=7");
         let (cfg, sec) = load(&conf, SECRETS);
-        let errs = build_conns(&cfg, &sec, &|_| true, &mut Reqids::default()).unwrap_err();
+        let errs =
+            build_conns(&cfg, &sec, &|_| true, &|_| None, &mut Reqids::default()).unwrap_err();
         assert_eq!(
             errs.0[0].to_string(),
             "conn hh: reqid=7 is outside the range ikev2d owns (0x4b320000-0x4b32ffff)"
@@ -498,7 +693,8 @@ mod tests {
     fn unsupported_algorithm_is_named() {
         let conf = CONF.replace("esp=aes128gcm16!", "esp=aes128ccm16!");
         let (cfg, sec) = load(&conf, SECRETS);
-        let errs = build_conns(&cfg, &sec, &|_| true, &mut Reqids::default()).unwrap_err();
+        let errs =
+            build_conns(&cfg, &sec, &|_| true, &|_| None, &mut Reqids::default()).unwrap_err();
         assert_eq!(
             errs.0[0].error,
             ConnError::UnsupportedAlgorithm {

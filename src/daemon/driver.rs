@@ -12,10 +12,10 @@ use tokio::signal::unix::Signal as UnixSignal;
 use tokio::sync::mpsc;
 
 use super::Reloader;
-use super::conns::ConnEntry;
 use super::ctl::CtlRequest;
 use super::keylog::KeyLog;
 use super::net::{Datagram, Net};
+use super::supervisor::Reloaded;
 use super::supervisor::{CtlId, Effect, OpId, Signal, Supervisor};
 use crate::control::Reply;
 use crate::kernel::{KernelError, KernelEvent, KernelIpsec, KernelOp, KernelOutput};
@@ -76,7 +76,7 @@ impl KernelWorker {
 }
 
 /// A configuration load running on a blocking thread: the reloader comes back with the result.
-type Loading = tokio::task::JoinHandle<(Reloader, Result<Vec<ConnEntry>, String>)>;
+type Loading = tokio::task::JoinHandle<(Reloader, Result<Reloaded, String>)>;
 
 /// The driver state.
 pub struct Driver<R> {
@@ -265,11 +265,11 @@ impl<R: CryptoRng> Driver<R> {
                 (from, Err("the configuration loader failed".into()))
             }
         };
-        let loaded = result.and_then(|conns| {
-            for addr in conns.iter().filter_map(|c| c.spec.local_addr) {
+        let loaded = result.and_then(|loaded| {
+            for addr in loaded.conns.iter().filter_map(|c| c.spec.local_addr) {
                 self.net.add_address(addr).map_err(|e| e.to_string())?;
             }
-            Ok(conns)
+            Ok(loaded)
         });
         self.sup.config_loaded(Instant::now(), from, loaded);
         self.start_load();
@@ -278,7 +278,7 @@ impl<R: CryptoRng> Driver<R> {
 
 /// A finished load: the requester, the reloader back and the result; `Err(requester)` when
 /// the loading thread panicked (the reloader is lost: later loads fail).
-type LoadDone = Result<(Option<CtlId>, Reloader, Result<Vec<ConnEntry>, String>), Option<CtlId>>;
+type LoadDone = Result<(Option<CtlId>, Reloader, Result<Reloaded, String>), Option<CtlId>>;
 
 /// Waits for the load in progress (the select branch runs only while there is one).
 async fn loaded(loading: &mut Option<(Option<CtlId>, Loading)>) -> LoadDone {

@@ -109,13 +109,14 @@ impl KeyRecord {
     }
 
     /// The records of a CHILD_SA's two ESP SAs: ours to the peer with `spi_out`, the peer's
-    /// to us with `spi_in`.
-    pub fn child_sa(c: &ChildSaReady) -> Self {
-        let mut text = esp_record(c.local, c.remote, c.spi_out, c.encr, c.integ, &c.keys_out);
+    /// to us with `spi_in`. `None` for AH, which has nothing to decrypt.
+    pub fn child_sa(c: &ChildSaReady) -> Option<Self> {
+        let encr = c.encr?;
+        let mut text = esp_record(c.local, c.remote, c.spi_out, encr, c.integ, &c.keys_out);
         text.push_str(&esp_record(
-            c.remote, c.local, c.spi_in, c.encr, c.integ, &c.keys_in,
+            c.remote, c.local, c.spi_in, encr, c.integ, &c.keys_in,
         ));
-        Self::Esp(text)
+        Some(Self::Esp(text))
     }
 }
 

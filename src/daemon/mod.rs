@@ -28,9 +28,10 @@ use tokio::sync::mpsc;
 use crate::config::conn::HostResolver;
 use crate::config::diag::Severity;
 use crate::config::load::load;
-use crate::ike::{Endpoint, EndpointConfig, RandomSpis};
+use crate::config::settings::{SettingsError, load_settings};
+use crate::ike::{Endpoint, RandomSpis};
 use crate::kernel::{EventSocket, KernelError, KernelIpsec, MemKernel, SPI_RANGE, XfrmKernel};
-use conns::{ConnEntry, Reqids, build_conns};
+use conns::{ConnEntry, Reqids, build_conns, endpoint_config};
 
 /// Which kernel interface CHILD_SAs go to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +60,8 @@ pub struct Options {
     /// Write every IKE SA's and ESP SA's keys to this folder in Wireshark's table formats
     /// ([`keylog`]); `None` (the default) writes nothing.
     pub wireshark_keys: Option<PathBuf>,
+    /// The daemon settings file (TOML, [`crate::config::settings`]); missing = defaults.
+    pub settings: PathBuf,
 }
 
 /// Why the daemon could not start.
@@ -67,6 +70,8 @@ pub enum DaemonError {
     /// The configuration has errors.
     #[error("configuration refused:\n{0}")]
     Config(String),
+    #[error("settings refused: {0}")]
+    Settings(#[from] SettingsError),
     /// The kernel interface could not be opened or prepared.
     #[error("kernel: {0}")]
     Kernel(#[from] KernelError),
@@ -99,20 +104,22 @@ impl HostResolver for SystemDns {
     }
 }
 
-/// Loads (and re-loads) ipsec.conf + ipsec.secrets into conns.
+/// Loads (and re-loads) ipsec.conf + ipsec.secrets into conns, and the settings file.
 #[derive(Debug)]
 pub struct Reloader {
     conf: PathBuf,
     secrets: PathBuf,
+    settings: PathBuf,
     reqids: Reqids,
 }
 
 impl Reloader {
-    /// For the two files.
-    pub fn new(conf: PathBuf, secrets: PathBuf) -> Self {
+    /// For the three files.
+    pub fn new(conf: PathBuf, secrets: PathBuf, settings: PathBuf) -> Self {
         Self {
             conf,
             secrets,
+            settings,
             reqids: Reqids::default(),
         }
     }
@@ -135,6 +142,7 @@ impl Reloader {
             &loaded.config,
             &loaded.secrets,
             &net::is_local_address,
+            &|peer| net::route_source(std::net::SocketAddr::new(peer, 500)),
             &mut self.reqids,
         )
         .map_err(|e| e.to_string())?;
@@ -145,9 +153,11 @@ impl Reloader {
         Ok((conns, loaded.config.setup.charondebug))
     }
 
-    /// Loads both files (see [`Reloader::load_with_setup`]).
-    pub fn load(&mut self) -> Result<Vec<ConnEntry>, String> {
-        self.load_with_setup().map(|(c, _)| c)
+    /// Loads the three files (see [`Reloader::load_with_setup`]).
+    pub fn load(&mut self) -> Result<supervisor::Reloaded, String> {
+        let settings = load_settings(&self.settings).map_err(|e| e.to_string())?;
+        let (conns, _) = self.load_with_setup()?;
+        Ok(supervisor::Reloaded { conns, settings })
     }
 }
 
@@ -198,12 +208,20 @@ fn spawn_kernel_events(tx: mpsc::Sender<crate::kernel::KernelEvent>) -> Result<(
 /// Runs the daemon until SIGTERM/SIGINT. Must be called inside a tokio runtime with IO and
 /// time enabled; logging is initialised here (charondebug needs the configuration).
 pub async fn run(opts: Options) -> Result<(), DaemonError> {
-    let mut reloader = Reloader::new(opts.conf.clone(), opts.secrets.clone());
+    let mut reloader = Reloader::new(
+        opts.conf.clone(),
+        opts.secrets.clone(),
+        opts.settings.clone(),
+    );
+    let daemon_settings = load_settings(&opts.settings)?;
     // Parse once silently for charondebug, then set up logging before reporting anything.
-    let charondebug = load(&opts.conf, &opts.secrets, &SystemDns)
-        .config
-        .setup
-        .charondebug;
+    // The settings file's [log] table replaces charondebug.
+    let charondebug = daemon_settings.charondebug().or_else(|| {
+        load(&opts.conf, &opts.secrets, &SystemDns)
+            .config
+            .setup
+            .charondebug
+    });
     log::init(charondebug.as_deref());
     let (conns, _) = reloader.load_with_setup().map_err(DaemonError::Config)?;
 
@@ -222,6 +240,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     let key_log = opts
         .wireshark_keys
         .as_deref()
+        .or(daemon_settings.key_export.as_deref())
         .map(keylog::KeyLog::create)
         .transpose()?;
     if let Some(k) = &key_log {
@@ -230,11 +249,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
              anyone who can read them can decrypt this host's IPsec traffic; for debugging only",
             k.dir().display());
     }
-    let config = EndpointConfig {
-        export_keys: key_log.is_some(),
-        natt_port: opts.natt_port,
-        ..EndpointConfig::default()
-    };
+    let config = endpoint_config(&daemon_settings, key_log.is_some(), opts.natt_port);
     // Every RNG below is seeded once from the OS; the engine and the supervisor only see
     // their own generator.
     let seed = || ChaCha20Rng::from_rng(&mut rand::rng());
@@ -246,7 +261,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         kernel_installs: xfrm,
         natt_port: opts.natt_port,
         key_log: key_log.is_some(),
-        nat_keepalive: supervisor::NAT_KEEPALIVE,
+        nat_keepalive: daemon_settings.nat.interval(),
     };
     let sup = supervisor::Supervisor::new(endpoint, settings, conns, seed());
     let worker = driver::KernelWorker::spawn(kernel).map_err(DaemonError::Thread)?;

@@ -232,8 +232,9 @@ fn bind_udp(addr: SocketAddr, reuse: bool) -> Result<UdpSocket, NetError> {
     UdpSocket::from_std(sock.into()).map_err(err)
 }
 
-/// The source address the kernel would use towards `remote` (for wildcard sockets).
-fn route_source(remote: SocketAddr) -> Option<IpAddr> {
+/// The source address the kernel would use towards `remote` (for wildcard sockets, and
+/// `left=%defaultroute`/`%any` conns with a fixed peer).
+pub fn route_source(remote: SocketAddr) -> Option<IpAddr> {
     let any = if remote.is_ipv4() {
         IpAddr::V4(Ipv4Addr::UNSPECIFIED)
     } else {

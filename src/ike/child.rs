@@ -1,4 +1,4 @@
-//! A CHILD_SA (carried in IKE_AUTH or CREATE_CHILD_SA) of a conn: ESP proposal with our
+//! A CHILD_SA (carried in IKE_AUTH or CREATE_CHILD_SA) of a conn: ESP or AH proposal with our
 //! inbound SPI, TSi/TSr narrowing, USE_TRANSPORT_MODE, and the keys handed to the kernel
 //! layer.
 
@@ -371,6 +371,7 @@ pub(crate) fn install<R>(
         spi_out: child.spi_out,
         local_ts: child.local_ts.clone(),
         remote_ts: child.remote_ts.clone(),
+        protocol: child.suite.protocol,
         encr: child.suite.encr,
         integ: child.suite.integ,
         esn: child.suite.esn,

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use zeroize::Zeroizing;
-
+use super::psk::Psks;
 use super::timer::RetransmitPolicy;
+use crate::config::ident::{IdMatch, wildcard_suffix_matches};
 use crate::crypto::{DhGroup, Encr, Integ, Prf};
-use crate::kernel::Mode;
-use crate::wire::{Identification, TrafficSelector};
+use crate::kernel::{IpsecProto, Mode};
+use crate::wire::{IdType, Identification, TrafficSelector};
 
 /// Endpoint-wide settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,11 +73,14 @@ pub struct IkeProposal {
     pub dh: Vec<DhGroup>,
 }
 
-/// One ESP proposal (strongSwan `esp=aes128gcm16`, `esp=aes128-sha256` or, with PFS,
-/// `esp=aes128-sha256-modp2048`).
+/// One CHILD_SA proposal: ESP (strongSwan `esp=aes128gcm16`, `esp=aes128-sha256` or, with
+/// PFS, `esp=aes128-sha256-modp2048`) or AH (`ah=sha256`: integrity only, RFC 4302). One
+/// proposal has one protocol (RFC 7296 §3.3.1), so ESP and AH are never combined.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EspProposal {
-    /// Encryption algorithms.
+    /// ESP or AH (sent as protocol ID 3 or 2).
+    pub protocol: IpsecProto,
+    /// Encryption algorithms (empty for AH).
     pub encr: Vec<Encr>,
     /// Integrity algorithms (empty for AEAD-only proposals).
     pub integ: Vec<Integ>,
@@ -101,15 +104,18 @@ pub struct ConnSpec {
     pub local_port: u16,
     /// Peer IKE port when initiating (500).
     pub remote_port: u16,
-    /// Our identity (IDi/IDr we send).
-    pub local_id: Identification,
-    /// Required peer identity; `None` = any. When initiating, `Some` is also sent as IDr.
+    /// Our identity (IDi/IDr we send); `None` = the IKE SA's local address (`left=%any`
+    /// without `leftid`: where the request arrived, as responder).
+    pub local_id: Option<Identification>,
+    /// Required peer identity; `None` = any. An FQDN or RFC 822 name starting with `*` is a
+    /// wildcard (`*.example.org`, `*@example.org`) matching any name with that suffix. When
+    /// initiating, a `Some` that is not a wildcard is also sent as IDr.
     pub remote_id: Option<Identification>,
-    /// Pre-shared key.
-    pub psk: Zeroizing<Vec<u8>>,
+    /// Pre-shared keys, looked up by identity at IKE_AUTH.
+    pub psk: Psks,
     /// IKE proposals, in preference order.
     pub ike_proposals: Vec<IkeProposal>,
-    /// ESP proposals, in preference order.
+    /// CHILD_SA proposals (ESP or AH), in preference order.
     pub esp_proposals: Vec<EspProposal>,
     /// CHILD_SA mode.
     pub mode: Mode,
@@ -135,6 +141,17 @@ pub struct ConnSpec {
     pub force_encaps: bool,
 }
 
+impl ConnSpec {
+    /// The protocol of this conn's CHILD_SAs: the one its proposals name (config gives a
+    /// conn ESP or AH proposals, never both), ESP when it has none.
+    pub fn child_protocol(&self) -> IpsecProto {
+        self.esp_proposals
+            .first()
+            .map(|p| p.protocol)
+            .unwrap_or_default()
+    }
+}
+
 impl fmt::Debug for ConnSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConnSpec")
@@ -145,7 +162,7 @@ impl fmt::Debug for ConnSpec {
             .field("remote_port", &self.remote_port)
             .field("local_id", &self.local_id)
             .field("remote_id", &self.remote_id)
-            .field("psk", &"<redacted>")
+            .field("psk", &self.psk)
             .field("ike_proposals", &self.ike_proposals)
             .field("esp_proposals", &self.esp_proposals)
             .field("mode", &self.mode)
@@ -159,6 +176,43 @@ impl fmt::Debug for ConnSpec {
             .field("force_encaps", &self.force_encaps)
             .finish()
     }
+}
+
+impl ConnSpec {
+    /// How the peer's identity `id` matches this conn's remote ID.
+    pub(crate) fn remote_id_match(&self, id: &Identification) -> IdMatch {
+        match &self.remote_id {
+            None => IdMatch::Any,
+            Some(want) if want == id => IdMatch::Exact,
+            Some(want)
+                if want.id_type == id.id_type
+                    && is_name(want)
+                    && wildcard_suffix_matches(&want.data, &id.data) == Some(true) =>
+            {
+                IdMatch::Wildcard
+            }
+            Some(_) => IdMatch::None,
+        }
+    }
+
+    /// The IDr an initiator sends: the remote ID unless it is a wildcard (strongSwan then
+    /// sends none and accepts any matching responder ID).
+    pub(crate) fn idr_to_send(&self) -> Option<&Identification> {
+        self.remote_id
+            .as_ref()
+            .filter(|r| !(is_name(r) && r.data.first() == Some(&b'*')))
+    }
+
+    /// Our identity on an IKE SA from `local`: the configured one or that address.
+    pub(crate) fn local_id_at(&self, local: IpAddr) -> Identification {
+        self.local_id
+            .clone()
+            .unwrap_or_else(|| Identification::from_ip(local))
+    }
+}
+
+fn is_name(id: &Identification) -> bool {
+    matches!(id.id_type, IdType::FQDN | IdType::RFC822_ADDR)
 }
 
 /// Source of inbound ESP SPIs, called inside [`Endpoint::handle_datagram`](super::Endpoint)
@@ -274,9 +328,9 @@ mod tests {
             remote_addr: None,
             local_port: 500,
             remote_port: 500,
-            local_id: Identification::fqdn("a"),
+            local_id: Some(Identification::fqdn("a")),
             remote_id: None,
-            psk: Zeroizing::new(b"topsecret".to_vec()),
+            psk: Psks::fixed(b"topsecret"),
             ike_proposals: vec![],
             esp_proposals: vec![],
             mode: Mode::Tunnel,
@@ -292,6 +346,41 @@ mod tests {
         let s = format!("{conn:?}");
         assert!(!s.contains("topsecret"));
         assert!(s.contains("<redacted>"));
+    }
+
+    #[test]
+    fn remote_id_wildcards_and_idr() {
+        use crate::ike::tests::{A_IP, B_IP, conn as test_conn};
+        let mut conn = test_conn(A_IP, Some(B_IP), "aes128-sha256-x25519", "aes128gcm16");
+        let ip = IpAddr::from([192, 0, 2, 7]);
+        assert_eq!(conn.local_id_at(ip), conn.local_id.clone().unwrap());
+        conn.local_id = None;
+        assert_eq!(conn.local_id_at(ip), Identification::from_ip(ip));
+        conn.remote_id = Some(Identification::fqdn("*.example.org"));
+        assert_eq!(conn.idr_to_send(), None);
+        let m = |c: &ConnSpec, id| c.remote_id_match(&id);
+        assert_eq!(
+            m(&conn, Identification::fqdn("gw.example.org")),
+            IdMatch::Wildcard
+        );
+        assert_eq!(
+            m(&conn, Identification::fqdn("gw.example.com")),
+            IdMatch::None
+        );
+        assert_eq!(
+            m(&conn, Identification::rfc822("a@x.example.org")),
+            IdMatch::None
+        );
+        conn.remote_id = Some(Identification::rfc822("*@example.org"));
+        assert_eq!(
+            m(&conn, Identification::rfc822("carol@example.org")),
+            IdMatch::Wildcard
+        );
+        conn.remote_id = Some(Identification::fqdn("gw"));
+        assert_eq!(conn.idr_to_send(), conn.remote_id.as_ref());
+        assert_eq!(m(&conn, Identification::fqdn("gw")), IdMatch::Exact);
+        conn.remote_id = None;
+        assert_eq!(m(&conn, Identification::fqdn("gw")), IdMatch::Any);
     }
 
     #[test]

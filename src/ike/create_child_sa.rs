@@ -38,10 +38,8 @@ use super::payloads::{NONCE_LEN, find_notify, first_error, ke, nonce, notify, ra
 use super::proposal;
 use super::sa::{Ctx, IkeSa, Queued};
 use crate::crypto::{DhGroup, DhPrivate};
-use crate::kernel::Mode;
-use crate::wire::{
-    ExchangeType, KePayload, Notify, NotifyType, Payload, ProtocolId, SaPayload, TransformId,
-};
+use crate::kernel::{IpsecProto, Mode};
+use crate::wire::{ExchangeType, KePayload, Notify, NotifyType, Payload, SaPayload, TransformId};
 
 /// Our outstanding CREATE_CHILD_SA request for one CHILD_SA.
 pub(crate) struct RekeyRequest {
@@ -56,9 +54,9 @@ pub(crate) struct RekeyRequest {
     collision: Option<(u32, Vec<u8>)>,
 }
 
-fn spi_notify(t: NotifyType, spi: u32) -> Payload {
+fn spi_notify(t: NotifyType, proto: IpsecProto, spi: u32) -> Payload {
     Payload::Notify(Notify {
-        protocol: ProtocolId::ESP,
+        protocol: proposal::protocol_id(proto),
         spi: spi.to_be_bytes().to_vec(),
         notify_type: t,
         data: Vec::new(),
@@ -144,9 +142,12 @@ fn rekey<R: CryptoRng>(
 ) -> Vec<Payload> {
     let spi = <[u8; 4]>::try_from(n.spi.as_slice()).map(u32::from_be_bytes);
     let old = match spi {
-        Ok(s) if n.protocol == ProtocolId::ESP => {
-            sa.children.iter().find(|c| c.spi_out == s).cloned()
-        }
+        Ok(s) => proposal::child_protocol(n.protocol).and_then(|proto| {
+            sa.children
+                .iter()
+                .find(|c| c.spi_out == s && c.suite.protocol == proto)
+                .cloned()
+        }),
         _ => None,
     };
     let Some(old) = old else {
@@ -315,7 +316,11 @@ fn send<R: CryptoRng>(
         let dh = group.map(|g| g.generate(ctx.rng));
         let ni = random(ctx.rng, NONCE_LEN);
         let mut payloads: Vec<Payload> = old_spi_in
-            .map(|spi| spi_notify(NotifyType::REKEY_SA, spi))
+            .map(|spi| {
+                let old = sa.children.iter().find(|c| c.spi_in == spi);
+                let proto = old.map(|c| c.suite.protocol).unwrap_or_default();
+                spi_notify(NotifyType::REKEY_SA, proto, spi)
+            })
             .into_iter()
             .collect();
         payloads.extend(child.payloads(group));

@@ -19,6 +19,14 @@ pub enum IkeError {
         /// true: our verification failed; false: the peer refused us.
         local_side: bool,
     },
+    /// As responder: the initiator's identity `peer` (as written in ipsec.conf) matched no
+    /// conn, or its AUTH payload did not verify with the key for it.
+    #[error("AUTHENTICATION_FAILED (peer {peer} not authenticated here)")]
+    PeerNotAuthenticated { peer: String },
+    /// ipsec.secrets has no key for this pair of identities (AUTHENTICATION_FAILED on the
+    /// wire). The fields are the identities as written in ipsec.conf.
+    #[error("AUTHENTICATION_FAILED (no PSK for {local} <-> {peer})")]
+    NoPsk { local: String, peer: String },
     /// No acceptable proposal (IKE or ESP), sent by the peer or decided here.
     #[error("NO_PROPOSAL_CHOSEN")]
     NoProposalChosen,
@@ -87,7 +95,9 @@ impl IkeError {
     /// The notify that conveys this error to the peer (or that the peer sent), if any.
     pub fn notify(&self) -> Option<NotifyType> {
         match self {
-            Self::AuthenticationFailed { .. } => Some(NotifyType::AUTHENTICATION_FAILED),
+            Self::AuthenticationFailed { .. }
+            | Self::NoPsk { .. }
+            | Self::PeerNotAuthenticated { .. } => Some(NotifyType::AUTHENTICATION_FAILED),
             Self::NoProposalChosen => Some(NotifyType::NO_PROPOSAL_CHOSEN),
             Self::InvalidKePayload { .. } => Some(NotifyType::INVALID_KE_PAYLOAD),
             Self::TsUnacceptable => Some(NotifyType::TS_UNACCEPTABLE),

@@ -8,7 +8,7 @@ use zeroize::Zeroizing;
 
 use super::error::IkeError;
 use crate::crypto::{Encr, Integ};
-use crate::kernel::Mode;
+use crate::kernel::{IpsecProto, Mode};
 use crate::wire::{Identification, TrafficSelector};
 
 /// Handle of one IKE SA inside an [`Endpoint`](super::Endpoint).
@@ -44,7 +44,7 @@ pub struct Transmit {
 /// Keys for one direction of a CHILD_SA. GCM `encr` includes the 4-byte salt.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ChildDirKeys {
-    /// Encryption key (‖ salt for AEAD).
+    /// Encryption key (‖ salt for AEAD; empty for AH).
     pub encr: Zeroizing<Vec<u8>>,
     /// Integrity key (empty for AEAD).
     pub integ: Zeroizing<Vec<u8>>,
@@ -115,9 +115,11 @@ pub struct ChildSaReady {
     pub local_ts: Vec<TrafficSelector>,
     /// Peer selectors (narrowed).
     pub remote_ts: Vec<TrafficSelector>,
-    /// ESP encryption.
-    pub encr: Encr,
-    /// ESP integrity (`None` for AEAD).
+    /// ESP or AH.
+    pub protocol: IpsecProto,
+    /// ESP encryption (`None` for AH).
+    pub encr: Option<Encr>,
+    /// Integrity (`None` for AEAD ESP; always set for AH).
     pub integ: Option<Integ>,
     /// Extended sequence numbers negotiated.
     pub esn: bool,
@@ -387,6 +389,9 @@ pub struct IkeSaStatus {
     pub proposal: Option<String>,
     /// When the IKE SA was established.
     pub established_at: Option<Instant>,
+    /// When an authentic (decrypted and verified) message from the peer last arrived; the
+    /// daemon's dead peer detection (`dpddelay`) measures silence from here.
+    pub last_received: Option<Instant>,
     /// NAT detected.
     pub nat_detected: bool,
     /// We are behind a NAT (or `forceencaps`): NAT keepalives are due on this SA's path.

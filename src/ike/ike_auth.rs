@@ -5,6 +5,7 @@
 //! response | Ni | prf(SK_pr, IDr body).
 
 use rand::CryptoRng;
+use zeroize::Zeroizing;
 
 use super::child::{self, ChildRequest};
 use super::conn::ConnSpec;
@@ -12,6 +13,7 @@ use super::error::IkeError;
 use super::event::Event;
 use super::payloads::{delete_ike_payload, first_error, has_notify, notify};
 use super::sa::{Ctx, IkeSa, InitExchange, Path, State};
+use crate::config::ident::IdMatch;
 use crate::crypto::{psk_auth, verify_psk_auth};
 use crate::wire::{AuthMethod, AuthPayload, ExchangeType, Identification, NotifyType, Payload};
 
@@ -126,7 +128,7 @@ fn established_event<R>(sa: &mut IkeSa, ctx: &mut Ctx<'_, R>, remote_id: &Identi
         spi_r: sa.spi_r,
         proposal: sa.keys.as_ref().map(|k| k.suite.name()).unwrap_or_default(),
         nat_detected: sa.nat_detected,
-        local_id: sa.conn.local_id.clone(),
+        local_id: sa.conn.local_id_at(sa.local.ip()),
         remote_id: remote_id.clone(),
         exported_keys: sa
             .keys
@@ -146,15 +148,19 @@ pub(crate) fn start<R: CryptoRng>(
         Ok(c) => c,
         Err(e) => return sa.fail(ctx, e),
     };
-    let conn = &sa.conn;
-    let mut payloads = vec![Payload::IdI(conn.local_id.clone())];
+    let local_id = sa.conn.local_id_at(sa.local.ip());
+    let psk = match psk_for(sa, &local_id, sa.conn.remote_id.as_ref()) {
+        Ok(k) => k,
+        Err(e) => return sa.fail(ctx, e),
+    };
+    let mut payloads = vec![Payload::IdI(local_id.clone())];
     if sa.initial_contact {
         payloads.push(notify(NotifyType::INITIAL_CONTACT, Vec::new()));
     }
-    if let Some(r) = &conn.remote_id {
+    if let Some(r) = sa.conn.idr_to_send() {
         payloads.push(Payload::IdR(r.clone()));
     }
-    let Some(auth) = make_auth(sa, &init, Signer::Initiator, &conn.psk, &conn.local_id) else {
+    let Some(auth) = make_auth(sa, &init, Signer::Initiator, &psk, &local_id) else {
         return sa.fail(ctx, IkeError::InvalidMessage("no keys"));
     };
     payloads.push(auth);
@@ -181,8 +187,13 @@ impl ExpectAuthResponse {
             };
             return sa.fail(ctx, e);
         };
-        let id_ok = sa.conn.remote_id.as_ref().is_none_or(|want| want == idr);
-        if !id_ok || !check_auth(sa, &self.init, Signer::Responder, &sa.conn.psk, idr, auth) {
+        let id_ok = sa.conn.remote_id_match(idr) != IdMatch::None;
+        let local_id = sa.conn.local_id_at(sa.local.ip());
+        let psk = match psk_for(sa, &local_id, Some(idr)) {
+            Ok(k) => k,
+            Err(e) => return sa.fail(ctx, e),
+        };
+        if !id_ok || !check_auth(sa, &self.init, Signer::Responder, &psk, idr, auth) {
             // Best effort: tell the responder, which considers the SA established.
             let del = delete_ike_payload();
             sa.send_unreliable(ctx, ExchangeType::INFORMATIONAL, &[del]);
@@ -220,22 +231,31 @@ impl ExpectAuthRequest {
             );
         };
         let conn = select_conn(ctx.conns, sa, path, idi, parts.idr, payloads).cloned();
-        let verified = conn
+        let local_id = conn.as_ref().map(|c| c.local_id_at(path.local.ip()));
+        let psk = match (&conn, &local_id) {
+            (Some(c), Some(l)) => c.psk.get(l, Some(idi)).ok_or_else(|| no_psk(l, Some(idi))),
+            _ => Err(IkeError::PeerNotAuthenticated {
+                peer: idi.to_string(),
+            }),
+        };
+        let verified = psk
             .as_ref()
-            .is_some_and(|c| check_auth(sa, &self.init, Signer::Initiator, &c.psk, idi, auth));
-        let (Some(conn), true) = (conn, verified) else {
+            .is_ok_and(|k| check_auth(sa, &self.init, Signer::Initiator, k, idi, auth));
+        let (Some(conn), Some(local_id), Ok(psk), true) = (conn, local_id, psk.clone(), verified)
+        else {
             let n = notify(NotifyType::AUTHENTICATION_FAILED, Vec::new());
             let _ = sa.send_response(ctx, path, ExchangeType::IKE_AUTH, mid, &[n]);
-            return sa.fail(ctx, IkeError::AuthenticationFailed { local_side: true });
+            let e = psk.err().unwrap_or_else(|| IkeError::PeerNotAuthenticated {
+                peer: idi.to_string(),
+            });
+            return sa.fail(ctx, e);
         };
         sa.conn = conn;
         sa.initial_contact = has_notify(payloads, NotifyType::INITIAL_CONTACT);
-        let conn = &sa.conn;
-        let Some(auth) = make_auth(sa, &self.init, Signer::Responder, &conn.psk, &conn.local_id)
-        else {
+        let Some(auth) = make_auth(sa, &self.init, Signer::Responder, &psk, &local_id) else {
             return sa.fail(ctx, IkeError::InvalidMessage("no keys"));
         };
-        let mut out = vec![Payload::IdR(conn.local_id.clone()), auth];
+        let mut out = vec![Payload::IdR(local_id), auth];
         established_event(sa, ctx, idi);
         out.extend(child::respond(
             sa,
@@ -251,12 +271,31 @@ impl ExpectAuthRequest {
     }
 }
 
+fn no_psk(local: &Identification, peer: Option<&Identification>) -> IkeError {
+    IkeError::NoPsk {
+        local: local.to_string(),
+        peer: peer.map_or_else(|| "%any".to_owned(), ToString::to_string),
+    }
+}
+
+/// The key for (our identity, the peer's), or [`IkeError::NoPsk`] naming both.
+fn psk_for(
+    sa: &IkeSa,
+    local: &Identification,
+    peer: Option<&Identification>,
+) -> Result<Zeroizing<Vec<u8>>, IkeError> {
+    sa.conn
+        .psk
+        .get(local, peer)
+        .ok_or_else(|| no_psk(local, peer))
+}
+
 /// The conn that authenticates this peer: reachable at `path`, allowing the negotiated IKE
-/// suite, accepting IDi, and owning IDr if the initiator named one. Conns naming the peer's
-/// identity exactly win over `%any` ones; among those, one that can give the requested
-/// CHILD_SA (`payloads`: its ESP proposals and selectors) wins, so that several conns to
-/// one peer (host-to-host and net-to-net, or different ESP proposals) each answer their own
-/// requests.
+/// suite, owning IDr if the initiator named one, and accepting IDi. Conns naming the peer's
+/// identity exactly win over wildcard ones (`*@example.org`), which win over `%any` ones;
+/// among those, one that can give the requested CHILD_SA (`payloads`: its ESP proposals and
+/// selectors) wins, so that several conns to one peer (host-to-host and net-to-net, or
+/// different ESP proposals) each answer their own requests; then the first configured.
 fn select_conn<'a>(
     conns: &'a [ConnSpec],
     sa: &IkeSa,
@@ -270,18 +309,20 @@ fn select_conn<'a>(
         c.local_addr.is_none_or(|a| a == path.local.ip())
             && c.remote_addr.is_none_or(|a| a == path.remote.ip())
             && suite.allowed(&c.ike_proposals)
-            && idr.is_none_or(|r| *r == c.local_id)
+            && idr.is_none_or(|r| *r == c.local_id_at(path.local.ip()))
     };
-    let exact = conns
+    let mut candidates: Vec<(&ConnSpec, IdMatch)> = conns
         .iter()
         .filter(fits)
-        .filter(|c| c.remote_id.as_ref() == Some(idi));
-    let any = conns.iter().filter(fits).filter(|c| c.remote_id.is_none());
-    let candidates: Vec<&ConnSpec> = exact.chain(any).collect();
+        .map(|c| (c, c.remote_id_match(idi)))
+        .filter(|(_, m)| *m != IdMatch::None)
+        .collect();
+    // Stable: equally good conns keep their configured order.
+    candidates.sort_by_key(|(_, m)| std::cmp::Reverse(*m));
     let (local, remote) = (path.local.ip(), path.remote.ip());
     candidates
         .iter()
+        .map(|(c, _)| *c)
         .find(|c| child::conn_fits_request(c, sa.nat_detected, payloads, local, remote))
-        .or(candidates.first())
-        .copied()
+        .or(candidates.first().map(|(c, _)| *c))
 }

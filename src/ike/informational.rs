@@ -4,8 +4,10 @@ use rand::CryptoRng;
 
 use super::child::ChildSa;
 use super::event::Event;
-use super::payloads::delete_esp_payload;
+use super::payloads::delete_child_payload;
+use super::proposal::child_protocol;
 use super::sa::{Ctx, IkeSa, Path, Queued, State};
+use crate::kernel::IpsecProto;
 use crate::wire::{ExchangeType, Payload, ProtocolId};
 
 /// Remove the first CHILD_SA matching `pred` and report it; returns our inbound SPI.
@@ -38,27 +40,36 @@ pub(crate) fn respond<R: CryptoRng>(
         Payload::Delete(d) => Some(d),
         _ => None,
     });
-    let mut ours = Vec::new();
+    // Our inbound SPIs of the deleted children, per protocol.
+    let mut ours: Vec<(IpsecProto, Vec<u32>)> = Vec::new();
     let mut delete_ike = false;
     for d in deletes {
         if d.protocol == ProtocolId::IKE {
             delete_ike = true;
-        } else if d.protocol == ProtocolId::ESP {
+        } else if let Some(proto) = child_protocol(d.protocol) {
             for spi in &d.spis {
                 let Ok(b) = <[u8; 4]>::try_from(spi.as_slice()) else {
                     continue;
                 };
                 let spi_out = u32::from_be_bytes(b);
-                if let Some(spi_in) = remove_child(sa, ctx, |c| c.spi_out == spi_out) {
-                    ours.push(spi_in);
+                let gone = remove_child(sa, ctx, |c| {
+                    c.spi_out == spi_out && c.suite.protocol == proto
+                });
+                if let Some(spi_in) = gone {
+                    match ours.iter_mut().find(|(p, _)| *p == proto) {
+                        Some((_, spis)) => spis.push(spi_in),
+                        None => ours.push((proto, vec![spi_in])),
+                    }
                 }
             }
         }
     }
-    let answer: Vec<Payload> = if delete_ike || ours.is_empty() {
+    let answer: Vec<Payload> = if delete_ike {
         Vec::new()
     } else {
-        vec![delete_esp_payload(&ours)]
+        ours.iter()
+            .map(|(proto, spis)| delete_child_payload(*proto, spis))
+            .collect()
     };
     // Unanswerable only if encoding fails; the peer then retransmits and gives up.
     let _ = sa.send_response(ctx, path, ExchangeType::INFORMATIONAL, mid, &answer);

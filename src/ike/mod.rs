@@ -10,6 +10,7 @@
 //! Endpoint::new(config: EndpointConfig, rng: R /* R: rand::CryptoRng */,
 //!               spis: Box<dyn SpiAllocator + Send>) -> Endpoint<R>
 //! fn set_conns(&mut self, conns: Vec<ConnSpec>)             // reload; existing SAs keep their copy
+//! fn set_config(&mut self, config: EndpointConfig)          // reload of the daemon settings
 //! fn initiate(&mut self, now: Instant, conn: &str) -> Result<IkeSaId, IkeError>
 //! fn handle_datagram(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, data: &[u8])
 //! fn handle_timeout(&mut self, now: Instant)                // call when poll_timeout() has passed
@@ -98,6 +99,7 @@ mod informational;
 mod natd;
 mod payloads;
 mod proposal;
+mod psk;
 mod sa;
 mod sk;
 mod timer;
@@ -114,13 +116,14 @@ use rand::CryptoRng;
 
 /// The CHILD_SA mode is the kernel layer's plain data type, so no conversion is needed between
 /// the engine's events and an install.
-pub use crate::kernel::Mode;
+pub use crate::kernel::{IpsecProto, Mode};
 pub use conn::{ConnSpec, EndpointConfig, EspProposal, IkeProposal, RandomSpis, SpiAllocator};
 pub use error::{IkeError, SpiError};
 pub use event::{
     ChildDirKeys, ChildSaReady, ChildSaStatus, Event, IkeSaExportedKeys, IkeSaId, IkeSaState,
     IkeSaStatus, InitRefusal, Role, Transmit,
 };
+pub use psk::{PskLookup, Psks};
 pub use timer::RetransmitPolicy;
 pub(crate) use ts::configured_or_host;
 
@@ -266,6 +269,12 @@ impl<R: CryptoRng> Endpoint<R> {
             by_peer: HashMap::new(),
             per_conn: HashMap::new(),
         }
+    }
+
+    /// Replace the endpoint's settings (a reload): retransmissions, half-open limits and
+    /// cookies follow the new values from now on, for existing SAs too.
+    pub fn set_config(&mut self, config: EndpointConfig) {
+        self.config = config;
     }
 
     /// Replace the conn definitions. Existing IKE SAs keep the definition they started with.

@@ -3,6 +3,7 @@
 
 use rand::CryptoRng;
 
+use crate::kernel::IpsecProto;
 use crate::wire::{Delete, KePayload, Notify, NotifyType, Payload, Proposal, ProtocolId};
 
 /// Our nonce length (≥ half of any PRF key we support, RFC 7296 §2.10).
@@ -81,10 +82,10 @@ pub(crate) fn delete_ike_payload() -> Payload {
     })
 }
 
-/// Delete(ESP) for our inbound SPIs.
-pub(crate) fn delete_esp_payload(spis: &[u32]) -> Payload {
+/// Delete(ESP) or Delete(AH) for our inbound SPIs.
+pub(crate) fn delete_child_payload(proto: IpsecProto, spis: &[u32]) -> Payload {
     Payload::Delete(Delete {
-        protocol: ProtocolId::ESP,
+        protocol: super::proposal::protocol_id(proto),
         spi_size: 4,
         spis: spis.iter().map(|s| s.to_be_bytes().to_vec()).collect(),
     })

@@ -5,6 +5,7 @@
 
 use super::conn::{EspProposal, IkeProposal};
 use crate::crypto::{DhGroup, Encr, Integ, Prf};
+use crate::kernel::IpsecProto;
 use crate::wire::{Proposal, ProtocolId, Transform, TransformId, TransformType};
 
 /// Negotiated IKE SA algorithms.
@@ -53,42 +54,68 @@ impl IkeSuite {
     }
 }
 
-/// Negotiated ESP algorithms.
+/// Negotiated CHILD_SA algorithms (ESP, or AH without encryption).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct EspSuite {
-    pub(crate) encr: Encr,
+    pub(crate) protocol: IpsecProto,
+    /// `None` for AH.
+    pub(crate) encr: Option<Encr>,
     pub(crate) integ: Option<Integ>,
     pub(crate) esn: bool,
 }
 
+/// The SA payload's protocol ID of a CHILD_SA protocol.
+pub(crate) fn protocol_id(p: IpsecProto) -> ProtocolId {
+    match p {
+        IpsecProto::Esp => ProtocolId::ESP,
+        IpsecProto::Ah => ProtocolId::AH,
+    }
+}
+
+/// The CHILD_SA protocol of an SA payload's (or Delete's, or notify's) protocol ID.
+pub(crate) fn child_protocol(id: ProtocolId) -> Option<IpsecProto> {
+    match id {
+        ProtocolId::ESP => Some(IpsecProto::Esp),
+        ProtocolId::AH => Some(IpsecProto::Ah),
+        _ => None,
+    }
+}
+
 impl EspSuite {
-    /// e.g. `AES_CBC_128/HMAC_SHA2_256_128` or `AES_GCM_16_256`.
+    /// e.g. `AES_CBC_128/HMAC_SHA2_256_128`, `AES_GCM_16_256` or (AH) `HMAC_SHA1_96`.
     pub(crate) fn name(&self) -> String {
-        match self.integ {
-            Some(i) => format!("{}/{}", self.encr.name(), i.name()),
-            None => self.encr.name().to_string(),
-        }
+        let parts: Vec<&str> = self
+            .encr
+            .map(Encr::name)
+            .into_iter()
+            .chain(self.integ.map(Integ::name))
+            .collect();
+        parts.join("/")
     }
 
     /// This suite as a one-proposal answer carrying our inbound SPI.
     pub(crate) fn to_proposal(self, number: u8, spi: u32) -> Proposal {
-        let mut transforms = vec![encr_transform(self.encr)];
+        let mut transforms: Vec<Transform> = self.encr.map(encr_transform).into_iter().collect();
         transforms.extend(self.integ.map(integ_transform));
         transforms.push(esn_transform(self.esn));
         proposal(
             number,
-            ProtocolId::ESP,
+            protocol_id(self.protocol),
             spi.to_be_bytes().to_vec(),
             transforms,
         )
     }
 
     fn allowed_by(&self, p: &EspProposal) -> bool {
-        p.encr.contains(&self.encr)
+        p.protocol == self.protocol
+            && match self.encr {
+                Some(e) => p.encr.contains(&e),
+                None => p.encr.is_empty(),
+            }
             && p.esn == self.esn
             && match self.integ {
                 Some(i) => p.integ.contains(&i),
-                None => self.encr.is_aead(),
+                None => self.encr.is_some_and(Encr::is_aead),
             }
     }
 
@@ -153,7 +180,7 @@ pub(crate) fn ike_offer(ours: &[IkeProposal]) -> Vec<Proposal> {
         .collect()
 }
 
-/// Our ESP proposals for the SA payload, numbered from 1, carrying our inbound SPI.
+/// Our ESP/AH proposals for the SA payload, numbered from 1, carrying our inbound SPI.
 pub(crate) fn esp_offer(ours: &[EspProposal], spi: u32) -> Vec<Proposal> {
     ours.iter()
         .zip(1u8..)
@@ -161,7 +188,7 @@ pub(crate) fn esp_offer(ours: &[EspProposal], spi: u32) -> Vec<Proposal> {
             let mut t: Vec<Transform> = p.encr.iter().copied().map(encr_transform).collect();
             t.extend(p.integ.iter().copied().map(integ_transform));
             t.push(esn_transform(p.esn));
-            proposal(n, ProtocolId::ESP, spi.to_be_bytes().to_vec(), t)
+            proposal(n, protocol_id(p.protocol), spi.to_be_bytes().to_vec(), t)
         })
         .collect()
 }
@@ -263,27 +290,40 @@ pub(crate) fn select_ike(
 }
 
 fn select_one_esp(p: &Proposal, q: &EspProposal) -> Option<EspSuite> {
-    if !esns(p).contains(&q.esn) {
+    if p.protocol != protocol_id(q.protocol) || !esns(p).contains(&q.esn) {
         return None;
+    }
+    if q.protocol == IpsecProto::Ah {
+        // AH carries integrity only: an encryption transform makes the proposal unusable.
+        if of_type(p, TransformType::ENCR).next().is_some() {
+            return None;
+        }
+        return integs(p).find(|i| q.integ.contains(i)).map(|i| EspSuite {
+            protocol: IpsecProto::Ah,
+            encr: None,
+            integ: Some(i),
+            esn: q.esn,
+        });
     }
     encrs(p).filter(|e| q.encr.contains(e)).find_map(|encr| {
         pick_integ(p, encr, &q.integ).map(|integ| EspSuite {
-            encr,
+            protocol: IpsecProto::Esp,
+            encr: Some(encr),
             integ,
             esn: q.esn,
         })
     })
 }
 
-/// Responder: choose from the initiator's ESP proposals. Returns the proposal number,
-/// the peer's SPI and the suite.
+/// Responder: choose from the initiator's ESP and AH proposals (only those of the protocol
+/// our proposals name can match). Returns the proposal number, the peer's SPI and the suite.
 pub(crate) fn select_esp(
     offered: &[Proposal],
     ours: &[EspProposal],
 ) -> Option<(u8, u32, EspSuite)> {
     offered
         .iter()
-        .filter(|p| p.protocol == ProtocolId::ESP)
+        .filter(|p| child_protocol(p.protocol).is_some())
         .find_map(|p| {
             let spi = <[u8; 4]>::try_from(p.spi.as_slice()).ok()?;
             ours.iter()
@@ -302,7 +342,7 @@ pub(crate) fn esp_pfs_group(ours: &[EspProposal]) -> Option<DhGroup> {
 pub(crate) fn esp_dh_ids(offered: &[Proposal], number: u8) -> Vec<u16> {
     offered
         .iter()
-        .filter(|p| p.number == number && p.protocol == ProtocolId::ESP)
+        .filter(|p| p.number == number && child_protocol(p.protocol).is_some())
         .flat_map(|p| of_type(p, TransformType::DH).map(|t| t.id.0))
         .collect()
 }
@@ -349,24 +389,24 @@ pub(crate) fn accept_ike(answer: &[Proposal], ours: &[IkeProposal]) -> Option<Ik
     (known && s.allowed(ours)).then_some(s)
 }
 
-/// Initiator: read the responder's one-proposal ESP answer (SPI, suite) and check we offered it.
+/// Initiator: read the responder's one-proposal ESP or AH answer (SPI, suite) and check we
+/// offered it.
 pub(crate) fn accept_esp(answer: &[Proposal], ours: &[EspProposal]) -> Option<(u32, EspSuite)> {
     let [p] = answer else { return None };
-    if p.protocol != ProtocolId::ESP {
-        return None;
-    }
+    let protocol = child_protocol(p.protocol)?;
     let spi = u32::from_be_bytes(<[u8; 4]>::try_from(p.spi.as_slice()).ok()?);
     let esn = match esns(p).as_slice() {
         [e] => *e,
         _ => return None,
     };
     let s = EspSuite {
-        encr: single(encrs(p)).ok()??,
+        protocol,
+        encr: single(encrs(p)).ok()?,
         integ: single(integs(p)).ok()?,
         esn,
     };
     let known = of_type(p, TransformType::INTEG).count() == usize::from(s.integ.is_some())
-        && of_type(p, TransformType::ENCR).count() == 1;
+        && of_type(p, TransformType::ENCR).count() == usize::from(s.encr.is_some());
     (known && s.allowed(ours)).then_some((spi, s))
 }
 
@@ -485,12 +525,14 @@ mod tests {
     fn esp_selection_spi_and_esn() {
         let init = vec![
             EspProposal {
+                protocol: IpsecProto::Esp,
                 encr: vec![gcm(128)],
                 integ: vec![],
                 esn: true,
                 dh: vec![],
             },
             EspProposal {
+                protocol: IpsecProto::Esp,
                 encr: vec![cbc(128)],
                 integ: vec![Integ::HmacSha1_96, Integ::HmacSha256_128],
                 esn: false,
@@ -498,6 +540,7 @@ mod tests {
             },
         ];
         let resp = vec![EspProposal {
+            protocol: IpsecProto::Esp,
             encr: vec![cbc(128), gcm(128)],
             integ: vec![Integ::HmacSha256_128],
             esn: false,
@@ -509,7 +552,8 @@ mod tests {
         assert_eq!(
             s,
             EspSuite {
-                encr: cbc(128),
+                protocol: IpsecProto::Esp,
+                encr: Some(cbc(128)),
                 integ: Some(Integ::HmacSha256_128),
                 esn: false
             }

@@ -17,10 +17,11 @@ use super::event::{
 use super::ike_auth::{ExpectAuthRequest, ExpectAuthResponse};
 use super::ike_rekey::Fresh;
 use super::ike_sa_init::{ExpectSaInitResponse, InitOutcome};
-use super::payloads::{delete_esp_payload, delete_ike_payload, has_notify};
+use super::payloads::{delete_child_payload, delete_ike_payload, has_notify};
 use super::proposal::IkeSuite;
 use super::sk;
 use super::timer::{Expiry, Outstanding};
+use crate::config::ident::IdMatch;
 use crate::crypto::{DhGroup, IkeKeys, SkCrypto};
 use crate::wire::{
     ExchangeType, Header, Identification, Message, NotifyType, Payload, PayloadType,
@@ -276,6 +277,8 @@ pub(crate) struct IkeSa {
     pub(crate) behind_nat: bool,
     pub(crate) remote_id: Option<Identification>,
     pub(crate) established_at: Option<Instant>,
+    /// When an authentic message from the peer (request or response) last arrived.
+    pub(crate) last_received: Option<Instant>,
     /// Responder only: drop the SA if IKE_AUTH has not completed by then.
     pub(crate) half_open_deadline: Option<Instant>,
     /// Initiator: send INITIAL_CONTACT in IKE_AUTH (no other SA of this conn existed).
@@ -322,6 +325,7 @@ impl IkeSa {
             behind_nat: false,
             remote_id: None,
             established_at: None,
+            last_received: None,
             half_open_deadline: None,
             initial_contact: false,
         }
@@ -556,6 +560,7 @@ impl IkeSa {
             }
             Err(_) => return None,
         };
+        self.last_received = Some(ctx.now);
         if self.role == Role::Responder {
             // The responder follows the peer (e.g. its move to port 4500).
             let from = self.remote;
@@ -630,6 +635,7 @@ impl IkeSa {
             self.state = state;
             return None;
         };
+        self.last_received = Some(ctx.now);
         self.outstanding = None;
         if !has_notify(&payloads, NotifyType::TEMPORARY_FAILURE) {
             self.busy_since = None;
@@ -701,17 +707,24 @@ impl IkeSa {
         }
     }
 
-    /// Whether a CHILD_SA of `conn` may ride this IKE SA: same addresses, identities and
-    /// PSK, and the negotiated IKE proposal is one `conn` allows.
+    /// Whether a CHILD_SA of `conn` may ride this IKE SA: same addresses, identities (the
+    /// peer's matching `conn`'s remote ID) and PSK for them, and the negotiated IKE proposal
+    /// is one `conn` allows.
     pub(crate) fn can_carry(&self, conn: &ConnSpec) -> bool {
-        let peer_id_ok = match (&conn.remote_id, &self.remote_id) {
-            (None, _) => true,
-            (Some(want), Some(have)) => want == have,
-            (Some(_), None) => false,
+        let local_id = self.conn.local_id_at(self.local.ip());
+        let (peer_id_ok, same_key) = match &self.remote_id {
+            Some(peer) => {
+                let key = self.conn.psk.get(&local_id, Some(peer));
+                (
+                    conn.remote_id_match(peer) != IdMatch::None,
+                    key.is_some() && conn.psk.get(&local_id, Some(peer)) == key,
+                )
+            }
+            None => (false, false),
         };
-        conn.local_id == self.conn.local_id
+        conn.local_id_at(self.local.ip()) == local_id
             && peer_id_ok
-            && conn.psk == self.conn.psk
+            && same_key
             && conn.local_addr.is_none_or(|a| a == self.local.ip())
             && conn.remote_addr.is_none_or(|a| a == self.remote.ip())
             && self
@@ -792,6 +805,15 @@ impl IkeSa {
         }
     }
 
+    /// The protocol (ESP or AH) of our CHILD_SA with inbound SPI `spi_in`; for one we never
+    /// installed (a refused answer), the protocol this SA's conn proposes.
+    fn child_protocol(&self, spi_in: u32) -> crate::kernel::IpsecProto {
+        self.children
+            .iter()
+            .find(|c| c.spi_in == spi_in)
+            .map_or_else(|| self.conn.child_protocol(), |c| c.suite.protocol)
+    }
+
     /// Send a queued request (the window is free and the SA is established). Returns false
     /// if the request turned out to be moot (a rekey of a CHILD_SA that is gone or replaced).
     fn send_queued<R: CryptoRng>(&mut self, ctx: &mut Ctx<'_, R>, q: Queued) -> bool {
@@ -799,7 +821,9 @@ impl IkeSa {
             Queued::RekeyChild(spi) => return super::create_child_sa::send_rekey(self, ctx, spi),
             Queued::RekeyIke => return super::ike_rekey::send_request(self, ctx),
             Queued::CreateChild => return super::create_child_sa::send_new(self, ctx),
-            Queued::DeleteChild(spi) => vec![delete_esp_payload(&[spi])],
+            Queued::DeleteChild(spi) => {
+                vec![delete_child_payload(self.child_protocol(spi), &[spi])]
+            }
             Queued::DeleteIke => vec![delete_ike_payload()],
             Queued::Liveness => Vec::new(),
         };
@@ -835,10 +859,11 @@ impl IkeSa {
             spi_r: self.spi_r,
             local: self.local,
             remote: self.remote,
-            local_id: self.conn.local_id.clone(),
+            local_id: self.conn.local_id_at(self.local.ip()),
             remote_id: self.remote_id.clone(),
             proposal: self.keys.as_ref().map(|k| k.suite.name()),
             established_at: self.established_at,
+            last_received: self.last_received,
             nat_detected: self.nat_detected,
             behind_nat: self.behind_nat,
             children: self

@@ -95,6 +95,14 @@ pub enum KernelError {
         /// Details.
         reason: String,
     },
+    /// A CHILD_SA's transforms are for another protocol than its policies.
+    #[error("{sa} transforms with {policy} policies")]
+    ProtoMismatch {
+        /// Protocol of the transforms.
+        sa: super::types::IpsecProto,
+        /// Protocol of the policies.
+        policy: super::types::IpsecProto,
+    },
     /// A key has the wrong length for its algorithm.
     #[error("key of {len} bytes is invalid for {alg}")]
     InvalidKeyLength {

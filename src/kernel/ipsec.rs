@@ -6,17 +6,19 @@ use std::collections::HashMap;
 use super::KernelIpsec;
 use super::error::{KernelError, Target};
 use super::spec::{PolicyKey, PolicySpec, SaId, SaSpec, policy_specs};
-use super::types::{ChildCounters, ChildId, ChildPolicy, ChildSaInstall, Counters, FlushReport};
+use super::types::{
+    ChildCounters, ChildId, ChildPolicy, ChildSaInstall, Counters, FlushReport, IpsecProto,
+};
 
 /// Primitive kernel operations; implemented over XFRM netlink and in memory.
 pub trait XfrmBackend {
     /// Adds an SA; one with the same id already there is [`KernelError::Exists`] (for an
     /// inbound SA: our SPI collides with one the kernel has).
     fn add_sa(&mut self, sa: &SaSpec<'_>) -> Result<(), KernelError>;
-    /// Deletes an SA.
-    fn del_sa(&mut self, id: SaId) -> Result<(), KernelError>;
-    /// Reads an SA's counters.
-    fn sa_counters(&mut self, id: SaId) -> Result<Counters, KernelError>;
+    /// Deletes the SA of protocol `proto` (ESP or AH).
+    fn del_sa(&mut self, id: SaId, proto: IpsecProto) -> Result<(), KernelError>;
+    /// Reads the counters of the SA of protocol `proto`.
+    fn sa_counters(&mut self, id: SaId, proto: IpsecProto) -> Result<Counters, KernelError>;
     /// Adds a policy, or with `replace` replaces the one with the same key.
     fn put_policy(&mut self, spec: &PolicySpec, replace: bool) -> Result<(), KernelError>;
     /// Deletes a policy.
@@ -37,12 +39,13 @@ enum Owner {
 struct InstalledChild {
     sa_in: SaId,
     sa_out: SaId,
+    proto: IpsecProto,
     policies: Vec<PolicyKey>,
 }
 
 /// Undo steps recorded while installing.
 enum Undo {
-    Sa(SaId),
+    Sa(SaId, IpsecProto),
     Policy(PolicyKey),
 }
 
@@ -150,7 +153,7 @@ impl<B: XfrmBackend> Ipsec<B> {
         let mut failures = Vec::new();
         for step in undo.into_iter().rev() {
             let r = match step {
-                Undo::Sa(id) => gone_is_fine(self.backend.del_sa(id)),
+                Undo::Sa(id, proto) => gone_is_fine(self.backend.del_sa(id, proto)),
                 Undo::Policy(key) => self.release_policy(owner, &key),
             };
             if let Err(e) = r {
@@ -174,9 +177,9 @@ impl<B: XfrmBackend> Ipsec<B> {
         undo: &mut Vec<Undo>,
     ) -> Result<(), KernelError> {
         self.backend.add_sa(sa_in)?;
-        undo.push(Undo::Sa(sa_in.id));
+        undo.push(Undo::Sa(sa_in.id, sa_in.crypto.proto()));
         self.backend.add_sa(sa_out)?;
-        undo.push(Undo::Sa(sa_out.id));
+        undo.push(Undo::Sa(sa_out.id, sa_out.crypto.proto()));
         Ok(())
     }
 }
@@ -220,6 +223,7 @@ impl<B: XfrmBackend> KernelIpsec for Ipsec<B> {
             InstalledChild {
                 sa_in: sa_in.id,
                 sa_out: sa_out.id,
+                proto: child.policy.proto,
                 policies: specs.iter().map(|s| s.key).collect(),
             },
         );
@@ -238,7 +242,7 @@ impl<B: XfrmBackend> KernelIpsec for Ipsec<B> {
             }
         }
         for sa in [child.sa_out, child.sa_in] {
-            if let Err(e) = gone_is_fine(self.backend.del_sa(sa)) {
+            if let Err(e) = gone_is_fine(self.backend.del_sa(sa, child.proto)) {
                 errors.push(e);
             }
         }
@@ -249,10 +253,10 @@ impl<B: XfrmBackend> KernelIpsec for Ipsec<B> {
         let child = self.children.get(&id).ok_or(KernelError::NotFound {
             target: Target::Child(id),
         })?;
-        let (sa_in, sa_out) = (child.sa_in, child.sa_out);
+        let (sa_in, sa_out, proto) = (child.sa_in, child.sa_out, child.proto);
         Ok(ChildCounters {
-            inbound: self.backend.sa_counters(sa_in)?,
-            outbound: self.backend.sa_counters(sa_out)?,
+            inbound: self.backend.sa_counters(sa_in, proto)?,
+            outbound: self.backend.sa_counters(sa_out, proto)?,
         })
     }
 

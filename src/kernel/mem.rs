@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use super::error::{KernelError, Target};
 use super::ipsec::{Ipsec, XfrmBackend};
 use super::spec::{PolicyKey, PolicySpec, SaId, SaSpec};
-use super::types::{Counters, FlushReport, Lifetime, Mode, is_our_reqid};
+use super::types::{Counters, FlushReport, IpsecProto, Lifetime, Mode, is_our_reqid};
 
 /// An SA as recorded by [`MemBackend`] (algorithm names only, no keys).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +17,8 @@ pub struct MemSa {
     pub src: IpAddr,
     /// reqid.
     pub reqid: u32,
+    /// ESP or AH.
+    pub proto: IpsecProto,
     /// Mode (`None` for an SPI reservation that has no SA yet).
     pub mode: Option<Mode>,
     /// Algorithms, e.g. `rfc4106(gcm(aes))/128` (empty for a reservation).
@@ -119,6 +121,7 @@ impl XfrmBackend for MemBackend {
             MemSa {
                 src: sa.src,
                 reqid: sa.reqid,
+                proto: sa.crypto.proto(),
                 mode: Some(sa.mode),
                 algs: sa.crypto.describe(),
                 replay_window: sa.replay_window,
@@ -130,20 +133,22 @@ impl XfrmBackend for MemBackend {
         Ok(())
     }
 
-    fn del_sa(&mut self, id: SaId) -> Result<(), KernelError> {
+    fn del_sa(&mut self, id: SaId, proto: IpsecProto) -> Result<(), KernelError> {
         self.check(MemOp::DelSa)?;
-        self.sas
-            .remove(&id)
-            .map(|_| ())
-            .ok_or(KernelError::NotFound {
+        if self.sas.get(&id).is_none_or(|sa| sa.proto != proto) {
+            return Err(KernelError::NotFound {
                 target: sa_target(id),
-            })
+            });
+        }
+        self.sas.remove(&id);
+        Ok(())
     }
 
-    fn sa_counters(&mut self, id: SaId) -> Result<Counters, KernelError> {
+    fn sa_counters(&mut self, id: SaId, proto: IpsecProto) -> Result<Counters, KernelError> {
         self.check(MemOp::Counters)?;
         self.sas
             .get(&id)
+            .filter(|sa| sa.proto == proto)
             .map(|sa| sa.counters)
             .ok_or(KernelError::NotFound {
                 target: sa_target(id),
@@ -224,6 +229,7 @@ mod tests {
             local: ip(L),
             remote: ip(R),
             mode: Mode::Transport,
+            proto: IpsecProto::Esp,
             reqid,
             local_ts: vec![TrafficSelector::host(ip(L))],
             remote_ts: vec![TrafficSelector::host(ip(R))],
@@ -260,6 +266,60 @@ mod tests {
             },
             encap: None,
         }
+    }
+
+    #[test]
+    fn ah_child_installs_ah_sas_and_ah_templates() {
+        let mut k = MemKernel::new();
+        let mut c = child(&mut k, REQID_MIN, 0x1234);
+        let ah = |b| EspCrypto::Ah {
+            integ: Integrity {
+                alg: IntegAlg::HmacSha1_96,
+                key: KeyBytes::new(vec![b; 20]),
+            },
+        };
+        c.crypto_in = ah(4);
+        c.crypto_out = ah(5);
+        // AH transforms under ESP policies (or the reverse) are refused before anything is
+        // installed.
+        assert_eq!(
+            k.install_child(&c),
+            Err(KernelError::ProtoMismatch {
+                sa: IpsecProto::Ah,
+                policy: IpsecProto::Esp
+            })
+        );
+        assert!(k.backend().sas().is_empty());
+        c.policy.proto = IpsecProto::Ah;
+        let id = k.install_child(&c).unwrap();
+        let b = k.backend();
+        for sa in b.sas().values() {
+            assert_eq!(
+                (sa.proto, sa.algs.as_str()),
+                (IpsecProto::Ah, "hmac(sha1)/96")
+            );
+        }
+        assert_eq!(b.sas().len(), 2);
+        assert!(
+            b.policies()
+                .values()
+                .all(|p| p.tmpl.proto == IpsecProto::Ah)
+        );
+        assert_eq!(b.policies().len(), 2);
+        // Deleting or reading an SA names its protocol: ESP finds nothing here.
+        let sa_out = SaId {
+            dst: ip(R),
+            spi: 0x1234,
+        };
+        assert!(
+            k.backend_mut()
+                .sa_counters(sa_out, IpsecProto::Esp)
+                .is_err()
+        );
+        assert!(k.backend_mut().sa_counters(sa_out, IpsecProto::Ah).is_ok());
+        k.child_counters(id).unwrap();
+        k.remove_child(id).unwrap();
+        assert!(k.backend().sas().is_empty() && k.backend().policies().is_empty());
     }
 
     #[test]

@@ -54,7 +54,7 @@ pub use sockopt::{SocketFamily, bypass_socket, set_udp_encap};
 pub use spec::{Dir, PolicyKey, PolicySpec, SaId, SaSpec, Selector, Template};
 pub use types::{
     ChildCounters, ChildId, ChildPolicy, ChildSaInstall, Counters, EspCrypto, FlushReport,
-    IntegAlg, Integrity, KeyBytes, Lifetime, Mode, REQID_MAX, REQID_MIN, SPI_RANGE,
+    IntegAlg, Integrity, IpsecProto, KeyBytes, Lifetime, Mode, REQID_MAX, REQID_MIN, SPI_RANGE,
     TrafficSelector, UdpEncap, is_our_reqid,
 };
 pub use xfrm::{NetlinkBackend, XfrmKernel};

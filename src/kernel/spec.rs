@@ -9,7 +9,8 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::error::KernelError;
 use super::types::{
-    ChildPolicy, ChildSaInstall, EspCrypto, Lifetime, Mode, TrafficSelector, is_our_reqid,
+    ChildPolicy, ChildSaInstall, EspCrypto, IpsecProto, Lifetime, Mode, TrafficSelector,
+    is_our_reqid,
 };
 
 /// At most this many policies per CHILD_SA (selector ranges can expand to many prefixes).
@@ -104,7 +105,7 @@ impl fmt::Display for PolicyKey {
     }
 }
 
-/// The single ESP template of a policy.
+/// The single ESP or AH template of a policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Template {
     /// Outer source address.
@@ -115,6 +116,8 @@ pub struct Template {
     pub reqid: u32,
     /// Mode.
     pub mode: Mode,
+    /// ESP or AH.
+    pub proto: IpsecProto,
 }
 
 /// A policy to install.
@@ -128,7 +131,7 @@ pub struct PolicySpec {
     pub tmpl: Template,
 }
 
-/// Identity of an ESP SA in the kernel.
+/// Identity of an SA in the kernel (with its protocol, which the SA's transforms give).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SaId {
     /// Destination address.
@@ -137,7 +140,7 @@ pub struct SaId {
     pub spi: u32,
 }
 
-/// An ESP SA to install.
+/// An ESP or AH SA to install (the protocol is `crypto.proto()`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SaSpec<'a> {
     /// Destination and SPI.
@@ -165,6 +168,14 @@ impl ChildSaInstall {
     pub(crate) fn sa_specs(&self) -> Result<(SaSpec<'_>, SaSpec<'_>), KernelError> {
         self.crypto_in.validate()?;
         self.crypto_out.validate()?;
+        for crypto in [&self.crypto_in, &self.crypto_out] {
+            if crypto.proto() != self.policy.proto {
+                return Err(KernelError::ProtoMismatch {
+                    sa: crypto.proto(),
+                    policy: self.policy.proto,
+                });
+            }
+        }
         self.lifetime.validate()?;
         let p = &self.policy;
         check_common(p)?;
@@ -311,6 +322,7 @@ pub(crate) fn policy_specs(p: &ChildPolicy) -> Result<Vec<PolicySpec>, KernelErr
         dst: p.remote,
         reqid: p.reqid,
         mode: p.mode,
+        proto: p.proto,
     };
     let tmpl_in = Template {
         src: p.remote,
@@ -398,6 +410,7 @@ mod tests {
             local: "10.0.0.1".parse().unwrap(),
             remote: "10.0.0.2".parse().unwrap(),
             mode,
+            proto: IpsecProto::Esp,
             reqid: REQID_MIN + 1,
             local_ts: l,
             remote_ts: r,

@@ -42,6 +42,37 @@ impl fmt::Display for Mode {
     }
 }
 
+/// IPsec protocol of a CHILD_SA: the crate's one type for it (the engine negotiates it, the
+/// policies' templates and the SAs carry it; ipsec.conf's `esp=`/`ah=` choose it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum IpsecProto {
+    /// Encapsulating Security Payload (RFC 4303), IP protocol 50.
+    #[default]
+    Esp,
+    /// Authentication Header (RFC 4302), IP protocol 51: integrity only.
+    Ah,
+}
+
+impl IpsecProto {
+    /// IP protocol number (XFRM's `id.proto`, a template's `id.proto`).
+    pub fn number(self) -> u8 {
+        match self {
+            Self::Esp => 50,
+            Self::Ah => 51,
+        }
+    }
+}
+
+impl fmt::Display for IpsecProto {
+    /// strongSwan's spelling in status output.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Esp => "ESP",
+            Self::Ah => "AH",
+        })
+    }
+}
+
 /// One traffic selector: an address range, an IP protocol (0 = any) and a port range.
 ///
 /// For ICMP/ICMPv6 the kernel matches type and code in separate fields, so only the full
@@ -145,7 +176,7 @@ impl fmt::Debug for KeyBytes {
     }
 }
 
-/// ESP integrity algorithms (used with AES-CBC).
+/// Integrity algorithms (ESP with AES-CBC, and AH).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum IntegAlg {
     /// AUTH_HMAC_SHA1_96.
@@ -215,6 +246,11 @@ pub enum EspCrypto {
         /// Integrity algorithm and key.
         integ: Integrity,
     },
+    /// AH (RFC 4302): an HMAC integrity algorithm only, installed with protocol 51.
+    Ah {
+        /// Integrity algorithm and key.
+        integ: Integrity,
+    },
 }
 
 /// Kernel name of the AES-GCM-16 AEAD.
@@ -243,15 +279,19 @@ impl EspCrypto {
                         len: key.len(),
                     });
                 }
-                if integ.key.len() != integ.alg.key_len() {
-                    return Err(KernelError::InvalidKeyLength {
-                        alg: integ.alg.kernel_name(),
-                        len: integ.key.len(),
-                    });
-                }
+                integ.validate()?;
             }
+            Self::Ah { integ } => integ.validate()?,
         }
         Ok(())
+    }
+
+    /// The IPsec protocol these transforms are for.
+    pub fn proto(&self) -> IpsecProto {
+        match self {
+            Self::AesGcm16 { .. } | Self::AesCbc { .. } => IpsecProto::Esp,
+            Self::Ah { .. } => IpsecProto::Ah,
+        }
     }
 
     /// Human-readable algorithm names, e.g. `cbc(aes)+hmac(sha256)/128` (no key material).
@@ -263,7 +303,22 @@ impl EspCrypto {
                 integ.alg.kernel_name(),
                 integ.alg.trunc_bits()
             ),
+            Self::Ah { integ } => {
+                format!("{}/{}", integ.alg.kernel_name(), integ.alg.trunc_bits())
+            }
         }
+    }
+}
+
+impl Integrity {
+    fn validate(&self) -> Result<(), KernelError> {
+        if self.key.len() != self.alg.key_len() {
+            return Err(KernelError::InvalidKeyLength {
+                alg: self.alg.kernel_name(),
+                len: self.key.len(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -318,6 +373,8 @@ pub struct ChildPolicy {
     pub remote: IpAddr,
     /// Transport or tunnel.
     pub mode: Mode,
+    /// ESP or AH: the protocol of the policies' templates (and of the SAs).
+    pub proto: IpsecProto,
     /// Request id tying policies to SAs; must be in `REQID_MIN..=REQID_MAX`.
     pub reqid: u32,
     /// Our side's traffic selectors.
@@ -326,8 +383,9 @@ pub struct ChildPolicy {
     pub remote_ts: Vec<TrafficSelector>,
 }
 
-/// Everything needed to install one CHILD_SA (an inbound and an outbound ESP SA plus
-/// policies out, in and, in tunnel mode, fwd). The protocol is always ESP.
+/// Everything needed to install one CHILD_SA (an inbound and an outbound ESP or AH SA plus
+/// policies out, in and, in tunnel mode, fwd). The transforms' protocol
+/// ([`EspCrypto::proto`]) must be the policy's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChildSaInstall {
     /// Addresses, mode, reqid and traffic selectors.

@@ -3,8 +3,8 @@
 use std::net::IpAddr;
 
 use netlink_packet_xfrm::{
-    self as x, Address, Alg, AlgAead, AlgAuth, EncapTmpl, IPPROTO_ESP, ReplayEsn, UserPolicyId,
-    UserPolicyInfo, UserSaId, UserSaInfo, UserTemplate, XfrmAttrs, XfrmMessage, policy, state,
+    self as x, Address, Alg, AlgAead, AlgAuth, EncapTmpl, ReplayEsn, UserPolicyId, UserPolicyInfo,
+    UserSaId, UserSaInfo, UserTemplate, XfrmAttrs, XfrmMessage, policy, state,
 };
 
 use super::error::{KernelError, Target};
@@ -12,8 +12,8 @@ use super::ipsec::{Ipsec, XfrmBackend};
 use super::netlink::{NlError, NlSocket};
 use super::spec::{Dir, PolicyKey, PolicySpec, SaId, SaSpec, Selector};
 use super::types::{
-    CBC_NAME, Counters, EspCrypto, FlushReport, GCM_ICV_BITS, GCM_NAME, KeyBytes, Lifetime, Mode,
-    is_our_reqid,
+    CBC_NAME, Counters, EspCrypto, FlushReport, GCM_ICV_BITS, GCM_NAME, Integrity, IpsecProto,
+    KeyBytes, Lifetime, Mode, is_our_reqid,
 };
 
 /// Largest replay window the kernel accepts (XFRMA_REPLAY_ESN_MAX bytes of bitmap).
@@ -98,6 +98,7 @@ fn alg_names(crypto: &EspCrypto) -> String {
     match crypto {
         EspCrypto::AesGcm16 { .. } => GCM_NAME.to_string(),
         EspCrypto::AesCbc { integ, .. } => format!("{CBC_NAME} + {}", integ.alg.kernel_name()),
+        EspCrypto::Ah { integ } => integ.alg.kernel_name().to_string(),
     }
 }
 
@@ -115,13 +116,31 @@ fn crypto_attrs(crypto: &EspCrypto) -> Vec<XfrmAttrs> {
                 alg_key_len: key_bits(key),
                 alg_key: key.expose().to_vec(),
             }),
-            XfrmAttrs::AuthenticationAlgTrunc(AlgAuth {
-                alg_name: alg_name(integ.alg.kernel_name()),
-                alg_key_len: key_bits(&integ.key),
-                alg_trunc_len: integ.alg.trunc_bits(),
-                alg_key: integ.key.expose().to_vec(),
-            }),
+            auth_trunc(integ),
         ],
+        EspCrypto::Ah { integ } => vec![auth_trunc(integ)],
+    }
+}
+
+/// XFRMA_ALG_AUTH_TRUNC: the HMAC with its ICV truncation (RFC 2404, RFC 4868).
+fn auth_trunc(integ: &Integrity) -> XfrmAttrs {
+    XfrmAttrs::AuthenticationAlgTrunc(AlgAuth {
+        alg_name: alg_name(integ.alg.kernel_name()),
+        alg_key_len: key_bits(&integ.key),
+        alg_trunc_len: integ.alg.trunc_bits(),
+        alg_key: integ.key.expose().to_vec(),
+    })
+}
+
+/// SA flags: an AH header over IPv4 is padded to 32 bits, as RFC 4302 §2.2 asks (and
+/// strongSwan does). Linux pads it to 64 bits otherwise: with HMAC-SHA2-256-128's 16-byte ICV
+/// it would send and expect a 32-byte header where such a peer uses 28 bytes, and every ICV
+/// check fails (seen in the lab). IPv6 keeps the 64-bit alignment RFC 4302 requires there.
+fn state_flags(proto: IpsecProto, src: &IpAddr) -> u8 {
+    if proto == IpsecProto::Ah && src.is_ipv4() {
+        x::XFRM_STATE_ALIGN4
+    } else {
+        0
     }
 }
 
@@ -149,11 +168,11 @@ fn sa_target(id: SaId) -> Target {
     }
 }
 
-fn sa_id(id: SaId) -> UserSaId {
+fn sa_id(id: SaId, proto: IpsecProto) -> UserSaId {
     let mut u = UserSaId::default();
     u.destination(&id.dst);
     u.spi = id.spi;
-    u.proto = IPPROTO_ESP;
+    u.proto = proto.number();
     u
 }
 
@@ -191,7 +210,8 @@ impl XfrmBackend for NetlinkBackend {
         info.source(&sa.src);
         info.destination(&sa.id.dst);
         info.id.spi = sa.id.spi;
-        info.id.proto = IPPROTO_ESP;
+        info.id.proto = sa.crypto.proto().number();
+        info.flags = state_flags(sa.crypto.proto(), &sa.src);
         info.reqid = sa.reqid;
         info.mode = mode_number(sa.mode);
         info.lifetime_cfg = lifetime_cfg(&sa.lifetime);
@@ -235,18 +255,18 @@ impl XfrmBackend for NetlinkBackend {
         Ok(())
     }
 
-    fn del_sa(&mut self, id: SaId) -> Result<(), KernelError> {
+    fn del_sa(&mut self, id: SaId, proto: IpsecProto) -> Result<(), KernelError> {
         let msg = XfrmMessage::DeleteSa(state::DelGetMessage {
-            user_sa_id: sa_id(id),
+            user_sa_id: sa_id(id, proto),
             nlas: vec![],
         });
         self.call(msg, || sa_target(id), None)?;
         Ok(())
     }
 
-    fn sa_counters(&mut self, id: SaId) -> Result<Counters, KernelError> {
+    fn sa_counters(&mut self, id: SaId, proto: IpsecProto) -> Result<Counters, KernelError> {
         let msg = XfrmMessage::GetSa(state::DelGetMessage {
-            user_sa_id: sa_id(id),
+            user_sa_id: sa_id(id, proto),
             nlas: vec![],
         });
         let answers = self.call(msg, || sa_target(id), None)?;
@@ -277,7 +297,7 @@ impl XfrmBackend for NetlinkBackend {
         let mut tmpl = UserTemplate::default();
         tmpl.source(&spec.tmpl.src);
         tmpl.destination(&spec.tmpl.dst);
-        tmpl.protocol(IPPROTO_ESP);
+        tmpl.protocol(spec.tmpl.proto.number());
         tmpl.mode(mode_number(spec.tmpl.mode));
         tmpl.reqid(spec.tmpl.reqid);
         let body = policy::ModifyMessage {
@@ -360,7 +380,8 @@ impl XfrmBackend for NetlinkBackend {
                 dst,
                 spi: info.id.spi,
             };
-            let mut user_id = sa_id(id);
+            // The dump's own protocol number (ESP, AH or another tool's).
+            let mut user_id = sa_id(id, IpsecProto::Esp);
             user_id.proto = info.id.proto;
             let msg = XfrmMessage::DeleteSa(state::DelGetMessage {
                 user_sa_id: user_id,
@@ -373,5 +394,47 @@ impl XfrmBackend for NetlinkBackend {
             }
         }
         KernelError::collect(Target::SaTable, errors).map(|()| report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::IntegAlg;
+
+    #[test]
+    fn ah_sa_is_proto_51_with_a_truncated_hmac_only() {
+        for (alg, name, trunc) in [
+            (IntegAlg::HmacSha1_96, "hmac(sha1)", 96),
+            (IntegAlg::HmacSha256_128, "hmac(sha256)", 128),
+            (IntegAlg::HmacSha384_192, "hmac(sha384)", 192),
+            (IntegAlg::HmacSha512_256, "hmac(sha512)", 256),
+        ] {
+            let crypto = EspCrypto::Ah {
+                integ: Integrity {
+                    alg,
+                    key: KeyBytes::new(vec![7; alg.key_len()]),
+                },
+            };
+            let attrs = crypto_attrs(&crypto);
+            let [XfrmAttrs::AuthenticationAlgTrunc(a)] = attrs.as_slice() else {
+                panic!("AH carries exactly one AUTH_TRUNC attribute");
+            };
+            assert_eq!(a.alg_name, alg_name(name));
+            let key_bits = u32::try_from(alg.key_len() * 8).unwrap();
+            assert_eq!((a.alg_trunc_len, a.alg_key_len), (trunc, key_bits));
+            assert_eq!(crypto.proto().number(), 51);
+        }
+        let id = SaId {
+            dst: "10.0.0.1".parse().unwrap(),
+            spi: 0xc000_0001,
+        };
+        assert_eq!(sa_id(id, IpsecProto::Ah).proto, 51);
+        let v4: IpAddr = "10.0.0.1".parse().unwrap();
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(state_flags(IpsecProto::Ah, &v4), x::XFRM_STATE_ALIGN4);
+        assert_eq!(state_flags(IpsecProto::Ah, &v6), 0);
+        assert_eq!(state_flags(IpsecProto::Esp, &v4), 0);
+        assert_eq!(sa_id(id, IpsecProto::Esp).proto, 50);
     }
 }

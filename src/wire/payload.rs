@@ -268,6 +268,26 @@ pub struct Identification {
     pub data: Vec<u8>,
 }
 
+/// As written in ipsec.conf: `10.1.0.1`, `@gw.example.org`, `carol@example.org`, `@#0a0b`.
+impl std::fmt::Display for Identification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = || String::from_utf8_lossy(&self.data);
+        match self.id_type {
+            IdType::IPV4_ADDR | IdType::IPV6_ADDR => match self.ip() {
+                Some(a) => write!(f, "{a}"),
+                None => f.write_str("<bad address id>"),
+            },
+            IdType::FQDN => write!(f, "@{}", text()),
+            IdType::RFC822_ADDR => f.write_str(&text()),
+            IdType::KEY_ID => {
+                f.write_str("@#")?;
+                self.data.iter().try_for_each(|b| write!(f, "{b:02x}"))
+            }
+            t => write!(f, "id-type-{}", t.0),
+        }
+    }
+}
+
 impl Identification {
     /// ID_IPV4_ADDR or ID_IPV6_ADDR.
     pub fn from_ip(addr: IpAddr) -> Self {

@@ -9,13 +9,12 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use ikev2d::crypto::{DhGroup, Encr, Integ, Prf};
 use ikev2d::ike::{
-    ConnSpec, Endpoint, EndpointConfig, EspProposal, Event, IkeProposal, Mode, SpiAllocator,
-    SpiError,
+    ConnSpec, Endpoint, EndpointConfig, EspProposal, Event, IkeProposal, IpsecProto, Mode,
+    SpiAllocator, SpiError,
 };
 use ikev2d::wire::Identification;
 use rand::SeedableRng;
 use rand::rngs::ChaCha20Rng;
-use zeroize::Zeroizing;
 
 struct Spis(u32);
 
@@ -75,11 +74,12 @@ fn conn(local: &str, remote: &str, ike: &IkeProposal) -> ConnSpec {
         remote_addr: Some(remote.parse().unwrap()),
         local_port: 500,
         remote_port: 500,
-        local_id: Identification::fqdn(local),
+        local_id: Some(Identification::fqdn(local)),
         remote_id: None,
-        psk: Zeroizing::new(b"benchmark pre-shared key".to_vec()),
+        psk: ikev2d::ike::Psks::fixed(b"benchmark pre-shared key"),
         ike_proposals: vec![ike.clone()],
         esp_proposals: vec![EspProposal {
+            protocol: IpsecProto::Esp,
             encr: vec![Encr::AesGcm16 { key_bits: 128 }],
             integ: vec![],
             esn: false,

@@ -58,6 +58,7 @@ impl Resolved<'_> {
     getter!(action, Action, Action);
     getter!(frag, Fragmentation, Fragmentation);
     getter!(number, U32, u32);
+    getter!(count, U64, u64);
     getter!(mark, Mark, Mark);
     getter!(text, Text, String);
 }
@@ -191,6 +192,7 @@ impl<'a> Builder<'a> {
             esp: r
                 .proposals("esp")
                 .unwrap_or_else(|| Proposals::default_for(Protocol::Esp)),
+            ah: r.proposals("ah"),
             conn_type: r.conn_type("type").unwrap_or(ConnType::Tunnel),
             auto: r.auto("auto").unwrap_or(Auto::Ignore),
             ikelifetime: r
@@ -215,6 +217,10 @@ impl<'a> Builder<'a> {
             reqid: r.number("reqid"),
             mark: r.mark("mark"),
             inactivity: r.duration("inactivity"),
+            lifebytes: r.count("lifebytes"),
+            lifepackets: r.count("lifepackets"),
+            marginbytes: r.count("marginbytes").unwrap_or(0),
+            marginpackets: r.count("marginpackets").unwrap_or(0),
         };
         check_conn(&conn, diags);
         Some(conn)
@@ -325,7 +331,7 @@ mod tests {
         let (c, d) = build(
             "conn %default\n  ikelifetime=8h\n  lifetime=2h\n  keyingtries=%forever\n  authby=secret\nconn x\n  also=y\n  ikelifetime=1h\n  keylife=\n  auto=add\nconn y\n  also=z\n  left=10.0.0.1\n  ikelifetime=4h\nconn z\n  right=10.0.0.2\n  left=10.9.9.9\n  type=transport\n",
         );
-        // ikelifetime and keyingtries are parsed but not acted on yet: warnings only.
+        // ikelifetime is parsed but not acted on yet: warnings only.
         assert!(d.iter().all(|m| m.contains(": warning: ")), "{d:?}");
         let x = c.conn("x").unwrap();
         assert_eq!(x.ikelifetime, Duration::from_secs(3600), "own value wins");

@@ -196,6 +196,8 @@ pub struct Conn {
     pub right: End,
     pub ike: Proposals,
     pub esp: Proposals,
+    /// `ah=`: the CHILD_SA uses AH with these proposals instead of ESP (`None`: absent).
+    pub ah: Option<Proposals>,
     /// `type=`.
     pub conn_type: ConnType,
     pub auto: Auto,
@@ -218,6 +220,12 @@ pub struct Conn {
     pub reqid: Option<u32>,
     pub mark: Option<Mark>,
     pub inactivity: Option<Duration>,
+    /// `lifebytes` / `lifepackets`: hard volume limits of a CHILD_SA (`None` = none).
+    pub lifebytes: Option<u64>,
+    pub lifepackets: Option<u64>,
+    /// `marginbytes` / `marginpackets`: rekey this much before the volume limit.
+    pub marginbytes: u64,
+    pub marginpackets: u64,
 }
 
 /// `config setup`.

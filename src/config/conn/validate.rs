@@ -24,8 +24,25 @@ pub(super) fn check_conn(c: &Conn, diags: &mut Diagnostics) {
             );
         }
     }
-    if matches!(c.left.host, Host::Any { .. }) && matches!(c.right.host, Host::Any { .. }) {
-        diags.error(pos, format!("conn '{name}': left and right are both %any"));
+    if c.ah.is_some() && c.esp.configured {
+        diags.error(
+            pos,
+            format!(
+                "conn '{name}': esp= and ah= together cannot be negotiated: an IKEv2 CHILD_SA has one protocol per proposal (RFC 7296 3.3.1), and strongSwan accepts only one of the two keywords (AH+ESP bundles are not supported); keep one of them (ESP+AH needs manual SAs with ip xfrm)"
+            ),
+        );
+    }
+    if matches!(c.left.host, Host::Any { .. })
+        && matches!(c.right.host, Host::Any { .. })
+        && c.auto != Auto::Add
+    {
+        diags.error(
+            pos,
+            format!(
+                "conn '{name}': left and right are both %any: such a conn can only answer (auto=add), not auto={}",
+                c.auto
+            ),
+        );
     }
     if matches!(c.conn_type, ConnType::Passthrough | ConnType::Drop) {
         diags.warning(

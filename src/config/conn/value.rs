@@ -11,7 +11,7 @@ use crate::config::keywords::ValueKind;
 use crate::config::proposal::{ProposalError, Proposals, Protocol, parse_proposals};
 use crate::config::values::{
     Host, Mark, ProtoPort, ValueError, parse_bool, parse_duration, parse_host, parse_mark,
-    parse_percent, parse_protoport, parse_subnets, parse_u32,
+    parse_percent, parse_protoport, parse_subnets, parse_u32, parse_u64,
 };
 
 /// A validated keyword value.
@@ -35,6 +35,7 @@ pub(super) enum Val {
     Action(Action),
     Fragmentation(Fragmentation),
     U32(u32),
+    U64(u64),
     Mark(Mark),
     Text(String),
     UniqueIds(UniqueIds),
@@ -157,6 +158,7 @@ pub(super) fn convert(kind: ValueKind, v: &str) -> Result<Val, SettingError> {
         },
         ValueKind::Ike => Val::Proposals(parse_proposals(Protocol::Ike, v)?),
         ValueKind::Esp => Val::Proposals(parse_proposals(Protocol::Esp, v)?),
+        ValueKind::Ah => Val::Proposals(parse_proposals(Protocol::Ah, v)?),
         ValueKind::ConnType => Val::ConnType(match v {
             "transport_proxy" => {
                 return Err(SettingError::TransportProxy);
@@ -213,6 +215,7 @@ pub(super) fn convert(kind: ValueKind, v: &str) -> Result<Val, SettingError> {
             "fragmentation",
         )?),
         ValueKind::U32 => Val::U32(parse_u32(v)?),
+        ValueKind::U64 => Val::U64(parse_u64(v)?),
         ValueKind::Mark => Val::Mark(parse_mark(v)?),
         ValueKind::Text => Val::Text(v.to_owned()),
         ValueKind::UniqueIds => Val::UniqueIds(choice(

@@ -19,23 +19,35 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             .map(|c| c.spec.clone())
             .collect();
         for spec in traps {
-            let (Some(local), Some(remote)) = (spec.local_addr, spec.remote_addr) else {
-                tracing::error!(target: "kernel", "auto=route {}: needs fixed left and right addresses", spec.name);
-                continue;
-            };
-            let local_ts = crate::ike::configured_or_host(&spec.local_ts, local);
-            let remote_ts = crate::ike::configured_or_host(&spec.remote_ts, remote);
-            let trap =
-                install::trap_policy(local, remote, spec.mode, spec.reqid, &local_ts, &remote_ts);
-            self.traps.insert(spec.reqid);
-            self.kernel(
-                KernelOp::InstallTrap(trap),
-                Pending::InstallTrap {
-                    name: spec.name,
-                    reqid: spec.reqid,
-                },
-            );
+            self.install_trap(spec);
         }
+    }
+
+    /// Trap policies for one conn (auto=route, dpdaction=hold, closeaction=hold).
+    pub(super) fn install_trap(&mut self, spec: crate::ike::ConnSpec) {
+        let (Some(local), Some(remote)) = (spec.local_addr, spec.remote_addr) else {
+            tracing::error!(target: "kernel", "trap policies for {}: need fixed left and right addresses", spec.name);
+            return;
+        };
+        let local_ts = crate::ike::configured_or_host(&spec.local_ts, local);
+        let remote_ts = crate::ike::configured_or_host(&spec.remote_ts, remote);
+        let trap = install::trap_policy(
+            local,
+            remote,
+            spec.mode,
+            spec.child_protocol(),
+            spec.reqid,
+            &local_ts,
+            &remote_ts,
+        );
+        self.traps.insert(spec.reqid);
+        self.kernel(
+            KernelOp::InstallTrap(trap),
+            Pending::InstallTrap {
+                name: spec.name,
+                reqid: spec.reqid,
+            },
+        );
     }
 
     pub(super) fn remove_traps(&mut self) {
@@ -68,11 +80,17 @@ impl<R: rand::CryptoRng> Supervisor<R> {
 
     pub(super) fn child_ready(&mut self, now: Instant, c: &ChildSaReady) {
         if self.settings.key_log {
+            // AH is not encrypted: only ESP CHILD_SAs have a key record.
             self.effects
-                .push_back(Effect::KeyLog(KeyRecord::child_sa(c)));
+                .extend(KeyRecord::child_sa(c).map(Effect::KeyLog));
         }
         let jitter = install::rekey_jitter(c.rekey_margin, c.rekey_fuzz_percent, &mut self.rng);
-        let lifetime = install::lifetime(c.lifetime, c.rekey_margin, jitter);
+        let mut lifetime = install::lifetime(c.lifetime, c.rekey_margin, jitter);
+        if let Some(entry) = self.conns.iter().find(|e| e.spec.name == c.conn) {
+            entry
+                .volume
+                .apply(&mut lifetime, c.rekey_fuzz_percent, &mut self.rng);
+        }
         let encap = c.natt_remote_port.map(|remote_port| UdpEncap {
             local_port: self.settings.natt_port,
             remote_port,
@@ -125,12 +143,19 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             .unwrap_or_default();
         tracing::info!(target: "kernel", "{text} ({} {}, reqid {:#x}, kernel: {}{rekey})",
             report.protocol, report.mode, kernel_id.reqid, self.settings.kernel_name);
+        let idle = self
+            .conns
+            .iter()
+            .find(|c| c.spec.name == conn)
+            .and_then(|c| c.inactivity)
+            .map(|inactivity| super::liveness::IdleWatch::new(inactivity, now));
         let record = ChildRecord {
             conn,
             kernel_id,
             report: *report,
             installed_at: now,
             lifetime,
+            idle,
         };
         let spi_in = kernel_id.spi_in;
         self.children.insert(spi_in, record);
@@ -168,9 +193,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         }
         // Without its CHILD_SA the IKE SA is useless; do not leave the peer sending ESP we
         // cannot decrypt.
-        if let Err(e) = self.endpoint.delete_ike_sa(now, ike_sa) {
-            tracing::warn!(target: "ike", "deleting IKE_SA [{}]: {e}", ike_sa.0);
-        }
+        self.delete_ike(now, ike_sa);
     }
 
     pub(super) fn acquire(
@@ -190,7 +213,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             return;
         }
         tracing::info!(target: "kernel", "ACQUIRE {local} -> {remote}: initiating {name}");
-        if let Err(e) = self.endpoint.initiate(now, &name) {
+        if let Err(e) = self.initiate(now, &name, 1) {
             tracing::error!(target: "ike", "initiating {name} on ACQUIRE: {e}");
         }
     }
@@ -230,9 +253,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             }
         } else if hard {
             tracing::warn!(target: "kernel", "ESP SA {spi:08x} of {conn} hit its hard lifetime; deleting IKE_SA [{}]", ike_sa.0);
-            if let Err(e) = self.endpoint.delete_ike_sa(now, ike_sa) {
-                tracing::warn!(target: "ike", "deleting IKE_SA [{}]: {e}", ike_sa.0);
-            }
+            self.delete_ike(now, ike_sa);
         } else if rekey {
             tracing::info!(target: "kernel", "ESP SA {spi:08x} of {conn} reached its soft lifetime; rekeying CHILD_SA {spi_in:08x}");
             if let Err(e) = self.endpoint.rekey_child(now, ike_sa, spi_in) {

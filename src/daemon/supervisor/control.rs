@@ -19,7 +19,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             .iter()
             .find(|c| c.spec.name == name)
             .and_then(|c| c.spec.remote_addr);
-        match self.endpoint.initiate(now, &name) {
+        match self.initiate(now, &name, 1) {
             Ok(id) => {
                 let to = remote.map_or_else(|| "%any".into(), |a| a.to_string());
                 let text = format!("initiating IKE_SA {name}[{}] to {to}", id.0);
@@ -49,6 +49,8 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             self.done(ctl, Done::failed(format!("no conn named {name:?}")));
             return;
         }
+        self.cancel_retries(Some(name));
+        self.local_deletes.extend(ids.iter().copied());
         let n = self.endpoint.delete_conn(now, name);
         tracing::info!(target: "ike", "down {name}: deleting {n} IKE_SA(s)");
         self.progress(ctl, format!("deleting {n} IKE_SA(s) of {name}"));

@@ -17,6 +17,7 @@
 
 mod children;
 mod control;
+mod liveness;
 mod nat;
 mod refusals;
 mod status;
@@ -29,11 +30,12 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::ChaCha20Rng;
 
-use super::conns::{ConnEntry, fmt_identification};
+use super::conns::{ConnEntry, endpoint_config, fmt_identification};
 use super::keylog::KeyRecord;
 use crate::config::conn::Auto;
+use crate::config::settings::DaemonSettings;
 use crate::control::{ChildReport, Done, Reply, Request, StatusReport};
-use crate::ike::{Endpoint, Event, IkeSaExportedKeys, IkeSaId, Role, Transmit};
+use crate::ike::{Endpoint, Event, IkeError, IkeSaExportedKeys, IkeSaId, Role, Transmit};
 use crate::kernel::{ChildId, KernelError, KernelEvent, KernelOp, KernelOutput, Lifetime};
 
 /// How long SIGTERM waits for the peers' answers to our DELETEs.
@@ -56,7 +58,7 @@ pub enum Effect {
     Kernel(OpId, KernelOp),
     /// A reply to an ikectl connection (the last one is [`Reply::Done`]).
     Reply(CtlId, Reply),
-    /// Read ipsec.conf and ipsec.secrets again and hand the result to
+    /// Read ipsec.conf, ipsec.secrets and the settings file again and hand the result to
     /// [`Supervisor::config_loaded`] (with this requester).
     LoadConfig(Option<CtlId>),
     /// Append to the Wireshark key log (only with [`Settings::key_log`]).
@@ -71,6 +73,15 @@ pub enum Effect {
     },
 }
 
+/// What a reload read: the conns and the daemon settings.
+#[derive(Debug)]
+pub struct Reloaded {
+    /// ipsec.conf's conns with their secrets.
+    pub conns: Vec<ConnEntry>,
+    /// The settings file (`/etc/ikev2d.toml`).
+    pub settings: DaemonSettings,
+}
+
 /// Fixed facts about the daemon's surroundings.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -82,12 +93,10 @@ pub struct Settings {
     pub natt_port: u16,
     /// Emit [`Effect::KeyLog`] records.
     pub key_log: bool,
-    /// Interval of NAT keepalives on IKE SAs behind a NAT (strongSwan's `keep_alive`, 20 s).
+    /// Interval of NAT keepalives on IKE SAs behind a NAT (strongSwan's `keep_alive`; the
+    /// settings file's `[nat] keepalive`, 20 s by default; zero: none).
     pub nat_keepalive: Duration,
 }
-
-/// The default interval of NAT keepalives.
-pub const NAT_KEEPALIVE: Duration = Duration::from_secs(20);
 
 /// Signals the daemon reacts to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +116,8 @@ struct ChildRecord {
     report: ChildReport,
     installed_at: Instant,
     lifetime: Lifetime,
+    /// `inactivity`: the idle watch of this CHILD_SA.
+    idle: Option<liveness::IdleWatch>,
 }
 
 /// What a kernel result means.
@@ -127,6 +138,10 @@ enum Pending {
         reqid: u32,
     },
     RemoveTrap,
+    /// Counters of CHILD_SAs watched for `inactivity` (inbound SPIs, in order).
+    Idle {
+        spis: Vec<u32>,
+    },
     Status {
         ctl: CtlId,
         report: StatusReport,
@@ -177,6 +192,16 @@ pub struct Supervisor<R> {
     traps: HashSet<u32>,
     phase: Phase,
     effects: VecDeque<Effect>,
+    /// Our initiations not yet established, for `keyingtries`.
+    attempts: HashMap<IkeSaId, liveness::Attempt>,
+    /// Tries of `keyingtries` waiting for their back-off.
+    retries: Vec<liveness::Retry>,
+    /// A liveness check is outstanding on an IKE SA: when the peer was last heard before it.
+    dpd_sent: HashMap<IkeSaId, Instant>,
+    /// IKE SAs we are deleting ourselves (no `dpdaction` when they go).
+    local_deletes: HashSet<IkeSaId>,
+    /// The next liveness check or retry.
+    liveness_deadline: Option<Instant>,
     /// When NAT keepalives are due next (while some IKE SA is behind a NAT).
     next_keepalive: Option<Instant>,
     /// Refused IKE_SA_INIT requests, logged with a rate limit.
@@ -206,6 +231,11 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             traps: HashSet::new(),
             phase: Phase::Running,
             effects: VecDeque::new(),
+            attempts: HashMap::new(),
+            retries: Vec::new(),
+            dpd_sent: HashMap::new(),
+            local_deletes: HashSet::new(),
+            liveness_deadline: None,
             next_keepalive: None,
             refusals: refusals::RefusalLog::default(),
         }
@@ -221,7 +251,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             .map(|c| c.spec.name.clone())
             .collect();
         for name in starts {
-            match self.endpoint.initiate(now, &name) {
+            match self.initiate(now, &name, 1) {
                 Ok(id) => {
                     tracing::info!(target: "ike", "auto=start: initiating IKE_SA {name}[{}]", id.0)
                 }
@@ -247,6 +277,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             drain,
             self.next_keepalive,
             self.refusals.deadline(),
+            self.liveness_deadline,
         ]
         .into_iter()
         .flatten()
@@ -276,6 +307,8 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         self.keepalive_timeout(now);
         self.refusals_timeout(now);
         self.drain_engine(now);
+        self.liveness_timeout(now);
+        self.drain_engine(now);
     }
 
     /// A signal arrived.
@@ -298,20 +331,21 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         self.drain_engine(now);
     }
 
-    /// The result of [`Effect::LoadConfig`]: on success the new conns apply to new SAs.
+    /// The result of [`Effect::LoadConfig`]: on success the new conns apply to new SAs, the
+    /// new engine settings (retransmissions, half-open limits) at once.
     pub fn config_loaded(
         &mut self,
         now: Instant,
         from: Option<CtlId>,
-        loaded: Result<Vec<ConnEntry>, String>,
+        loaded: Result<Reloaded, String>,
     ) {
         let who = if from.is_some() {
             "ikectl reload"
         } else {
             "SIGHUP"
         };
-        let conns = match loaded {
-            Ok(c) => c,
+        let Reloaded { conns, settings } = match loaded {
+            Ok(l) => l,
             Err(e) => {
                 tracing::error!(target: "cfg", "{who}: reload refused, keeping the running configuration:\n{e}");
                 if let Some(ctl) = from {
@@ -322,6 +356,12 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         };
         tracing::info!(target: "cfg", "{who}: configuration reloaded");
         let n = conns.len();
+        self.endpoint.set_config(endpoint_config(
+            &settings,
+            self.settings.key_log,
+            self.settings.natt_port,
+        ));
+        self.settings.nat_keepalive = settings.nat.interval();
         self.endpoint
             .set_conns(conns.iter().map(|c| c.spec.clone()).collect());
         self.conns = conns;
@@ -411,6 +451,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 tracing::warn!(target: "kernel", "removing trap policies: {e}")
             }
             (Pending::Status { ctl, report, slots }, r) => self.status_done(ctl, report, &slots, r),
+            (Pending::Idle { spis }, r) => self.idle_counters(now, &spis, r),
             (Pending::Flush, r) => {
                 match r {
                     Ok(KernelOutput::Flushed(f)) if f.sas + f.policies > 0 => {
@@ -455,10 +496,9 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         self.phase = Phase::Draining {
             deadline: now + SHUTDOWN_GRACE,
         };
+        self.cancel_retries(None);
         for sa in self.endpoint.ike_sas() {
-            if let Err(e) = self.endpoint.delete_ike_sa(now, sa.id) {
-                tracing::warn!(target: "ike", "deleting IKE_SA {}[{}]: {e}", sa.conn, sa.id.0);
-            }
+            self.delete_ike(now, sa.id);
         }
         self.drain_engine(now);
     }
@@ -510,6 +550,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             }
         }
         self.finish_if_drained(now);
+        self.refresh_liveness_deadline();
     }
 
     /// An IKE SA's keys for the Wireshark key log (present only when the engine exports them).
@@ -537,6 +578,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 exported_keys,
             } => {
                 self.log_ike_keys(&spi_i, &spi_r, exported_keys.as_deref());
+                self.attempts.remove(&id);
                 let text = format!(
                     "IKE_SA {conn}[{}] established between {}[{}]...{}[{}]",
                     id.0,
@@ -591,7 +633,10 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             Event::IkeSaFailed { id, conn, error } => {
                 let name = conn.as_deref().unwrap_or("?");
                 tracing::warn!(target: "ike", "IKE_SA {name}[{}] failed: {error}", id.0);
-                self.fail_up(id, &error);
+                self.local_deletes.remove(&id);
+                if !self.initiate_failed(now, id, &error) {
+                    self.fail_up(id, &error);
+                }
                 self.ike_gone(id);
             }
             Event::ChildSaReady(ready) => self.child_ready(now, &ready),
@@ -617,6 +662,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 by_peer,
                 error,
             } => {
+                let dead = matches!(error, Some(IkeError::PeerNotResponding { .. }));
                 let why = match error {
                     Some(e) => format!(": {e}"),
                     None if by_peer => " by the peer".to_string(),
@@ -630,6 +676,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                     );
                 }
                 self.ike_gone(id);
+                self.ike_sa_lost(now, id, &conn, by_peer, dead);
             }
         }
     }

@@ -1,5 +1,5 @@
 //! NAT traversal around the engine (RFC 3948, RFC 7296 §2.23): NAT keepalives on the paths
-//! of IKE SAs behind a NAT, and CHILD_SAs that follow a peer whose NAT mapping changed.
+//! of IKE SAs behind a NAT (every `[nat] keepalive` of the settings file, none when 0), and CHILD_SAs that follow a peer whose NAT mapping changed.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -11,6 +11,10 @@ impl<R: rand::CryptoRng> Supervisor<R> {
     /// The paths (ours, the peer's) that need NAT keepalives now: established IKE SAs behind
     /// a NAT whose path is on our NAT-T port.
     fn keepalive_paths(&self) -> Vec<(SocketAddr, SocketAddr)> {
+        if self.settings.nat_keepalive.is_zero() {
+            // `[nat] keepalive = 0` in the settings file: none.
+            return Vec::new();
+        }
         self.endpoint
             .ike_sas()
             .into_iter()

@@ -153,14 +153,14 @@ fn removed_conn(sa: &IkeSaStatus) -> ConnReport {
 /// The status entry of a negotiated CHILD_SA (counters and times are filled in later).
 pub(super) fn child_report(c: &ChildSaReady, installed: bool) -> ChildReport {
     ChildReport {
-        protocol: "ESP".into(),
+        protocol: c.protocol.to_string(),
         mode: c.mode.to_string(),
         reqid: c.reqid,
         installed,
         spi_in: format!("{:08x}", c.spi_in),
         spi_out: format!("{:08x}", c.spi_out),
-        encr: c.encr.name().to_string(),
-        encr_key_bits: u32::from(c.encr.key_bits()),
+        encr: c.encr.map_or("", |e| e.name()).to_string(),
+        encr_key_bits: c.encr.map_or(0, |e| u32::from(e.key_bits())),
         integ: c.integ.map(|i| i.name().to_string()),
         integ_key_bits: c
             .integ

@@ -53,7 +53,7 @@ fn conns(conf: &str, local: &str, reqids: &mut Reqids) -> Vec<ConnEntry> {
     );
     assert!(!l.diagnostics.has_errors(), "{:?}", l.diagnostics);
     let local = ip(local);
-    build_conns(&l.config, &l.secrets, &|a| a == local, reqids).unwrap()
+    build_conns(&l.config, &l.secrets, &|a| a == local, &|_| None, reqids).unwrap()
 }
 
 struct Node {
@@ -63,6 +63,8 @@ struct Node {
     reqids: Reqids,
     /// What the next [`Effect::LoadConfig`] reads.
     next_conf: Option<String>,
+    /// The settings file the next [`Effect::LoadConfig`] reads.
+    next_settings: DaemonSettings,
     replies: Vec<(CtlId, Reply)>,
     key_records: usize,
     /// NAT keepalives sent: (when, from, to).
@@ -88,7 +90,7 @@ impl Node {
             kernel_installs: true,
             natt_port: 4500,
             key_log: true,
-            nat_keepalive: super::NAT_KEEPALIVE,
+            nat_keepalive: DaemonSettings::default().nat.interval(),
         };
         Self {
             sup: Supervisor::new(
@@ -101,6 +103,7 @@ impl Node {
             addr: ip(local),
             reqids,
             next_conf: None,
+            next_settings: DaemonSettings::default(),
             replies: Vec::new(),
             key_records: 0,
             keepalives: Vec::new(),
@@ -133,6 +136,14 @@ impl Node {
 
     fn ike_sas(&self) -> usize {
         self.sup.endpoint.ike_sas().len()
+    }
+
+    /// When the keepalives were sent, in whole seconds after `start`.
+    fn keepalives_since(&self, start: Instant) -> Vec<u64> {
+        self.keepalives
+            .iter()
+            .map(|(t, _, _)| (*t - start).as_secs())
+            .collect()
     }
 
     /// The replies to `ctl`, and whether the last one is a successful Done.
@@ -210,7 +221,10 @@ impl Pair {
                 Effect::Reply(ctl, r) => node.replies.push((ctl, r)),
                 Effect::LoadConfig(from) => {
                     let loaded = match node.next_conf.take() {
-                        Some(c) => Ok(conns(&c, &addr.to_string(), &mut node.reqids)),
+                        Some(c) => Ok(Reloaded {
+                            conns: conns(&c, &addr.to_string(), &mut node.reqids),
+                            settings: node.next_settings.clone(),
+                        }),
                         None => Err("ipsec.conf:1:1: error: broken".to_string()),
                     };
                     node.sup.config_loaded(now, from, loaded);
@@ -330,7 +344,10 @@ impl Pair {
         };
         if hard {
             // The kernel deletes the SA itself at its hard lifetime.
-            n.kernel.backend_mut().del_sa(sa).unwrap();
+            n.kernel
+                .backend_mut()
+                .del_sa(sa, crate::kernel::IpsecProto::Esp)
+                .unwrap();
         }
         n.sup
             .handle_kernel_event(now, KernelEvent::Expire { reqid, sa, hard });
@@ -656,6 +673,314 @@ fn a_child_deleted_while_its_install_runs_is_removed_afterwards() {
     assert_eq!((p.b.sas(), p.b.policies()), (0, 0));
 }
 
+/// `hh` with more options (lines of `hh`).
+fn hh_with(options: &[&str]) -> String {
+    let lines: String = options.iter().map(|o| format!("\t{o}\n")).collect();
+    conf(&lines)
+}
+
+/// The engine's default schedule gives up ≈165.06 s after the first transmission.
+const GIVE_UP: Duration = Duration::from_millis(165_100);
+
+#[test]
+fn dpd_checks_a_silent_peer_and_an_answering_one_stays() {
+    let mut p = Pair::new(&hh_with(&["dpdaction=clear", "dpddelay=10s"]), &conf(""));
+    p.up();
+    let established = p.a.sup.endpoint.ike_sas()[0].established_at.unwrap();
+    assert_eq!(
+        p.a.sup.endpoint.ike_sas()[0].last_received,
+        Some(established)
+    );
+    p.advance(Duration::from_secs(9));
+    assert_eq!(
+        p.a.sup.endpoint.ike_sas()[0].last_received,
+        Some(established),
+        "no check before dpddelay"
+    );
+    p.advance(Duration::from_secs(1));
+    // The empty INFORMATIONAL went out at 10 s and was answered.
+    let heard = p.a.sup.endpoint.ike_sas()[0].last_received.unwrap();
+    assert_eq!(heard - established, Duration::from_secs(10));
+    p.advance(Duration::from_secs(100));
+    let heard = p.a.sup.endpoint.ike_sas()[0].last_received.unwrap();
+    assert_eq!(heard - established, Duration::from_secs(110));
+    for n in [&p.a, &p.b] {
+        assert_eq!((n.ike_sas(), n.sas()), (1, 2));
+    }
+}
+
+#[test]
+fn dpdaction_clear_removes_every_sa_once_the_checks_give_up() {
+    let mut p = Pair::new(&hh_with(&["dpdaction=clear", "dpddelay=10s"]), &conf(""));
+    p.up();
+    p.blackhole = true;
+    p.advance(Duration::from_secs(10) + GIVE_UP - Duration::from_secs(1));
+    assert_eq!((p.a.ike_sas(), p.a.sas()), (1, 2), "still retransmitting");
+    p.advance(Duration::from_secs(1));
+    assert_eq!((p.a.ike_sas(), p.a.sas(), p.a.policies()), (0, 0, 0));
+    // Nothing comes back: no traps, no new initiation.
+    p.advance(Duration::from_secs(600));
+    assert_eq!((p.a.ike_sas(), p.a.policies()), (0, 0));
+}
+
+#[test]
+fn without_dpdaction_no_liveness_checks_are_sent() {
+    let mut p = Pair::new(&hh_with(&["dpddelay=10s"]), &conf(""));
+    p.up();
+    p.blackhole = true;
+    p.advance(Duration::from_secs(600));
+    assert_eq!((p.a.ike_sas(), p.a.sas()), (1, 2));
+}
+
+#[test]
+fn dpdaction_hold_installs_traps_and_traffic_brings_the_tunnel_back() {
+    let mut p = Pair::new(&hh_with(&["dpdaction=hold", "dpddelay=10s"]), &conf(""));
+    p.up();
+    p.blackhole = true;
+    p.advance(Duration::from_secs(10) + GIVE_UP);
+    assert_eq!((p.a.ike_sas(), p.a.sas()), (0, 0));
+    assert_eq!(p.a.policies(), 2, "transport-mode traps: out and in");
+    p.blackhole = false;
+    let reqid = p.a.sup.conns[0].spec.reqid;
+    let now = p.now;
+    p.a.sup.handle_kernel_event(
+        now,
+        KernelEvent::Acquire {
+            reqid,
+            local: ip(A),
+            remote: ip(B),
+            flow: crate::kernel::Flow {
+                src: ip(A),
+                dst: ip(B),
+                proto: 1,
+                sport: 8,
+                dport: 0,
+            },
+            policy_index: 1,
+        },
+    );
+    p.drive();
+    assert_eq!((p.a.ike_sas(), p.a.sas()), (1, 2));
+    // INITIAL_CONTACT made B drop its stale SAs: one IKE SA and one pair.
+    assert_eq!((p.b.ike_sas(), p.b.sas()), (1, 2));
+}
+
+#[test]
+fn dpdaction_restart_with_keyingtries_forever_waits_for_the_peer() {
+    let mut p = Pair::new(
+        &hh_with(&["dpdaction=restart", "dpddelay=10s", "keyingtries=%forever"]),
+        &conf(""),
+    );
+    p.up();
+    p.blackhole = true;
+    p.advance(Duration::from_secs(10) + GIVE_UP);
+    assert_eq!((p.a.ike_sas(), p.a.sas()), (1, 0), "restarted at once");
+    // Several failed tries later the peer is back.
+    p.advance(Duration::from_secs(1000));
+    assert_eq!(p.a.ike_sas(), 1, "still trying");
+    p.blackhole = false;
+    p.advance(Duration::from_secs(200));
+    assert_eq!((p.a.ike_sas(), p.a.sas()), (1, 2));
+    assert_eq!(
+        p.a.sup.endpoint.ike_sas()[0].state,
+        crate::ike::IkeSaState::Established
+    );
+    assert_eq!((p.b.ike_sas(), p.b.sas()), (1, 2));
+}
+
+#[test]
+fn keyingtries_retries_with_backoff_then_fails_up() {
+    let mut p = Pair::new(&hh_with(&["keyingtries=2"]), &conf(""));
+    p.blackhole = true;
+    let ctl = p.request(true, Request::Up { name: "hh".into() });
+    p.advance(GIVE_UP);
+    assert_eq!(p.a.outcome(ctl).1, None, "waiting for the second try");
+    assert_eq!(p.a.ike_sas(), 0, "back-off before the next try");
+    p.advance(Duration::from_secs(1));
+    assert_eq!(p.a.ike_sas(), 1, "second try after 1 s");
+    p.advance(GIVE_UP);
+    let (replies, done) = p.a.outcome(ctl);
+    assert_eq!(done, Some(false));
+    let texts: Vec<String> = replies.iter().map(|r| format!("{r:?}")).collect();
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("trying again in 1 s (try 2 of 2)")),
+        "{texts:?}"
+    );
+    p.advance(Duration::from_secs(600));
+    assert_eq!(p.a.ike_sas(), 0, "no third try");
+}
+
+#[test]
+fn keyingtries_succeeds_when_the_peer_returns_between_tries() {
+    let mut p = Pair::new(&conf(""), &conf(""));
+    p.blackhole = true;
+    let ctl = p.request(true, Request::Up { name: "hh".into() });
+    p.advance(GIVE_UP);
+    p.blackhole = false;
+    p.advance(Duration::from_secs(1));
+    assert_eq!(p.a.outcome(ctl).1, Some(true), "{:?}", p.a.outcome(ctl));
+    for n in [&p.a, &p.b] {
+        assert_eq!((n.ike_sas(), n.sas()), (1, 2));
+    }
+}
+
+#[test]
+fn down_cancels_pending_tries() {
+    let mut p = Pair::new(&conf(""), &conf(""));
+    p.blackhole = true;
+    let up = p.request(true, Request::Up { name: "hh".into() });
+    p.advance(GIVE_UP);
+    p.request(true, Request::Down { name: "hh".into() });
+    assert_eq!(p.a.outcome(up).1, Some(false));
+    p.advance(Duration::from_secs(600));
+    assert_eq!(p.a.ike_sas(), 0);
+}
+
+#[test]
+fn closeaction_restart_initiates_again_after_the_peers_delete() {
+    let mut p = Pair::new(&hh_with(&["closeaction=restart"]), &conf(""));
+    p.up();
+    let old = p.a.inbound_spis();
+    p.request(false, Request::Down { name: "hh".into() });
+    for n in [&p.a, &p.b] {
+        assert_eq!((n.ike_sas(), n.sas()), (1, 2));
+    }
+    assert_ne!(p.a.inbound_spis(), old);
+    // Our own `down` does not restart.
+    p.request(true, Request::Down { name: "hh".into() });
+    assert_eq!((p.a.ike_sas(), p.a.sas(), p.b.ike_sas()), (0, 0, 0));
+}
+
+#[test]
+fn closeaction_hold_installs_traps_after_the_peers_delete() {
+    let mut p = Pair::new(&hh_with(&["closeaction=hold"]), &conf(""));
+    p.up();
+    p.request(false, Request::Down { name: "hh".into() });
+    assert_eq!((p.a.ike_sas(), p.a.sas(), p.a.policies()), (0, 0, 2));
+}
+
+#[test]
+fn a_restarted_initiator_leaves_the_responder_one_ike_sa_and_one_pair() {
+    // B would restart on the peer's delete: INITIAL_CONTACT's replacement must not trigger it.
+    let mut p = Pair::new(&conf(""), &hh_with(&["closeaction=restart"]));
+    p.up();
+    // A loses its state (SIGKILL) and comes back.
+    p.a = Node::new(A, &conf(""), 30);
+    p.a.sup.start(p.now);
+    p.up();
+    for n in [&p.a, &p.b] {
+        assert_eq!((n.ike_sas(), n.sas()), (1, 2));
+    }
+    let a_in = p.a.inbound_spis();
+    assert!(p.b.kernel.backend().sas().contains_key(&SaId {
+        dst: ip(A),
+        spi: a_in[0]
+    }));
+}
+
+#[test]
+fn reload_applies_the_retransmission_settings() {
+    let mut p = Pair::new(&conf(""), &conf(""));
+    p.up();
+    p.a.next_conf = Some(conf(""));
+    p.a.next_settings = crate::config::settings::parse_settings(
+        "ikev2d.toml",
+        "[retransmit]\ntimeout = 1.0\nbase = 2.0\ntries = 2\n",
+    )
+    .unwrap();
+    let ctl = p.request(true, Request::Reload);
+    assert_eq!(p.a.outcome(ctl).1, Some(true));
+    p.blackhole = true;
+    p.request(true, Request::Down { name: "hh".into() });
+    // Sent at 0, retransmitted at 1 s and 3 s, given up at 7 s (1 + 2 + 4).
+    p.advance(Duration::from_millis(6_999));
+    assert_eq!(p.a.ike_sas(), 1);
+    p.advance(Duration::from_millis(1));
+    assert_eq!((p.a.ike_sas(), p.a.sas()), (0, 0));
+}
+
+#[test]
+fn lifebytes_and_lifepackets_become_kernel_limits() {
+    let c = hh_with(&[
+        "lifebytes=1000000",
+        "marginbytes=100000",
+        "lifepackets=2000",
+        "marginpackets=200",
+    ]);
+    let mut p = Pair::new(&c, &conf(""));
+    p.up();
+    let sas = p.a.kernel.backend().sas();
+    assert_eq!(sas.len(), 2);
+    for sa in sas.values() {
+        let l = sa.lifetime;
+        assert_eq!((l.hard_bytes, l.hard_packets), (1_000_000, 2000));
+        // Margin plus up to rekeyfuzz=50 % of it.
+        assert!((850_000..=900_000).contains(&l.soft_bytes), "{l:?}");
+        assert!((1700..=1800).contains(&l.soft_packets), "{l:?}");
+    }
+    // B has no volume limits.
+    for sa in p.b.kernel.backend().sas().values() {
+        assert_eq!((sa.lifetime.hard_bytes, sa.lifetime.soft_packets), (0, 0));
+    }
+}
+
+#[test]
+fn inactivity_closes_an_idle_child_and_spares_a_busy_one() {
+    let mut p = Pair::new(&hh_with(&["inactivity=30s"]), &conf(""));
+    p.up();
+    let spi = p.a.inbound_spis()[0];
+    let sa = SaId { dst: ip(A), spi };
+    // Traffic in every interval: the CHILD_SA stays.
+    for n in 1..=4u64 {
+        p.a.kernel
+            .backend_mut()
+            .set_counters(
+                sa,
+                Counters {
+                    bytes: 100 * n,
+                    packets: n,
+                },
+            )
+            .unwrap();
+        p.advance(Duration::from_secs(30));
+        assert_eq!((p.a.ike_sas(), p.a.sas()), (1, 2), "busy in interval {n}");
+    }
+    // Then silence: gone at the next reading (its only CHILD_SA, so the IKE SA goes too).
+    p.advance(Duration::from_secs(29));
+    assert_eq!(p.a.ike_sas(), 1);
+    p.advance(Duration::from_secs(1));
+    for n in [&p.a, &p.b] {
+        assert_eq!((n.ike_sas(), n.sas()), (0, 0));
+    }
+}
+
+#[test]
+fn without_inactivity_an_idle_child_stays() {
+    let mut p = Pair::new(&conf(""), &conf(""));
+    p.up();
+    p.advance(Duration::from_secs(39));
+    assert_eq!((p.a.ike_sas(), p.a.sas()), (1, 2));
+}
+
+#[test]
+fn a_refusal_is_not_retried() {
+    let b = conf("").replace("aes128-sha256-x25519!", "aes256-sha384-ecp256!");
+    let mut p = Pair::new(&hh_with(&["keyingtries=%forever"]), &b);
+    let ctl = p.request(true, Request::Up { name: "hh".into() });
+    let (replies, done) = p.a.outcome(ctl);
+    assert_eq!(done, Some(false), "{replies:?}");
+    assert!(
+        !replies
+            .iter()
+            .any(|r| format!("{r:?}").contains("trying again")),
+        "{replies:?}"
+    );
+    p.advance(Duration::from_secs(600));
+    assert_eq!(p.a.ike_sas(), 0);
+}
+
 #[test]
 fn forceencaps_installs_udp_encapsulation_and_sends_keepalives() {
     let conf_a = conf("").replace("\tauto=add\n", "\tauto=add\n\tforceencaps=yes\n");
@@ -674,12 +999,7 @@ fn forceencaps_installs_udp_encapsulation_and_sends_keepalives() {
     let start = p.now;
     p.advance(Duration::from_secs(61));
     // Only a (which forces encapsulation, like a host behind a NAT) sends them, every 20 s.
-    let a_at: Vec<u64> =
-        p.a.keepalives
-            .iter()
-            .map(|(t, _, _)| (*t - start).as_secs())
-            .collect();
-    assert_eq!(a_at, [20, 40, 60]);
+    assert_eq!(p.a.keepalives_since(start), [20, 40, 60]);
     let (_, from, to) = p.a.keepalives[0];
     assert_eq!(
         (from, to),
@@ -807,4 +1127,24 @@ fn behind_a_nat_keepalives_and_a_changed_mapping_rekeys_on_the_responder() {
         vec![b[0].children[0].spi_out]
     });
     assert_eq!(p.status(false).conns[0].ike_sas[0].remote, "10.9.0.1:6500");
+}
+
+#[test]
+fn the_settings_file_sets_the_keepalive_interval_and_zero_turns_them_off() {
+    let conf_a = conf("").replace("\tauto=add\n", "\tauto=add\n\tforceencaps=yes\n");
+    let mut p = Pair::new(&conf_a, &conf(""));
+    let reload = |p: &mut Pair, text: &str| {
+        p.a.next_conf = Some(conf_a.clone());
+        p.a.next_settings = crate::config::settings::parse_settings("ikev2d.toml", text).unwrap();
+        let ctl = p.request(true, Request::Reload);
+        assert_eq!(p.a.outcome(ctl).1, Some(true));
+    };
+    reload(&mut p, "[nat]\nkeepalive = 5\n");
+    p.up();
+    let start = p.now;
+    p.advance(Duration::from_secs(16));
+    assert_eq!(p.a.keepalives_since(start), [5, 10, 15]);
+    reload(&mut p, "[nat]\nkeepalive = 0\n");
+    p.advance(Duration::from_secs(60));
+    assert_eq!(p.a.keepalives.len(), 3, "none after keepalive = 0");
 }

@@ -39,7 +39,11 @@ fn up(p: &mut Pair) -> (IkeSaId, IkeSaId, ChildSaReady, ChildSaReady) {
 }
 
 /// The CREATE_CHILD_SA requests and answers on the wire, decrypted with the IKE SAs.
-fn create_child_sa_payloads(p: &Pair, a: IkeSaId, b: IkeSaId) -> Vec<(Dir, Vec<Payload>)> {
+pub(super) fn create_child_sa_payloads(
+    p: &Pair,
+    a: IkeSaId,
+    b: IkeSaId,
+) -> Vec<(Dir, Vec<Payload>)> {
     p.log
         .iter()
         .filter_map(|(d, t)| {
@@ -60,7 +64,7 @@ fn ke_group(payloads: &[Payload]) -> Option<u16> {
 }
 
 /// Both sides reported the CHILD_SA request failed with `error`.
-fn assert_both_refused(p: &Pair, error: IkeError) {
+pub(super) fn assert_both_refused(p: &Pair, error: IkeError) {
     let failed = (child_failures(&p.a_events), child_failures(&p.b_events));
     assert_eq!(failed, (vec![error.clone()], vec![error]));
 }
@@ -89,7 +93,10 @@ fn additional_child_sa_for_another_conn_in_both_roles() {
         // The responder picked `lan` by the selectors (its IKE SA's conn `net` refuses them).
         assert_eq!(na.conn, "lan");
         assert_eq!(na.local_ts, vec![subnet("10.1.1.0", "10.1.1.255")]);
-        assert_eq!(na.encr, crate::crypto::Encr::AesGcm16 { key_bits: 128 });
+        assert_eq!(
+            na.encr,
+            Some(crate::crypto::Encr::AesGcm16 { key_bits: 128 })
+        );
         assert_eq!((na.ike_sa, nb.ike_sa, na.rekeyed_from), (a, b, None));
         assert!(child_failures(&p.a_events).is_empty() && child_failures(&p.b_events).is_empty());
         for ep in [&p.a, &p.b] {
@@ -140,7 +147,7 @@ fn additional_child_sa_refusals() {
     );
     // A conn with another PSK may not ride this IKE SA.
     let mut other = p.a.conns.clone();
-    other[1].psk = Zeroizing::new(b"another key".to_vec());
+    other[1].psk = Psks::fixed(b"another key");
     p.a.set_conns(other);
     assert_eq!(
         p.a.create_child(p.now, a, "lan"),

@@ -115,12 +115,14 @@ fn custom_retransmit_policy() {
 fn wrong_psk() {
     let a = conn(A_IP, Some(B_IP), IKE, ESP);
     let mut b = conn(B_IP, Some(A_IP), IKE, ESP);
-    b.psk = Zeroizing::new(b"another password".to_vec());
+    b.psk = Psks::fixed(b"another password");
     let mut p = Pair::new(a, b);
     p.connect();
     assert_eq!(
         failures(&p.b_events),
-        vec![IkeError::AuthenticationFailed { local_side: true }]
+        vec![IkeError::PeerNotAuthenticated {
+            peer: "@moon.example".into()
+        }]
     );
     assert_eq!(
         failures(&p.a_events),
@@ -137,7 +139,7 @@ fn wrong_psk() {
 #[test]
 fn wrong_psk_on_initiator() {
     let mut a = conn(A_IP, Some(B_IP), IKE, ESP);
-    a.psk = Zeroizing::new(b"typo".to_vec());
+    a.psk = Psks::fixed(b"typo");
     let mut p = Pair::new(a, conn(B_IP, Some(A_IP), IKE, ESP));
     p.connect();
     assert_eq!(
@@ -155,7 +157,9 @@ fn idr_not_owned_by_responder() {
     p.connect();
     assert_eq!(
         failures(&p.b_events),
-        vec![IkeError::AuthenticationFailed { local_side: true }]
+        vec![IkeError::PeerNotAuthenticated {
+            peer: "@moon.example".into()
+        }]
     );
     assert_eq!(
         failures(&p.a_events),

@@ -109,7 +109,7 @@ fn responder_picks_initiators_first_acceptable_proposal() {
     );
     p.connect();
     let (ca, _) = assert_up(&p);
-    assert_eq!(ca.encr, Encr::AesGcm16 { key_bits: 256 });
+    assert_eq!(ca.encr, Some(Encr::AesGcm16 { key_bits: 256 }));
     let prop = p.b.ike_sas()[0].proposal.clone().unwrap();
     assert!(prop.contains(DhGroup::Ecp256.name()) && prop.contains(Prf::HmacSha384.name()));
 }

@@ -1,6 +1,7 @@
 //! Two-endpoint in-memory harness on a virtual clock (quinn-proto `Pair` style), with knobs
 //! to drop, duplicate, reorder and address-translate datagrams.
 
+mod ah;
 mod children;
 mod exchanges;
 mod faults;
@@ -10,6 +11,7 @@ mod ike_rekey_initiator;
 mod interop;
 mod nat;
 mod rekey;
+mod road_warrior;
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -17,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
 use rand::rngs::ChaCha20Rng;
-use zeroize::Zeroizing;
 
 use super::*;
 use crate::crypto::{DhGroup, Encr, Integ, Prf};
@@ -81,9 +82,11 @@ fn encr(s: &str) -> Encr {
     }
 }
 
-/// Parse a strongSwan-style ESP proposal such as `aes128-sha256`.
+/// Parse a strongSwan-style ESP proposal such as `aes128-sha256`, or an AH one written
+/// `ah-sha1`.
 pub(super) fn esp_prop(s: &str) -> EspProposal {
     let mut p = EspProposal {
+        protocol: crate::kernel::IpsecProto::Esp,
         encr: vec![],
         integ: vec![],
         esn: false,
@@ -97,6 +100,7 @@ pub(super) fn esp_prop(s: &str) -> EspProposal {
             "sha256" => p.integ.push(Integ::HmacSha256_128),
             "sha1" => p.integ.push(Integ::HmacSha1_96),
             "esn" => p.esn = true,
+            "ah" => p.protocol = crate::kernel::IpsecProto::Ah,
             e => p.encr.push(encr(e)),
         }
     }
@@ -131,9 +135,9 @@ pub(super) fn conn(local: &str, remote: Option<&str>, ike: &str, esp: &str) -> C
         remote_addr: remote.map(ip),
         local_port: 500,
         remote_port: 500,
-        local_id: id(local),
+        local_id: Some(id(local)),
         remote_id: remote.map(id),
-        psk: Zeroizing::new(b"this is a strong password".to_vec()),
+        psk: Psks::fixed(b"this is a strong password"),
         ike_proposals: ike.split(',').map(ike_prop).collect(),
         esp_proposals: esp.split(',').map(esp_prop).collect(),
         mode: Mode::Tunnel,

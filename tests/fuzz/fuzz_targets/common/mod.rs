@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use ikev2d::crypto::{DhGroup, Encr, Prf, SkCrypto};
 use ikev2d::ike::{
-    ConnSpec, Endpoint, EndpointConfig, EspProposal, Event, IkeProposal, IkeSaExportedKeys, Mode,
+    IpsecProto, ConnSpec, Endpoint, EndpointConfig, EspProposal, Event, IkeProposal, IkeSaExportedKeys, Mode,
     SpiAllocator, SpiError,
 };
 use ikev2d::wire::{ExchangeType, Header, Identification, PayloadType};
@@ -39,9 +39,9 @@ pub fn conn(local: &str, remote: Option<&str>) -> ConnSpec {
         remote_addr: remote.map(|r| addr(r).ip()),
         local_port: 500,
         remote_port: 500,
-        local_id: Identification::fqdn(local),
+        local_id: Some(Identification::fqdn(local)),
         remote_id: None,
-        psk: b"fuzzing psk".to_vec().into(),
+        psk: ikev2d::ike::Psks::fixed(b"fuzzing psk"),
         ike_proposals: vec![IkeProposal {
             encr: vec![Encr::AesGcm16 { key_bits: 128 }],
             integ: vec![],
@@ -49,6 +49,7 @@ pub fn conn(local: &str, remote: Option<&str>) -> ConnSpec {
             dh: vec![DhGroup::Curve25519],
         }],
         esp_proposals: vec![EspProposal {
+            protocol: IpsecProto::Esp,
             encr: vec![Encr::AesGcm16 { key_bits: 128 }],
             integ: vec![],
             esn: false,
