@@ -165,6 +165,7 @@ fn template_conn(cli: &Cli) -> Result<ConnSpec, String> {
         &loaded.config,
         &loaded.secrets,
         &is_local,
+        &|_| None,
         &mut Reqids::default(),
     )
     .map_err(|e| format!("bad --ike/--esp: {e:?}"))?;
@@ -364,7 +365,10 @@ impl Worker {
         let name = format!("bench-{i}");
         let mut conn = template.clone();
         conn.name.clone_from(&name);
-        conn.local_id = Identification::fqdn(&format!("{}{i}{}", cli.id_prefix, cli.id_suffix));
+        conn.local_id = Some(Identification::fqdn(&format!(
+            "{}{i}{}",
+            cli.id_prefix, cli.id_suffix
+        )));
         conn.local_addr = Some(self.local.ip());
         conn.local_port = self.local.port();
         // Host selector of this set-up's inner address, or of this worker's own address (the
