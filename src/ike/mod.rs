@@ -768,6 +768,24 @@ impl<R: CryptoRng> Endpoint<R> {
     }
 
     /// Status of every IKE SA, by id.
+    /// The state of one IKE SA (no snapshot of the others).
+    #[must_use]
+    pub fn ike_sa(&self, id: IkeSaId) -> Option<IkeSaStatus> {
+        self.sas.get(&id).map(IkeSa::status)
+    }
+
+    /// Which IKE SA holds the CHILD_SA with inbound SPI `spi_in`, and whether a rekey replaced
+    /// it; found without building a status of every SA.
+    #[must_use]
+    pub fn child_owner(&self, spi_in: u32) -> Option<(IkeSaId, bool)> {
+        self.sas.values().find_map(|sa| {
+            sa.children
+                .iter()
+                .find(|c| c.spi_in == spi_in)
+                .map(|c| (sa.id, c.replaced))
+        })
+    }
+
     pub fn ike_sas(&self) -> Vec<IkeSaStatus> {
         self.sas.values().map(IkeSa::status).collect()
     }

@@ -61,12 +61,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
     /// Which IKE SA holds the CHILD_SA with inbound SPI `spi_in`, and whether a rekey
     /// replaced it (the engine's facts).
     pub(super) fn engine_child(&self, spi_in: u32) -> Option<(IkeSaId, bool)> {
-        self.endpoint.ike_sas().into_iter().find_map(|sa| {
-            sa.children
-                .iter()
-                .find(|c| c.spi_in == spi_in)
-                .map(|c| (sa.id, c.replaced))
-        })
+        self.endpoint.child_owner(spi_in)
     }
 
     pub(super) fn remove_child(&mut self, spi_in: u32) {

@@ -102,9 +102,8 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 // Its CHILD_SAs end now, not when the peer answers the Delete.
                 let spis: Vec<u32> = self
                     .endpoint
-                    .ike_sas()
+                    .ike_sa(id)
                     .iter()
-                    .filter(|s| s.id == id)
                     .flat_map(|s| s.children.iter().map(|c| c.spi_in))
                     .collect();
                 for spi in spis {
@@ -135,7 +134,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
     /// Make-before-break: a new IKE SA for the conn of `old`, its other conns' CHILD_SAs
     /// follow once it is up.
     fn reauthenticate(&mut self, now: Instant, old: IkeSaId) {
-        let Some(sa) = self.endpoint.ike_sas().into_iter().find(|s| s.id == old) else {
+        let Some(sa) = self.endpoint.ike_sa(old) else {
             return;
         };
         let mut extra: Vec<String> = sa

@@ -239,9 +239,8 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         };
         let others = self
             .endpoint
-            .ike_sas()
+            .ike_sa(ike_sa)
             .iter()
-            .filter(|s| s.id == ike_sa)
             .flat_map(|s| s.children.iter())
             .filter(|c| c.spi_in != spi_in && !c.replaced)
             .count();

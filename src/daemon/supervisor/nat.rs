@@ -69,9 +69,8 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         tracing::info!(target: "ike", "IKE_SA {conn}[{}]: peer moved from {from} to {to} (NAT mapping changed), rekeying its CHILD_SAs", id.0);
         let mut spis: Vec<u32> = self
             .endpoint
-            .ike_sas()
+            .ike_sa(id)
             .into_iter()
-            .filter(|sa| sa.id == id)
             .flat_map(|sa| sa.children)
             .filter(|c| !c.replaced && self.children.contains_key(&c.spi_in))
             .map(|c| c.spi_in)
