@@ -62,12 +62,22 @@ start_capture() {
 	shift 2
 	: >"$ART/$name.tcpdump.log"
 	spawn_on "$host" "$ART/$name.tcpdump.log" tcpdump -Z root -i eth0 -U -n -w "$ART/$name.pcap" "$@"
-	_capture_pid=$spawned
+	_capture_pid=$spawned _capture_file=$ART/$name.pcap
 	wait_until 20 "tcpdump $name on $host" grep -q "listening on" "$ART/$name.tcpdump.log"
 }
 
 stop_capture() {
-	local deadline=$((SECONDS + 5))
+	local deadline=$((SECONDS + 5)) size last=-1
+	# tcpdump (-U) writes each packet once it has read it, but an interrupt drops what it has
+	# not read yet: a slow lab kernel may still be behind the traffic. Wait until the file
+	# stops growing between two looks (at most 5 s), then interrupt it.
+	while ((SECONDS < deadline)); do
+		size=$(stat -c %s "$_capture_file" 2>/dev/null || echo 0)
+		((size == last)) && break
+		last=$size
+		sleep 0.3
+	done
+	deadline=$((SECONDS + 5))
 	kill -INT "$_capture_pid" 2>/dev/null || true
 	while _alive "$_capture_pid"; do
 		((SECONDS < deadline)) || fail "tcpdump did not exit within 5 s"
