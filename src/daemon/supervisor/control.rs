@@ -86,14 +86,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
     ) {
         let wait = next_in.as_secs_f64().round();
         tracing::info!(target: "ike", "IKE_SA {conn}[{}]: retransmit {attempt} of {of} to {remote}, next in {wait} s", id.0);
-        let ctls: Vec<CtlId> = self
-            .up_waiters
-            .get(&id)
-            .into_iter()
-            .flatten()
-            .map(|w| w.ctl)
-            .collect();
-        for ctl in ctls {
+        for ctl in self.up_ctls(id) {
             self.progress(
                 ctl,
                 format!("retransmit {attempt} of {of} to {remote}, next in {wait} s"),
@@ -114,6 +107,16 @@ impl<R: rand::CryptoRng> Supervisor<R> {
 
     /// Removes and returns the `up`s waiting on IKE SA `id`, only those of `conn` if given
     /// (a CHILD_SA of another conn may ride the same IKE SA).
+    /// The ikectl connections waiting for `ikectl up` on IKE SA `id`.
+    pub(super) fn up_ctls(&self, id: IkeSaId) -> Vec<CtlId> {
+        self.up_waiters
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .map(|w| w.ctl)
+            .collect()
+    }
+
     pub(super) fn take_up_waiters(&mut self, id: IkeSaId, conn: Option<&str>) -> Vec<UpWaiter> {
         let Some(all) = self.up_waiters.remove(&id) else {
             return Vec::new();

@@ -604,14 +604,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 tracing::info!(target: "ike", "{text} ({} SPIs {}_i {}_r, {proposal}{})",
                     role_name(role), super::hex(&spi_i), super::hex(&spi_r),
                     if nat_detected { ", NAT detected" } else { "" });
-                let ctls: Vec<CtlId> = self
-                    .up_waiters
-                    .get(&id)
-                    .into_iter()
-                    .flatten()
-                    .map(|w| w.ctl)
-                    .collect();
-                for ctl in ctls {
+                for ctl in self.up_ctls(id) {
                     self.progress(ctl, text.clone());
                     self.progress(ctl, format!("IKE proposal: {proposal}"));
                 }
