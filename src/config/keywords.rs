@@ -136,7 +136,7 @@ const CONN: &[(&str, ValueKind, Support)] = &[
 /// `config setup` keywords.
 const SETUP: &[(&str, ValueKind, Support)] = &[
     ("charondebug", V::Text, Acted),
-    ("uniqueids", V::UniqueIds, NotActed),
+    ("uniqueids", V::UniqueIds, Acted),
     ("cachecrls", V::Unchecked, Unsupported),
     ("charonstart", V::Unchecked, Unsupported),
     ("strictcrlpolicy", V::Unchecked, Unsupported),

@@ -21,6 +21,7 @@ use crate::crypto::{DhGroup, Encr, Integ, Prf};
 use crate::daemon::install::VolumeLimits;
 use crate::ike::{
     ConnSpec, EndpointConfig, EspProposal, IkeProposal, IpsecProto, Mode, Psks, RetransmitPolicy,
+    UniqueIds,
 };
 use crate::kernel::{REQID_MAX, REQID_MIN};
 use crate::wire::{IdType, Identification, TrafficSelector, TsType};
@@ -54,8 +55,14 @@ pub struct ConnEntry {
 }
 
 /// The engine's settings from the daemon's settings file; `export_keys` when a key log is
-/// written; our NAT-T port (a command-line option).
-pub fn endpoint_config(s: &DaemonSettings, export_keys: bool, natt_port: u16) -> EndpointConfig {
+/// written; our NAT-T port (a command-line option); `uniqueids=` of ipsec.conf's
+/// `config setup`.
+pub fn endpoint_config(
+    s: &DaemonSettings,
+    export_keys: bool,
+    natt_port: u16,
+    unique_ids: UniqueIds,
+) -> EndpointConfig {
     EndpointConfig {
         retransmit: RetransmitPolicy {
             timeout: s.retransmit.timeout.duration(),
@@ -69,6 +76,7 @@ pub fn endpoint_config(s: &DaemonSettings, export_keys: bool, natt_port: u16) ->
         max_half_open_per_ip: count(s.responder.max_half_open_per_ip),
         export_keys,
         natt_port,
+        unique_ids,
         ..EndpointConfig::default()
     }
 }

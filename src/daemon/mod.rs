@@ -29,7 +29,7 @@ use crate::config::conn::HostResolver;
 use crate::config::diag::Severity;
 use crate::config::load::load;
 use crate::config::settings::{SettingsError, load_settings};
-use crate::ike::{Endpoint, RandomSpis};
+use crate::ike::{Endpoint, RandomSpis, UniqueIds};
 use crate::kernel::{EventSocket, KernelError, KernelIpsec, MemKernel, SPI_RANGE, XfrmKernel};
 use conns::{ConnEntry, Reqids, build_conns, endpoint_config};
 
@@ -125,8 +125,8 @@ impl Reloader {
     }
 
     /// Loads both files: `Err` with all diagnostics when there is any error. Warnings are
-    /// logged. Also returns `charondebug`.
-    pub fn load_with_setup(&mut self) -> Result<(Vec<ConnEntry>, Option<String>), String> {
+    /// logged. Also returns `config setup`'s `uniqueids=`.
+    pub fn load_with_setup(&mut self) -> Result<(Vec<ConnEntry>, UniqueIds), String> {
         let loaded = load(&self.conf, &self.secrets, &SystemDns);
         let mut errors = Vec::new();
         for d in &loaded.diagnostics.items {
@@ -150,14 +150,18 @@ impl Reloader {
             tracing::info!(target: "cfg", "loaded conn {} ({}...{}, {}, auto={})",
                 c.report.name, c.report.local, c.report.remote, c.report.mode, c.report.auto);
         }
-        Ok((conns, loaded.config.setup.charondebug))
+        Ok((conns, loaded.config.setup.uniqueids))
     }
 
     /// Loads the three files (see [`Reloader::load_with_setup`]).
     pub fn load(&mut self) -> Result<supervisor::Reloaded, String> {
         let settings = load_settings(&self.settings).map_err(|e| e.to_string())?;
-        let (conns, _) = self.load_with_setup()?;
-        Ok(supervisor::Reloaded { conns, settings })
+        let (conns, unique_ids) = self.load_with_setup()?;
+        Ok(supervisor::Reloaded {
+            conns,
+            settings,
+            unique_ids,
+        })
     }
 }
 
@@ -223,7 +227,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
             .charondebug
     });
     log::init(charondebug.as_deref());
-    let (conns, _) = reloader.load_with_setup().map_err(DaemonError::Config)?;
+    let (conns, unique_ids) = reloader.load_with_setup().map_err(DaemonError::Config)?;
 
     let kernel = open_kernel(opts.kernel)?;
     let xfrm = opts.kernel == KernelMode::Xfrm;
@@ -249,7 +253,12 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
              anyone who can read them can decrypt this host's IPsec traffic; for debugging only",
             k.dir().display());
     }
-    let config = endpoint_config(&daemon_settings, key_log.is_some(), opts.natt_port);
+    let config = endpoint_config(
+        &daemon_settings,
+        key_log.is_some(),
+        opts.natt_port,
+        unique_ids,
+    );
     // Every RNG below is seeded once from the OS; the engine and the supervisor only see
     // their own generator.
     let seed = || ChaCha20Rng::from_rng(&mut rand::rng());

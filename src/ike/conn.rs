@@ -9,6 +9,7 @@ use rand::Rng;
 
 use super::psk::Psks;
 use super::timer::RetransmitPolicy;
+pub use crate::config::conn::UniqueIds;
 use crate::config::ident::{IdMatch, wildcard_suffix_matches};
 use crate::crypto::{DhGroup, Encr, Integ, Prf};
 use crate::kernel::{IpsecProto, Mode};
@@ -34,6 +35,12 @@ pub struct EndpointConfig {
     pub max_half_open_per_ip: usize,
     /// Replay window reported in [`ChildSaReady`](super::ChildSaReady).
     pub replay_window: u32,
+    /// What a responder does when a peer authenticates with the identity of one of its
+    /// established IKE SAs of the same conn (`config setup` `uniqueids=`): `yes`/`replace`
+    /// delete the older SAs, `keep` deletes the new one, `no` does so only when the peer sent
+    /// INITIAL_CONTACT, `never` keeps both even then. The engine's default is `no`; the daemon
+    /// passes ipsec.conf's (whose default is `yes`).
+    pub unique_ids: UniqueIds,
     /// Hand out each IKE SA's SK_e/SK_a keys in
     /// [`Event::IkeSaEstablished`](super::Event::IkeSaEstablished) (`exported_keys`), for a
     /// debugging key log (Wireshark decryption in the lab). Off by default.
@@ -53,6 +60,7 @@ impl Default for EndpointConfig {
             cookie_threshold_ip: 3,
             max_half_open_per_ip: 5,
             replay_window: 32,
+            unique_ids: UniqueIds::No,
             export_keys: false,
             natt_port: 4500,
         }

@@ -252,6 +252,7 @@ impl ExpectAuthRequest {
         };
         sa.conn = conn;
         sa.initial_contact = has_notify(payloads, NotifyType::INITIAL_CONTACT);
+        sa.authenticated = true;
         let Some(auth) = make_auth(sa, &self.init, Signer::Responder, &psk, &local_id) else {
             return sa.fail(ctx, IkeError::InvalidMessage("no keys"));
         };

@@ -117,7 +117,9 @@ use rand::CryptoRng;
 /// The CHILD_SA mode is the kernel layer's plain data type, so no conversion is needed between
 /// the engine's events and an install.
 pub use crate::kernel::{IpsecProto, Mode};
-pub use conn::{ConnSpec, EndpointConfig, EspProposal, IkeProposal, RandomSpis, SpiAllocator};
+pub use conn::{
+    ConnSpec, EndpointConfig, EspProposal, IkeProposal, RandomSpis, SpiAllocator, UniqueIds,
+};
 pub use error::{IkeError, SpiError};
 pub use event::{
     ChildDirKeys, ChildSaReady, ChildSaStatus, Event, IkeSaExportedKeys, IkeSaId, IkeSaState,
@@ -478,7 +480,7 @@ impl<R: CryptoRng> Endpoint<R> {
         if let Some(b) = born {
             self.born(now, b);
         }
-        self.on_initial_contact(id, mark);
+        self.on_authenticated(now, id, mark);
     }
 
     /// Take in the new SA of an IKE SA rekey (its id was reserved as the next one).
@@ -497,16 +499,19 @@ impl<R: CryptoRng> Endpoint<R> {
         self.with_sa(now, id, |_, _| {});
     }
 
-    /// The peer of responder SA `id` authenticated with INITIAL_CONTACT: it lost its state, so
-    /// its other IKE SAs (same conn and identity) are gone without notice. Their deletion
-    /// events are reported before the new SA's (inserted at event index `mark`).
-    fn on_initial_contact(&mut self, id: IkeSaId, mark: usize) {
+    /// Responder SA `id` has just authenticated its peer. With INITIAL_CONTACT the peer lost
+    /// its state, so its other IKE SAs (same conn and identity) are gone without notice: they
+    /// are forgotten (unless `uniqueids=never`), their deletion events reported before the new
+    /// SA's (inserted at event index `mark`). Without it, `uniqueids=yes|replace` deletes the
+    /// older SAs with a Delete to the peer, and `keep` deletes the new one instead.
+    fn on_authenticated(&mut self, now: Instant, id: IkeSaId, mark: usize) {
         let Some(sa) = self.sas.get_mut(&id) else {
             return;
         };
-        if sa.role != Role::Responder || !std::mem::take(&mut sa.initial_contact) {
+        if sa.role != Role::Responder || !std::mem::take(&mut sa.authenticated) {
             return;
         }
+        let contact = std::mem::take(&mut sa.initial_contact);
         let Some(key) = sa
             .remote_id
             .clone()
@@ -514,20 +519,36 @@ impl<R: CryptoRng> Endpoint<R> {
         else {
             return;
         };
-        let stale: Vec<IkeSaId> = self
+        let others: Vec<IkeSaId> = self
             .by_peer
             .get(&key)
             .map(|set| set.iter().copied().filter(|&s| s != id).collect())
             .unwrap_or_default();
-        let mut gone = Output::default();
-        for old in stale {
-            if let Some(sa) = self.sas.get_mut(&old) {
-                sa.state = sa.forget(&mut gone);
-            }
-            self.remove_if_dead(old);
+        if others.is_empty() {
+            return;
         }
-        for (i, e) in gone.events.into_iter().enumerate() {
-            self.out.events.insert(mark + i, e);
+        match (self.config.unique_ids, contact) {
+            (UniqueIds::Never, _) | (UniqueIds::No, false) => {}
+            (_, true) => {
+                let mut gone = Output::default();
+                for old in others {
+                    if let Some(sa) = self.sas.get_mut(&old) {
+                        sa.state = sa.forget(&mut gone);
+                    }
+                    self.remove_if_dead(old);
+                }
+                for (i, e) in gone.events.into_iter().enumerate() {
+                    self.out.events.insert(mark + i, e);
+                }
+            }
+            (UniqueIds::Yes | UniqueIds::Replace, false) => {
+                for old in others {
+                    let _ = self.delete_ike_sa(now, old);
+                }
+            }
+            (UniqueIds::Keep, false) => {
+                let _ = self.delete_ike_sa(now, id);
+            }
         }
     }
 

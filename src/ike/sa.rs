@@ -285,6 +285,9 @@ pub(crate) struct IkeSa {
     /// Responder: the authenticated peer sent INITIAL_CONTACT; the endpoint then forgets the
     /// peer's older IKE SAs and clears the flag.
     pub(crate) initial_contact: bool,
+    /// Responder: IKE_AUTH has just authenticated the peer; the endpoint applies
+    /// [`EndpointConfig::unique_ids`](super::EndpointConfig::unique_ids) and clears it.
+    pub(crate) authenticated: bool,
 }
 
 impl IkeSa {
@@ -328,6 +331,7 @@ impl IkeSa {
             last_received: None,
             half_open_deadline: None,
             initial_contact: false,
+            authenticated: false,
         }
     }
 

@@ -37,7 +37,9 @@ use super::keylog::KeyRecord;
 use crate::config::conn::Auto;
 use crate::config::settings::DaemonSettings;
 use crate::control::{ChildReport, Done, Reply, Request, StatusReport};
-use crate::ike::{Endpoint, Event, IkeError, IkeSaExportedKeys, IkeSaId, Role, Transmit};
+use crate::ike::{
+    Endpoint, Event, IkeError, IkeSaExportedKeys, IkeSaId, Role, Transmit, UniqueIds,
+};
 use crate::kernel::{ChildId, KernelError, KernelEvent, KernelOp, KernelOutput, Lifetime};
 
 /// How long SIGTERM waits for the peers' answers to our DELETEs.
@@ -82,6 +84,8 @@ pub struct Reloaded {
     pub conns: Vec<ConnEntry>,
     /// The settings file (`/etc/ikev2d.toml`).
     pub settings: DaemonSettings,
+    /// `config setup` `uniqueids=`.
+    pub unique_ids: UniqueIds,
 }
 
 /// Fixed facts about the daemon's surroundings.
@@ -358,7 +362,11 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         } else {
             "SIGHUP"
         };
-        let Reloaded { conns, settings } = match loaded {
+        let Reloaded {
+            conns,
+            settings,
+            unique_ids,
+        } = match loaded {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!(target: "cfg", "{who}: reload refused, keeping the running configuration:\n{e}");
@@ -374,6 +382,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             &settings,
             self.settings.key_log,
             self.settings.natt_port,
+            unique_ids,
         ));
         self.settings.nat_keepalive = settings.nat.interval();
         self.endpoint

@@ -234,6 +234,7 @@ impl Pair {
                         Some(c) => Ok(Reloaded {
                             conns: conns(&c, &addr.to_string(), &mut node.reqids),
                             settings: node.next_settings.clone(),
+                            unique_ids: crate::ike::UniqueIds::Yes,
                         }),
                         None => Err("ipsec.conf:1:1: error: broken".to_string()),
                     };

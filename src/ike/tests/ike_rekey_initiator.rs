@@ -427,3 +427,58 @@ fn a_peer_busy_for_minutes_gets_the_ike_sa_closed() {
     assert_eq!(ike_deleted(&p.a_events), vec![(a, false, None)]);
     assert!(p.a.ike_sas().is_empty() && p.b.ike_sas().is_empty());
 }
+
+#[test]
+fn uniqueids_decides_which_of_two_sas_of_one_peer_stays() {
+    for (mode, new_stays) in [
+        (UniqueIds::Yes, true),
+        (UniqueIds::Replace, true),
+        (UniqueIds::Keep, false),
+    ] {
+        let (mut p, a, _, _, _) = up();
+        p.b.set_config(EndpointConfig {
+            unique_ids: mode,
+            ..EndpointConfig::default()
+        });
+        // A second IKE SA of the same conn and identities, without INITIAL_CONTACT.
+        let a2 = p.a.initiate(p.now, "net").unwrap();
+        p.drive();
+        let (stays, goes) = if new_stays { (a2, a) } else { (a, a2) };
+        let (sa, sb) = (p.a.ike_sas(), p.b.ike_sas());
+        assert_eq!((sa.len(), sb.len()), (1, 1), "{mode:?}");
+        assert_eq!(sa[0].id, stays, "{mode:?}");
+        // b deleted the other one with a Delete, so a reports it deleted by the peer.
+        assert_eq!(
+            ike_deleted(&p.a_events),
+            vec![(goes, true, None)],
+            "{mode:?}"
+        );
+    }
+}
+
+#[test]
+fn uniqueids_never_ignores_initial_contact_and_no_honours_it() {
+    for (mode, b_keeps) in [(UniqueIds::Never, 2), (UniqueIds::No, 1)] {
+        let (mut p, _, b, _, _) = up();
+        p.b.set_config(EndpointConfig {
+            unique_ids: mode,
+            ..EndpointConfig::default()
+        });
+        // a restarts: a fresh endpoint with the same conn, which sends INITIAL_CONTACT.
+        let conns = p.a.conns.clone();
+        p.a = Endpoint::new(
+            EndpointConfig::default(),
+            ChaCha20Rng::seed_from_u64(9),
+            Box::new(SeqSpis(0xa100_0000)),
+        );
+        p.a.set_conns(conns);
+        p.connect();
+        assert_eq!(p.b.ike_sas().len(), b_keeps, "{mode:?}");
+        let forgot = ike_deleted(&p.b_events);
+        if b_keeps == 1 {
+            assert_eq!(forgot, vec![(b, true, None)], "{mode:?}");
+        } else {
+            assert!(forgot.is_empty(), "{mode:?}: {forgot:?}");
+        }
+    }
+}
