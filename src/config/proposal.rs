@@ -630,16 +630,21 @@ pub fn default_esp_proposals() -> Vec<Proposal> {
         },
         Proposal {
             encr: sizes(encr::AES_CBC).to_vec(),
-            integ: vec![
-                integ::HMAC_SHA2_256_128,
-                integ::HMAC_SHA2_384_192,
-                integ::HMAC_SHA2_512_256,
-                integ::HMAC_SHA1_96,
-                integ::AES_XCBC_96,
-            ],
+            integ: default_integrity(),
             esn: vec![esn::NO_ESN],
             ..Proposal::default()
         },
+    ]
+}
+
+/// The integrity algorithms of the default ESP (CBC) and AH proposals, in preference order.
+fn default_integrity() -> Vec<u16> {
+    vec![
+        integ::HMAC_SHA2_256_128,
+        integ::HMAC_SHA2_384_192,
+        integ::HMAC_SHA2_512_256,
+        integ::HMAC_SHA1_96,
+        integ::AES_XCBC_96,
     ]
 }
 
@@ -647,13 +652,7 @@ pub fn default_esp_proposals() -> Vec<Proposal> {
 /// algorithms of [`default_esp_proposals`]'s second proposal, no ESN.
 pub fn default_ah_proposals() -> Vec<Proposal> {
     vec![Proposal {
-        integ: vec![
-            integ::HMAC_SHA2_256_128,
-            integ::HMAC_SHA2_384_192,
-            integ::HMAC_SHA2_512_256,
-            integ::HMAC_SHA1_96,
-            integ::AES_XCBC_96,
-        ],
+        integ: default_integrity(),
         esn: vec![esn::NO_ESN],
         ..Proposal::default()
     }]

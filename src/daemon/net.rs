@@ -313,16 +313,21 @@ mod tests {
         assert!(!is_local_address("192.0.2.77".parse().unwrap()));
     }
 
-    #[tokio::test(flavor = "current_thread")]
-    async fn natt_round_trip_adds_and_strips_marker() {
-        let (tx, mut rx) = mpsc::channel(4);
-        // One free port used as both IKE and NAT-T port: a single socket, with the marker.
+    /// A Net on one free loopback port used as both IKE and NAT-T port (a single socket, with
+    /// the non-ESP marker), and that address.
+    fn loopback_net(tx: mpsc::Sender<Datagram>) -> (Net, SocketAddr) {
         let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let port = probe.local_addr().unwrap().port();
         drop(probe);
         let mut net = Net::new(port, port, false, false, tx).unwrap();
         net.add_address(IpAddr::V4(Ipv4Addr::LOCALHOST)).unwrap();
-        let local = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+        (net, SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn natt_round_trip_adds_and_strips_marker() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let (net, local) = loopback_net(tx);
         net.send(local, local, b"ike").await.unwrap();
         let got = rx.recv().await.unwrap();
         assert_eq!(got.data, b"ike");
@@ -334,12 +339,7 @@ mod tests {
     async fn keepalive_is_one_byte_without_marker() {
         let (tx, _rx) = mpsc::channel(4);
         let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = probe.local_addr().unwrap().port();
-        drop(probe);
-        let mut net = Net::new(port, port, false, false, tx).unwrap();
-        net.add_address(IpAddr::V4(Ipv4Addr::LOCALHOST)).unwrap();
-        let local = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+        let (net, local) = loopback_net(tx);
         net.send_keepalive(local, peer.local_addr().unwrap())
             .await
             .unwrap();
