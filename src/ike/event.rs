@@ -278,6 +278,21 @@ pub enum Event {
         /// The new address and port.
         to: SocketAddr,
     },
+    /// `uniqueids=yes|replace`: the peer authenticated IKE SA `new` with the identity of
+    /// our older responder SA `old` (without INITIAL_CONTACT), so `old` goes: at once when
+    /// `new` came from another address, after `delete_in` ([`REAUTH_GRACE`](super::REAUTH_GRACE))
+    /// from the same address, where the peer is probably reauthenticating and deletes `old`
+    /// itself. Its deletion follows as [`Event::IkeSaDeleted`].
+    DuplicateIkeSa {
+        /// The older SA, to be deleted.
+        old: IkeSaId,
+        /// The new SA of the same peer.
+        new: IkeSaId,
+        /// Conn name.
+        conn: String,
+        /// Zero, or the grace the peer has to delete `old` itself.
+        delete_in: std::time::Duration,
+    },
     /// An established IKE SA is gone (its CHILD_SAs were reported deleted just before).
     IkeSaDeleted {
         /// The SA.

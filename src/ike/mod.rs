@@ -110,7 +110,7 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rand::CryptoRng;
 
@@ -131,6 +131,10 @@ pub(crate) use ts::configured_or_host;
 
 use crate::wire::{ExchangeType, Header, Identification, Message, WireError};
 use sa::{Born, Ctx, IkeSa, Output, Path, Queued, State};
+
+/// How long a responder lets a peer delete, itself, an IKE SA it has just replaced from the
+/// same address (make-before-break reauthentication) before deleting it under `uniqueids`.
+pub const REAUTH_GRACE: Duration = Duration::from_secs(10);
 
 /// A handler context borrowing the endpoint's shared parts (field-wise, so that an SA of
 /// `sas` can be borrowed at the same time).
@@ -542,8 +546,28 @@ impl<R: CryptoRng> Endpoint<R> {
                 }
             }
             (UniqueIds::Yes | UniqueIds::Replace, false) => {
+                let (conn, from) = (sa.conn.name.clone(), sa.remote.ip());
                 for old in others {
-                    let _ = self.delete_ike_sa(now, old);
+                    let Some(o) = self.sas.get_mut(&old) else {
+                        continue;
+                    };
+                    // From the same address this is most likely a make-before-break
+                    // reauthentication: the peer deletes the old SA itself once its new
+                    // CHILD_SAs are installed; deleting it now would race with that.
+                    let grace = if o.remote.ip() == from {
+                        o.replaced_delete_at = Some(now + REAUTH_GRACE);
+                        self.reindex(old, None);
+                        REAUTH_GRACE
+                    } else {
+                        let _ = self.delete_ike_sa(now, old);
+                        Duration::ZERO
+                    };
+                    self.out.events.push_back(Event::DuplicateIkeSa {
+                        old,
+                        new: id,
+                        conn: conn.clone(),
+                        delete_in: grace,
+                    });
                 }
             }
             (UniqueIds::Keep, false) => {

@@ -288,6 +288,11 @@ pub(crate) struct IkeSa {
     /// Responder: IKE_AUTH has just authenticated the peer; the endpoint applies
     /// [`EndpointConfig::unique_ids`](super::EndpointConfig::unique_ids) and clears it.
     pub(crate) authenticated: bool,
+    /// Responder: a newer IKE SA of the same peer, from the same address, replaced this one
+    /// under `uniqueids=yes|replace`; the peer is probably reauthenticating make-before-break
+    /// and deletes this SA itself once the new CHILD_SAs are in. If it has not by then, we
+    /// delete it.
+    pub(crate) replaced_delete_at: Option<Instant>,
 }
 
 impl IkeSa {
@@ -330,6 +335,7 @@ impl IkeSa {
             established_at: None,
             last_received: None,
             half_open_deadline: None,
+            replaced_delete_at: None,
             initial_contact: false,
             authenticated: false,
         }
@@ -673,6 +679,7 @@ impl IkeSa {
             self.outstanding.as_ref().map(Outstanding::deadline),
             self.half_open_deadline,
             self.retry.map(|(at, _)| at),
+            self.replaced_delete_at,
         ]
         .into_iter()
         .flatten()
@@ -763,6 +770,14 @@ impl IkeSa {
         if self.half_open_deadline.is_some_and(|d| ctx.now >= d) && self.is_half_open() {
             self.state = self.fail(ctx, IkeError::HalfOpenTimeout);
             return;
+        }
+        if self
+            .replaced_delete_at
+            .take_if(|at| *at <= ctx.now)
+            .is_some()
+            && !self.queue.contains(&Queued::DeleteIke)
+        {
+            self.queue.push_back(Queued::DeleteIke);
         }
         if let Some((_, q)) = self.retry.take_if(|(at, _)| *at <= ctx.now)
             && !self.queue.contains(&q)

@@ -495,6 +495,7 @@ impl Worker {
             Event::ChildSaDeleted { .. }
             | Event::IkeSaRekeyed { .. }
             | Event::IkeSaRekeyFailed { .. }
+            | Event::DuplicateIkeSa { .. }
             | Event::InitRefused { .. }
             | Event::PeerMoved { .. } => {}
         }

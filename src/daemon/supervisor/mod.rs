@@ -677,6 +677,23 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 self.remove_child(spi_in);
                 self.child_deleted_for_down(spi_in);
             }
+            Event::DuplicateIkeSa {
+                old,
+                new,
+                conn,
+                delete_in,
+            } => {
+                let when = if delete_in.is_zero() {
+                    "now".to_string()
+                } else {
+                    format!(
+                        "in {} s unless the peer does (suspected reauthentication)",
+                        delete_in.as_secs()
+                    )
+                };
+                tracing::info!(target: "ike", "IKE_SA {conn}[{}] duplicates IKE_SA {conn}[{}] of the same peer (uniqueids): deleting [{}] {when}",
+                    new.0, old.0, old.0);
+            }
             Event::IkeSaRekeyFailed { id, conn, error } => {
                 tracing::warn!(target: "ike", "rekeying IKE_SA {conn}[{}] failed: {error}", id.0);
             }

@@ -447,13 +447,45 @@ fn uniqueids_decides_which_of_two_sas_of_one_peer_stays() {
         let (sa, sb) = (p.a.ike_sas(), p.b.ike_sas());
         assert_eq!((sa.len(), sb.len()), (1, 1), "{mode:?}");
         assert_eq!(sa[0].id, stays, "{mode:?}");
-        // b deleted the other one with a Delete, so a reports it deleted by the peer.
+        // b deleted the other one with a Delete (after REAUTH_GRACE: the same address), so
+        // a reports it deleted by the peer.
         assert_eq!(
             ike_deleted(&p.a_events),
             vec![(goes, true, None)],
             "{mode:?}"
         );
     }
+}
+
+#[test]
+fn uniqueids_gives_a_reauthenticating_peer_time_to_delete_the_old_sa() {
+    let (mut p, a, _, _, _) = up();
+    p.b.set_config(EndpointConfig {
+        unique_ids: UniqueIds::Yes,
+        ..EndpointConfig::default()
+    });
+    // a reauthenticates make-before-break from the same address: the new SA first.
+    let start = p.elapsed();
+    let a2 = p.a.initiate(p.now, "net").unwrap();
+    p.drive_for(start + REAUTH_GRACE.as_secs_f64() - 1.0);
+    assert_eq!(p.b.ike_sas().len(), 2, "b waits for a to delete the old SA");
+    let grace: Vec<_> = p
+        .b_events
+        .iter()
+        .filter_map(|e| match e {
+            Event::DuplicateIkeSa { delete_in, .. } => Some(*delete_in),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(grace, vec![REAUTH_GRACE]);
+    // a deletes the old SA itself within the grace: b never sends its own Delete.
+    p.a.delete_ike_sa(p.now, a).unwrap();
+    p.drive();
+    assert_eq!(ike_deleted(&p.a_events), vec![(a, false, None)]);
+    assert_eq!(ike_deleted(&p.b_events).len(), 1);
+    let (sa, sb) = (p.a.ike_sas(), p.b.ike_sas());
+    assert_eq!((sa.len(), sb.len()), (1, 1));
+    assert_eq!(sa[0].id, a2);
 }
 
 #[test]
