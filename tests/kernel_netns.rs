@@ -94,6 +94,7 @@ fn child(spi_in: u32, crypto: EspCrypto) -> ChildSaInstall {
             ..Lifetime::default()
         },
         encap: None,
+        defer_outbound: false,
     }
 }
 

@@ -131,6 +131,7 @@ fn lab_install(spi_in: u32, spi_out: u32, lifetime: Lifetime) -> ChildSaInstall 
         replay_window: env_or("XFRM_LAB_REPLAY", "32").parse().unwrap(),
         lifetime,
         encap: None,
+        defer_outbound: false,
     }
 }
 

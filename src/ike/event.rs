@@ -144,6 +144,8 @@ pub struct ChildSaReady {
     /// old CHILD_SA stays until its own [`Event::ChildSaDeleted`]; the new one replaces it
     /// (same conn, selectors and policies).
     pub rekeyed_from: Option<(u32, u32)>,
+    /// We initiated the exchange that created this CHILD_SA (false: we answered it).
+    pub initiator: bool,
 }
 
 /// Something the daemon must act on or log.

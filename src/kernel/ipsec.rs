@@ -41,6 +41,8 @@ struct InstalledChild {
     sa_out: SaId,
     proto: IpsecProto,
     policies: Vec<PolicyKey>,
+    /// The request, while its outbound SA waits ([`ChildSaInstall::defer_outbound`]).
+    deferred_out: Option<Box<ChildSaInstall>>,
 }
 
 /// Undo steps recorded while installing.
@@ -173,13 +175,15 @@ impl<B: XfrmBackend> Ipsec<B> {
     fn install_sas(
         &mut self,
         sa_in: &SaSpec<'_>,
-        sa_out: &SaSpec<'_>,
+        sa_out: Option<&SaSpec<'_>>,
         undo: &mut Vec<Undo>,
     ) -> Result<(), KernelError> {
         self.backend.add_sa(sa_in)?;
         undo.push(Undo::Sa(sa_in.id, sa_in.crypto.proto()));
-        self.backend.add_sa(sa_out)?;
-        undo.push(Undo::Sa(sa_out.id, sa_out.crypto.proto()));
+        if let Some(sa_out) = sa_out {
+            self.backend.add_sa(sa_out)?;
+            undo.push(Undo::Sa(sa_out.id, sa_out.crypto.proto()));
+        }
         Ok(())
     }
 }
@@ -213,7 +217,11 @@ impl<B: XfrmBackend> KernelIpsec for Ipsec<B> {
         let owner = Owner::Child(id);
         let mut undo = Vec::new();
         let result = self
-            .install_sas(&sa_in, &sa_out, &mut undo)
+            .install_sas(
+                &sa_in,
+                (!child.defer_outbound).then_some(&sa_out),
+                &mut undo,
+            )
             .and_then(|()| self.add_policies(owner, &specs, &mut undo));
         if let Err(cause) = result {
             return Err(self.roll_back(owner, undo, cause));
@@ -225,9 +233,27 @@ impl<B: XfrmBackend> KernelIpsec for Ipsec<B> {
                 sa_out: sa_out.id,
                 proto: child.policy.proto,
                 policies: specs.iter().map(|s| s.key).collect(),
+                deferred_out: child.defer_outbound.then(|| Box::new(child.clone())),
             },
         );
         Ok(id)
+    }
+
+    fn activate_outbound(&mut self, id: ChildId) -> Result<(), KernelError> {
+        let child = self.children.get_mut(&id).ok_or(KernelError::NotFound {
+            target: Target::Child(id),
+        })?;
+        let Some(request) = child.deferred_out.take() else {
+            return Ok(());
+        };
+        let (_, sa_out) = request.sa_specs()?;
+        let result = self.backend.add_sa(&sa_out);
+        if result.is_err()
+            && let Some(child) = self.children.get_mut(&id)
+        {
+            child.deferred_out = Some(request);
+        }
+        result
     }
 
     fn remove_child(&mut self, id: ChildId) -> Result<(), KernelError> {
@@ -241,7 +267,8 @@ impl<B: XfrmBackend> KernelIpsec for Ipsec<B> {
                 errors.push(e);
             }
         }
-        for sa in [child.sa_out, child.sa_in] {
+        let out = child.deferred_out.is_none().then_some(child.sa_out);
+        for sa in out.into_iter().chain([child.sa_in]) {
             if let Err(e) = gone_is_fine(self.backend.del_sa(sa, child.proto)) {
                 errors.push(e);
             }
@@ -254,9 +281,14 @@ impl<B: XfrmBackend> KernelIpsec for Ipsec<B> {
             target: Target::Child(id),
         })?;
         let (sa_in, sa_out, proto) = (child.sa_in, child.sa_out, child.proto);
+        let waiting = child.deferred_out.is_some();
         Ok(ChildCounters {
             inbound: self.backend.sa_counters(sa_in, proto)?,
-            outbound: self.backend.sa_counters(sa_out, proto)?,
+            outbound: if waiting {
+                Counters::default()
+            } else {
+                self.backend.sa_counters(sa_out, proto)?
+            },
         })
     }
 

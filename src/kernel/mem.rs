@@ -265,6 +265,7 @@ mod tests {
                 ..Lifetime::default()
             },
             encap: None,
+            defer_outbound: false,
         }
     }
 
@@ -318,6 +319,44 @@ mod tests {
         );
         assert!(k.backend_mut().sa_counters(sa_out, IpsecProto::Ah).is_ok());
         k.child_counters(id).unwrap();
+        k.remove_child(id).unwrap();
+        assert!(k.backend().sas().is_empty() && k.backend().policies().is_empty());
+    }
+
+    #[test]
+    fn deferred_outbound_sa_comes_with_activate() {
+        let mut k = MemKernel::new();
+        let first = child(&mut k, REQID_MIN, 0x1234);
+        let old = k.install_child(&first).unwrap();
+        let mut c = child(&mut k, REQID_MIN, 0x5678);
+        c.defer_outbound = true;
+        let id = k.install_child(&c).unwrap();
+        let out_spis = |k: &MemKernel| -> Vec<u32> {
+            let mut v: Vec<u32> = k
+                .backend()
+                .sas()
+                .keys()
+                .filter(|sa| sa.dst == ip(R))
+                .map(|sa| sa.spi)
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        // Inbound SA and the shared policies now; the new outbound SA not yet.
+        assert!(k.backend().sas().keys().any(|sa| sa.spi == c.spi_in));
+        assert_eq!(out_spis(&k), vec![0x1234]);
+        assert_eq!(k.child_counters(id).unwrap().outbound, Counters::default());
+        k.activate_outbound(id).unwrap();
+        assert_eq!(out_spis(&k), vec![0x1234, 0x5678]);
+        // Twice is harmless; removal takes both SAs of each child.
+        k.activate_outbound(id).unwrap();
+        k.remove_child(old).unwrap();
+        k.remove_child(id).unwrap();
+        assert!(k.backend().sas().is_empty() && k.backend().policies().is_empty());
+        // A child removed while its outbound SA waits leaves nothing either.
+        let mut c = child(&mut k, REQID_MIN, 0x9abc);
+        c.defer_outbound = true;
+        let id = k.install_child(&c).unwrap();
         k.remove_child(id).unwrap();
         assert!(k.backend().sas().is_empty() && k.backend().policies().is_empty());
     }

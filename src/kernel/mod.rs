@@ -64,6 +64,10 @@ pub trait KernelIpsec {
     /// Installs both SAs and the policies of a CHILD_SA; all or nothing.
     fn install_child(&mut self, child: &ChildSaInstall) -> Result<ChildId, KernelError>;
 
+    /// Installs the outbound SA of a CHILD_SA installed with
+    /// [`ChildSaInstall::defer_outbound`]; a no-op when it is in already.
+    fn activate_outbound(&mut self, id: ChildId) -> Result<(), KernelError>;
+
     /// Removes a CHILD_SA's SAs and releases its policies.
     fn remove_child(&mut self, id: ChildId) -> Result<(), KernelError>;
 

@@ -11,6 +11,8 @@ use super::types::{ChildCounters, ChildId, ChildPolicy, ChildSaInstall, FlushRep
 pub enum KernelOp {
     /// [`KernelIpsec::install_child`].
     InstallChild(Box<ChildSaInstall>),
+    /// [`KernelIpsec::activate_outbound`].
+    ActivateOutbound(ChildId),
     /// [`KernelIpsec::remove_child`].
     RemoveChild(ChildId),
     /// [`KernelIpsec::install_trap`].
@@ -41,6 +43,7 @@ impl KernelOp {
     pub fn apply(self, k: &mut dyn KernelIpsec) -> Result<KernelOutput, KernelError> {
         match self {
             Self::InstallChild(c) => k.install_child(&c).map(KernelOutput::Installed),
+            Self::ActivateOutbound(id) => k.activate_outbound(id).map(|()| KernelOutput::Done),
             Self::RemoveChild(id) => k.remove_child(id).map(|()| KernelOutput::Done),
             Self::InstallTrap(p) => k.install_trap(&p).map(|()| KernelOutput::Done),
             Self::RemoveTrap(reqid) => k.remove_trap(reqid).map(|()| KernelOutput::Done),

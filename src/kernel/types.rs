@@ -404,6 +404,11 @@ pub struct ChildSaInstall {
     pub lifetime: Lifetime,
     /// NAT-T UDP encapsulation, if a NAT was detected.
     pub encap: Option<UdpEncap>,
+    /// Install only the inbound SA (and the policies) now; the outbound SA waits for
+    /// [`KernelIpsec::activate_outbound`](super::KernelIpsec::activate_outbound). The responder
+    /// of a CHILD_SA rekey uses it: the kernel sends on the newest SA at once, and the peer
+    /// installs its inbound SA only when our response arrives.
+    pub defer_outbound: bool,
 }
 
 /// Handle of an installed CHILD_SA.

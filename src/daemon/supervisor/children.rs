@@ -65,6 +65,17 @@ impl<R: rand::CryptoRng> Supervisor<R> {
     }
 
     pub(super) fn remove_child(&mut self, spi_in: u32) {
+        self.outbound_waits.retain(|_, new| new.spi_in != spi_in);
+        if let Some(new) = self.outbound_waits.remove(&spi_in) {
+            // The CHILD_SA that replaces this one sends from now on (before this one's
+            // removal, so outbound traffic always finds an SA).
+            let conn = self
+                .children
+                .get(&spi_in)
+                .map(|c| c.conn.clone())
+                .unwrap_or_default();
+            self.kernel(KernelOp::ActivateOutbound(new), Pending::Activate { conn });
+        }
         if let Some(child) = self.children.remove(&spi_in) {
             self.kernel(
                 KernelOp::RemoveChild(child.kernel_id),
@@ -98,6 +109,18 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 return;
             }
         };
+        if request.defer_outbound
+            && let Some((old_in, _)) = c.rekeyed_from
+        {
+            self.outbound_waits.insert(
+                old_in,
+                ChildId {
+                    reqid: request.policy.reqid,
+                    spi_in: request.spi_in,
+                    spi_out: request.spi_out,
+                },
+            );
+        }
         let report = status::child_report(c, self.settings.kernel_installs);
         let text = format!(
             "CHILD_SA {}{{{}}} established with SPIs {}_i {}_o and TS {} === {}",

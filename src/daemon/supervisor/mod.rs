@@ -139,6 +139,9 @@ enum Pending {
     Remove {
         conn: String,
     },
+    Activate {
+        conn: String,
+    },
     InstallTrap {
         name: String,
         reqid: u32,
@@ -212,6 +215,9 @@ pub struct Supervisor<R> {
     dpd_sent: HashMap<IkeSaId, Instant>,
     /// IKE SAs we are deleting ourselves (no `dpdaction` when they go).
     local_deletes: HashSet<IkeSaId>,
+    /// CHILD_SAs we answered a rekey for, by the inbound SPI of the CHILD_SA they replace:
+    /// their outbound SA goes in when that one goes ([`ChildSaInstall::defer_outbound`](crate::kernel::ChildSaInstall::defer_outbound)).
+    outbound_waits: HashMap<u32, ChildId>,
     /// The next liveness check or retry.
     liveness_deadline: Option<Instant>,
     /// When NAT keepalives are due next (while some IKE SA is behind a NAT).
@@ -249,6 +255,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             retries: Vec::new(),
             dpd_sent: HashMap::new(),
             local_deletes: HashSet::new(),
+            outbound_waits: HashMap::new(),
             liveness_deadline: None,
             next_keepalive: None,
             refusals: refusals::RefusalLog::default(),
@@ -461,6 +468,12 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             }
             (Pending::Remove { conn }, Err(e)) => {
                 tracing::error!(target: "kernel", "removing CHILD_SA of {conn}: {e}")
+            }
+            (Pending::Activate { conn }, Ok(_)) => {
+                tracing::debug!(target: "kernel", "outbound SA of the rekeyed CHILD_SA of {conn} installed")
+            }
+            (Pending::Activate { conn }, Err(e)) => {
+                tracing::error!(target: "kernel", "installing the outbound SA of the rekeyed CHILD_SA of {conn}: {e}")
             }
             (Pending::InstallTrap { name, reqid }, Ok(_)) => {
                 tracing::info!(target: "kernel", "auto=route {name}: trap policies installed (reqid {reqid:#x})")

@@ -75,7 +75,8 @@ struct Node {
     /// Keep kernel operations in `held` (a slow kernel) instead of applying them.
     hold: bool,
     held: VecDeque<(OpId, KernelOp)>,
-    /// CHILD_SA installs (`+`) and removals (`-`) by inbound SPI, in the order applied.
+    /// CHILD_SA installs (`+`), deferred outbound SAs put in (`>`) and removals (`-`) by
+    /// inbound SPI, in the order applied.
     child_ops: Vec<(char, u32)>,
 }
 
@@ -223,6 +224,7 @@ impl Pair {
                     match &op {
                         KernelOp::InstallChild(c) => node.child_ops.push(('+', c.spi_in)),
                         KernelOp::RemoveChild(c) => node.child_ops.push(('-', c.spi_in)),
+                        KernelOp::ActivateOutbound(c) => node.child_ops.push(('>', c.spi_in)),
                         _ => {}
                     }
                     let r = op.apply(&mut node.kernel);
@@ -485,6 +487,27 @@ fn soft_expire_rekeys_and_the_old_child_goes() {
     p.expire(true, cur[0], false);
     assert_ne!(p.a.inbound_spis(), cur);
     assert_eq!(p.b.sas(), 2);
+}
+
+#[test]
+fn the_rekey_responder_sends_on_the_new_child_only_once_the_old_one_is_deleted() {
+    let mut p = Pair::new(&conf(""), &conf(""));
+    p.up();
+    let (old_a, old_b) = (p.a.inbound_spis()[0], p.b.inbound_spis()[0]);
+    p.a.child_ops.clear();
+    p.b.child_ops.clear();
+    p.advance(Duration::from_secs(35));
+    p.expire(true, old_a, false);
+    let (new_a, new_b) = (p.a.inbound_spis()[0], p.b.inbound_spis()[0]);
+    // a initiated the rekey: both of its new SAs at once, then its Delete of the old child.
+    assert_eq!(p.a.child_ops, vec![('+', new_a), ('-', old_a)]);
+    // b answered: the new inbound SA first, the outbound one when a's Delete of the old
+    // child arrives, before that child goes.
+    assert_eq!(
+        p.b.child_ops,
+        vec![('+', new_b), ('>', new_b), ('-', old_b)]
+    );
+    assert_eq!((p.b.sas(), p.b.policies()), (2, 2));
 }
 
 #[test]
