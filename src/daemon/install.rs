@@ -165,11 +165,7 @@ pub fn child_install(
         replay_window: c.replay_window,
         lifetime: life,
         encap,
-        // We answered a rekey: the initiator installs its new inbound SA only when our
-        // response arrives and deletes the old CHILD_SA right after. Our outbound SA waits
-        // for that Delete, so our first packets on the new SA cannot arrive before it (as
-        // strongSwan's responder does).
-        defer_outbound: c.rekeyed_from.is_some() && !c.initiator,
+        defer_outbound: false,
     })
 }
 

@@ -284,7 +284,8 @@ pub enum Event {
     /// our older responder SA `old` (without INITIAL_CONTACT), so `old` goes: at once when
     /// `new` came from another address, after `delete_in` ([`REAUTH_GRACE`](super::REAUTH_GRACE))
     /// from the same address, where the peer is probably reauthenticating and deletes `old`
-    /// itself. Its deletion follows as [`Event::IkeSaDeleted`].
+    /// itself. Reported just before `new`'s [`Event::IkeSaEstablished`]; `old`'s deletion
+    /// follows as [`Event::IkeSaDeleted`].
     DuplicateIkeSa {
         /// The older SA, to be deleted.
         old: IkeSaId,

@@ -547,6 +547,9 @@ impl<R: CryptoRng> Endpoint<R> {
             }
             (UniqueIds::Yes | UniqueIds::Replace, false) => {
                 let (conn, from) = (sa.conn.name.clone(), sa.remote.ip());
+                // Reported before the new SA's establishment and CHILD_SA, so the daemon
+                // knows the new CHILD_SA replaces the old SA's when it installs it.
+                let mut at = mark;
                 for old in others {
                     let Some(o) = self.sas.get_mut(&old) else {
                         continue;
@@ -562,12 +565,16 @@ impl<R: CryptoRng> Endpoint<R> {
                         let _ = self.delete_ike_sa(now, old);
                         Duration::ZERO
                     };
-                    self.out.events.push_back(Event::DuplicateIkeSa {
-                        old,
-                        new: id,
-                        conn: conn.clone(),
-                        delete_in: grace,
-                    });
+                    self.out.events.insert(
+                        at,
+                        Event::DuplicateIkeSa {
+                            old,
+                            new: id,
+                            conn: conn.clone(),
+                            delete_in: grace,
+                        },
+                    );
+                    at += 1;
                 }
             }
             (UniqueIds::Keep, false) => {

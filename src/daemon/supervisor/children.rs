@@ -101,7 +101,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             local_port: self.settings.natt_port,
             remote_port,
         });
-        let request = match install::child_install(c, lifetime, encap) {
+        let mut request = match install::child_install(c, lifetime, encap) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(target: "kernel", "installing CHILD_SA of {}[{}] failed: {e}", c.conn, c.ike_sa.0);
@@ -109,9 +109,29 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 return;
             }
         };
-        if request.defer_outbound
-            && let Some((old_in, _)) = c.rekeyed_from
+        let replaces = c.rekeyed_from.map(|(old_in, _)| old_in).or_else(|| {
+            // A make-before-break reauthentication's CHILD_SA replaces the old IKE SA's
+            // CHILD_SA of the same conn, which the peer deletes once this one is in.
+            let old = self.reauth_suspects.get(&c.ike_sa)?;
+            let sa = self.endpoint.ike_sa(*old)?;
+            sa.children
+                .iter()
+                .filter(|o| !o.replaced)
+                .find(|o| {
+                    self.children
+                        .get(&o.spi_in)
+                        .is_some_and(|r| r.conn == c.conn)
+                })
+                .map(|o| o.spi_in)
+        });
+        // We answered: the initiator installs its new inbound SA only when our response
+        // arrives, and deletes the old CHILD_SA (or IKE SA) right after. Our new outbound SA
+        // waits for that Delete, so our first packets on it cannot arrive before the peer's
+        // inbound SA exists (strongSwan's responder does the same).
+        if !c.initiator
+            && let Some(old_in) = replaces
         {
+            request.defer_outbound = true;
             self.outbound_waits.insert(
                 old_in,
                 ChildId {

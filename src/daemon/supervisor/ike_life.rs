@@ -224,6 +224,8 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             tracing::warn!(target: "ike", "reauthentication as IKE_SA [{}] failed; the old IKE_SA stays until its ikelifetime", id.0);
         }
         self.reauths.retain(|_, r| r.old != id);
+        self.reauth_suspects.remove(&id);
+        self.reauth_suspects.retain(|_, old| *old != id);
     }
 
     /// Seconds until IKE SA `id` is renewed, and whether by reauthentication.

@@ -218,6 +218,10 @@ pub struct Supervisor<R> {
     /// CHILD_SAs we answered a rekey for, by the inbound SPI of the CHILD_SA they replace:
     /// their outbound SA goes in when that one goes ([`ChildSaInstall::defer_outbound`](crate::kernel::ChildSaInstall::defer_outbound)).
     outbound_waits: HashMap<u32, ChildId>,
+    /// Responder IKE SAs that probably reauthenticate another (same peer and address, see
+    /// [`Event::DuplicateIkeSa`]): new → old. Their CHILD_SAs replace the old SA's like a
+    /// rekey does.
+    reauth_suspects: HashMap<IkeSaId, IkeSaId>,
     /// The next liveness check or retry.
     liveness_deadline: Option<Instant>,
     /// When NAT keepalives are due next (while some IKE SA is behind a NAT).
@@ -256,6 +260,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             dpd_sent: HashMap::new(),
             local_deletes: HashSet::new(),
             outbound_waits: HashMap::new(),
+            reauth_suspects: HashMap::new(),
             liveness_deadline: None,
             next_keepalive: None,
             refusals: refusals::RefusalLog::default(),
@@ -706,6 +711,9 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 };
                 tracing::info!(target: "ike", "IKE_SA {conn}[{}] duplicates IKE_SA {conn}[{}] of the same peer (uniqueids): deleting [{}] {when}",
                     new.0, old.0, old.0);
+                if !delete_in.is_zero() {
+                    self.reauth_suspects.insert(new, old);
+                }
             }
             Event::IkeSaRekeyFailed { id, conn, error } => {
                 tracing::warn!(target: "ike", "rekeying IKE_SA {conn}[{}] failed: {error}", id.0);

@@ -104,6 +104,30 @@ fn reauth_is_make_before_break() {
 }
 
 #[test]
+fn a_uniqueids_responder_sends_on_the_reauthenticated_child_once_the_old_goes() {
+    let mut p = Pair::new(&life(""), &late(""));
+    p.b.sup.endpoint.set_config(EndpointConfig {
+        export_keys: true,
+        unique_ids: crate::ike::UniqueIds::Yes,
+        ..EndpointConfig::default()
+    });
+    p.up();
+    let (esp_a, esp_b) = (p.a.inbound_spis(), p.b.inbound_spis());
+    p.a.child_ops.clear();
+    p.b.child_ops.clear();
+    p.advance(Duration::from_secs(81));
+    let (new_a, new_b) = (p.a.inbound_spis(), p.b.inbound_spis());
+    assert_eq!(p.a.child_ops, vec![('+', new_a[0]), ('-', esp_a[0])]);
+    // b saw a second IKE SA of a from the same address (a reauthentication): the new
+    // CHILD_SA's outbound SA went in only when a deleted the old IKE SA.
+    assert_eq!(
+        p.b.child_ops,
+        vec![('+', new_b[0]), ('>', new_b[0]), ('-', esp_b[0])]
+    );
+    assert_eq!((p.b.ike_sas(), p.b.sas(), p.b.policies()), (1, 2, 2));
+}
+
+#[test]
 fn reauth_brings_every_conn_of_the_ike_sa_over() {
     let mut p = Pair::new(&life(NET), &late(NET));
     p.up();
