@@ -7,11 +7,15 @@
 //! deleted. The new CHILD_SAs use the same reqids, and the kernel counts the users of a
 //! reqid's policies, so removing the old SAs leaves the new ones' policies in place.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{Phase, Supervisor};
 use crate::daemon::install;
 use crate::ike::IkeSaId;
+
+/// After a failed rekey or reauthentication, the next try comes this much later (while the
+/// IKE SA's `ikelifetime` leaves room for it).
+pub(super) const RENEW_RETRY: Duration = Duration::from_secs(30);
 
 /// The schedule of one established IKE SA.
 pub(super) struct IkeLife {
@@ -216,12 +220,33 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         }
     }
 
-    /// IKE SA `id` is gone: its schedule and a reauthentication it was part of end (the old
-    /// SA of a failed reauthentication stays until its hard end).
-    pub(super) fn ike_life_gone(&mut self, id: IkeSaId) {
+    /// The renewal of IKE SA `id` failed at `now`: try again after [`RENEW_RETRY`] if that
+    /// comes before its hard end.
+    pub(super) fn renew_failed(&mut self, now: Instant, id: IkeSaId) {
+        let Some(l) = self.ike_lives.get_mut(&id) else {
+            return;
+        };
+        let next = now
+            .checked_add(RENEW_RETRY)
+            .filter(|t| l.hard_at.is_none_or(|h| *t < h));
+        l.renew_at = next;
+        match next {
+            Some(_) => {
+                tracing::info!(target: "ike", "IKE_SA [{}]: renewing again in {} s", id.0, RENEW_RETRY.as_secs())
+            }
+            None => {
+                tracing::warn!(target: "ike", "IKE_SA [{}]: no time left to renew it again; it ends at its ikelifetime", id.0)
+            }
+        }
+    }
+
+    /// IKE SA `id` is gone at `now`: its schedule and a reauthentication it was part of end
+    /// (the old SA of a failed reauthentication is renewed again later).
+    pub(super) fn ike_life_gone(&mut self, now: Instant, id: IkeSaId) {
         self.ike_lives.remove(&id);
-        if self.reauths.remove(&id).is_some() {
-            tracing::warn!(target: "ike", "reauthentication as IKE_SA [{}] failed; the old IKE_SA stays until its ikelifetime", id.0);
+        if let Some(r) = self.reauths.remove(&id) {
+            tracing::warn!(target: "ike", "reauthentication as IKE_SA [{}] failed", id.0);
+            self.renew_failed(now, r.old);
         }
         self.reauths.retain(|_, r| r.old != id);
         self.reauth_suspects.remove(&id);

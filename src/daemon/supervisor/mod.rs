@@ -677,7 +677,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 if !self.initiate_failed(now, id, &error) {
                     self.fail_up(id, None, &error);
                 }
-                self.ike_gone(id);
+                self.ike_gone(now, id);
             }
             Event::ChildSaReady(ready) => self.child_ready(now, &ready),
             Event::ChildSaFailed { id, conn, error } => {
@@ -717,6 +717,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             }
             Event::IkeSaRekeyFailed { id, conn, error } => {
                 tracing::warn!(target: "ike", "rekeying IKE_SA {conn}[{}] failed: {error}", id.0);
+                self.renew_failed(now, id);
             }
             Event::IkeSaDeleted {
                 id,
@@ -737,7 +738,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                         Done::failed(format!("IKE_SA {conn}[{}] was deleted", id.0)),
                     );
                 }
-                self.ike_gone(id);
+                self.ike_gone(now, id);
                 self.ike_sa_lost(now, id, &conn, by_peer, dead);
             }
         }
@@ -745,8 +746,8 @@ impl<R: rand::CryptoRng> Supervisor<R> {
 
     /// An IKE SA is gone: remove the CHILD_SAs the engine no longer has, finish `down`
     /// waiters.
-    fn ike_gone(&mut self, id: IkeSaId) {
-        self.ike_life_gone(id);
+    fn ike_gone(&mut self, now: Instant, id: IkeSaId) {
+        self.ike_life_gone(now, id);
         let live: HashSet<u32> = self
             .endpoint
             .ike_sas()

@@ -185,6 +185,30 @@ fn a_failed_reauth_leaves_the_old_sa_until_its_hard_lifetime() {
 }
 
 #[test]
+fn a_failed_reauth_is_tried_again_while_the_lifetime_allows() {
+    let long = |s: &str| conf(&format!("\tikelifetime={s}\n\tmargintime=300s\n"));
+    let mut p = Pair::new(&long("1000s"), &long("5000s"));
+    p.up();
+    let ike = ike_spis(&p.a);
+    let renew = renewal(&mut p).0.unwrap();
+    assert!((550..=700).contains(&renew), "{renew}");
+    // The peer is unreachable when the reauthentication starts and until the new IKE SA
+    // gives up (about 165 s of retransmissions).
+    p.blackhole = true;
+    p.advance(Duration::from_secs(renew + 170));
+    assert_eq!(ike_spis(&p.a), ike, "the old IKE SA stays");
+    let (again, reauth, _) = renewal(&mut p);
+    let again = again.expect("a second try is scheduled");
+    assert!(again <= 30 && reauth, "{again}");
+    // The peer is back: the second try replaces the IKE SA.
+    p.blackhole = false;
+    p.advance(Duration::from_secs(again + 1));
+    assert_eq!(p.a.ike_sas(), 1);
+    assert_ne!(ike_spis(&p.a), ike);
+    assert_eq!((p.a.sas(), p.b.sas()), (2, 2));
+}
+
+#[test]
 fn a_second_conn_rides_the_ike_sa_and_goes_alone() {
     let mut p = Pair::new(&conf(NET), &conf(NET));
     p.up();
