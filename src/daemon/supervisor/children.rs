@@ -64,6 +64,32 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         self.endpoint.child_owner(spi_in)
     }
 
+    /// Files the installed CHILD_SA `spi_in` under IKE SA `owner` (where the engine has it).
+    pub(super) fn file_child(&mut self, spi_in: u32, owner: IkeSaId) {
+        let Some(rec) = self.children.get_mut(&spi_in) else {
+            return;
+        };
+        let old = std::mem::replace(&mut rec.ike_sa, owner);
+        self.unfile_child(old, spi_in);
+        self.by_ike.entry(owner).or_default().push(spi_in);
+    }
+
+    fn unfile_child(&mut self, ike_sa: IkeSaId, spi_in: u32) {
+        if let Some(spis) = self.by_ike.get_mut(&ike_sa) {
+            spis.retain(|s| *s != spi_in);
+            if spis.is_empty() {
+                self.by_ike.remove(&ike_sa);
+            }
+        }
+    }
+
+    /// The CHILD_SAs of IKE SA `old` belong to `new` now (an IKE SA rekey).
+    pub(super) fn move_children(&mut self, old: IkeSaId, new: IkeSaId) {
+        for spi in self.by_ike.remove(&old).unwrap_or_default() {
+            self.file_child(spi, new);
+        }
+    }
+
     pub(super) fn remove_child(&mut self, spi_in: u32) {
         self.outbound_waits.retain(|_, new| new.spi_in != spi_in);
         if let Some(new) = self.outbound_waits.remove(&spi_in) {
@@ -77,6 +103,10 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             self.kernel(KernelOp::ActivateOutbound(new), Pending::Activate { conn });
         }
         if let Some(child) = self.children.remove(&spi_in) {
+            self.unfile_child(child.ike_sa, spi_in);
+            self.by_out
+                .remove(&(child.kernel_id.reqid, child.kernel_id.spi_out));
+            self.idle_timers.set(spi_in, None);
             self.kernel(
                 KernelOp::RemoveChild(child.kernel_id),
                 Pending::Remove { conn: child.conn },
@@ -190,6 +220,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             .map(|inactivity| super::liveness::IdleWatch::new(inactivity, now));
         let record = ChildRecord {
             conn,
+            ike_sa,
             kernel_id,
             report: *report,
             installed_at: now,
@@ -197,10 +228,17 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             idle,
         };
         let spi_in = kernel_id.spi_in;
+        self.idle_timers
+            .set(spi_in, record.idle.as_ref().and_then(|w| w.due()));
+        self.by_out
+            .insert((kernel_id.reqid, kernel_id.spi_out), spi_in);
         self.children.insert(spi_in, record);
-        if self.engine_child(spi_in).is_none() {
+        self.by_ike.entry(ike_sa).or_default().push(spi_in);
+        match self.engine_child(spi_in) {
+            // Its IKE SA may have been rekeyed while the install ran.
+            Some((owner, _)) => self.file_child(spi_in, owner),
             // Deleted (or its IKE SA gone) while the install ran.
-            self.remove_child(spi_in);
+            None => self.remove_child(spi_in),
         }
         if rekeyed_from.is_none() {
             self.reauth_child_done(now, ike_sa);
@@ -250,7 +288,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             return;
         };
         let name = entry.spec.name.clone();
-        if self.endpoint.ike_sas().iter().any(|s| s.conn == name) {
+        if self.endpoint.conn_has_sas(&name) {
             tracing::debug!(target: "kernel", "ACQUIRE {local} -> {remote} for {name}: negotiation already under way");
             return;
         }
@@ -261,15 +299,15 @@ impl<R: rand::CryptoRng> Supervisor<R> {
     }
 
     pub(super) fn expire(&mut self, now: Instant, reqid: u32, spi: u32, hard: bool) {
-        let Some((spi_in, conn)) = self
+        let inbound = self
             .children
-            .iter()
-            .find(|(_, c)| {
-                c.kernel_id.reqid == reqid
-                    && (c.kernel_id.spi_in == spi || c.kernel_id.spi_out == spi)
-            })
-            .map(|(s, c)| (*s, c.conn.clone()))
-        else {
+            .get(&spi)
+            .filter(|c| c.kernel_id.reqid == reqid)
+            .map(|_| spi);
+        let Some(spi_in) = inbound.or_else(|| self.by_out.get(&(reqid, spi)).copied()) else {
+            return;
+        };
+        let Some(conn) = self.children.get(&spi_in).map(|c| c.conn.clone()) else {
             return;
         };
         let Some((ike_sa, replaced)) = self.engine_child(spi_in) else {

@@ -25,6 +25,7 @@ mod shared;
 mod status;
 #[cfg(test)]
 mod tests;
+mod timers;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -118,6 +119,8 @@ pub enum Signal {
 /// A CHILD_SA installed in the kernel (the engine owns the protocol state).
 struct ChildRecord {
     conn: String,
+    /// The IKE SA that holds it (it moves with an IKE SA rekey).
+    ike_sa: IkeSaId,
     kernel_id: ChildId,
     report: ChildReport,
     installed_at: Instant,
@@ -195,6 +198,10 @@ pub struct Supervisor<R> {
     rng: ChaCha20Rng,
     /// Installed CHILD_SAs by inbound SPI.
     children: HashMap<u32, ChildRecord>,
+    /// Inbound SPIs of the installed CHILD_SAs of each IKE SA.
+    by_ike: HashMap<IkeSaId, Vec<u32>>,
+    /// Installed CHILD_SAs by (reqid, outbound SPI), for the kernel's EXPIRE of an outbound SA.
+    by_out: HashMap<(u32, u32), u32>,
     pending: HashMap<OpId, Pending>,
     next_op: u64,
     up_waiters: HashMap<IkeSaId, Vec<UpWaiter>>,
@@ -203,6 +210,8 @@ pub struct Supervisor<R> {
     traps: HashSet<u32>,
     /// Renewal and hard end of each established IKE SA.
     ike_lives: HashMap<IkeSaId, ike_life::IkeLife>,
+    /// The earlier of each IKE SA's renewal and hard end.
+    ike_life_timers: timers::Deadlines<IkeSaId>,
     /// Make-before-break reauthentications, by the new IKE SA.
     reauths: HashMap<IkeSaId, ike_life::Reauth>,
     phase: Phase,
@@ -222,8 +231,11 @@ pub struct Supervisor<R> {
     /// [`Event::DuplicateIkeSa`]): new → old. Their CHILD_SAs replace the old SA's like a
     /// rekey does.
     reauth_suspects: HashMap<IkeSaId, IkeSaId>,
-    /// The next liveness check or retry.
-    liveness_deadline: Option<Instant>,
+    /// When each IKE SA of a conn with `dpddelay` is looked at next (never later than its
+    /// liveness check is due).
+    dpd_timers: timers::Deadlines<IkeSaId>,
+    /// When each CHILD_SA watched for `inactivity` is read next (by inbound SPI).
+    idle_timers: timers::Deadlines<u32>,
     /// When NAT keepalives are due next (while some IKE SA is behind a NAT).
     next_keepalive: Option<Instant>,
     /// Refused IKE_SA_INIT requests, logged with a rate limit.
@@ -246,12 +258,15 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             conns,
             rng,
             children: HashMap::new(),
+            by_ike: HashMap::new(),
+            by_out: HashMap::new(),
             pending: HashMap::new(),
             next_op: 0,
             up_waiters: HashMap::new(),
             down_waiters: Vec::new(),
             traps: HashSet::new(),
             ike_lives: HashMap::new(),
+            ike_life_timers: timers::Deadlines::default(),
             reauths: HashMap::new(),
             phase: Phase::Running,
             effects: VecDeque::new(),
@@ -261,7 +276,8 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             local_deletes: HashSet::new(),
             outbound_waits: HashMap::new(),
             reauth_suspects: HashMap::new(),
-            liveness_deadline: None,
+            dpd_timers: timers::Deadlines::default(),
+            idle_timers: timers::Deadlines::default(),
             next_keepalive: None,
             refusals: refusals::RefusalLog::default(),
         }
@@ -304,7 +320,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             self.next_keepalive,
             self.refusals.deadline(),
             self.ike_life_timeout(),
-            self.liveness_deadline,
+            self.liveness_timeout_at(),
         ]
         .into_iter()
         .flatten()
@@ -402,6 +418,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         self.conns = conns;
         self.remove_traps();
         self.install_traps();
+        self.refile_dpd(now);
         if let Some(ctl) = from {
             self.progress(ctl, format!("loaded {n} conn(s)"));
             self.done(ctl, Done::ok());
@@ -554,6 +571,9 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             return;
         }
         self.phase = Phase::Flushing;
+        self.by_ike.clear();
+        self.by_out.clear();
+        self.idle_timers.clear();
         let mut children: Vec<ChildRecord> = self.children.drain().map(|(_, c)| c).collect();
         children.sort_by_key(|c| c.kernel_id);
         for c in children {
@@ -591,7 +611,43 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             }
         }
         self.finish_if_drained(now);
-        self.refresh_liveness_deadline();
+        #[cfg(debug_assertions)]
+        self.check_indexes();
+    }
+
+    /// The supervisor's indexes agree with a scan of the engine and the records (debug
+    /// builds only: O(n) per call, like the engine's own check in `poll_timeout`).
+    #[cfg(debug_assertions)]
+    fn check_indexes(&self) {
+        let mut filed = 0;
+        for (id, spis) in &self.by_ike {
+            for spi in spis {
+                let rec = self.children.get(spi);
+                assert_eq!(rec.map(|r| r.ike_sa), Some(*id), "by_ike: {spi:08x}");
+                filed += 1;
+            }
+        }
+        assert_eq!(filed, self.children.len(), "by_ike misses CHILD_SAs");
+        assert_eq!(self.by_out.len(), self.children.len(), "by_out out of date");
+        for (spi, rec) in &self.children {
+            assert_eq!(
+                self.engine_child(*spi).map(|(id, _)| id),
+                Some(rec.ike_sa),
+                "CHILD_SA {spi:08x} recorded under the wrong IKE SA"
+            );
+            assert_eq!(
+                self.by_out
+                    .get(&(rec.kernel_id.reqid, rec.kernel_id.spi_out)),
+                Some(spi)
+            );
+            assert_eq!(
+                self.idle_timers.get(*spi),
+                rec.idle.as_ref().and_then(liveness::IdleWatch::due),
+                "inactivity timer of {spi:08x}"
+            );
+        }
+        self.check_liveness_timers();
+        self.check_ike_life_timers();
     }
 
     /// An IKE SA's keys for the Wireshark key log (present only when the engine exports them).
@@ -636,9 +692,10 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                     self.progress(ctl, format!("IKE proposal: {proposal}"));
                 }
                 self.schedule_ike(now, id, &conn);
+                self.file_dpd(id, now);
                 self.reauth_established(now, id);
                 if nat_detected {
-                    self.arm_keepalive(now);
+                    self.arm_keepalive(now, id);
                 }
             }
             Event::Retransmit {
@@ -666,6 +723,8 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 tracing::info!(target: "ike", "IKE_SA {conn}[{}] rekeyed as {conn}[{}] (SPIs {}_i {}_r, {proposal})",
                     old.0, new.0, super::hex(&spi_i), super::hex(&spi_r));
                 self.ike_rekeyed(now, old, new, &conn);
+                self.move_children(old, new);
+                self.file_dpd(new, now);
                 if let Some(w) = self.up_waiters.remove(&old) {
                     self.up_waiters.entry(new).or_default().extend(w);
                 }
@@ -748,21 +807,15 @@ impl<R: rand::CryptoRng> Supervisor<R> {
     /// waiters.
     fn ike_gone(&mut self, now: Instant, id: IkeSaId) {
         self.ike_life_gone(now, id);
-        let live: HashSet<u32> = self
-            .endpoint
-            .ike_sas()
-            .iter()
-            .flat_map(|sa| sa.children.iter().map(|c| c.spi_in))
-            .collect();
-        let mut orphans: Vec<u32> = self
-            .children
-            .keys()
-            .filter(|spi| !live.contains(spi))
-            .copied()
-            .collect();
-        orphans.sort_unstable();
-        for spi in orphans {
-            self.remove_child(spi);
+        self.dpd_timers.set(id, None);
+        let mut spis = self.by_ike.remove(&id).unwrap_or_default();
+        spis.sort_unstable();
+        for spi in spis {
+            match self.engine_child(spi) {
+                // Moved to another IKE SA (a rekey): filed under it.
+                Some((owner, _)) => self.file_child(spi, owner),
+                None => self.remove_child(spi),
+            }
         }
         let mut progress = Vec::new();
         for w in &mut self.down_waiters {
