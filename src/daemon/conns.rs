@@ -228,6 +228,17 @@ fn build_conn(
         Some(ah) => proposals(ah, Protocol::Ah, ah_proposal)?,
         None => proposals(&conn.esp, Protocol::Esp, esp_proposal)?,
     };
+    // `leftsourceip=%config`: ask for an address of each family; our selectors are then
+    // dynamic (the engine proposes the whole family, the peer narrows it to the address).
+    let request_vips: Vec<IpAddr> = l
+        .requested_vips()
+        .map(|v6| match v6 {
+            false => IpAddr::from(std::net::Ipv4Addr::UNSPECIFIED),
+            true => IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED),
+        })
+        .collect();
+    // `rightsourceip=POOL`: the peer's selectors become the address it is leased.
+    let pools: Vec<IpNet> = r.pools().collect();
     let (local_ts, remote_ts) = match mode {
         // Transport mode protects the hosts themselves; the engine fills in the addresses
         // when a side has none configured (%any).
@@ -236,8 +247,16 @@ fn build_conn(
             selectors(&host_nets(r), &r.protoport),
         ),
         Mode::Tunnel => (
-            selectors(&l.effective_subnets(), &l.protoport),
-            selectors(&r.effective_subnets(), &r.protoport),
+            if request_vips.is_empty() || !l.subnets.is_empty() {
+                selectors(&l.effective_subnets(), &l.protoport)
+            } else {
+                Vec::new()
+            },
+            if pools.is_empty() || !r.subnets.is_empty() {
+                selectors(&r.effective_subnets(), &r.protoport)
+            } else {
+                Vec::new()
+            },
         ),
     };
     let reqid = match conn.reqid {
@@ -279,6 +298,8 @@ fn build_conn(
         rekey_fuzz_percent: conn.rekeyfuzz_percent,
         ike_lifetime: conn.ikelifetime,
         force_encaps: conn.forceencaps,
+        request_vips,
+        pools,
     };
     Ok(ConnEntry {
         spec,

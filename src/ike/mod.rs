@@ -25,6 +25,7 @@
 //! fn create_child(&mut self, now: Instant, id: IkeSaId, conn: &str) -> Result<(), IkeError>
 //! fn delete_child(&mut self, now: Instant, id: IkeSaId, spi_in: u32) -> Result<(), IkeError>
 //! fn ike_sas(&self) -> Vec<IkeSaStatus>
+//! fn leases(&self) -> Vec<PoolLease>                       // virtual IPs given from pools
 //! ```
 //!
 //! After every `initiate` / `handle_datagram` / `handle_timeout` / `delete_*` call, drain
@@ -98,6 +99,7 @@ mod ike_sa_init;
 mod informational;
 mod natd;
 mod payloads;
+mod pool;
 mod proposal;
 mod psk;
 mod sa;
@@ -125,6 +127,7 @@ pub use event::{
     ChildDirKeys, ChildSaReady, ChildSaStatus, Event, IkeSaExportedKeys, IkeSaId, IkeSaState,
     IkeSaStatus, InitRefusal, Role, Transmit,
 };
+pub use pool::PoolLease;
 pub use psk::{PskLookup, Psks};
 pub use timer::RetransmitPolicy;
 pub(crate) use ts::configured_or_host;
@@ -148,6 +151,7 @@ macro_rules! ctx {
             conns: &$ep.conns,
             out: &mut $ep.out,
             ike_spis: &$ep.by_spi,
+            pools: &mut $ep.pools,
         }
     };
 }
@@ -178,6 +182,8 @@ pub struct Endpoint<R> {
     by_peer: HashMap<(String, Identification), BTreeSet<IkeSaId>>,
     /// How many IKE SAs each conn has (whether an initiate sends INITIAL_CONTACT).
     per_conn: HashMap<String, usize>,
+    /// Virtual IP pools (`rightsourceip`) and their leases.
+    pools: pool::AddressPools,
 }
 
 /// The index entries of one SA, so that they can be removed when it changes or goes.
@@ -273,6 +279,7 @@ impl<R: CryptoRng> Endpoint<R> {
             filed: HashMap::new(),
             deadlines: BTreeSet::new(),
             by_peer: HashMap::new(),
+            pools: pool::AddressPools::default(),
             per_conn: HashMap::new(),
         }
     }
@@ -385,6 +392,9 @@ impl<R: CryptoRng> Endpoint<R> {
             && let Some(sa) = self.sas.remove(&id)
         {
             self.by_spi.remove(&sa.local_spi());
+            for (net, addr) in sa.leases {
+                self.pools.release(net, addr);
+            }
         }
         self.reindex(id, None);
     }
@@ -833,5 +843,10 @@ impl<R: CryptoRng> Endpoint<R> {
 
     pub fn ike_sas(&self) -> Vec<IkeSaStatus> {
         self.sas.values().map(IkeSa::status).collect()
+    }
+
+    /// The virtual IP leases of every pool (`rightsourceip`), online or kept for their owner.
+    pub fn leases(&self) -> Vec<PoolLease> {
+        self.pools.leases()
     }
 }

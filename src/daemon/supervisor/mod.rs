@@ -25,8 +25,9 @@ mod shared;
 mod status;
 #[cfg(test)]
 mod tests;
+mod vips;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -144,6 +145,11 @@ enum Pending {
         reqid: u32,
     },
     RemoveTrap,
+    /// Adding (`add`) or removing a virtual IP.
+    VirtualIp {
+        addr: std::net::IpAddr,
+        add: bool,
+    },
     /// Counters of CHILD_SAs watched for `inactivity` (inbound SPIs, in order).
     Idle {
         spis: Vec<u32>,
@@ -218,6 +224,8 @@ pub struct Supervisor<R> {
     next_keepalive: Option<Instant>,
     /// Refused IKE_SA_INIT requests, logged with a rate limit.
     refusals: refusals::RefusalLog,
+    /// Virtual IPs assigned to us, with the IKE SAs holding each.
+    vips: BTreeMap<std::net::IpAddr, BTreeSet<IkeSaId>>,
 }
 
 impl<R: rand::CryptoRng> Supervisor<R> {
@@ -252,6 +260,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             liveness_deadline: None,
             next_keepalive: None,
             refusals: refusals::RefusalLog::default(),
+            vips: BTreeMap::new(),
         }
     }
 
@@ -469,6 +478,12 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 tracing::error!(target: "kernel", "auto=route {name}: {e}");
                 self.traps.remove(&reqid);
             }
+            (Pending::VirtualIp { addr, add }, Ok(_)) => {
+                tracing::info!(target: "kernel", "virtual IP {addr} {} lo", if add { "added to" } else { "removed from" })
+            }
+            (Pending::VirtualIp { addr, add }, Err(e)) => {
+                tracing::error!(target: "kernel", "{} virtual IP {addr}: {e}", if add { "adding" } else { "removing" })
+            }
             (Pending::RemoveTrap, Ok(_)) => {}
             (Pending::RemoveTrap, Err(e)) => {
                 tracing::warn!(target: "kernel", "removing trap policies: {e}")
@@ -599,9 +614,18 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 local_id,
                 remote_id,
                 exported_keys,
+                virtual_ips,
+                peer_virtual_ips,
             } => {
                 self.log_ike_keys(&spi_i, &spi_r, exported_keys.as_deref());
                 self.attempts.remove(&id);
+                self.vips_established(
+                    id,
+                    &conn,
+                    &fmt_identification(&remote_id),
+                    &virtual_ips,
+                    &peer_virtual_ips,
+                );
                 let text = format!(
                     "IKE_SA {conn}[{}] established between {}[{}]...{}[{}]",
                     id.0,
@@ -648,6 +672,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 tracing::info!(target: "ike", "IKE_SA {conn}[{}] rekeyed as {conn}[{}] (SPIs {}_i {}_r, {proposal})",
                     old.0, new.0, super::hex(&spi_i), super::hex(&spi_r));
                 self.ike_rekeyed(now, old, new, &conn);
+                self.vips_rekeyed(old, new);
                 if let Some(w) = self.up_waiters.remove(&old) {
                     self.up_waiters.entry(new).or_default().extend(w);
                 }
@@ -726,6 +751,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
     /// waiters.
     fn ike_gone(&mut self, id: IkeSaId) {
         self.ike_life_gone(id);
+        self.vips_gone(id);
         let live: HashSet<u32> = self
             .endpoint
             .ike_sas()

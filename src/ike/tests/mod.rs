@@ -149,6 +149,8 @@ pub(super) fn conn(local: &str, remote: Option<&str>, ike: &str, esp: &str) -> C
         rekey_fuzz_percent: 100,
         ike_lifetime: Duration::from_secs(10800),
         force_encaps: false,
+        request_vips: vec![],
+        pools: vec![],
     }
 }
 
