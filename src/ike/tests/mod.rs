@@ -12,6 +12,7 @@ mod interop;
 mod nat;
 mod rekey;
 mod road_warrior;
+mod virtual_ip;
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
