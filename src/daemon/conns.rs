@@ -274,8 +274,8 @@ fn build_conn(
         remote_id: remote_identity.to_string(),
         mode: mode.to_string(),
         auto: conn.auto.to_string(),
-        local_ts: local_ts.iter().map(fmt_ts).collect(),
-        remote_ts: remote_ts.iter().map(fmt_ts).collect(),
+        local_ts: fmt_conn_ts(&local_ts),
+        remote_ts: fmt_conn_ts(&remote_ts),
         ike_sas: Vec::new(),
     };
     let spec = ConnSpec {
@@ -375,6 +375,16 @@ fn selectors(nets: &[IpNet], pp: &ProtoPort) -> Vec<TrafficSelector> {
             end_addr: n.broadcast(),
         })
         .collect()
+}
+
+/// A conn's configured selectors; none (the address of the IKE SA, or a virtual IP) is
+/// `dynamic`, as strongSwan shows it.
+fn fmt_conn_ts(ts: &[TrafficSelector]) -> Vec<String> {
+    if ts.is_empty() {
+        vec!["dynamic".to_string()]
+    } else {
+        ts.iter().map(fmt_ts).collect()
+    }
 }
 
 /// `10.1.0.0/24`, `10.1.0.1/32`, `10.0.0.1-10.0.0.9`, with `[proto/ports]` when restricted.
