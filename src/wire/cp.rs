@@ -49,20 +49,6 @@ impl ConfigAttribute {
         }
     }
 
-    /// INTERNAL_IP4_DNS or INTERNAL_IP6_DNS carrying `addr`.
-    pub fn dns(addr: IpAddr) -> Self {
-        match addr {
-            IpAddr::V4(a) => Self {
-                attr_type: ConfigAttrType::INTERNAL_IP4_DNS,
-                value: a.octets().to_vec(),
-            },
-            IpAddr::V6(a) => Self {
-                attr_type: ConfigAttrType::INTERNAL_IP6_DNS,
-                value: a.octets().to_vec(),
-            },
-        }
-    }
-
     /// The address an INTERNAL_IP4/6_ADDRESS or INTERNAL_IP4/6_DNS attribute carries: `None`
     /// for other types, for an empty value (a request) and for a value of the wrong length.
     pub fn ip(&self) -> Option<IpAddr> {
@@ -164,7 +150,10 @@ mod tests {
             attributes: vec![
                 ConfigAttribute::address(v4),
                 ConfigAttribute::address(v6),
-                ConfigAttribute::dns(dns),
+                ConfigAttribute {
+                    attr_type: ConfigAttrType::INTERNAL_IP4_DNS,
+                    value: vec![10, 1, 2, 53],
+                },
             ],
         };
         let bytes = encode(&cp);
