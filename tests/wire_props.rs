@@ -7,10 +7,11 @@
 use std::net::IpAddr;
 
 use ikev2d::wire::{
-    AuthMethod, AuthPayload, Delete, EncryptedFragment, EncryptedPayload, ExchangeType, Header,
-    IdType, Identification, KePayload, Message, Notify, NotifyType, Payload, PayloadType, Proposal,
-    ProtocolId, SaPayload, TrafficSelector, Transform, TransformId, TransformType, TsType,
-    encode_payloads, parse_payloads,
+    AuthMethod, AuthPayload, CfgType, ConfigAttrType, ConfigAttribute, ConfigPayload, Delete,
+    EncryptedFragment, EncryptedPayload, ExchangeType, Header, IdType, Identification, KePayload,
+    Message, Notify, NotifyType, Payload, PayloadType, Proposal, ProtocolId, SaPayload,
+    TrafficSelector, Transform, TransformId, TransformType, TsType, encode_payloads,
+    parse_payloads,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -92,7 +93,7 @@ fn identification() -> impl Strategy<Value = Identification> {
 }
 
 /// Payload types that the codec models; anything else can be an `Unknown` payload.
-const MODELED: [PayloadType; 14] = [
+const MODELED: [PayloadType; 15] = [
     PayloadType::NONE,
     PayloadType::SA,
     PayloadType::KE,
@@ -105,6 +106,7 @@ const MODELED: [PayloadType; 14] = [
     PayloadType::VENDOR,
     PayloadType::TSI,
     PayloadType::TSR,
+    PayloadType::CP,
     PayloadType::SK,
     PayloadType::SKF,
 ];
@@ -144,6 +146,18 @@ fn payload() -> impl Strategy<Value = Payload> {
         bytes(32).prop_map(Payload::Vendor),
         vec(traffic_selector(), 0..4).prop_map(Payload::TsI),
         vec(traffic_selector(), 0..4).prop_map(Payload::TsR),
+        (any::<u8>(), vec((0u16..0x8000, bytes(20)), 0..4)).prop_map(|(t, attrs)| {
+            Payload::Cp(ConfigPayload {
+                cfg_type: CfgType(t),
+                attributes: attrs
+                    .into_iter()
+                    .map(|(a, value)| ConfigAttribute {
+                        attr_type: ConfigAttrType(a),
+                        value,
+                    })
+                    .collect(),
+            })
+        }),
         (
             any::<u8>().prop_filter("modeled type", |t| !MODELED.contains(&PayloadType(*t))),
             bytes(32)
@@ -262,6 +276,15 @@ fn ignored_bits(bytes: &[u8]) -> Vec<u8> {
                         transform += be16(bytes, transform + 2);
                     }
                     proposal += be16(bytes, proposal + 2);
+                }
+            }
+            PayloadType::CP => {
+                // CFG Type, 3 RESERVED octets, then attributes whose type's top bit is R.
+                reserved(body + 1..body + 4);
+                let mut attr = body + 4;
+                while attr < end {
+                    mask[attr] = 0x80;
+                    attr += 4 + be16(bytes, attr + 2);
                 }
             }
             PayloadType::SK | PayloadType::SKF => break,

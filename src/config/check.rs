@@ -59,7 +59,12 @@ fn host(e: &End) -> String {
 }
 
 fn subnets(e: &End) -> String {
-    let nets = e.effective_subnets();
+    // Without a subnet, an end with a virtual IP (asked for or given) has it as selector.
+    let nets = if e.sourceip.is_empty() {
+        e.effective_subnets()
+    } else {
+        e.subnets.clone()
+    };
     if nets.is_empty() {
         "dynamic".to_owned()
     } else {
@@ -89,6 +94,12 @@ fn summary(c: &Conn, secrets: &Secrets, diags: &mut Diagnostics) -> String {
         ));
     }
     parts.push(mode);
+    for (side, end) in [("left", &c.left), ("right", &c.right)] {
+        if !end.sourceip.is_empty() {
+            let ips: Vec<String> = end.sourceip.iter().map(ToString::to_string).collect();
+            parts.push(format!("{side}sourceip {}", ips.join(",")));
+        }
+    }
     parts.push(format!("ike {}", c.ike));
     parts.push(match &c.ah {
         Some(ah) => format!("ah {ah}"),
@@ -195,6 +206,25 @@ mod tests {
             [
                 "host-host: 10.1.0.1 <-> 10.1.0.2, ids 10.1.0.1 <-> 10.1.0.2, transport, ike aes128-sha256-x25519!, esp aes128-sha256!, auto=add, ikelifetime 3h, lifetime 1h, psk: ipsec.secrets:1"
             ]
+        );
+    }
+
+    #[test]
+    fn virtual_ip_summary() {
+        let conf = src(
+            "ipsec.conf",
+            "conn rw\n  left=10.1.0.2\n  leftsubnet=10.1.2.0/24\n  right=%any\n  rightsourceip=10.3.0.0/24\n  authby=secret\n  auto=add\nconn c\n  left=10.1.1.2\n  leftsourceip=%config\n  right=10.1.0.2\n  rightsubnet=10.1.2.0/24\n  authby=secret\n  auto=add\n",
+        );
+        let secrets = src("ipsec.secrets", ": PSK \"x\"\n");
+        let r = report(load_str(&conf, &secrets, &MemResolver::default(), &NoDns));
+        assert!(r.ok(), "{r}");
+        assert!(
+            r.summaries[0].contains("tunnel 10.1.2.0/24 === dynamic, rightsourceip 10.3.0.0/24,"),
+            "{r}"
+        );
+        assert!(
+            r.summaries[1].contains("tunnel dynamic === 10.1.2.0/24, leftsourceip %config4,"),
+            "{r}"
         );
     }
 

@@ -8,6 +8,8 @@ pub enum ValueKind {
     Id,
     Subnets,
     ProtoPort,
+    /// `leftsourceip`: `%config` or an address pool.
+    SourceIp,
     Port,
     AuthBy,
     Auth,
@@ -57,6 +59,7 @@ const SIDED: &[(&str, ValueKind, Support)] = &[
     ("ikeport", V::Port, Acted),
     ("auth", V::Auth, Acted),
     ("updown", V::Text, NotActed),
+    ("sourceip", V::SourceIp, Acted),
     ("allowany", V::Unchecked, Unsupported),
     ("auth2", V::Unchecked, Unsupported),
     ("ca", V::Unchecked, Unsupported),
@@ -73,7 +76,6 @@ const SIDED: &[(&str, ValueKind, Support)] = &[
     ("rsasigkey", V::Unchecked, Unsupported),
     ("sendcert", V::Unchecked, Unsupported),
     ("sigkey", V::Unchecked, Unsupported),
-    ("sourceip", V::Unchecked, Unsupported),
 ];
 
 /// Conn keywords without a side.

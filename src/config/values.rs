@@ -55,6 +55,12 @@ pub enum ValueError {
     Mark(String),
     #[error("invalid percentage '{0}' (expected e.g. 100%)")]
     Percent(String),
+    #[error(
+        "invalid source IP '{0}' (expected %config, %config4, %config6, an address or a pool ADDRESS/PREFIX)"
+    )]
+    SourceIp(String),
+    #[error("named address pools ('{0}') are not supported; give the pool as ADDRESS/PREFIX")]
+    NamedPool(String),
 }
 
 /// `60`, `30s`, `60m`, `1h`, `2d` (strongSwan time values: an integer with an optional unit;
@@ -338,6 +344,46 @@ pub fn parse_mark(v: &str) -> Result<Mark, ValueError> {
     }
 }
 
+/// One `leftsourceip=`/`rightsourceip=` entry: ask the peer for an inner address of a family
+/// (`%config`, `%config4`, `%modeconfig`, `%cfg`: IPv4; `%config6`: IPv6), or addresses: a
+/// pool (`10.3.0.0/24`) given to the peers of this end, a single address being a pool of one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceIp {
+    /// Request an address from the peer; `true` for IPv6.
+    Config { v6: bool },
+    /// Addresses (a host prefix for a single one).
+    Pool(IpNet),
+}
+
+impl std::fmt::Display for SourceIp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Config { v6: false } => f.write_str("%config4"),
+            Self::Config { v6: true } => f.write_str("%config6"),
+            Self::Pool(net) => write!(f, "{net}"),
+        }
+    }
+}
+
+/// A comma-separated `sourceip` list (`%config`, `10.3.0.0/24`, `10.3.0.0/24,fd00:3::/112`).
+pub fn parse_sourceips(v: &str) -> Result<Vec<SourceIp>, ValueError> {
+    v.split(',')
+        .map(str::trim)
+        .map(|s| match s {
+            "%config" | "%config4" | "%cfg" | "%modeconfig" | "%modecfg" => {
+                Ok(SourceIp::Config { v6: false })
+            }
+            "%config6" => Ok(SourceIp::Config { v6: true }),
+            _ if s.starts_with('%') => Err(ValueError::NamedPool(s.to_owned())),
+            _ if s.contains('/') => parse_subnet(s).map(SourceIp::Pool),
+            _ => s
+                .parse::<IpAddr>()
+                .map(|a| SourceIp::Pool(IpNet::from(a)))
+                .map_err(|_| ValueError::SourceIp(s.to_owned())),
+        })
+        .collect()
+}
+
 /// `rekeyfuzz=100%` (a percentage, may exceed 100).
 pub fn parse_percent(v: &str) -> Result<u32, ValueError> {
     v.strip_suffix('%')
@@ -348,6 +394,44 @@ pub fn parse_percent(v: &str) -> Result<u32, ValueError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sourceips() {
+        let pool = |s: &str| SourceIp::Pool(s.parse().unwrap());
+        assert_eq!(
+            parse_sourceips("%config"),
+            Ok(vec![SourceIp::Config { v6: false }])
+        );
+        assert_eq!(
+            parse_sourceips("%modecfg, %config6"),
+            Ok(vec![
+                SourceIp::Config { v6: false },
+                SourceIp::Config { v6: true }
+            ])
+        );
+        assert_eq!(
+            parse_sourceips("10.3.0.0/24,fd00:3::/112,10.9.0.9"),
+            Ok(vec![
+                pool("10.3.0.0/24"),
+                pool("fd00:3::/112"),
+                pool("10.9.0.9/32")
+            ])
+        );
+        assert_eq!(
+            parse_sourceips("%vpnpool").unwrap_err().to_string(),
+            "named address pools ('%vpnpool') are not supported; give the pool as ADDRESS/PREFIX"
+        );
+        assert!(matches!(
+            parse_sourceips("10.3.0.1/24"),
+            Err(ValueError::HostBits { .. })
+        ));
+        assert_eq!(
+            parse_sourceips("10.3.0.300"),
+            Err(ValueError::SourceIp("10.3.0.300".into()))
+        );
+        assert_eq!(pool("10.3.0.0/24").to_string(), "10.3.0.0/24");
+        assert_eq!(SourceIp::Config { v6: false }.to_string(), "%config4");
+    }
 
     #[test]
     fn durations() {

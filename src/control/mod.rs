@@ -13,7 +13,9 @@ mod client;
 mod status;
 
 pub use client::{Client, ControlError, Limits};
-pub use status::{ChildReport, ConnReport, IkeSaReport, ResponderReport, StatusReport};
+pub use status::{
+    ChildReport, ConnReport, IkeSaReport, LeaseReport, ResponderReport, StatusReport,
+};
 
 use serde::{Deserialize, Serialize};
 

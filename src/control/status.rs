@@ -15,6 +15,22 @@ pub struct StatusReport {
     /// What the responder refused or challenged since start.
     #[serde(default)]
     pub responder: ResponderReport,
+    /// Virtual IPs leased from this gateway's pools (`rightsourceip`), by pool and address.
+    #[serde(default)]
+    pub leases: Vec<LeaseReport>,
+}
+
+/// One virtual IP lease of a pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseReport {
+    /// The pool, e.g. `10.3.0.0/24`.
+    pub pool: String,
+    /// The leased address.
+    pub address: String,
+    /// The peer identity it is leased to.
+    pub identity: String,
+    /// IKE SAs of that peer using it now (0: offline, the address is kept for the peer).
+    pub online: u32,
 }
 
 /// The responder's defences against floods and forged packets, since start.
@@ -94,6 +110,12 @@ pub struct IkeSaReport {
     pub reauth: bool,
     /// A NAT was detected.
     pub nat_detected: bool,
+    /// Virtual IPs the peer assigned us (`leftsourceip=%config`).
+    #[serde(default)]
+    pub virtual_ips: Vec<String>,
+    /// Virtual IPs leased to the peer from our pools (`rightsourceip`).
+    #[serde(default)]
+    pub peer_virtual_ips: Vec<String>,
     /// CHILD_SAs.
     pub children: Vec<ChildReport>,
 }
@@ -193,6 +215,21 @@ impl fmt::Display for StatusReport {
             r.dropped_total,
             r.replays_refused
         )?;
+        if !self.leases.is_empty() {
+            writeln!(f, "Virtual IP pools:")?;
+            for l in &self.leases {
+                let state = match l.online {
+                    0 => "offline".to_string(),
+                    1 => "online".to_string(),
+                    n => format!("online, {n} IKE SAs"),
+                };
+                writeln!(
+                    f,
+                    "{:>14}: {} leased to {} ({state})",
+                    l.pool, l.address, l.identity
+                )?;
+            }
+        }
         writeln!(
             f,
             "Security Associations ({up} up, {} total, {children} CHILD_SA):",
@@ -230,6 +267,12 @@ fn write_ike_sa(f: &mut fmt::Formatter<'_>, conn: &str, s: &IkeSaReport) -> fmt:
         s.role,
         if s.nat_detected { ", NAT detected" } else { "" }
     )?;
+    for a in &s.virtual_ips {
+        writeln!(f, "{tag:>14}: virtual IP {a}")?;
+    }
+    for a in &s.peer_virtual_ips {
+        writeln!(f, "{tag:>14}: peer virtual IP {a} (leased)")?;
+    }
     if let Some(p) = &s.proposal {
         writeln!(f, "{tag:>14}: IKE proposal: {p}")?;
     }
@@ -331,6 +374,8 @@ mod tests {
                     renew_in_secs: Some(10257),
                     reauth: true,
                     nat_detected: false,
+                    virtual_ips: vec![],
+                    peer_virtual_ips: vec![],
                     children: vec![ChildReport {
                         protocol: "ESP".into(),
                         mode: "TRANSPORT".into(),
@@ -362,6 +407,7 @@ mod tests {
                 dropped_total: 1,
                 replays_refused: 3,
             },
+            leases: vec![],
         }
     }
 
@@ -384,6 +430,30 @@ mod tests {
             text.contains("Responder: 2 half-open, 40 cookies sent, 8 dropped (7 per-IP limit, 1 total limit), 3 replays refused"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn virtual_ips_and_leases_text() {
+        let mut r = sample();
+        r.conns[0].ike_sas[0].virtual_ips = vec!["10.3.0.1".into()];
+        r.leases = vec![LeaseReport {
+            pool: "10.3.0.0/24".into(),
+            address: "10.3.0.2".into(),
+            identity: "carol@example.org".into(),
+            online: 0,
+        }];
+        let text = r.to_string();
+        assert!(
+            text.contains("host-host[1]: virtual IP 10.3.0.1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("10.3.0.0/24: 10.3.0.2 leased to carol@example.org (offline)"),
+            "{text}"
+        );
+        r.conns[0].ike_sas[0].virtual_ips.clear();
+        r.conns[0].ike_sas[0].peer_virtual_ips = vec!["10.3.0.2".into()];
+        assert!(r.to_string().contains("peer virtual IP 10.3.0.2 (leased)"));
     }
 
     #[test]

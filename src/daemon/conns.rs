@@ -228,6 +228,17 @@ fn build_conn(
         Some(ah) => proposals(ah, Protocol::Ah, ah_proposal)?,
         None => proposals(&conn.esp, Protocol::Esp, esp_proposal)?,
     };
+    // `leftsourceip=%config`: ask for an address of each family; our selectors are then
+    // dynamic (the engine proposes the whole family, the peer narrows it to the address).
+    let request_vips: Vec<IpAddr> = l
+        .requested_vips()
+        .map(|v6| match v6 {
+            false => IpAddr::from(std::net::Ipv4Addr::UNSPECIFIED),
+            true => IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED),
+        })
+        .collect();
+    // `rightsourceip=POOL`: the peer's selectors become the address it is leased.
+    let pools: Vec<IpNet> = r.pools().collect();
     let (local_ts, remote_ts) = match mode {
         // Transport mode protects the hosts themselves; the engine fills in the addresses
         // when a side has none configured (%any).
@@ -236,8 +247,16 @@ fn build_conn(
             selectors(&host_nets(r), &r.protoport),
         ),
         Mode::Tunnel => (
-            selectors(&l.effective_subnets(), &l.protoport),
-            selectors(&r.effective_subnets(), &r.protoport),
+            if request_vips.is_empty() || !l.subnets.is_empty() {
+                selectors(&l.effective_subnets(), &l.protoport)
+            } else {
+                Vec::new()
+            },
+            if pools.is_empty() || !r.subnets.is_empty() {
+                selectors(&r.effective_subnets(), &r.protoport)
+            } else {
+                Vec::new()
+            },
         ),
     };
     let reqid = match conn.reqid {
@@ -255,8 +274,8 @@ fn build_conn(
         remote_id: remote_identity.to_string(),
         mode: mode.to_string(),
         auto: conn.auto.to_string(),
-        local_ts: local_ts.iter().map(fmt_ts).collect(),
-        remote_ts: remote_ts.iter().map(fmt_ts).collect(),
+        local_ts: fmt_conn_ts(&local_ts),
+        remote_ts: fmt_conn_ts(&remote_ts),
         ike_sas: Vec::new(),
     };
     let spec = ConnSpec {
@@ -279,6 +298,8 @@ fn build_conn(
         rekey_fuzz_percent: conn.rekeyfuzz_percent,
         ike_lifetime: conn.ikelifetime,
         force_encaps: conn.forceencaps,
+        request_vips,
+        pools,
     };
     Ok(ConnEntry {
         spec,
@@ -354,6 +375,16 @@ fn selectors(nets: &[IpNet], pp: &ProtoPort) -> Vec<TrafficSelector> {
             end_addr: n.broadcast(),
         })
         .collect()
+}
+
+/// A conn's configured selectors; none (the address of the IKE SA, or a virtual IP) is
+/// `dynamic`, as strongSwan shows it.
+fn fmt_conn_ts(ts: &[TrafficSelector]) -> Vec<String> {
+    if ts.is_empty() {
+        vec!["dynamic".to_string()]
+    } else {
+        ts.iter().map(fmt_ts).collect()
+    }
 }
 
 /// `10.1.0.0/24`, `10.1.0.1/32`, `10.0.0.1-10.0.0.9`, with `[proto/ports]` when restricted.

@@ -74,6 +74,28 @@ fn tsr(payloads: &[Payload]) -> Option<&[TrafficSelector]> {
     })
 }
 
+/// Our selectors for a new CHILD_SA of `conn` over `sa`: the configured ones; else the
+/// virtual IPs the peer assigned us; else, while asking for one (IKE_AUTH with
+/// `leftsourceip=%config`), the whole of each family asked for, which the responder narrows
+/// to the address it leases; else our address.
+fn local_selectors(sa: &IkeSa, conn: &ConnSpec) -> Vec<TrafficSelector> {
+    if !conn.local_ts.is_empty() {
+        conn.local_ts.clone()
+    } else if !sa.virtual_ips.is_empty() {
+        sa.virtual_ips.iter().map(|a| ts::host(*a)).collect()
+    } else if !conn.request_vips.is_empty() {
+        conn.request_vips
+            .iter()
+            .map(|a| match a {
+                IpAddr::V4(_) => TrafficSelector::any_v4(),
+                IpAddr::V6(_) => TrafficSelector::any_v6(),
+            })
+            .collect()
+    } else {
+        vec![ts::host(sa.local.ip())]
+    }
+}
+
 /// Initiator: the CHILD_SA we asked for in IKE_AUTH.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ChildRequest {
@@ -115,7 +137,7 @@ impl ChildRequest {
         Ok(Self {
             conn: conn.clone(),
             spi_in: ctx.spis.allocate_esp_spi(l, r)?,
-            ts_i: ts::configured_or_host(&conn.local_ts, l),
+            ts_i: local_selectors(sa, conn),
             ts_r: ts::configured_or_host(&conn.remote_ts, r),
         })
     }
@@ -252,7 +274,8 @@ pub(crate) fn negotiate<R>(
     let (number, spi_out, suite) =
         proposal::select_esp(offered, &conn.esp_proposals).ok_or(IkeError::NoProposalChosen)?;
     let (l, r) = (sa.local.ip(), sa.remote.ip());
-    let (remote_ts, local_ts) = narrowed(conn, sa.nat_detected, payloads, l, r)?;
+    let peer_vips: Vec<IpAddr> = sa.leases.iter().map(|(_, a)| *a).collect();
+    let (remote_ts, local_ts) = narrowed(conn, sa.nat_detected, &peer_vips, payloads, l, r)?;
     let transport =
         conn.mode == Mode::Transport && has_notify(payloads, NotifyType::USE_TRANSPORT_MODE);
     let spi_in = ctx.spis.allocate_esp_spi(l, r)?;
@@ -276,10 +299,13 @@ pub(crate) fn negotiate<R>(
 }
 
 /// The selectors `conn` gives the child that a request's TSi/TSr ask for between `local`
-/// and `remote`: (remote, local), each narrowed to the conn's, or TS_UNACCEPTABLE.
+/// and `remote`: (remote, local), each narrowed to the conn's, or TS_UNACCEPTABLE. A peer
+/// given virtual IPs (`peer_vips`) by a conn without configured peer selectors is narrowed
+/// to those addresses.
 fn narrowed(
     conn: &ConnSpec,
     nat_detected: bool,
+    peer_vips: &[IpAddr],
     payloads: &[Payload],
     local: IpAddr,
     remote: IpAddr,
@@ -287,7 +313,9 @@ fn narrowed(
     let (Some(ts_i), Some(ts_r)) = (tsi(payloads), tsr(payloads)) else {
         return Err(IkeError::TsUnacceptable);
     };
-    let remote_cfg = if conn.remote_ts.is_empty() && nat_detected {
+    let remote_cfg = if conn.remote_ts.is_empty() && !peer_vips.is_empty() {
+        peer_vips.iter().map(|a| ts::host(*a)).collect()
+    } else if conn.remote_ts.is_empty() && nat_detected {
         // The dynamic selector of a peer behind a NAT is its own (private) address, as it
         // proposes it, not the translated one we see.
         ts_i.iter()
@@ -318,7 +346,7 @@ pub(crate) fn conn_fits_request(
     sa_payload(payloads)
         .and_then(|offered| proposal::select_esp(offered, &conn.esp_proposals))
         .is_some()
-        && narrowed(conn, nat_detected, payloads, local, remote).is_ok()
+        && narrowed(conn, nat_detected, &[], payloads, local, remote).is_ok()
 }
 
 /// Derive the CHILD_SA keys, record the child and emit [`Event::ChildSaReady`]. Returns

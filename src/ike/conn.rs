@@ -147,6 +147,12 @@ pub struct ConnSpec {
     /// `forceencaps=yes`: send a NAT_DETECTION_SOURCE_IP that cannot match, so that both sides
     /// see a NAT and use UDP-encapsulated ESP on the NAT-T port whatever the path.
     pub force_encaps: bool,
+    /// `leftsourceip=%config`: ask the responder for inner addresses in IKE_AUTH, one per
+    /// entry: the unspecified address of a family (0.0.0.0, ::) asks for any of it.
+    pub request_vips: Vec<IpAddr>,
+    /// `rightsourceip=10.3.0.0/24`: as responder, lease a requesting peer an address of the
+    /// first pool of each family it asks for; its selector becomes that address.
+    pub pools: Vec<ipnet::IpNet>,
 }
 
 impl ConnSpec {
@@ -182,6 +188,8 @@ impl fmt::Debug for ConnSpec {
             .field("rekey_fuzz_percent", &self.rekey_fuzz_percent)
             .field("ike_lifetime", &self.ike_lifetime)
             .field("force_encaps", &self.force_encaps)
+            .field("request_vips", &self.request_vips)
+            .field("pools", &self.pools)
             .finish()
     }
 }
@@ -350,6 +358,8 @@ mod tests {
             rekey_fuzz_percent: 100,
             ike_lifetime: Duration::from_secs(10800),
             force_encaps: false,
+            request_vips: vec![],
+            pools: vec![],
         };
         let s = format!("{conn:?}");
         assert!(!s.contains("topsecret"));

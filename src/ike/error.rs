@@ -80,6 +80,10 @@ pub enum IkeError {
     /// No CHILD_SA with this inbound SPI on the IKE SA.
     #[error("no CHILD_SA with inbound SPI {0:08x}")]
     UnknownChild(u32),
+    /// As responder: the peer asked for a virtual IP and every address of the pool is
+    /// leased (INTERNAL_ADDRESS_FAILURE; the IKE SA stays, its first CHILD_SA is refused).
+    #[error("INTERNAL_ADDRESS_FAILURE (no free address in pool {pool} for {peer})")]
+    PoolExhausted { pool: String, peer: String },
     /// The SPI allocator failed.
     #[error(transparent)]
     Spi(#[from] SpiError),
@@ -101,6 +105,7 @@ impl IkeError {
             Self::NoProposalChosen => Some(NotifyType::NO_PROPOSAL_CHOSEN),
             Self::InvalidKePayload { .. } => Some(NotifyType::INVALID_KE_PAYLOAD),
             Self::TsUnacceptable => Some(NotifyType::TS_UNACCEPTABLE),
+            Self::PoolExhausted { .. } => Some(NotifyType::INTERNAL_ADDRESS_FAILURE),
             Self::PeerError(n) => Some(*n),
             Self::InvalidMessage(_) => Some(NotifyType::INVALID_SYNTAX),
             Self::Wire(e) => Some(e.notify()),

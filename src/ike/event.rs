@@ -177,6 +177,10 @@ pub enum Event {
         remote_id: Identification,
         /// The SA's keys, only with [`EndpointConfig::export_keys`](super::EndpointConfig::export_keys).
         exported_keys: Option<Box<IkeSaExportedKeys>>,
+        /// Initiator: the virtual IPs the peer assigned us (CFG_REPLY), to install locally.
+        virtual_ips: Vec<IpAddr>,
+        /// Responder: the virtual IPs leased to the peer from our pools.
+        peer_virtual_ips: Vec<IpAddr>,
     },
     /// A new IKE_SA_INIT request was refused or challenged (no state kept): for the log.
     /// (INVALID_KE_PAYLOAD is a normal step of the negotiation, not reported.)
@@ -414,6 +418,10 @@ pub struct IkeSaStatus {
     pub nat_detected: bool,
     /// We are behind a NAT (or `forceencaps`): NAT keepalives are due on this SA's path.
     pub behind_nat: bool,
+    /// Virtual IPs the peer assigned us.
+    pub virtual_ips: Vec<IpAddr>,
+    /// Virtual IPs leased to the peer from our pools.
+    pub peer_virtual_ips: Vec<IpAddr>,
     /// CHILD_SAs.
     pub children: Vec<ChildSaStatus>,
 }

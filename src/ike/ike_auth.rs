@@ -4,6 +4,8 @@
 //! IKE_SA_INIT request | Nr | prf(SK_pi, IDi body) and the responder its IKE_SA_INIT
 //! response | Ni | prf(SK_pr, IDr body).
 
+use std::net::IpAddr;
+
 use rand::CryptoRng;
 use zeroize::Zeroizing;
 
@@ -15,7 +17,10 @@ use super::payloads::{delete_ike_payload, first_error, has_notify, notify};
 use super::sa::{Ctx, IkeSa, InitExchange, Path, State};
 use crate::config::ident::IdMatch;
 use crate::crypto::{psk_auth, verify_psk_auth};
-use crate::wire::{AuthMethod, AuthPayload, ExchangeType, Identification, NotifyType, Payload};
+use crate::wire::{
+    AuthMethod, AuthPayload, CfgType, ConfigAttrType, ConfigAttribute, ConfigPayload, ExchangeType,
+    Identification, NotifyType, Payload,
+};
 
 /// Initiator state: IKE_AUTH sent.
 pub(crate) struct ExpectAuthResponse {
@@ -135,7 +140,108 @@ fn established_event<R>(sa: &mut IkeSa, ctx: &mut Ctx<'_, R>, remote_id: &Identi
             .as_ref()
             .and_then(|k| k.exported.clone())
             .map(Box::new),
+        virtual_ips: sa.virtual_ips.clone(),
+        peer_virtual_ips: sa.leases.iter().map(|(_, a)| *a).collect(),
     });
+}
+
+/// Initiator: CP(CFG_REQUEST) for the virtual IPs the conn asks for (`leftsourceip=%config`),
+/// an empty attribute per family, or the address when a specific one is asked for.
+fn vip_request(conn: &ConnSpec) -> Option<Payload> {
+    let attributes: Vec<ConfigAttribute> = conn
+        .request_vips
+        .iter()
+        .map(|a| match a {
+            a if !a.is_unspecified() => ConfigAttribute::address(*a),
+            IpAddr::V4(_) => ConfigAttribute::request(ConfigAttrType::INTERNAL_IP4_ADDRESS),
+            IpAddr::V6(_) => ConfigAttribute::request(ConfigAttrType::INTERNAL_IP6_ADDRESS),
+        })
+        .collect();
+    (!attributes.is_empty()).then_some(Payload::Cp(ConfigPayload {
+        cfg_type: CfgType::CFG_REQUEST,
+        attributes,
+    }))
+}
+
+/// Initiator: the addresses of the families we asked for in the responder's CFG_REPLY.
+fn assigned_vips(conn: &ConnSpec, payloads: &[Payload]) -> Vec<IpAddr> {
+    payloads
+        .iter()
+        .filter_map(|p| match p {
+            Payload::Cp(cp) if cp.cfg_type == CfgType::CFG_REPLY => Some(cp),
+            _ => None,
+        })
+        .flat_map(|cp| &cp.attributes)
+        .filter(|a| {
+            matches!(
+                a.attr_type,
+                ConfigAttrType::INTERNAL_IP4_ADDRESS | ConfigAttrType::INTERNAL_IP6_ADDRESS
+            )
+        })
+        .filter_map(ConfigAttribute::ip)
+        .filter(|a| {
+            !a.is_unspecified() && conn.request_vips.iter().any(|r| r.is_ipv4() == a.is_ipv4())
+        })
+        .collect()
+}
+
+/// Responder: lease the addresses a CFG_REQUEST asks for, from the first pool of each family
+/// the conn has, to the peer's identity; the CP(CFG_REPLY) carrying them, `None` when nothing
+/// was asked for that a pool can give (no CP then, the peer keeps its own address), or
+/// [`IkeError::PoolExhausted`] (nothing stays leased then).
+fn lease_vips<R>(
+    sa: &mut IkeSa,
+    ctx: &mut Ctx<'_, R>,
+    payloads: &[Payload],
+    peer: &Identification,
+) -> Result<Option<Payload>, IkeError> {
+    let Some(request) = payloads.iter().find_map(|p| match p {
+        Payload::Cp(cp) if cp.cfg_type == CfgType::CFG_REQUEST => Some(cp),
+        _ => None,
+    }) else {
+        return Ok(None);
+    };
+    let mut attributes = Vec::new();
+    for a in &request.attributes {
+        let v6 = match a.attr_type {
+            ConfigAttrType::INTERNAL_IP4_ADDRESS => false,
+            ConfigAttrType::INTERNAL_IP6_ADDRESS => true,
+            _ => continue,
+        };
+        let Some(pool) = sa
+            .conn
+            .pools
+            .iter()
+            .copied()
+            .find(|p| p.addr().is_ipv6() == v6)
+        else {
+            continue;
+        };
+        if sa.leases.iter().any(|(n, _)| *n == pool) {
+            continue;
+        }
+        match ctx.pools.lease(pool, peer) {
+            Some(addr) => {
+                sa.leases.push((pool, addr));
+                attributes.push(ConfigAttribute::address(addr));
+            }
+            None => {
+                for (net, addr) in sa.leases.drain(..) {
+                    ctx.pools.release(net, addr);
+                }
+                return Err(IkeError::PoolExhausted {
+                    pool: pool.to_string(),
+                    peer: peer.to_string(),
+                });
+            }
+        }
+    }
+    Ok(
+        (!attributes.is_empty()).then_some(Payload::Cp(ConfigPayload {
+            cfg_type: CfgType::CFG_REPLY,
+            attributes,
+        })),
+    )
 }
 
 /// Initiator: IKE_SA_INIT done; send IKE_AUTH (message ID 1).
@@ -164,6 +270,7 @@ pub(crate) fn start<R: CryptoRng>(
         return sa.fail(ctx, IkeError::InvalidMessage("no keys"));
     };
     payloads.push(auth);
+    payloads.extend(vip_request(&sa.conn));
     payloads.extend(child.payloads(None));
     if let Err(e) = sa.send_request(ctx, ExchangeType::IKE_AUTH, &payloads) {
         return sa.fail(ctx, e);
@@ -199,6 +306,7 @@ impl ExpectAuthResponse {
             sa.send_unreliable(ctx, ExchangeType::INFORMATIONAL, &[del]);
             return sa.fail(ctx, IkeError::AuthenticationFailed { local_side: true });
         }
+        sa.virtual_ips = assigned_vips(&sa.conn, payloads);
         established_event(sa, ctx, idr);
         let Self { init, child } = self;
         let km = child::Keymat::ike_auth(sa, &init.ni, &init.nr);
@@ -257,14 +365,29 @@ impl ExpectAuthRequest {
             return sa.fail(ctx, IkeError::InvalidMessage("no keys"));
         };
         let mut out = vec![Payload::IdR(local_id), auth];
+        let lease = lease_vips(sa, ctx, payloads, idi);
+        if let Ok(Some(cp)) = &lease {
+            out.push(cp.clone());
+        }
         established_event(sa, ctx, idi);
-        out.extend(child::respond(
-            sa,
-            ctx,
-            payloads,
-            &self.init.ni,
-            &self.init.nr,
-        ));
+        match lease {
+            Ok(_) => out.extend(child::respond(
+                sa,
+                ctx,
+                payloads,
+                &self.init.ni,
+                &self.init.nr,
+            )),
+            // RFC 7296 §3.15.4: the IKE SA is created, its first CHILD_SA is not.
+            Err(error) => {
+                out.push(notify(NotifyType::INTERNAL_ADDRESS_FAILURE, Vec::new()));
+                ctx.out.events.push_back(Event::ChildSaFailed {
+                    id: sa.id,
+                    conn: sa.conn.name.clone(),
+                    error,
+                });
+            }
+        }
         if let Err(e) = sa.send_response(ctx, path, ExchangeType::IKE_AUTH, mid, &out) {
             return sa.fail(ctx, e);
         }

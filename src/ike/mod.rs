@@ -25,6 +25,7 @@
 //! fn create_child(&mut self, now: Instant, id: IkeSaId, conn: &str) -> Result<(), IkeError>
 //! fn delete_child(&mut self, now: Instant, id: IkeSaId, spi_in: u32) -> Result<(), IkeError>
 //! fn ike_sas(&self) -> Vec<IkeSaStatus>
+//! fn leases(&self) -> Vec<PoolLease>                       // virtual IPs given from pools
 //! ```
 //!
 //! After every `initiate` / `handle_datagram` / `handle_timeout` / `delete_*` call, drain
@@ -98,6 +99,7 @@ mod ike_sa_init;
 mod informational;
 mod natd;
 mod payloads;
+mod pool;
 mod proposal;
 mod psk;
 mod sa;
@@ -125,6 +127,7 @@ pub use event::{
     ChildDirKeys, ChildSaReady, ChildSaStatus, Event, IkeSaExportedKeys, IkeSaId, IkeSaState,
     IkeSaStatus, InitRefusal, Role, Transmit,
 };
+pub use pool::PoolLease;
 pub use psk::{PskLookup, Psks};
 pub use timer::RetransmitPolicy;
 pub(crate) use ts::configured_or_host;
@@ -148,6 +151,7 @@ macro_rules! ctx {
             conns: &$ep.conns,
             out: &mut $ep.out,
             ike_spis: &$ep.by_spi,
+            pools: &mut $ep.pools,
         }
     };
 }
@@ -180,6 +184,8 @@ pub struct Endpoint<R> {
     per_conn: HashMap<String, usize>,
     /// The IKE SA holding each CHILD_SA, by inbound SPI.
     by_child: HashMap<u32, IkeSaId>,
+    /// Virtual IP pools (`rightsourceip`) and their leases.
+    pools: pool::AddressPools,
 }
 
 /// The index entries of one SA, so that they can be removed when it changes or goes.
@@ -277,6 +283,7 @@ impl<R: CryptoRng> Endpoint<R> {
             filed: HashMap::new(),
             deadlines: BTreeSet::new(),
             by_peer: HashMap::new(),
+            pools: pool::AddressPools::default(),
             per_conn: HashMap::new(),
             by_child: HashMap::new(),
         }
@@ -400,6 +407,9 @@ impl<R: CryptoRng> Endpoint<R> {
             && let Some(sa) = self.sas.remove(&id)
         {
             self.by_spi.remove(&sa.local_spi());
+            for (net, addr) in sa.leases {
+                self.pools.release(net, addr);
+            }
         }
         self.reindex(id, None);
     }
@@ -872,5 +882,10 @@ impl<R: CryptoRng> Endpoint<R> {
     /// Status of every IKE SA, by id.
     pub fn ike_sas(&self) -> Vec<IkeSaStatus> {
         self.sas.values().map(IkeSa::status).collect()
+    }
+
+    /// The virtual IP leases of every pool (`rightsourceip`), online or kept for their owner.
+    pub fn leases(&self) -> Vec<PoolLease> {
+        self.pools.leases()
     }
 }

@@ -64,6 +64,8 @@ pub(crate) struct Ctx<'a, R> {
     pub(crate) out: &'a mut Output,
     /// Our IKE SPIs in use (the endpoint's demultiplexing table).
     pub(crate) ike_spis: &'a HashMap<[u8; 8], IkeSaId>,
+    /// The responder's virtual IP pools.
+    pub(crate) pools: &'a mut super::pool::AddressPools,
 }
 
 impl<R: CryptoRng> Ctx<'_, R> {
@@ -293,6 +295,10 @@ pub(crate) struct IkeSa {
     /// and deletes this SA itself once the new CHILD_SAs are in. If it has not by then, we
     /// delete it.
     pub(crate) replaced_delete_at: Option<Instant>,
+    /// Initiator: the virtual IPs the peer assigned us in its CFG_REPLY.
+    pub(crate) virtual_ips: Vec<std::net::IpAddr>,
+    /// Responder: the addresses leased to the peer from our pools, released when the SA goes.
+    pub(crate) leases: Vec<(ipnet::IpNet, std::net::IpAddr)>,
 }
 
 impl IkeSa {
@@ -336,6 +342,8 @@ impl IkeSa {
             last_received: None,
             half_open_deadline: None,
             replaced_delete_at: None,
+            virtual_ips: Vec::new(),
+            leases: Vec::new(),
             initial_contact: false,
             authenticated: false,
         }
@@ -703,6 +711,8 @@ impl IkeSa {
     pub(crate) fn hand_over(&mut self, new: &mut IkeSa) {
         new.children.append(&mut self.children);
         new.pending_children.append(&mut self.pending_children);
+        new.virtual_ips.append(&mut self.virtual_ips);
+        new.leases.append(&mut self.leases);
         // A pending rekey of this SA is moot now.
         let (moved, kept): (VecDeque<Queued>, VecDeque<Queued>) = self
             .queue
@@ -885,6 +895,8 @@ impl IkeSa {
             last_received: self.last_received,
             nat_detected: self.nat_detected,
             behind_nat: self.behind_nat,
+            virtual_ips: self.virtual_ips.clone(),
+            peer_virtual_ips: self.leases.iter().map(|(_, a)| *a).collect(),
             children: self
                 .children
                 .iter()

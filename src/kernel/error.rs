@@ -33,6 +33,8 @@ pub enum Target {
     Socket(&'static str),
     /// The XFRM event socket.
     Events,
+    /// A virtual IP on `lo`.
+    Address(IpAddr),
 }
 
 impl fmt::Display for Target {
@@ -46,6 +48,7 @@ impl fmt::Display for Target {
             Self::PolicyTable => f.write_str("policy table"),
             Self::Socket(opt) => write!(f, "socket option {opt}"),
             Self::Events => f.write_str("XFRM event socket"),
+            Self::Address(a) => write!(f, "virtual IP {a}"),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! [`Ipsec`]: the [`KernelIpsec`] logic shared by every backend — validation, policy
 //! reference counting, rollback of half-done installs, bookkeeping of what is installed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
 
 use super::KernelIpsec;
 use super::error::{KernelError, Target};
@@ -26,6 +27,10 @@ pub trait XfrmBackend {
     /// Deletes every SA and policy that belongs to ikev2d (reqid in the reserved range),
     /// whoever's bookkeeping knows about it.
     fn flush_ours(&mut self) -> Result<FlushReport, KernelError>;
+    /// Adds `addr` to `lo` (host prefix); one already there is [`KernelError::Exists`].
+    fn add_address(&mut self, addr: IpAddr) -> Result<(), KernelError>;
+    /// Deletes `addr` from `lo`.
+    fn del_address(&mut self, addr: IpAddr) -> Result<(), KernelError>;
 }
 
 /// Who holds a reference on a policy.
@@ -59,6 +64,8 @@ pub struct Ipsec<B> {
     traps: HashMap<u32, Vec<PolicyKey>>,
     /// Holders of each installed policy; the last one's spec is what the kernel has.
     policies: HashMap<PolicyKey, Vec<(Owner, PolicySpec)>>,
+    /// Virtual IPs we added (and so remove).
+    addresses: BTreeSet<IpAddr>,
 }
 
 impl<B: XfrmBackend> Ipsec<B> {
@@ -69,6 +76,7 @@ impl<B: XfrmBackend> Ipsec<B> {
             children: HashMap::new(),
             traps: HashMap::new(),
             policies: HashMap::new(),
+            addresses: BTreeSet::new(),
         }
     }
 
@@ -322,10 +330,33 @@ impl<B: XfrmBackend> KernelIpsec for Ipsec<B> {
     }
 
     fn flush_ours(&mut self) -> Result<FlushReport, KernelError> {
+        // Our virtual IPs go too (best effort: one already gone is fine).
+        for addr in std::mem::take(&mut self.addresses) {
+            let _ = gone_is_fine(self.backend.del_address(addr));
+        }
         let report = self.backend.flush_ours()?;
         self.children.clear();
         self.traps.clear();
         self.policies.clear();
         Ok(report)
+    }
+
+    fn add_virtual_ip(&mut self, addr: IpAddr) -> Result<(), KernelError> {
+        match self.backend.add_address(addr) {
+            Ok(()) => {
+                self.addresses.insert(addr);
+                Ok(())
+            }
+            Err(KernelError::Exists { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn remove_virtual_ip(&mut self, addr: IpAddr) -> Result<(), KernelError> {
+        if self.addresses.remove(&addr) {
+            gone_is_fine(self.backend.del_address(addr))
+        } else {
+            Ok(())
+        }
     }
 }

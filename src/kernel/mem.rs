@@ -1,8 +1,8 @@
 //! In-memory backend: records SAs and policies, can inject failures. Used by daemon and
 //! protocol tests, and as the `--kernel none` mode (negotiate, report, install nothing).
 
-use std::collections::BTreeMap;
 use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::error::{KernelError, Target};
@@ -48,6 +48,8 @@ pub enum MemOp {
     DelPolicy,
     /// `flush_ours`.
     Flush,
+    /// `add_address`.
+    AddAddress,
 }
 
 /// In-memory SA and policy tables.
@@ -55,11 +57,18 @@ pub enum MemOp {
 pub struct MemBackend {
     sas: BTreeMap<SaId, MemSa>,
     policies: HashMap<PolicyKey, PolicySpec>,
+    /// Addresses on `lo`.
+    addresses: BTreeSet<IpAddr>,
     /// Pending failures: operation, successes still to let through, error to return.
     failures: Vec<(MemOp, usize, KernelError)>,
 }
 
 impl MemBackend {
+    /// The addresses on `lo` (virtual IPs).
+    pub fn addresses(&self) -> &BTreeSet<IpAddr> {
+        &self.addresses
+    }
+
     /// The recorded SAs (including SPI reservations).
     pub fn sas(&self) -> &BTreeMap<SaId, MemSa> {
         &self.sas
@@ -109,6 +118,27 @@ fn sa_target(id: SaId) -> Target {
 }
 
 impl XfrmBackend for MemBackend {
+    fn add_address(&mut self, addr: IpAddr) -> Result<(), KernelError> {
+        self.check(MemOp::AddAddress)?;
+        if self.addresses.insert(addr) {
+            Ok(())
+        } else {
+            Err(KernelError::Exists {
+                target: Target::Address(addr),
+            })
+        }
+    }
+
+    fn del_address(&mut self, addr: IpAddr) -> Result<(), KernelError> {
+        if self.addresses.remove(&addr) {
+            Ok(())
+        } else {
+            Err(KernelError::NotFound {
+                target: Target::Address(addr),
+            })
+        }
+    }
+
     fn add_sa(&mut self, sa: &SaSpec<'_>) -> Result<(), KernelError> {
         self.check(MemOp::AddSa)?;
         if self.sas.contains_key(&sa.id) {

@@ -34,6 +34,7 @@
 //! `hmac(sha1)` to 96 bits, always through XFRMA_ALG_AUTH_TRUNC (plain XFRMA_ALG_AUTH would
 //! give SHA-256 the kernel's 96-bit default).
 
+mod addr;
 mod error;
 mod events;
 mod ipsec;
@@ -84,6 +85,13 @@ pub trait KernelIpsec {
     /// Deletes every SA and policy that is ours (see the module docs), including leftovers of
     /// a previous run, and forgets all bookkeeping.
     fn flush_ours(&mut self) -> Result<FlushReport, KernelError>;
+
+    /// Adds a virtual IP (assigned by the peer) to `lo` as a host prefix. An address the host
+    /// already has is left alone (and not removed later).
+    fn add_virtual_ip(&mut self, addr: std::net::IpAddr) -> Result<(), KernelError>;
+
+    /// Removes a virtual IP this kernel added; others are left alone.
+    fn remove_virtual_ip(&mut self, addr: std::net::IpAddr) -> Result<(), KernelError>;
 }
 
 #[cfg(test)]

@@ -23,6 +23,10 @@ pub enum KernelOp {
     Counters(Vec<ChildId>),
     /// [`KernelIpsec::flush_ours`].
     Flush,
+    /// [`KernelIpsec::add_virtual_ip`].
+    AddVirtualIp(std::net::IpAddr),
+    /// [`KernelIpsec::remove_virtual_ip`].
+    RemoveVirtualIp(std::net::IpAddr),
 }
 
 /// The result of a successful [`KernelOp`].
@@ -51,6 +55,8 @@ impl KernelOp {
                 ids.into_iter().map(|id| k.child_counters(id)).collect(),
             )),
             Self::Flush => k.flush_ours().map(KernelOutput::Flushed),
+            Self::AddVirtualIp(a) => k.add_virtual_ip(a).map(|()| KernelOutput::Done),
+            Self::RemoveVirtualIp(a) => k.remove_virtual_ip(a).map(|()| KernelOutput::Done),
         }
     }
 }

@@ -7,6 +7,7 @@ use netlink_packet_xfrm::{
     UserSaId, UserSaInfo, UserTemplate, XfrmAttrs, XfrmMessage, policy, state,
 };
 
+use super::addr::{AddrError, RouteSocket};
 use super::error::{KernelError, Target};
 use super::ipsec::{Ipsec, XfrmBackend};
 use super::netlink::{NlError, NlSocket};
@@ -25,6 +26,8 @@ const LEGACY_REPLAY_WINDOW: u32 = 32;
 #[derive(Debug)]
 pub struct NetlinkBackend {
     nl: NlSocket,
+    /// rtnetlink, opened on the first virtual IP.
+    route: Option<RouteSocket>,
 }
 
 /// The real kernel, through XFRM netlink.
@@ -34,7 +37,7 @@ impl XfrmKernel {
     /// Opens the netlink socket (needs CAP_NET_ADMIN for anything but reading).
     pub fn open() -> Result<Self, KernelError> {
         let nl = NlSocket::open().map_err(|e| KernelError::io(Target::SaTable, &e))?;
-        Ok(Self::with_backend(NetlinkBackend { nl }))
+        Ok(Self::with_backend(NetlinkBackend { nl, route: None }))
     }
 }
 
@@ -188,6 +191,20 @@ impl NetlinkBackend {
             .map_err(|e| nl_error(e, target(), algs))
     }
 
+    fn address(&mut self, add: bool, addr: IpAddr) -> Result<(), KernelError> {
+        let target = Target::Address(addr);
+        let route = match &mut self.route {
+            Some(r) => r,
+            None => self
+                .route
+                .insert(RouteSocket::open().map_err(|e| KernelError::io(target.clone(), &e))?),
+        };
+        route.address(add, addr).map_err(|e| match e {
+            AddrError::Io(io) => KernelError::io(target, &io),
+            AddrError::Errno(errno) => KernelError::from_errno(target, errno, None),
+        })
+    }
+
     fn dump(&mut self, msg: XfrmMessage, target: Target) -> Result<Vec<XfrmMessage>, KernelError> {
         self.nl
             .request(msg, true)
@@ -204,6 +221,14 @@ fn nl_error(e: NlError, target: Target, algs: Option<String>) -> KernelError {
 }
 
 impl XfrmBackend for NetlinkBackend {
+    fn add_address(&mut self, addr: IpAddr) -> Result<(), KernelError> {
+        self.address(true, addr)
+    }
+
+    fn del_address(&mut self, addr: IpAddr) -> Result<(), KernelError> {
+        self.address(false, addr)
+    }
+
     fn add_sa(&mut self, sa: &SaSpec<'_>) -> Result<(), KernelError> {
         let target = || sa_target(sa.id);
         let mut info = UserSaInfo::default();

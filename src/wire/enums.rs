@@ -254,6 +254,34 @@ code_points! {
 }
 
 code_points! {
+    /// Configuration payload CFG Type (RFC 7296 §3.15).
+    CfgType(u8) {
+        CFG_REQUEST = 1,
+        CFG_REPLY = 2,
+        CFG_SET = 3,
+        CFG_ACK = 4,
+    }
+}
+
+code_points! {
+    /// Configuration Attribute Type (RFC 7296 §3.15.1).
+    ConfigAttrType(u16) {
+        INTERNAL_IP4_ADDRESS = 1,
+        INTERNAL_IP4_NETMASK = 2,
+        INTERNAL_IP4_DNS = 3,
+        INTERNAL_IP4_NBNS = 4,
+        INTERNAL_IP4_DHCP = 6,
+        APPLICATION_VERSION = 7,
+        INTERNAL_IP6_ADDRESS = 8,
+        INTERNAL_IP6_DNS = 10,
+        INTERNAL_IP6_DHCP = 12,
+        INTERNAL_IP4_SUBNET = 13,
+        SUPPORTED_ATTRIBUTES = 14,
+        INTERNAL_IP6_SUBNET = 15,
+    }
+}
+
+code_points! {
     /// Traffic Selector Type (RFC 7296 §3.13.1).
     TsType(u8) {
         IPV4_ADDR_RANGE = 7,

@@ -1,6 +1,7 @@
 //! Payload chains and whole messages (RFC 7296 §3.1, §3.2).
 
 use super::codec::{Reader, with_len16};
+use super::cp::ConfigPayload;
 use super::payload::{
     AuthPayload, Delete, EncryptedFragment, EncryptedPayload, Identification, KePayload, Notify,
     SaPayload,
@@ -8,7 +9,7 @@ use super::payload::{
 use super::ts::{TrafficSelector, read_ts_payload, write_ts_payload};
 use super::{Header, PayloadType, WireError};
 
-/// One payload. Payload types this crate does not model (CERT, CERTREQ, CP, EAP, private use, ...)
+/// One payload. Payload types this crate does not model (CERT, CERTREQ, EAP, private use, ...)
 /// and TS payloads holding selector types it does not model are kept as [`Payload::Unknown`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Payload {
@@ -23,6 +24,8 @@ pub enum Payload {
     Vendor(Vec<u8>),
     TsI(Vec<TrafficSelector>),
     TsR(Vec<TrafficSelector>),
+    /// CP (Configuration payload).
+    Cp(ConfigPayload),
     /// SK: must be the last payload of a chain.
     Encrypted(EncryptedPayload),
     /// SKF (RFC 7383): must be the last payload of a chain.
@@ -52,6 +55,7 @@ impl Payload {
             Payload::Vendor(_) => PayloadType::VENDOR,
             Payload::TsI(_) => PayloadType::TSI,
             Payload::TsR(_) => PayloadType::TSR,
+            Payload::Cp(_) => PayloadType::CP,
             Payload::Encrypted(_) => PayloadType::SK,
             Payload::EncryptedFragment(_) => PayloadType::SKF,
             Payload::Unknown { payload_type, .. } => *payload_type,
@@ -87,6 +91,7 @@ impl Payload {
                     body: body.to_vec(),
                 },
             },
+            PayloadType::CP => Payload::Cp(ConfigPayload::read(r)?),
             PayloadType::SK => Payload::Encrypted(EncryptedPayload {
                 next_inner: next,
                 data: r.rest().to_vec(),
@@ -111,6 +116,7 @@ impl Payload {
             Payload::Notify(notify) => notify.write(out),
             Payload::Delete(delete) => delete.write(out),
             Payload::TsI(ts) | Payload::TsR(ts) => write_ts_payload(ts, out),
+            Payload::Cp(cp) => cp.write(out),
             Payload::Encrypted(sk) => out.extend_from_slice(&sk.data),
             Payload::EncryptedFragment(skf) => skf.write(out),
             Payload::Unknown { body, .. } => out.extend_from_slice(body),
@@ -341,8 +347,14 @@ mod tests {
             Payload::Vendor(b"ikev2d".to_vec()),
             Payload::TsI(vec![TrafficSelector::any_v4()]),
             Payload::TsR(vec![TrafficSelector::any_v6(), TrafficSelector::any_v4()]),
+            Payload::Cp(crate::wire::ConfigPayload {
+                cfg_type: crate::wire::CfgType::CFG_REQUEST,
+                attributes: vec![crate::wire::ConfigAttribute::request(
+                    crate::wire::ConfigAttrType::INTERNAL_IP4_ADDRESS,
+                )],
+            }),
             Payload::Unknown {
-                payload_type: PayloadType::CP,
+                payload_type: PayloadType::EAP,
                 critical: false,
                 body: vec![1, 0, 0, 0],
             },

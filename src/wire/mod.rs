@@ -18,15 +18,17 @@
 //! the AUTH computation of a received message must therefore use the received bytes.
 
 mod codec;
+mod cp;
 mod enums;
 mod header;
 mod message;
 mod payload;
 mod ts;
 
+pub use cp::{ConfigAttribute, ConfigPayload};
 pub use enums::{
-    AuthMethod, ExchangeType, IdType, NotifyType, PayloadType, ProtocolId, TransformId,
-    TransformType, TsType,
+    AuthMethod, CfgType, ConfigAttrType, ExchangeType, IdType, NotifyType, PayloadType, ProtocolId,
+    TransformId, TransformType, TsType,
 };
 pub use header::Header;
 pub use message::{Message, Payload, encode_payloads, parse_payloads};

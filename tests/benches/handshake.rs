@@ -94,6 +94,8 @@ fn conn(local: &str, remote: &str, ike: &IkeProposal) -> ConnSpec {
         rekey_fuzz_percent: 100,
         ike_lifetime: Duration::from_secs(10800),
         force_encaps: false,
+        request_vips: vec![],
+        pools: vec![],
     }
 }
 

@@ -10,7 +10,7 @@ use crate::config::diag::{Diagnostics, Pos, did_you_mean};
 use crate::config::ident::Identity;
 use crate::config::parse::{RawConf, Section, SectionKind};
 use crate::config::proposal::{Proposals, Protocol};
-use crate::config::values::{Host, Mark, ProtoPort};
+use crate::config::values::{Host, Mark, ProtoPort, SourceIp};
 
 use super::section::{Checked, build_setup, check_conn_section};
 use super::validate::check_conn;
@@ -46,6 +46,7 @@ impl Resolved<'_> {
     getter!(id, Id, Identity);
     getter!(subnets, Subnets, Vec<IpNet>);
     getter!(protoport, ProtoPort, ProtoPort);
+    getter!(sourceips, SourceIps, Vec<SourceIp>);
     getter!(port, Port, u16);
     getter!(auth, Auth, AuthMethod);
     getter!(proposals, Proposals, Proposals);
@@ -162,6 +163,7 @@ impl<'a> Builder<'a> {
             ikeport: r.port(&key("ikeport")).unwrap_or(500),
             auth: r.auth(&key("auth")).unwrap_or(authby),
             updown: r.text(&key("updown")),
+            sourceip: r.sourceips(&key("sourceip")).unwrap_or_default(),
         }
     }
 
@@ -423,6 +425,39 @@ mod tests {
             d.items[0]
                 .message
                 .contains("cannot resolve right=x.example")
+        );
+    }
+
+    #[test]
+    fn sourceip_values_and_checks() {
+        let (c, d) = build(
+            "conn gw\n  left=10.0.0.1\n  right=%any\n  authby=secret\n  auto=add\n  rightsourceip=10.3.0.0/24\nconn rw\n  left=%defaultroute\n  right=10.0.0.1\n  authby=secret\n  leftsourceip=%config\n",
+        );
+        assert!(d.is_empty(), "{d:?}");
+        let gw = c.conn("gw").unwrap();
+        assert_eq!(
+            gw.right.pools().collect::<Vec<_>>(),
+            ["10.3.0.0/24".parse::<IpNet>().unwrap()]
+        );
+        assert_eq!(
+            c.conn("rw")
+                .unwrap()
+                .left
+                .requested_vips()
+                .collect::<Vec<_>>(),
+            [false]
+        );
+        let (_, d) = build(
+            "conn a\n  left=10.0.0.1\n  right=10.0.0.2\n  authby=secret\n  auto=add\n  type=transport\n  leftsourceip=%config\n  rightsourceip=%config6\nconn b\n  left=10.0.0.1\n  right=10.0.0.2\n  authby=secret\n  auto=add\n  leftsourceip=%pool\n  rightsourceip=10.3.0.9/24\n",
+        );
+        assert_eq!(
+            d,
+            [
+                "t:14:16: error: named address pools ('%pool') are not supported; give the pool as ADDRESS/PREFIX",
+                "t:15:17: error: subnet '10.3.0.9/24' has host bits set (did you mean '10.3.0.0/24'?)",
+                "t:1:6: error: conn 'a': virtual IPs (leftsourceip/rightsourceip) need type=tunnel, not type=transport",
+                "t:1:6: error: conn 'a': leftsourceip and rightsourceip both ask for an address (%config); one end asks, the other gives it from a pool",
+            ]
         );
     }
 

@@ -27,7 +27,7 @@ use ipnet::IpNet;
 use super::diag::Pos;
 use super::ident::Identity;
 use super::proposal::Proposals;
-use super::values::{Host, Mark, ProtoPort};
+use super::values::{Host, Mark, ProtoPort, SourceIp};
 
 pub use build::build_config;
 
@@ -155,6 +155,27 @@ pub struct End {
     pub ikeport: u16,
     pub auth: AuthMethod,
     pub updown: Option<String>,
+    /// `leftsourceip=`: `%config` (this end asks the peer for an inner address) or address
+    /// pools (the peer of this end gets an address from them: a gateway's `rightsourceip`).
+    pub sourceip: Vec<SourceIp>,
+}
+
+impl End {
+    /// The address families this end asks the peer for (`%config`, `%config6`).
+    pub fn requested_vips(&self) -> impl Iterator<Item = bool> + '_ {
+        self.sourceip.iter().filter_map(|s| match s {
+            SourceIp::Config { v6 } => Some(*v6),
+            SourceIp::Pool(_) => None,
+        })
+    }
+
+    /// The pools this end's addresses come from.
+    pub fn pools(&self) -> impl Iterator<Item = ipnet::IpNet> + '_ {
+        self.sourceip.iter().filter_map(|s| match s {
+            SourceIp::Pool(net) => Some(*net),
+            SourceIp::Config { .. } => None,
+        })
+    }
 }
 
 impl End {

@@ -6,6 +6,41 @@ use super::{AuthMethod, Auto, Conn, ConnType};
 use crate::config::diag::Diagnostics;
 use crate::config::values::Host;
 
+/// `leftsourceip`/`rightsourceip`: virtual IPs live in tunnel mode; one end asks (`%config`),
+/// the other end's pool answers.
+fn check_sourceip(c: &Conn, diags: &mut Diagnostics) {
+    let (pos, name) = (&c.pos, &c.name);
+    let (l, r) = (&c.left, &c.right);
+    if l.sourceip.is_empty() && r.sourceip.is_empty() {
+        return;
+    }
+    if c.conn_type != ConnType::Tunnel {
+        diags.error(
+            pos,
+            format!(
+                "conn '{name}': virtual IPs (leftsourceip/rightsourceip) need type=tunnel, not type={}",
+                c.conn_type
+            ),
+        );
+    }
+    if l.requested_vips().next().is_some() && r.requested_vips().next().is_some() {
+        diags.error(
+            pos,
+            format!(
+                "conn '{name}': leftsourceip and rightsourceip both ask for an address (%config); one end asks, the other gives it from a pool"
+            ),
+        );
+    }
+    if l.pools().next().is_some() && r.pools().next().is_some() {
+        diags.warning(
+            pos,
+            format!(
+                "conn '{name}': leftsourceip and rightsourceip both give addresses; the local end's own inner address is not acted on (only the peer's pool and %config are)"
+            ),
+        );
+    }
+}
+
 /// Cross-keyword checks of a loaded conn, reported at its `conn NAME` line.
 pub(super) fn check_conn(c: &Conn, diags: &mut Diagnostics) {
     if c.auto == Auto::Ignore {
@@ -44,6 +79,7 @@ pub(super) fn check_conn(c: &Conn, diags: &mut Diagnostics) {
             ),
         );
     }
+    check_sourceip(c, diags);
     if matches!(c.conn_type, ConnType::Passthrough | ConnType::Drop) {
         diags.warning(
             pos,

@@ -10,8 +10,9 @@ use crate::config::ident::{Identity, IdentityError, parse_identity};
 use crate::config::keywords::ValueKind;
 use crate::config::proposal::{ProposalError, Proposals, Protocol, parse_proposals};
 use crate::config::values::{
-    Host, Mark, ProtoPort, ValueError, parse_bool, parse_duration, parse_host, parse_mark,
-    parse_percent, parse_protoport, parse_subnets, parse_u32, parse_u64,
+    Host, Mark, ProtoPort, SourceIp, ValueError, parse_bool, parse_duration, parse_host,
+    parse_mark, parse_percent, parse_protoport, parse_sourceips, parse_subnets, parse_u32,
+    parse_u64,
 };
 
 /// A validated keyword value.
@@ -23,6 +24,7 @@ pub(super) enum Val {
     Id(Identity),
     Subnets(Vec<IpNet>),
     ProtoPort(ProtoPort),
+    SourceIps(Vec<SourceIp>),
     Port(u16),
     Auth(AuthMethod),
     Proposals(Proposals),
@@ -120,6 +122,7 @@ pub(super) fn convert(kind: ValueKind, v: &str) -> Result<Val, SettingError> {
         ValueKind::Id => Val::Id(parse_identity(v)?),
         ValueKind::Subnets => Val::Subnets(parse_subnets(v)?),
         ValueKind::ProtoPort => Val::ProtoPort(parse_protoport(v)?),
+        ValueKind::SourceIp => Val::SourceIps(parse_sourceips(v)?),
         ValueKind::Port => Val::Port(
             v.parse()
                 .ok()

@@ -26,8 +26,9 @@ mod status;
 #[cfg(test)]
 mod tests;
 mod timers;
+mod vips;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -150,6 +151,11 @@ enum Pending {
         reqid: u32,
     },
     RemoveTrap,
+    /// Adding (`add`) or removing a virtual IP.
+    VirtualIp {
+        addr: std::net::IpAddr,
+        add: bool,
+    },
     /// Counters of CHILD_SAs watched for `inactivity` (inbound SPIs, in order).
     Idle {
         spis: Vec<u32>,
@@ -240,6 +246,8 @@ pub struct Supervisor<R> {
     next_keepalive: Option<Instant>,
     /// Refused IKE_SA_INIT requests, logged with a rate limit.
     refusals: refusals::RefusalLog,
+    /// Virtual IPs assigned to us, with the IKE SAs holding each.
+    vips: BTreeMap<std::net::IpAddr, BTreeSet<IkeSaId>>,
 }
 
 impl<R: rand::CryptoRng> Supervisor<R> {
@@ -280,6 +288,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             idle_timers: timers::Deadlines::default(),
             next_keepalive: None,
             refusals: refusals::RefusalLog::default(),
+            vips: BTreeMap::new(),
         }
     }
 
@@ -504,6 +513,12 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 tracing::error!(target: "kernel", "auto=route {name}: {e}");
                 self.traps.remove(&reqid);
             }
+            (Pending::VirtualIp { addr, add }, Ok(_)) => {
+                tracing::info!(target: "kernel", "virtual IP {addr} {} lo", if add { "added to" } else { "removed from" })
+            }
+            (Pending::VirtualIp { addr, add }, Err(e)) => {
+                tracing::error!(target: "kernel", "{} virtual IP {addr}: {e}", if add { "adding" } else { "removing" })
+            }
             (Pending::RemoveTrap, Ok(_)) => {}
             (Pending::RemoveTrap, Err(e)) => {
                 tracing::warn!(target: "kernel", "removing trap policies: {e}")
@@ -673,9 +688,18 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 local_id,
                 remote_id,
                 exported_keys,
+                virtual_ips,
+                peer_virtual_ips,
             } => {
                 self.log_ike_keys(&spi_i, &spi_r, exported_keys.as_deref());
                 self.attempts.remove(&id);
+                self.vips_established(
+                    id,
+                    &conn,
+                    &fmt_identification(&remote_id),
+                    &virtual_ips,
+                    &peer_virtual_ips,
+                );
                 let text = format!(
                     "IKE_SA {conn}[{}] established between {}[{}]...{}[{}]",
                     id.0,
@@ -725,6 +749,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 self.ike_rekeyed(now, old, new, &conn);
                 self.move_children(old, new);
                 self.file_dpd(new, now);
+                self.vips_rekeyed(old, new);
                 if let Some(w) = self.up_waiters.remove(&old) {
                     self.up_waiters.entry(new).or_default().extend(w);
                 }
@@ -808,6 +833,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
     fn ike_gone(&mut self, now: Instant, id: IkeSaId) {
         self.ike_life_gone(now, id);
         self.dpd_timers.set(id, None);
+        self.vips_gone(id);
         let mut spis = self.by_ike.remove(&id).unwrap_or_default();
         spis.sort_unstable();
         for spi in spis {

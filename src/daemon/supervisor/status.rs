@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::{CtlId, Pending, Supervisor, role_name};
 use crate::control::{
-    ChildReport, ConnReport, Done, IkeSaReport, Reply, ResponderReport, StatusReport,
+    ChildReport, ConnReport, Done, IkeSaReport, LeaseReport, Reply, ResponderReport, StatusReport,
 };
 use crate::daemon::conns::{fmt_identification, fmt_ts};
 use crate::daemon::hex;
@@ -42,6 +42,17 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             kernel: self.settings.kernel_name.to_string(),
             conns,
             responder: responder_report(self.endpoint.responder_stats()),
+            leases: self
+                .endpoint
+                .leases()
+                .into_iter()
+                .map(|l| LeaseReport {
+                    pool: l.pool.to_string(),
+                    address: l.address.to_string(),
+                    identity: fmt_identification(&l.identity),
+                    online: l.online,
+                })
+                .collect(),
         };
         if ids.is_empty() {
             self.status_done(ctl, report, &[], Ok(KernelOutput::Counters(Vec::new())));
@@ -125,6 +136,12 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             renew_in_secs: renewal.map(|(n, _)| n),
             reauth: renewal.is_some_and(|(_, r)| r),
             nat_detected: sa.nat_detected,
+            virtual_ips: sa.virtual_ips.iter().map(ToString::to_string).collect(),
+            peer_virtual_ips: sa
+                .peer_virtual_ips
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
             children,
         }
     }

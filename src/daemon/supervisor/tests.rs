@@ -1182,3 +1182,49 @@ fn the_settings_file_sets_the_keepalive_interval_and_zero_turns_them_off() {
     p.advance(Duration::from_secs(60));
     assert_eq!(p.a.keepalives.len(), 3, "none after keepalive = 0");
 }
+
+/// A road warrior (`leftsourceip=%config`) and a gateway leasing from `rightsourceip`.
+fn vip_confs() -> (String, String) {
+    let common = "\tauthby=secret\n\tike=aes128-sha256-x25519!\n\tesp=aes128gcm16!\n\tauto=add\n";
+    (
+        format!(
+            "conn vip\n\tleft={A}\n\tright={B}\n\tleftsourceip=%config\n\trightsubnet=10.9.2.0/24\n{common}"
+        ),
+        format!(
+            "conn vip\n\tleft={B}\n\tright={A}\n\trightsourceip=10.3.0.0/24\n\tleftsubnet=10.9.2.0/24\n{common}"
+        ),
+    )
+}
+
+#[test]
+fn virtual_ip_is_added_to_lo_shown_in_status_and_removed_on_down() {
+    let (a, b) = vip_confs();
+    let mut p = Pair::new(&a, &b);
+    let ctl = p.request(true, Request::Up { name: "vip".into() });
+    assert_eq!(p.a.outcome(ctl).1, Some(true), "{:?}", p.a.outcome(ctl));
+    let vip = ip("10.3.0.1");
+    assert_eq!(
+        p.a.kernel.backend().addresses().iter().collect::<Vec<_>>(),
+        [&vip]
+    );
+    assert!(p.b.kernel.backend().addresses().is_empty());
+    let sa = &p.status(true).conns[0].ike_sas[0];
+    assert_eq!(sa.virtual_ips, ["10.3.0.1"]);
+    assert_eq!(sa.children[0].local_ts, ["10.3.0.1/32"]);
+    assert_eq!(sa.children[0].remote_ts, ["10.9.2.0/24"]);
+    let gw = p.status(false);
+    assert_eq!(gw.conns[0].ike_sas[0].peer_virtual_ips, ["10.3.0.1"]);
+    assert_eq!(
+        gw.leases,
+        [crate::control::LeaseReport {
+            pool: "10.3.0.0/24".into(),
+            address: "10.3.0.1".into(),
+            identity: A.into(),
+            online: 1,
+        }]
+    );
+    let ctl = p.request(true, Request::Down { name: "vip".into() });
+    assert_eq!(p.a.outcome(ctl).1, Some(true));
+    assert!(p.a.kernel.backend().addresses().is_empty());
+    assert_eq!(p.status(false).leases[0].online, 0, "offline, kept for A");
+}

@@ -12,6 +12,7 @@ mod interop;
 mod nat;
 mod rekey;
 mod road_warrior;
+mod virtual_ip;
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -149,6 +150,8 @@ pub(super) fn conn(local: &str, remote: Option<&str>, ike: &str, esp: &str) -> C
         rekey_fuzz_percent: 100,
         ike_lifetime: Duration::from_secs(10800),
         force_encaps: false,
+        request_vips: vec![],
+        pools: vec![],
     }
 }
 

@@ -9,7 +9,7 @@ use crate::config::source::MemResolver;
 
 const IKE: &str = "aes128gcm16-prfsha256-x25519";
 const ESP: &str = "aes128gcm16";
-const C_IP: &str = "192.0.2.3";
+pub(super) const C_IP: &str = "192.0.2.3";
 
 fn secrets(text: &str) -> Psks {
     let (s, d) = parse_secrets_str("ipsec.secrets", text, None, &MemResolver::default());
@@ -105,7 +105,7 @@ fn client_without_a_key_is_refused_by_name_not_given_another_key() {
 
 /// Delivers datagrams between a third endpoint `c` and the pair's responder `b` (and b's
 /// answers to `a`) until nothing is left.
-fn pump_third(p: &mut Pair, c: &mut Endpoint<ChaCha20Rng>) -> Vec<Event> {
+pub(super) fn pump_third(p: &mut Pair, c: &mut Endpoint<ChaCha20Rng>) -> Vec<Event> {
     let c_addr = ip(C_IP);
     let mut c_events = vec![];
     for _ in 0..100 {

@@ -64,6 +64,8 @@ pub fn conn(local: &str, remote: Option<&str>) -> ConnSpec {
         rekey_fuzz_percent: 100,
         ike_lifetime: Duration::from_secs(10800),
         force_encaps: false,
+        request_vips: vec![],
+        pools: vec![],
     }
 }
 
