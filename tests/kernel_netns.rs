@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use ikev2d::kernel::{
     ChildPolicy, ChildSaInstall, EspCrypto, EventSocket, IntegAlg, Integrity, IpsecProto,
-    KernelError, KernelEvent, KernelIpsec, KeyBytes, Lifetime, Mode, REQID_MIN, SocketFamily,
-    Target, TrafficSelector, XfrmKernel, bypass_socket, set_udp_encap,
+    KernelError, KernelEvent, KernelIpsec, KeyBytes, Lifetime, Mark, Marks, Mode, REQID_MIN,
+    ShuntAction, ShuntPolicy, SocketFamily, Target, TrafficSelector, XfrmKernel, bypass_socket,
+    set_udp_encap,
 };
 
 const INNER: &str = "IKEV2D_KERNEL_NETNS_INNER";
@@ -67,6 +68,7 @@ fn policy(reqid: u32, mode: Mode) -> ChildPolicy {
         reqid,
         local_ts: vec![TrafficSelector::host(ip("10.7.0.1"))],
         remote_ts: vec![TrafficSelector::host(ip("10.7.0.2"))],
+        marks: Marks::default(),
     }
 }
 
@@ -132,6 +134,70 @@ fn policies_added_removed_and_foreign_ones_kept() {
         let listed = sh("ip xfrm policy");
         assert!(listed.contains("reqid 7 "), "{listed}");
         assert_eq!(listed.matches("reqid").count(), 1, "{listed}");
+    });
+}
+
+#[test]
+#[ignore = "needs root; runs in its own network namespace"]
+fn shunts_and_marked_policies() {
+    in_netns("shunts_and_marked_policies", || {
+        // A foreign template-less policy (another daemon's bypass) stays.
+        sh("ip xfrm policy add src 10.9.9.1/32 dst 10.9.9.2/32 dir out priority 7");
+        let mut k = XfrmKernel::open().unwrap();
+        let any = TrafficSelector::from_net("0.0.0.0/0".parse().unwrap());
+        let ssh = ShuntPolicy {
+            action: ShuntAction::Pass,
+            reqid: REQID_MIN + 3,
+            local_ts: vec![any.with_proto(6, 22..=22)],
+            remote_ts: vec![any],
+            marks: Marks::default(),
+        };
+        k.install_shunt(&ssh).unwrap();
+        let drop = ShuntPolicy {
+            action: ShuntAction::Drop,
+            reqid: REQID_MIN + 4,
+            local_ts: vec![TrafficSelector::host(ip("10.7.0.1"))],
+            remote_ts: vec![TrafficSelector::host(ip("10.7.0.9"))],
+            marks: Marks::default(),
+        };
+        k.install_shunt(&drop).unwrap();
+        // Two traps that differ only by their mark.
+        let mark = |value| {
+            Some(Mark {
+                value,
+                mask: 0xffff_ffff,
+            })
+        };
+        let mut marked = policy(REQID_MIN + 5, Mode::Transport);
+        marked.marks = Marks {
+            inbound: mark(1),
+            outbound: mark(2),
+        };
+        k.install_trap(&marked).unwrap();
+        k.install_trap(&policy(REQID_MIN + 6, Mode::Transport))
+            .unwrap();
+        let listed = sh("ip xfrm policy");
+        println!("{listed}");
+        assert_eq!(listed.matches("proto tcp sport 22").count(), 2, "{listed}");
+        assert_eq!(listed.matches("proto tcp dport 22").count(), 2, "{listed}");
+        assert_eq!(listed.matches("action block").count(), 4, "{listed}");
+        assert!(listed.contains("mark 0x1/0xffffffff"), "{listed}");
+        assert!(listed.contains("mark 0x2/0xffffffff"), "{listed}");
+        assert_eq!(listed.matches("src 10.7.0.1/32 dst 10.7.0.2/32").count(), 2);
+        k.remove_trap(ssh.reqid).unwrap();
+        k.remove_trap(marked.reqid).unwrap();
+        let listed = sh("ip xfrm policy");
+        assert!(
+            !listed.contains("sport 22") && !listed.contains("mark"),
+            "{listed}"
+        );
+        // What a previous run left: the drop shunt and the unmarked trap; the foreign
+        // policy stays.
+        let mut fresh = XfrmKernel::open().unwrap();
+        assert_eq!(fresh.flush_ours().unwrap().policies, 4 + 2);
+        let listed = sh("ip xfrm policy");
+        assert!(listed.contains("priority 7 "), "{listed}");
+        assert_eq!(listed.matches("dir ").count(), 1, "{listed}");
     });
 }
 

@@ -23,7 +23,7 @@ use crate::ike::{
     ConnSpec, EndpointConfig, EspProposal, IkeProposal, IpsecProto, Mode, Psks, RetransmitPolicy,
     UniqueIds,
 };
-use crate::kernel::{REQID_MAX, REQID_MIN};
+use crate::kernel::{self, Marks, REQID_MAX, REQID_MIN, ShuntAction, ShuntPolicy};
 use crate::wire::{IdType, Identification, TrafficSelector, TsType};
 
 /// A conn as the daemon runs it.
@@ -50,8 +50,35 @@ pub struct ConnEntry {
     pub volume: VolumeLimits,
     /// `inactivity`: close a CHILD_SA that carried no packet for this long.
     pub inactivity: Option<Duration>,
+    /// `mark=`, `mark_in=`, `mark_out=` of the SAs and policies.
+    pub marks: Marks,
+    /// The local side's `leftupdown=` script.
+    pub updown: Option<String>,
+    /// The local side's `leftfirewall=yes`.
+    pub firewall: bool,
     /// Status summary (without SAs).
     pub report: ConnReport,
+}
+
+/// A shunt conn (`type=pass|drop`, `auto=route`): policies only, never negotiated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShuntEntry {
+    /// The conn's name.
+    pub name: String,
+    /// Its policies (the conn's reqid keys them).
+    pub policy: ShuntPolicy,
+}
+
+/// The marks of a conn: `mark_in`/`mark_out`, each defaulting to `mark`.
+fn marks(conn: &Conn) -> Marks {
+    let kernel_mark = |m: crate::config::values::Mark| kernel::Mark {
+        value: m.value,
+        mask: m.mask,
+    };
+    Marks {
+        inbound: conn.mark_in.or(conn.mark).map(kernel_mark),
+        outbound: conn.mark_out.or(conn.mark).map(kernel_mark),
+    }
 }
 
 /// The engine's settings from the daemon's settings file; `export_keys` when a key log is
@@ -165,7 +192,11 @@ pub fn build_conns(
     let mut entries = Vec::new();
     let mut errors = Vec::new();
     let psks = Psks::new(Arc::new(secrets.clone()));
-    for conn in config.conns.iter().filter(|c| c.auto != Auto::Ignore) {
+    let loaded = config
+        .conns
+        .iter()
+        .filter(|c| c.auto != Auto::Ignore && !c.conn_type.is_shunt());
+    for conn in loaded {
         match build_conn(conn, secrets, &psks, is_local, route_source, reqids) {
             Ok(e) => entries.push(e),
             Err(error) => errors.push(ConnBuildError {
@@ -179,6 +210,91 @@ pub fn build_conns(
     } else {
         Err(ConnErrors(errors))
     }
+}
+
+/// Builds the shunt conns (`type=pass|drop` with `auto=route`; other shunts are not loaded,
+/// `ikectl check` reports them). Their reqids come from the same table as the other conns'.
+pub fn build_shunts(
+    config: &Config,
+    is_local: &dyn Fn(IpAddr) -> bool,
+    reqids: &mut Reqids,
+) -> Result<Vec<ShuntEntry>, ConnErrors> {
+    let mut entries = Vec::new();
+    let mut errors = Vec::new();
+    let shunts = config
+        .conns
+        .iter()
+        .filter(|c| c.auto == Auto::Route && c.conn_type.is_shunt());
+    for conn in shunts {
+        match build_shunt(conn, is_local, reqids) {
+            Ok(e) => entries.push(e),
+            Err(error) => errors.push(ConnBuildError {
+                conn: conn.name.clone(),
+                error,
+            }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(entries)
+    } else {
+        Err(ConnErrors(errors))
+    }
+}
+
+fn build_shunt(
+    conn: &Conn,
+    is_local: &dyn Fn(IpAddr) -> bool,
+    reqids: &mut Reqids,
+) -> Result<ShuntEntry, ConnError> {
+    let (l, r) = match resolve_local_side(conn, is_local) {
+        Some(Side::Left) => (&conn.left, &conn.right),
+        Some(Side::Right) => (&conn.right, &conn.left),
+        None => {
+            return Err(ConnError::NoLocalSide {
+                left: conn.left.host.clone(),
+                right: conn.right.host.clone(),
+            });
+        }
+    };
+    let action = match conn.conn_type {
+        ConnType::Drop => ShuntAction::Drop,
+        _ => ShuntAction::Pass,
+    };
+    let reqid = match conn.reqid {
+        Some(r) => r,
+        None => reqids.get(&conn.name).ok_or(ConnError::NoFreeReqid)?,
+    };
+    if !crate::kernel::is_our_reqid(reqid) {
+        return Err(ConnError::ReqidOutOfRange(reqid));
+    }
+    let ts = |end: &End| -> Vec<kernel::TrafficSelector> {
+        selectors(&shunt_nets(end), &end.protoport)
+            .iter()
+            .map(crate::daemon::install::kernel_ts)
+            .collect()
+    };
+    Ok(ShuntEntry {
+        name: conn.name.clone(),
+        policy: ShuntPolicy {
+            action,
+            reqid,
+            local_ts: ts(l),
+            remote_ts: ts(r),
+            marks: marks(conn),
+        },
+    })
+}
+
+/// A shunt's addresses on one side: its subnets, else its host, else (`%any`) everything.
+fn shunt_nets(end: &End) -> Vec<IpNet> {
+    let nets = end.effective_subnets();
+    if !nets.is_empty() {
+        return nets;
+    }
+    vec![
+        IpNet::V4(ipnet::Ipv4Net::default()),
+        IpNet::V6(ipnet::Ipv6Net::default()),
+    ]
 }
 
 fn build_conn(
@@ -297,6 +413,9 @@ fn build_conn(
             margin_packets: conn.marginpackets,
         },
         inactivity: conn.inactivity.filter(|d| !d.is_zero()),
+        marks: marks(conn),
+        updown: l.updown.clone(),
+        firewall: l.firewall,
         report,
     })
 }

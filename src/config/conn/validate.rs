@@ -6,6 +6,35 @@ use super::{AuthMethod, Auto, Conn, ConnType};
 use crate::config::diag::Diagnostics;
 use crate::config::values::Host;
 
+/// A shunt (`type=pass|drop`) is a set of policies installed at load (`auto=route`); no
+/// IKE keyword applies to it.
+fn check_shunt(c: &Conn, diags: &mut Diagnostics) {
+    let name = &c.name;
+    let shown = match c.conn_type {
+        ConnType::Drop => "drop",
+        _ => "pass",
+    };
+    if c.auto != Auto::Route {
+        diags.error(
+            &c.pos,
+            format!(
+                "conn '{name}': a type={shown} shunt is installed as policies, never negotiated: it needs auto=route, not auto={}",
+                c.auto
+            ),
+        );
+    }
+    for (side, end) in [("left", &c.left), ("right", &c.right)] {
+        if end.updown.is_some() || end.firewall {
+            diags.warning(
+                &c.pos,
+                format!(
+                    "conn '{name}': {side}updown/{side}firewall do not apply to a type={shown} shunt (it has no CHILD_SA); ignored"
+                ),
+            );
+        }
+    }
+}
+
 /// Cross-keyword checks of a loaded conn, reported at its `conn NAME` line.
 pub(super) fn check_conn(c: &Conn, diags: &mut Diagnostics) {
     if c.auto == Auto::Ignore {
@@ -13,6 +42,10 @@ pub(super) fn check_conn(c: &Conn, diags: &mut Diagnostics) {
     }
     let pos = &c.pos;
     let name = &c.name;
+    if c.conn_type.is_shunt() {
+        check_shunt(c, diags);
+        return;
+    }
     for (side, end) in [("left", &c.left), ("right", &c.right)] {
         if end.auth != AuthMethod::Psk {
             diags.error(
@@ -41,15 +74,6 @@ pub(super) fn check_conn(c: &Conn, diags: &mut Diagnostics) {
             format!(
                 "conn '{name}': left and right are both %any: such a conn can only answer (auto=add), not auto={}",
                 c.auto
-            ),
-        );
-    }
-    if matches!(c.conn_type, ConnType::Passthrough | ConnType::Drop) {
-        diags.warning(
-            pos,
-            format!(
-                "conn '{name}': type={} is accepted but not acted on yet",
-                c.conn_type
             ),
         );
     }

@@ -8,10 +8,14 @@ use crate::control::{ChildReport, Done};
 use crate::daemon::install;
 use crate::daemon::keylog::KeyRecord;
 use crate::ike::{ChildSaReady, IkeSaId};
-use crate::kernel::{ChildId, KernelOp, Lifetime, UdpEncap};
+use crate::kernel::{ChildId, KernelOp, Lifetime, Marks, UdpEncap};
 
 impl<R: rand::CryptoRng> Supervisor<R> {
     pub(super) fn install_traps(&mut self) {
+        let shunts: Vec<_> = self.shunts.iter().map(|s| s.name.clone()).collect();
+        for name in shunts {
+            self.install_shunt(&name);
+        }
         let traps: Vec<_> = self
             .conns
             .iter()
@@ -21,6 +25,33 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         for spec in traps {
             self.install_trap(spec);
         }
+    }
+
+    /// The policies of the shunt conn `name` (not when they are installed already).
+    pub(super) fn install_shunt(&mut self, name: &str) {
+        let Some(shunt) = self.shunts.iter().find(|s| s.name == name) else {
+            return;
+        };
+        let policy = shunt.policy.clone();
+        if !self.traps.insert(policy.reqid) {
+            return;
+        }
+        self.kernel(
+            KernelOp::InstallShunt(policy.clone()),
+            Pending::InstallTrap {
+                name: name.to_owned(),
+                reqid: policy.reqid,
+            },
+        );
+    }
+
+    /// The marks of conn `name` (none for an unknown conn).
+    pub(super) fn conn_marks(&self, name: &str) -> Marks {
+        self.conns
+            .iter()
+            .find(|c| c.spec.name == name)
+            .map(|c| c.marks)
+            .unwrap_or_default()
     }
 
     /// Trap policies for one conn (auto=route, dpdaction=hold, closeaction=hold).
@@ -39,6 +70,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             spec.reqid,
             &local_ts,
             &remote_ts,
+            self.conn_marks(&spec.name),
         );
         self.traps.insert(spec.reqid);
         self.kernel(
@@ -90,7 +122,8 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             local_port: self.settings.natt_port,
             remote_port,
         });
-        let request = match install::child_install(c, lifetime, encap) {
+        let marks = self.conn_marks(&c.conn);
+        let request = match install::child_install(c, lifetime, encap, marks) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(target: "kernel", "installing CHILD_SA of {}[{}] failed: {e}", c.conn, c.ike_sa.0);

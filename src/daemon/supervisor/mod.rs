@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::ChaCha20Rng;
 
-use super::conns::{ConnEntry, endpoint_config, fmt_identification};
+use super::conns::{ConnEntry, ShuntEntry, endpoint_config, fmt_identification};
 use super::keylog::KeyRecord;
 use crate::config::conn::Auto;
 use crate::config::settings::DaemonSettings;
@@ -82,6 +82,8 @@ pub enum Effect {
 pub struct Reloaded {
     /// ipsec.conf's conns with their secrets.
     pub conns: Vec<ConnEntry>,
+    /// ipsec.conf's shunt conns (`type=pass|drop`, `auto=route`).
+    pub shunts: Vec<ShuntEntry>,
     /// The settings file (`/etc/ikev2d.toml`).
     pub settings: DaemonSettings,
     /// `config setup` `uniqueids=`.
@@ -189,6 +191,8 @@ pub struct Supervisor<R> {
     endpoint: Endpoint<R>,
     settings: Settings,
     conns: Vec<ConnEntry>,
+    /// Shunt conns: their policies are installed with the traps.
+    shunts: Vec<ShuntEntry>,
     rng: ChaCha20Rng,
     /// Installed CHILD_SAs by inbound SPI.
     children: HashMap<u32, ChildRecord>,
@@ -196,7 +200,7 @@ pub struct Supervisor<R> {
     next_op: u64,
     up_waiters: HashMap<IkeSaId, Vec<UpWaiter>>,
     down_waiters: Vec<DownWaiter>,
-    /// reqids of trap policies installed or being installed.
+    /// reqids of trap and shunt policies installed or being installed.
     traps: HashSet<u32>,
     /// Renewal and hard end of each established IKE SA.
     ike_lives: HashMap<IkeSaId, ike_life::IkeLife>,
@@ -234,6 +238,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             endpoint,
             settings,
             conns,
+            shunts: Vec::new(),
             rng,
             children: HashMap::new(),
             pending: HashMap::new(),
@@ -255,7 +260,12 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         }
     }
 
-    /// Start-up actions: traps for `auto=route`, initiation for `auto=start`.
+    /// The shunt conns (before [`Self::start`], which installs them).
+    pub fn set_shunts(&mut self, shunts: Vec<ShuntEntry>) {
+        self.shunts = shunts;
+    }
+
+    /// Start-up actions: traps and shunts for `auto=route`, initiation for `auto=start`.
     pub fn start(&mut self, now: Instant) {
         self.install_traps();
         let starts: Vec<String> = self
@@ -364,6 +374,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         };
         let Reloaded {
             conns,
+            shunts,
             settings,
             unique_ids,
         } = match loaded {
@@ -377,7 +388,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             }
         };
         tracing::info!(target: "cfg", "{who}: configuration reloaded");
-        let n = conns.len();
+        let n = conns.len() + shunts.len();
         self.endpoint.set_config(endpoint_config(
             &settings,
             self.settings.key_log,
@@ -388,6 +399,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         self.endpoint
             .set_conns(conns.iter().map(|c| c.spec.clone()).collect());
         self.conns = conns;
+        self.shunts = shunts;
         self.remove_traps();
         self.install_traps();
         if let Some(ctl) = from {
@@ -463,7 +475,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 tracing::error!(target: "kernel", "removing CHILD_SA of {conn}: {e}")
             }
             (Pending::InstallTrap { name, reqid }, Ok(_)) => {
-                tracing::info!(target: "kernel", "auto=route {name}: trap policies installed (reqid {reqid:#x})")
+                tracing::info!(target: "kernel", "auto=route {name}: policies installed (reqid {reqid:#x})")
             }
             (Pending::InstallTrap { name, reqid }, Err(e)) => {
                 tracing::error!(target: "kernel", "auto=route {name}: {e}");
