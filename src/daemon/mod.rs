@@ -16,6 +16,7 @@ pub mod keylog;
 pub mod log;
 pub mod net;
 pub mod supervisor;
+pub mod updown;
 
 use std::net::{IpAddr, ToSocketAddrs};
 use std::path::PathBuf;

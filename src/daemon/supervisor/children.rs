@@ -5,8 +5,10 @@ use std::time::Instant;
 use super::{ChildRecord, Effect, Pending, Supervisor, status};
 use crate::config::conn::Auto;
 use crate::control::{ChildReport, Done};
+use crate::daemon::conns::fmt_identification;
 use crate::daemon::install;
 use crate::daemon::keylog::KeyRecord;
+use crate::daemon::updown::{UpdownCall, UpdownInfo, Verb};
 use crate::ike::{ChildSaReady, IkeSaId};
 use crate::kernel::{ChildId, KernelOp, Lifetime, Marks, UdpEncap};
 
@@ -98,6 +100,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
 
     pub(super) fn remove_child(&mut self, spi_in: u32) {
         if let Some(child) = self.children.remove(&spi_in) {
+            self.updown_down(child.updown);
             self.kernel(
                 KernelOp::RemoveChild(child.kernel_id),
                 Pending::Remove { conn: child.conn },
@@ -132,6 +135,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             }
         };
         let report = status::child_report(c, self.settings.kernel_installs);
+        let updown = self.updown_info(c);
         let text = format!(
             "CHILD_SA {}{{{}}} established with SPIs {}_i {}_o and TS {} === {}",
             c.conn,
@@ -150,8 +154,51 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 lifetime,
                 rekeyed_from: c.rekeyed_from,
                 text,
+                updown,
             },
         );
+    }
+
+    /// The updown facts of a new CHILD_SA, when its conn has `leftupdown` or `leftfirewall`
+    /// (and is not a rekey: strongSwan calls the script once per CHILD_SA, not per rekey).
+    fn updown_info(&self, c: &ChildSaReady) -> Option<Box<UpdownInfo>> {
+        let entry = self.conns.iter().find(|e| e.spec.name == c.conn)?;
+        if (entry.updown.is_none() && !entry.firewall) || c.rekeyed_from.is_some() {
+            return None;
+        }
+        let ike = self
+            .endpoint
+            .ike_sas()
+            .into_iter()
+            .find(|s| s.id == c.ike_sa)?;
+        Some(Box::new(UpdownInfo {
+            conn: c.conn.clone(),
+            script: entry.updown.clone(),
+            firewall: entry.firewall,
+            unique_id: c.ike_sa.0,
+            reqid: c.reqid,
+            spi_in: c.spi_in,
+            proto: c.protocol,
+            me: c.local,
+            my_id: fmt_identification(&ike.local_id),
+            peer: c.remote,
+            peer_id: ike
+                .remote_id
+                .as_ref()
+                .map_or_else(|| "%any".to_owned(), fmt_identification),
+            local_ts: c.local_ts.clone(),
+            remote_ts: c.remote_ts.clone(),
+        }))
+    }
+
+    /// The `down` call of a CHILD_SA that goes (none when its `up` was not made by it).
+    pub(super) fn updown_down(&mut self, info: Option<Box<UpdownInfo>>) {
+        if let Some(info) = info {
+            self.effects.push_back(Effect::Updown(Box::new(UpdownCall {
+                verb: Verb::Down,
+                info: *info,
+            })));
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -165,6 +212,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         lifetime: Lifetime,
         rekeyed_from: Option<(u32, u32)>,
         text: String,
+        updown: Option<Box<UpdownInfo>>,
     ) {
         let rekey = rekeyed_from
             .map(|(i, o)| format!(", rekeys {i:08x}_i {o:08x}_o"))
@@ -178,6 +226,22 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             .find(|c| c.spec.name == conn)
             .and_then(|c| c.inactivity)
             .map(|inactivity| super::liveness::IdleWatch::new(inactivity, now));
+        // A rekey takes the announced CHILD_SA's place: its `down` call moves here.
+        let updown = match rekeyed_from {
+            Some((old_in, _)) => self
+                .children
+                .get_mut(&old_in)
+                .and_then(|old| old.updown.take()),
+            None => {
+                if let Some(info) = &updown {
+                    self.effects.push_back(Effect::Updown(Box::new(UpdownCall {
+                        verb: Verb::Up,
+                        info: (**info).clone(),
+                    })));
+                }
+                updown
+            }
+        };
         let record = ChildRecord {
             conn,
             kernel_id,
@@ -185,6 +249,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             installed_at: now,
             lifetime,
             idle,
+            updown,
         };
         let spi_in = kernel_id.spi_in;
         self.children.insert(spi_in, record);

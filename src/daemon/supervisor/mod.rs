@@ -34,6 +34,7 @@ use rand::rngs::ChaCha20Rng;
 
 use super::conns::{ConnEntry, ShuntEntry, endpoint_config, fmt_identification};
 use super::keylog::KeyRecord;
+use super::updown::{UpdownCall, UpdownInfo};
 use crate::config::conn::Auto;
 use crate::config::settings::DaemonSettings;
 use crate::control::{ChildReport, Done, Reply, Request, StatusReport};
@@ -67,6 +68,9 @@ pub enum Effect {
     LoadConfig(Option<CtlId>),
     /// Append to the Wireshark key log (only with [`Settings::key_log`]).
     KeyLog(KeyRecord),
+    /// Run a CHILD_SA's `leftupdown` script and/or `leftfirewall` rules (asynchronously: the
+    /// daemon does not wait for it).
+    Updown(Box<UpdownCall>),
     /// Send a NAT keepalive (RFC 3948: the one byte 0xff, no non-ESP marker) from our NAT-T
     /// port.
     Keepalive {
@@ -126,6 +130,9 @@ struct ChildRecord {
     lifetime: Lifetime,
     /// `inactivity`: the idle watch of this CHILD_SA.
     idle: Option<liveness::IdleWatch>,
+    /// What its `down` updown call needs, when its conn has `leftupdown`/`leftfirewall` and
+    /// it is the CHILD_SA the `up` call announced (a rekey hands this on to the new one).
+    updown: Option<Box<UpdownInfo>>,
 }
 
 /// What a kernel result means.
@@ -137,6 +144,7 @@ enum Pending {
         lifetime: Lifetime,
         rekeyed_from: Option<(u32, u32)>,
         text: String,
+        updown: Option<Box<UpdownInfo>>,
     },
     Remove {
         conn: String,
@@ -443,6 +451,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                     lifetime,
                     rekeyed_from,
                     text,
+                    updown,
                 },
                 Ok(KernelOutput::Installed(kernel_id)),
             ) => self.installed(
@@ -454,6 +463,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 lifetime,
                 rekeyed_from,
                 text,
+                updown,
             ),
             (
                 Pending::Install {
@@ -551,6 +561,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         let mut children: Vec<ChildRecord> = self.children.drain().map(|(_, c)| c).collect();
         children.sort_by_key(|c| c.kernel_id);
         for c in children {
+            self.updown_down(c.updown);
             self.kernel(
                 KernelOp::RemoveChild(c.kernel_id),
                 Pending::Remove { conn: c.conn },

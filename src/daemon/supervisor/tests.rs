@@ -79,6 +79,8 @@ struct Node {
     next_settings: DaemonSettings,
     replies: Vec<(CtlId, Reply)>,
     key_records: usize,
+    /// Updown calls: verb, conn, inbound SPI.
+    updowns: Vec<(crate::daemon::updown::Verb, String, u32)>,
     /// NAT keepalives sent: (when, from, to).
     keepalives: Vec<(Instant, SocketAddr, SocketAddr)>,
     next_ctl: u64,
@@ -123,6 +125,7 @@ impl Node {
             next_settings: DaemonSettings::default(),
             replies: Vec::new(),
             key_records: 0,
+            updowns: Vec::new(),
             keepalives: Vec::new(),
             next_ctl: 0,
             hold: false,
@@ -255,6 +258,7 @@ impl Pair {
                     node.sup.config_loaded(now, from, loaded);
                 }
                 Effect::KeyLog(_) => node.key_records += 1,
+                Effect::Updown(c) => node.updowns.push((c.verb, c.info.conn, c.info.spi_in)),
                 Effect::Keepalive { local, remote } => node.keepalives.push((now, local, remote)),
             }
         }
@@ -499,6 +503,47 @@ fn soft_expire_rekeys_and_the_old_child_goes() {
     p.expire(true, cur[0], false);
     assert_ne!(p.a.inbound_spis(), cur);
     assert_eq!(p.b.sas(), 2);
+}
+
+#[test]
+fn updown_is_called_once_up_and_once_down_across_rekeys() {
+    use crate::daemon::updown::Verb;
+    let mut p = Pair::new(
+        &conf("\tleftupdown=/etc/updown.sh\n"),
+        &conf("\tleftfirewall=yes\n\trightfirewall=yes\n"),
+    );
+    p.up();
+    let first = p.a.inbound_spis()[0];
+    assert_eq!(p.a.updowns, [(Verb::Up, "hh".to_owned(), first)]);
+    assert_eq!(
+        p.b.updowns.len(),
+        1,
+        "leftfirewall alone makes the calls too"
+    );
+    for _ in 0..2 {
+        p.advance(Duration::from_secs(35));
+        let cur = p.a.inbound_spis()[0];
+        p.expire(true, cur, false);
+        assert_ne!(p.a.inbound_spis()[0], cur);
+    }
+    assert_eq!(p.a.updowns.len(), 1, "no call for a rekey");
+    assert_eq!(p.b.updowns.len(), 1);
+    let ctl = p.request(true, Request::Down { name: "hh".into() });
+    assert_eq!(p.a.outcome(ctl).1, Some(true));
+    assert_eq!(
+        p.a.updowns,
+        [
+            (Verb::Up, "hh".to_owned(), first),
+            (Verb::Down, "hh".to_owned(), first)
+        ],
+        "down carries what up announced"
+    );
+    assert_eq!(p.b.updowns.len(), 2);
+    assert_eq!(p.b.updowns[1].0, Verb::Down);
+    // Without leftupdown/leftfirewall: no calls.
+    let mut q = Pair::new(&conf(""), &conf(""));
+    q.up();
+    assert!(q.a.updowns.is_empty() && q.b.updowns.is_empty());
 }
 
 #[test]
