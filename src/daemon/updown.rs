@@ -27,7 +27,7 @@ use tokio::process::Command;
 use tokio::sync::mpsc;
 
 use crate::kernel::IpsecProto;
-use crate::wire::TrafficSelector;
+use crate::wire::{IdType, Identification, TrafficSelector};
 
 /// How long one script (or one `nft` run) may take before it is killed.
 pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -199,6 +199,15 @@ impl UpdownCall {
             }
         }
         s
+    }
+}
+
+/// An identity as strongSwan writes it in `PLUTO_MY_ID`/`PLUTO_PEER_ID`: a FQDN without
+/// ipsec.conf's `@` (`moon.strongswan.org`), the others as ikev2d shows them.
+pub fn pluto_id(id: &Identification) -> String {
+    match id.id_type {
+        IdType::FQDN => String::from_utf8_lossy(&id.data).into_owned(),
+        _ => id.to_string(),
     }
 }
 
@@ -538,6 +547,22 @@ mod tests {
             "table inet ikev2d {{\n\tchain forward {{ # handle 1\n\t\tip saddr 10.1.1.0/24 ip daddr 10.1.2.0/24 ipsec out reqid 1261568001 counter packets 3 bytes 252 accept comment \"{tag}\" # handle 2\n\t\tip saddr 10.9.0.0/24 accept comment \"ikev2d other reqid 1 spi 00000001\" # handle 3\n\t\tip saddr 10.1.2.0/24 counter packets 0 bytes 0 accept comment \"{tag}\" # handle 4\n\t}}\n}}\n"
         );
         assert_eq!(nft_handles(&listing, tag), [2, 4]);
+    }
+
+    #[test]
+    fn ids_as_strongswan_writes_them() {
+        let fqdn = Identification {
+            id_type: IdType::FQDN,
+            data: b"moon.strongswan.org".to_vec(),
+        };
+        assert_eq!(pluto_id(&fqdn), "moon.strongswan.org");
+        let mail = Identification {
+            id_type: IdType::RFC822_ADDR,
+            data: b"carol@example.org".to_vec(),
+        };
+        assert_eq!(pluto_id(&mail), "carol@example.org");
+        let ip = Identification::from_ip("10.1.0.1".parse().unwrap());
+        assert_eq!(pluto_id(&ip), "10.1.0.1");
     }
 
     #[test]

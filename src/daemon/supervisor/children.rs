@@ -5,10 +5,9 @@ use std::time::Instant;
 use super::{ChildRecord, Effect, Pending, Supervisor, status};
 use crate::config::conn::Auto;
 use crate::control::{ChildReport, Done};
-use crate::daemon::conns::fmt_identification;
 use crate::daemon::install;
 use crate::daemon::keylog::KeyRecord;
-use crate::daemon::updown::{UpdownCall, UpdownInfo, Verb};
+use crate::daemon::updown::{UpdownCall, UpdownInfo, Verb, pluto_id};
 use crate::ike::{ChildSaReady, IkeSaId};
 use crate::kernel::{ChildId, KernelOp, Lifetime, Marks, UdpEncap};
 
@@ -180,12 +179,12 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             spi_in: c.spi_in,
             proto: c.protocol,
             me: c.local,
-            my_id: fmt_identification(&ike.local_id),
+            my_id: pluto_id(&ike.local_id),
             peer: c.remote,
             peer_id: ike
                 .remote_id
                 .as_ref()
-                .map_or_else(|| "%any".to_owned(), fmt_identification),
+                .map_or_else(|| "%any".to_owned(), pluto_id),
             local_ts: c.local_ts.clone(),
             remote_ts: c.remote_ts.clone(),
         }))
