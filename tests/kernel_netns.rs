@@ -202,6 +202,86 @@ fn shunts_and_marked_policies() {
 }
 
 #[test]
+#[ignore = "needs root and nft; runs in its own network namespace"]
+fn leftfirewall_nft_rules_come_and_go() {
+    use ikev2d::daemon::updown::{UpdownCall, UpdownInfo, Verb, firewall};
+    use ikev2d::wire::{TrafficSelector as Ts, TsType};
+    in_netns("leftfirewall_nft_rules_come_and_go", || {
+        let ts = |net: &str| {
+            let n: ipnet::IpNet = net.parse().unwrap();
+            Ts {
+                ts_type: TsType::IPV4_ADDR_RANGE,
+                ip_protocol: 0,
+                start_port: 0,
+                end_port: u16::MAX,
+                start_addr: n.network(),
+                end_addr: n.broadcast(),
+            }
+        };
+        let call = |verb, spi_in| UpdownCall {
+            verb,
+            info: UpdownInfo {
+                conn: "net-net".into(),
+                script: None,
+                firewall: true,
+                unique_id: 1,
+                reqid: REQID_MIN + 1,
+                spi_in,
+                proto: IpsecProto::Esp,
+                me: ip("10.1.0.1"),
+                my_id: "alice".into(),
+                peer: ip("10.1.0.2"),
+                peer_id: "bob".into(),
+                local_ts: vec![ts("10.1.1.0/24")],
+                remote_ts: vec![ts("10.1.2.0/24")],
+            },
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // Two CHILD_SAs of the conn (e.g. one per IKE SA during a reauthentication).
+        assert_eq!(
+            rt.block_on(firewall(&call(Verb::Up, 0xc000_0001))).unwrap(),
+            2
+        );
+        assert_eq!(
+            rt.block_on(firewall(&call(Verb::Up, 0xc000_0002))).unwrap(),
+            2
+        );
+        let listed = sh("nft list table inet ikev2d");
+        println!("{listed}");
+        assert!(listed.contains("hook forward"), "{listed}");
+        assert_eq!(listed.matches("ipsec out reqid").count(), 2, "{listed}");
+        assert_eq!(listed.matches("ipsec in reqid").count(), 2, "{listed}");
+        assert!(
+            listed.contains("ip saddr 10.1.2.0/24 ip daddr 10.1.1.0/24 ipsec in reqid"),
+            "{listed}"
+        );
+        assert_eq!(
+            rt.block_on(firewall(&call(Verb::Down, 0xc000_0001)))
+                .unwrap(),
+            2
+        );
+        let listed = sh("nft list table inet ikev2d");
+        assert_eq!(listed.matches("accept comment").count(), 2, "{listed}");
+        assert!(listed.contains("spi c0000002") && !listed.contains("spi c0000001"));
+        assert_eq!(
+            rt.block_on(firewall(&call(Verb::Down, 0xc000_0002)))
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            rt.block_on(firewall(&call(Verb::Down, 0xc000_0002)))
+                .unwrap(),
+            0
+        );
+        let listed = sh("nft list table inet ikev2d");
+        assert!(!listed.contains("accept comment"), "{listed}");
+    });
+}
+
+#[test]
 #[ignore = "needs root; runs in its own network namespace"]
 fn sa_add_reports_no_esp_and_leaves_nothing() {
     in_netns("sa_add_reports_no_esp_and_leaves_nothing", || {

@@ -261,7 +261,12 @@ async fn run(call: &UpdownCall) {
         .await
         .unwrap_or_else(|| "unknown".to_owned());
     if call.info.firewall {
-        firewall(call).await;
+        let conn = &call.info.conn;
+        match firewall(call).await {
+            Ok(n) => tracing::info!(target: "dmn", "leftfirewall {conn}: {n} nftables rule(s) {}",
+                if call.verb == Verb::Up { "added" } else { "deleted" }),
+            Err(e) => tracing::warn!(target: "dmn", "leftfirewall {conn}: nft: {e}"),
+        }
     }
     let Some(script) = &call.info.script else {
         return;
@@ -282,45 +287,29 @@ async fn run(call: &UpdownCall) {
     }
 }
 
-async fn firewall(call: &UpdownCall) {
-    let conn = &call.info.conn;
-    match call.verb {
-        Verb::Up => {
-            let mut cmd = Command::new("nft");
-            cmd.args(["-f", "-"]);
-            match execute(cmd, Some(call.nft_up())).await {
-                Ok(()) => {
-                    tracing::info!(target: "dmn", "leftfirewall {conn}: nftables rules added")
-                }
-                Err(e) => tracing::warn!(target: "dmn", "leftfirewall {conn}: nft: {e}"),
-            }
-        }
+/// Applies `call` to the nftables table of `leftfirewall=yes`: up adds the CHILD_SA's rules,
+/// down deletes the rules tagged with its [`UpdownCall::nft_tag`]. Returns how many rules.
+pub async fn firewall(call: &UpdownCall) -> Result<usize, RunError> {
+    let script = match call.verb {
+        Verb::Up => call.nft_up(),
         Verb::Down => {
-            let listing = match output(&["-a", "list", "chain", "inet", "ikev2d", "forward"]).await
-            {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::warn!(target: "dmn", "leftfirewall {conn}: nft list: {e}");
-                    return;
-                }
-            };
-            let handles = nft_handles(&listing, &call.nft_tag());
-            let script: String = handles
+            let listing = output(&["-a", "list", "chain", "inet", "ikev2d", "forward"]).await?;
+            nft_handles(&listing, &call.nft_tag())
                 .iter()
                 .map(|h| format!("delete rule {NFT_TABLE} forward handle {h}\n"))
-                .collect();
-            if script.is_empty() {
-                return;
-            }
-            let mut cmd = Command::new("nft");
-            cmd.args(["-f", "-"]);
-            match execute(cmd, Some(script)).await {
-                Ok(()) => tracing::info!(target: "dmn",
-                    "leftfirewall {conn}: {} nftables rules deleted", handles.len()),
-                Err(e) => tracing::warn!(target: "dmn", "leftfirewall {conn}: nft: {e}"),
-            }
+                .collect()
         }
+    };
+    let rules = script
+        .lines()
+        .filter(|l| l.starts_with("add rule") || l.starts_with("delete rule"))
+        .count();
+    if rules > 0 {
+        let mut cmd = Command::new("nft");
+        cmd.args(["-f", "-"]);
+        execute(cmd, Some(script)).await?;
     }
+    Ok(rules)
 }
 
 /// Why a script or command failed.
