@@ -189,15 +189,25 @@ pub fn build_conns(
     route_source: &dyn Fn(IpAddr) -> Option<IpAddr>,
     reqids: &mut Reqids,
 ) -> Result<Vec<ConnEntry>, ConnErrors> {
-    let mut entries = Vec::new();
-    let mut errors = Vec::new();
     let psks = Psks::new(Arc::new(secrets.clone()));
     let loaded = config
         .conns
         .iter()
         .filter(|c| c.auto != Auto::Ignore && !c.conn_type.is_shunt());
-    for conn in loaded {
-        match build_conn(conn, secrets, &psks, is_local, route_source, reqids) {
+    build_each(loaded, |conn| {
+        build_conn(conn, secrets, &psks, is_local, route_source, reqids)
+    })
+}
+
+/// `build` of every conn: all results, or every error naming its conn.
+fn build_each<'a, T>(
+    conns: impl Iterator<Item = &'a Conn>,
+    mut build: impl FnMut(&'a Conn) -> Result<T, ConnError>,
+) -> Result<Vec<T>, ConnErrors> {
+    let mut entries = Vec::new();
+    let mut errors = Vec::new();
+    for conn in conns {
+        match build(conn) {
             Ok(e) => entries.push(e),
             Err(error) => errors.push(ConnBuildError {
                 conn: conn.name.clone(),
@@ -210,6 +220,33 @@ pub fn build_conns(
     } else {
         Err(ConnErrors(errors))
     }
+}
+
+/// The local and the remote end of `conn` on this host.
+fn local_and_remote<'a>(
+    conn: &'a Conn,
+    is_local: &dyn Fn(IpAddr) -> bool,
+) -> Result<(&'a End, &'a End), ConnError> {
+    match resolve_local_side(conn, is_local) {
+        Some(Side::Left) => Ok((&conn.left, &conn.right)),
+        Some(Side::Right) => Ok((&conn.right, &conn.left)),
+        None => Err(ConnError::NoLocalSide {
+            left: conn.left.host.clone(),
+            right: conn.right.host.clone(),
+        }),
+    }
+}
+
+/// `reqid=` or the conn's allocated reqid, in the range ikev2d owns.
+fn conn_reqid(conn: &Conn, reqids: &mut Reqids) -> Result<u32, ConnError> {
+    let reqid = match conn.reqid {
+        Some(r) => r,
+        None => reqids.get(&conn.name).ok_or(ConnError::NoFreeReqid)?,
+    };
+    if !crate::kernel::is_our_reqid(reqid) {
+        return Err(ConnError::ReqidOutOfRange(reqid));
+    }
+    Ok(reqid)
 }
 
 /// Builds the shunt conns (`type=pass|drop` with `auto=route`; other shunts are not loaded,
@@ -219,26 +256,11 @@ pub fn build_shunts(
     is_local: &dyn Fn(IpAddr) -> bool,
     reqids: &mut Reqids,
 ) -> Result<Vec<ShuntEntry>, ConnErrors> {
-    let mut entries = Vec::new();
-    let mut errors = Vec::new();
     let shunts = config
         .conns
         .iter()
         .filter(|c| c.auto == Auto::Route && c.conn_type.is_shunt());
-    for conn in shunts {
-        match build_shunt(conn, is_local, reqids) {
-            Ok(e) => entries.push(e),
-            Err(error) => errors.push(ConnBuildError {
-                conn: conn.name.clone(),
-                error,
-            }),
-        }
-    }
-    if errors.is_empty() {
-        Ok(entries)
-    } else {
-        Err(ConnErrors(errors))
-    }
+    build_each(shunts, |conn| build_shunt(conn, is_local, reqids))
 }
 
 fn build_shunt(
@@ -246,27 +268,12 @@ fn build_shunt(
     is_local: &dyn Fn(IpAddr) -> bool,
     reqids: &mut Reqids,
 ) -> Result<ShuntEntry, ConnError> {
-    let (l, r) = match resolve_local_side(conn, is_local) {
-        Some(Side::Left) => (&conn.left, &conn.right),
-        Some(Side::Right) => (&conn.right, &conn.left),
-        None => {
-            return Err(ConnError::NoLocalSide {
-                left: conn.left.host.clone(),
-                right: conn.right.host.clone(),
-            });
-        }
-    };
+    let (l, r) = local_and_remote(conn, is_local)?;
     let action = match conn.conn_type {
         ConnType::Drop => ShuntAction::Drop,
         _ => ShuntAction::Pass,
     };
-    let reqid = match conn.reqid {
-        Some(r) => r,
-        None => reqids.get(&conn.name).ok_or(ConnError::NoFreeReqid)?,
-    };
-    if !crate::kernel::is_our_reqid(reqid) {
-        return Err(ConnError::ReqidOutOfRange(reqid));
-    }
+    let reqid = conn_reqid(conn, reqids)?;
     let ts = |end: &End| -> Vec<kernel::TrafficSelector> {
         selectors(&shunt_nets(end), &end.protoport)
             .iter()
@@ -305,16 +312,7 @@ fn build_conn(
     route_source: &dyn Fn(IpAddr) -> Option<IpAddr>,
     reqids: &mut Reqids,
 ) -> Result<ConnEntry, ConnError> {
-    let (l, r) = match resolve_local_side(conn, is_local) {
-        Some(Side::Left) => (&conn.left, &conn.right),
-        Some(Side::Right) => (&conn.right, &conn.left),
-        None => {
-            return Err(ConnError::NoLocalSide {
-                left: conn.left.host.clone(),
-                right: conn.right.host.clone(),
-            });
-        }
-    };
+    let (l, r) = local_and_remote(conn, is_local)?;
     for (end, side) in [(l, "local"), (r, "remote")] {
         if end.auth != AuthMethod::Psk {
             return Err(ConnError::UnsupportedAuth {
@@ -356,13 +354,7 @@ fn build_conn(
             selectors(&r.effective_subnets(), &r.protoport),
         ),
     };
-    let reqid = match conn.reqid {
-        Some(r) => r,
-        None => reqids.get(&conn.name).ok_or(ConnError::NoFreeReqid)?,
-    };
-    if !crate::kernel::is_our_reqid(reqid) {
-        return Err(ConnError::ReqidOutOfRange(reqid));
-    }
+    let reqid = conn_reqid(conn, reqids)?;
     let report = ConnReport {
         name: conn.name.clone(),
         local: l.host.to_string(),
