@@ -7,11 +7,16 @@ use crate::config::conn::Auto;
 use crate::control::{ChildReport, Done};
 use crate::daemon::install;
 use crate::daemon::keylog::KeyRecord;
+use crate::daemon::updown::{UpdownCall, UpdownInfo, Verb, pluto_id};
 use crate::ike::{ChildSaReady, IkeSaId};
-use crate::kernel::{ChildId, KernelOp, Lifetime, UdpEncap};
+use crate::kernel::{ChildId, KernelOp, Lifetime, Marks, UdpEncap};
 
 impl<R: rand::CryptoRng> Supervisor<R> {
     pub(super) fn install_traps(&mut self) {
+        let shunts: Vec<_> = self.shunts.iter().map(|s| s.name.clone()).collect();
+        for name in shunts {
+            self.install_shunt(&name);
+        }
         let traps: Vec<_> = self
             .conns
             .iter()
@@ -21,6 +26,33 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         for spec in traps {
             self.install_trap(spec);
         }
+    }
+
+    /// The policies of the shunt conn `name` (not when they are installed already).
+    pub(super) fn install_shunt(&mut self, name: &str) {
+        let Some(shunt) = self.shunts.iter().find(|s| s.name == name) else {
+            return;
+        };
+        let policy = shunt.policy.clone();
+        if !self.traps.insert(policy.reqid) {
+            return;
+        }
+        self.kernel(
+            KernelOp::InstallShunt(policy.clone()),
+            Pending::InstallTrap {
+                name: name.to_owned(),
+                reqid: policy.reqid,
+            },
+        );
+    }
+
+    /// The marks of conn `name` (none for an unknown conn).
+    pub(super) fn conn_marks(&self, name: &str) -> Marks {
+        self.conns
+            .iter()
+            .find(|c| c.spec.name == name)
+            .map(|c| c.marks)
+            .unwrap_or_default()
     }
 
     /// Trap policies for one conn (auto=route, dpdaction=hold, closeaction=hold).
@@ -39,6 +71,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             spec.reqid,
             &local_ts,
             &remote_ts,
+            self.conn_marks(&spec.name),
         );
         self.traps.insert(spec.reqid);
         self.kernel(
@@ -107,6 +140,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             self.by_out
                 .remove(&(child.kernel_id.reqid, child.kernel_id.spi_out));
             self.idle_timers.set(spi_in, None);
+            self.updown_down(child.updown);
             self.kernel(
                 KernelOp::RemoveChild(child.kernel_id),
                 Pending::Remove { conn: child.conn },
@@ -131,7 +165,8 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             local_port: self.settings.natt_port,
             remote_port,
         });
-        let mut request = match install::child_install(c, lifetime, encap) {
+        let marks = self.conn_marks(&c.conn);
+        let mut request = match install::child_install(c, lifetime, encap, marks) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(target: "kernel", "installing CHILD_SA of {}[{}] failed: {e}", c.conn, c.ike_sa.0);
@@ -172,6 +207,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             );
         }
         let report = status::child_report(c, self.settings.kernel_installs);
+        let updown = self.updown_info(c);
         let text = format!(
             "CHILD_SA {}{{{}}} established with SPIs {}_i {}_o and TS {} === {}",
             c.conn,
@@ -190,8 +226,51 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 lifetime,
                 rekeyed_from: c.rekeyed_from,
                 text,
+                updown,
             },
         );
+    }
+
+    /// The updown facts of a new CHILD_SA, when its conn has `leftupdown` or `leftfirewall`
+    /// (and is not a rekey: strongSwan calls the script once per CHILD_SA, not per rekey).
+    fn updown_info(&self, c: &ChildSaReady) -> Option<Box<UpdownInfo>> {
+        let entry = self.conns.iter().find(|e| e.spec.name == c.conn)?;
+        if (entry.updown.is_none() && !entry.firewall) || c.rekeyed_from.is_some() {
+            return None;
+        }
+        let ike = self
+            .endpoint
+            .ike_sas()
+            .into_iter()
+            .find(|s| s.id == c.ike_sa)?;
+        Some(Box::new(UpdownInfo {
+            conn: c.conn.clone(),
+            script: entry.updown.clone(),
+            firewall: entry.firewall,
+            unique_id: c.ike_sa.0,
+            reqid: c.reqid,
+            spi_in: c.spi_in,
+            proto: c.protocol,
+            me: c.local,
+            my_id: pluto_id(&ike.local_id),
+            peer: c.remote,
+            peer_id: ike
+                .remote_id
+                .as_ref()
+                .map_or_else(|| "%any".to_owned(), pluto_id),
+            local_ts: c.local_ts.clone(),
+            remote_ts: c.remote_ts.clone(),
+        }))
+    }
+
+    /// The `down` call of a CHILD_SA that goes (none when its `up` was not made by it).
+    pub(super) fn updown_down(&mut self, info: Option<Box<UpdownInfo>>) {
+        if let Some(info) = info {
+            self.effects.push_back(Effect::Updown(Box::new(UpdownCall {
+                verb: Verb::Down,
+                info: *info,
+            })));
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -205,6 +284,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         lifetime: Lifetime,
         rekeyed_from: Option<(u32, u32)>,
         text: String,
+        updown: Option<Box<UpdownInfo>>,
     ) {
         let rekey = rekeyed_from
             .map(|(i, o)| format!(", rekeys {i:08x}_i {o:08x}_o"))
@@ -218,6 +298,22 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             .find(|c| c.spec.name == conn)
             .and_then(|c| c.inactivity)
             .map(|inactivity| super::liveness::IdleWatch::new(inactivity, now));
+        // A rekey takes the announced CHILD_SA's place: its `down` call moves here.
+        let updown = match rekeyed_from {
+            Some((old_in, _)) => self
+                .children
+                .get_mut(&old_in)
+                .and_then(|old| old.updown.take()),
+            None => {
+                if let Some(info) = &updown {
+                    self.effects.push_back(Effect::Updown(Box::new(UpdownCall {
+                        verb: Verb::Up,
+                        info: (**info).clone(),
+                    })));
+                }
+                updown
+            }
+        };
         let record = ChildRecord {
             conn,
             ike_sa,
@@ -226,6 +322,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             installed_at: now,
             lifetime,
             idle,
+            updown,
         };
         let spi_in = kernel_id.spi_in;
         self.idle_timers

@@ -34,8 +34,9 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::ChaCha20Rng;
 
-use super::conns::{ConnEntry, endpoint_config, fmt_identification};
+use super::conns::{ConnEntry, ShuntEntry, endpoint_config, fmt_identification};
 use super::keylog::KeyRecord;
+use super::updown::{UpdownCall, UpdownInfo};
 use crate::config::conn::Auto;
 use crate::config::settings::DaemonSettings;
 use crate::control::{ChildReport, Done, Reply, Request, StatusReport};
@@ -69,6 +70,9 @@ pub enum Effect {
     LoadConfig(Option<CtlId>),
     /// Append to the Wireshark key log (only with [`Settings::key_log`]).
     KeyLog(KeyRecord),
+    /// Run a CHILD_SA's `leftupdown` script and/or `leftfirewall` rules (asynchronously: the
+    /// daemon does not wait for it).
+    Updown(Box<UpdownCall>),
     /// Send a NAT keepalive (RFC 3948: the one byte 0xff, no non-ESP marker) from our NAT-T
     /// port.
     Keepalive {
@@ -84,6 +88,8 @@ pub enum Effect {
 pub struct Reloaded {
     /// ipsec.conf's conns with their secrets.
     pub conns: Vec<ConnEntry>,
+    /// ipsec.conf's shunt conns (`type=pass|drop`, `auto=route`).
+    pub shunts: Vec<ShuntEntry>,
     /// The settings file (`/etc/ikev2d.toml`).
     pub settings: DaemonSettings,
     /// `config setup` `uniqueids=`.
@@ -128,6 +134,9 @@ struct ChildRecord {
     lifetime: Lifetime,
     /// `inactivity`: the idle watch of this CHILD_SA.
     idle: Option<liveness::IdleWatch>,
+    /// What its `down` updown call needs, when its conn has `leftupdown`/`leftfirewall` and
+    /// it is the CHILD_SA the `up` call announced (a rekey hands this on to the new one).
+    updown: Option<Box<UpdownInfo>>,
 }
 
 /// What a kernel result means.
@@ -139,6 +148,7 @@ enum Pending {
         lifetime: Lifetime,
         rekeyed_from: Option<(u32, u32)>,
         text: String,
+        updown: Option<Box<UpdownInfo>>,
     },
     Remove {
         conn: String,
@@ -201,6 +211,8 @@ pub struct Supervisor<R> {
     endpoint: Endpoint<R>,
     settings: Settings,
     conns: Vec<ConnEntry>,
+    /// Shunt conns: their policies are installed with the traps.
+    shunts: Vec<ShuntEntry>,
     rng: ChaCha20Rng,
     /// Installed CHILD_SAs by inbound SPI.
     children: HashMap<u32, ChildRecord>,
@@ -212,7 +224,7 @@ pub struct Supervisor<R> {
     next_op: u64,
     up_waiters: HashMap<IkeSaId, Vec<UpWaiter>>,
     down_waiters: Vec<DownWaiter>,
-    /// reqids of trap policies installed or being installed.
+    /// reqids of trap and shunt policies installed or being installed.
     traps: HashSet<u32>,
     /// Renewal and hard end of each established IKE SA.
     ike_lives: HashMap<IkeSaId, ike_life::IkeLife>,
@@ -264,6 +276,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             endpoint,
             settings,
             conns,
+            shunts: Vec::new(),
             rng,
             children: HashMap::new(),
             by_ike: HashMap::new(),
@@ -292,7 +305,12 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         }
     }
 
-    /// Start-up actions: traps for `auto=route`, initiation for `auto=start`.
+    /// The shunt conns (before [`Self::start`], which installs them).
+    pub fn set_shunts(&mut self, shunts: Vec<ShuntEntry>) {
+        self.shunts = shunts;
+    }
+
+    /// Start-up actions: traps and shunts for `auto=route`, initiation for `auto=start`.
     pub fn start(&mut self, now: Instant) {
         self.install_traps();
         let starts: Vec<String> = self
@@ -401,6 +419,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         };
         let Reloaded {
             conns,
+            shunts,
             settings,
             unique_ids,
         } = match loaded {
@@ -414,7 +433,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             }
         };
         tracing::info!(target: "cfg", "{who}: configuration reloaded");
-        let n = conns.len();
+        let n = conns.len() + shunts.len();
         self.endpoint.set_config(endpoint_config(
             &settings,
             self.settings.key_log,
@@ -425,6 +444,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         self.endpoint
             .set_conns(conns.iter().map(|c| c.spec.clone()).collect());
         self.conns = conns;
+        self.shunts = shunts;
         self.remove_traps();
         self.install_traps();
         self.refile_dpd(now);
@@ -469,6 +489,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                     lifetime,
                     rekeyed_from,
                     text,
+                    updown,
                 },
                 Ok(KernelOutput::Installed(kernel_id)),
             ) => self.installed(
@@ -480,6 +501,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 lifetime,
                 rekeyed_from,
                 text,
+                updown,
             ),
             (
                 Pending::Install {
@@ -507,7 +529,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 tracing::error!(target: "kernel", "installing the outbound SA of the rekeyed CHILD_SA of {conn}: {e}")
             }
             (Pending::InstallTrap { name, reqid }, Ok(_)) => {
-                tracing::info!(target: "kernel", "auto=route {name}: trap policies installed (reqid {reqid:#x})")
+                tracing::info!(target: "kernel", "auto=route {name}: policies installed (reqid {reqid:#x})")
             }
             (Pending::InstallTrap { name, reqid }, Err(e)) => {
                 tracing::error!(target: "kernel", "auto=route {name}: {e}");
@@ -592,6 +614,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         let mut children: Vec<ChildRecord> = self.children.drain().map(|(_, c)| c).collect();
         children.sort_by_key(|c| c.kernel_id);
         for c in children {
+            self.updown_down(c.updown);
             self.kernel(
                 KernelOp::RemoveChild(c.kernel_id),
                 Pending::Remove { conn: c.conn },
