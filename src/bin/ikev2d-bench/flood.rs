@@ -40,7 +40,7 @@ const TICK: Duration = Duration::from_millis(10);
 
 /// The engine that initiates is replaced this often (the one before stays to take COOKIE
 /// challenges to its requests), so that abandoned initiations do not pile up.
-const GENERATION: Duration = Duration::from_secs(1);
+const GENERATION: Duration = Duration::from_secs(5);
 
 /// The flood's options (`ikev2d-bench --flood-secs S ...`).
 #[derive(clap::Args, Debug)]
