@@ -93,14 +93,21 @@ impl Tally {
 /// The flood's result, printed as one line of `key=value` pairs.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Report {
+    /// The flood's length as asked.
     pub secs: f64,
+    /// From the first request to the last reply counted, as measured.
+    pub wall_secs: f64,
     pub real: Tally,
     pub spoofed: Tally,
 }
 
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "flood secs={:.1}", self.secs)?;
+        write!(
+            f,
+            "flood secs={:.1} wall_secs={:.1}",
+            self.secs, self.wall_secs
+        )?;
         for (name, t) in [("real", &self.real), ("spoofed", &self.spoofed)] {
             write!(
                 f,
@@ -426,6 +433,7 @@ pub async fn run(
     }
     Ok(Report {
         secs: length.as_secs_f64(),
+        wall_secs: start.elapsed().as_secs_f64(),
         real: real.tally,
         spoofed: spoof.map(|s| s.tally).unwrap_or_default(),
     })
