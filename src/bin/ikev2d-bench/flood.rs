@@ -70,8 +70,6 @@ pub struct Tally {
     pub sent: u64,
     /// COOKIE challenges received.
     pub cookies: u64,
-    /// Requests sent again with the cookie (real source only).
-    pub cookie_answers: u64,
     /// IKE_SA_INIT responses received (a half-open SA on the responder each).
     pub responses: u64,
     /// Any other reply (an error notification, something unparsable).
@@ -98,6 +96,8 @@ pub struct Report {
     /// From the first request to the last reply counted, as measured.
     pub wall_secs: f64,
     pub real: Tally,
+    /// Requests the real source sent again with the cookie.
+    pub real_cookie_answers: u64,
     pub spoofed: Tally,
 }
 
@@ -111,12 +111,12 @@ impl std::fmt::Display for Report {
         for (name, t) in [("real", &self.real), ("spoofed", &self.spoofed)] {
             write!(
                 f,
-                " {name}_sent={} {name}_cookies={} {name}_cookie_answers={} \
-                 {name}_responses={} {name}_other={} {name}_send_errors={}",
-                t.sent, t.cookies, t.cookie_answers, t.responses, t.other, t.send_errors
+                " {name}_sent={} {name}_cookies={} {name}_responses={} {name}_other={} \
+                 {name}_send_errors={}",
+                t.sent, t.cookies, t.responses, t.other, t.send_errors
             )?;
         }
-        Ok(())
+        write!(f, " real_cookie_answers={}", self.real_cookie_answers)
     }
 }
 
@@ -225,12 +225,13 @@ fn endpoint(template: &ConnSpec, port: u16) -> Endpoint<ChaCha20Rng> {
 struct Real {
     sock: UdpSocket,
     conn: String,
-    port: u16,
+    local: SocketAddr,
     template: ConnSpec,
     current: Endpoint<ChaCha20Rng>,
     previous: Endpoint<ChaCha20Rng>,
     born: Instant,
     tally: Tally,
+    cookie_answers: u64,
 }
 
 impl Real {
@@ -238,25 +239,23 @@ impl Real {
         let sock = UdpSocket::bind(SocketAddr::new(local, 0))
             .await
             .map_err(|e| format!("bind {local}: {e}"))?;
-        let port = sock
-            .local_addr()
-            .map_err(|e| format!("local_addr: {e}"))?
-            .port();
+        let local = sock.local_addr().map_err(|e| format!("local_addr: {e}"))?;
         Ok(Self {
             sock,
             conn: template.name.clone(),
-            port,
+            local,
             template: template.clone(),
-            current: endpoint(template, port),
-            previous: endpoint(template, port),
+            current: endpoint(template, local.port()),
+            previous: endpoint(template, local.port()),
             born: Instant::now(),
             tally: Tally::default(),
+            cookie_answers: 0,
         })
     }
 
     async fn initiate(&mut self, now: Instant) {
         if now.duration_since(self.born) >= GENERATION {
-            let fresh = endpoint(&self.template, self.port);
+            let fresh = endpoint(&self.template, self.local.port());
             self.previous = std::mem::replace(&mut self.current, fresh);
             self.born = now;
         }
@@ -274,20 +273,11 @@ impl Real {
         // Only challenges go back to the engines (a response would start IKE_AUTH); the
         // engine that did not send the request ignores it.
         if reply == Reply::Cookie {
-            let (now, local) = (
-                Instant::now(),
-                SocketAddr::new(self.template_ip(), self.port),
-            );
-            self.current.handle_datagram(now, local, from, data);
-            self.previous.handle_datagram(now, local, from, data);
+            let now = Instant::now();
+            self.current.handle_datagram(now, self.local, from, data);
+            self.previous.handle_datagram(now, self.local, from, data);
             self.flush(true).await;
         }
-    }
-
-    fn template_ip(&self) -> IpAddr {
-        self.template
-            .local_addr
-            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
     }
 
     /// Sends what the engines have to send (`answers`: these are requests with a cookie).
@@ -295,7 +285,7 @@ impl Real {
         for ep in [&mut self.current, &mut self.previous] {
             while let Some(Transmit { remote, data, .. }) = ep.poll_transmit() {
                 match self.sock.send_to(&data, remote).await {
-                    Ok(_) if answers => self.tally.cookie_answers += 1,
+                    Ok(_) if answers => self.cookie_answers += 1,
                     Ok(_) => {}
                     Err(_) => self.tally.send_errors += 1,
                 }
@@ -435,6 +425,7 @@ pub async fn run(
         secs: length.as_secs_f64(),
         wall_secs: start.elapsed().as_secs_f64(),
         real: real.tally,
+        real_cookie_answers: real.cookie_answers,
         spoofed: spoof.map(|s| s.tally).unwrap_or_default(),
     })
 }
