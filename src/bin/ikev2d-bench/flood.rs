@@ -160,6 +160,7 @@ fn lab_only(
             "refusing to flood: {LAB_ENV}=1 is not set (lab only)"
         ));
     }
+    // Both ends of a CIDR block in private (or loopback) space put all of it in one such block.
     let spoof_ends = spoof
         .into_iter()
         .flat_map(|n| [n.network(), n.broadcast()])
