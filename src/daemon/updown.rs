@@ -317,8 +317,8 @@ pub async fn firewall(call: &UpdownCall) -> Result<usize, RunError> {
 pub enum RunError {
     #[error("cannot start: {0}")]
     Spawn(std::io::Error),
-    #[error("killed after {}s", SCRIPT_TIMEOUT.as_secs())]
-    Timeout,
+    #[error("killed after {} ms", .0.as_millis())]
+    Timeout(Duration),
     #[error("waiting for it: {0}")]
     Wait(std::io::Error),
     #[error("exited with {status}; stderr: {stderr}")]
@@ -340,7 +340,16 @@ async fn output(args: &[&str]) -> Result<String, RunError> {
     run_capture(cmd, None).await
 }
 
-async fn run_capture(mut cmd: Command, input: Option<String>) -> Result<String, RunError> {
+async fn run_capture(cmd: Command, input: Option<String>) -> Result<String, RunError> {
+    run_within(cmd, input, SCRIPT_TIMEOUT).await
+}
+
+/// Runs `cmd` with `input` on stdin; its stdout, or why it failed. Killed after `limit`.
+async fn run_within(
+    mut cmd: Command,
+    input: Option<String>,
+    limit: Duration,
+) -> Result<String, RunError> {
     cmd.stdin(if input.is_some() {
         Stdio::piped()
     } else {
@@ -368,9 +377,9 @@ async fn run_capture(mut cmd: Command, input: Option<String>) -> Result<String, 
             })
         }
     };
-    tokio::time::timeout(SCRIPT_TIMEOUT, work)
+    tokio::time::timeout(limit, work)
         .await
-        .map_err(|_| RunError::Timeout)?
+        .map_err(|_| RunError::Timeout(limit))?
 }
 
 /// The interface `addr` is on (`ip -o addr show`), for `PLUTO_INTERFACE`.
@@ -577,6 +586,14 @@ mod tests {
         let mut cmd = Command::new("/bin/sh");
         cmd.args(["-c", "cat"]);
         assert_eq!(run_capture(cmd, Some("in".into())).await.unwrap(), "in");
+        let mut slow = Command::new("/bin/sh");
+        slow.args(["-c", "sleep 20"]);
+        let started = std::time::Instant::now();
+        let e = run_within(slow, None, Duration::from_millis(200))
+            .await
+            .unwrap_err();
+        assert_eq!(e.to_string(), "killed after 200 ms");
+        assert!(started.elapsed() < Duration::from_secs(10));
         let missing = Command::new("/nonexistent/updown");
         assert!(matches!(
             execute(missing, None).await,
