@@ -279,6 +279,23 @@ fn leftfirewall_nft_rules_come_and_go() {
         );
         let listed = sh("nft list table inet ikev2d");
         assert!(!listed.contains("accept comment"), "{listed}");
+        // A host-to-host CHILD_SA: input and output rules, gone with its down call.
+        let mut host = call(Verb::Up, 0xc000_0003);
+        host.info.local_ts = vec![ts("10.1.0.1/32")];
+        host.info.remote_ts = vec![ts("10.1.0.2/32")];
+        assert_eq!(rt.block_on(firewall(&host)).unwrap(), 2);
+        let listed = sh("nft -a list table inet ikev2d");
+        println!("{listed}");
+        for rule in [
+            "ip saddr 10.1.0.2 ip daddr 10.1.0.1 ipsec in reqid",
+            "ip saddr 10.1.0.1 ip daddr 10.1.0.2 ipsec out reqid",
+        ] {
+            assert_eq!(listed.matches(rule).count(), 1, "{rule}: {listed}");
+        }
+        host.verb = Verb::Down;
+        assert_eq!(rt.block_on(firewall(&host)).unwrap(), 2);
+        let listed = sh("nft list table inet ikev2d");
+        assert!(!listed.contains("accept comment"), "{listed}");
     });
 }
 

@@ -86,10 +86,10 @@ fn shunt_nets(e: &End) -> String {
 fn summary(c: &Conn, secrets: &Secrets, diags: &mut Diagnostics) -> String {
     let lid = c.left.effective_id();
     let rid = c.right.effective_id();
-    let mut parts = vec![
-        format!("{} <-> {}", host(&c.left), host(&c.right)),
-        format!("ids {lid} <-> {rid}"),
-    ];
+    let mut parts = vec![format!("{} <-> {}", host(&c.left), host(&c.right))];
+    if !c.conn_type.is_shunt() {
+        parts.push(format!("ids {lid} <-> {rid}"));
+    }
     let mut mode = c.conn_type.to_string();
     if c.conn_type.is_shunt() {
         mode = format!(
@@ -294,8 +294,8 @@ mod tests {
         assert_eq!(
             r.summaries,
             [
-                "ssh: %any <-> %any, ids %any <-> %any, shunt type=pass 0.0.0.0/0 === 0.0.0.0/0 [tcp/22 <-> %any], auto=route",
-                "dns: 10.1.0.1 <-> %any, ids 10.1.0.1 <-> %any, shunt type=pass 10.1.0.1/32 === 10.1.0.0/16 [%any <-> %any/53], auto=route"
+                "ssh: %any <-> %any, shunt type=pass 0.0.0.0/0 === 0.0.0.0/0 [tcp/22 <-> %any], auto=route",
+                "dns: 10.1.0.1 <-> %any, shunt type=pass 10.1.0.1/32 === 10.1.0.0/16 [%any <-> %any/53], auto=route"
                     .replace("type=pass 10.1", "type=drop 10.1")
                     .as_str(),
             ]

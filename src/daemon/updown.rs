@@ -8,10 +8,13 @@
 //! failing script never holds up the daemon. A failure is logged with its exit status and
 //! stderr.
 //!
-//! `leftfirewall=yes` keeps, in the nftables table `inet ikev2d` (chain `forward`, hook
-//! forward, policy accept), one counting accept rule per direction and selector pair,
-//! matching the subnets and the CHILD_SA's reqid (`ipsec in|out reqid N`), tagged with a
-//! comment naming the conn, reqid and inbound SPI; down deletes the rules with that tag.
+//! `leftfirewall=yes` keeps, in the nftables table `inet ikev2d` (chains `forward`, `input`,
+//! `output` on their hooks, policy accept), one counting accept rule per direction and
+//! selector pair, matching the selectors and the CHILD_SA's reqid (`ipsec in|out reqid N`):
+//! in `forward` for a client subnet, in `input`/`output` when our selector is this host
+//! (strongSwan's default updown script does the same with iptables). The rules are tagged
+//! with a comment naming the conn, reqid and inbound SPI; down deletes the rules with that
+//! tag.
 //! nftables evaluates every base chain of a hook: an accept here does not override a drop
 //! in another table, so a firewall that drops forwarded traffic by default accepts this
 //! table's traffic by jumping to or matching on the same `ipsec` expressions itself.
@@ -97,7 +100,7 @@ impl UpdownCall {
     /// `up-host`/`down-host` when our selector is exactly our own address, else
     /// `up-client`/`down-client` (strongSwan's rule), with `-v6` for IPv6.
     fn verb(&self, local: &IpNet) -> String {
-        let host = local.prefix_len() == local.max_prefix_len() && local.addr() == self.info.me;
+        let host = self.is_host(local);
         let mut v = format!(
             "{}-{}",
             match self.verb {
@@ -110,6 +113,11 @@ impl UpdownCall {
             v.push_str("-v6");
         }
         v
+    }
+
+    /// Whether our selector is exactly our own address (a host, not a client subnet).
+    fn is_host(&self, local: &IpNet) -> bool {
+        local.prefix_len() == local.max_prefix_len() && local.addr() == self.info.me
     }
 
     /// The selector pairs of the same address family, as (local, remote).
@@ -173,13 +181,20 @@ impl UpdownCall {
         )
     }
 
-    /// `nft -f -` input adding this CHILD_SA's forward rules (creating the table and its
-    /// chain when missing): per selector pair, traffic to the peer's selector leaving by the
-    /// CHILD_SA and traffic from it arriving by the CHILD_SA.
+    /// `nft -f -` input adding this CHILD_SA's rules (creating the table and its chains when
+    /// missing), per selector pair as strongSwan's default updown script does with iptables:
+    /// for a client subnet, forwarded traffic to the peer's selector leaving by the CHILD_SA
+    /// and from it arriving by the CHILD_SA (chain `forward`); for this host itself, the
+    /// same as input and output traffic (chains `input`, `output`).
     pub fn nft_up(&self) -> String {
-        let mut s = format!(
-            "add table {NFT_TABLE}\nadd chain {NFT_TABLE} forward {{ type filter hook forward priority filter; policy accept; }}\n"
-        );
+        let mut s = format!("add table {NFT_TABLE}\n");
+        for chain in ["forward", "input", "output"] {
+            // ok: writing to a String cannot fail
+            let _ = writeln!(
+                s,
+                "add chain {NFT_TABLE} {chain} {{ type filter hook {chain} priority filter; policy accept; }}"
+            );
+        }
         let tag = self.nft_tag();
         for (l, r) in self.pairs() {
             let (my_net, _, _) = client(l);
@@ -189,11 +204,19 @@ impl UpdownCall {
                 (0, 0) => String::new(),
                 (0, p) | (p, _) => format!("meta l4proto {p} "),
             };
-            for (dir, src, dst) in [("out", my_net, peer_net), ("in", peer_net, my_net)] {
+            let (chain_out, chain_in) = if self.is_host(&my_net) {
+                ("output", "input")
+            } else {
+                ("forward", "forward")
+            };
+            for (chain, dir, src, dst) in [
+                (chain_out, "out", my_net, peer_net),
+                (chain_in, "in", peer_net, my_net),
+            ] {
                 // ok: writing to a String cannot fail
                 let _ = writeln!(
                     s,
-                    "add rule {NFT_TABLE} forward {ip} saddr {src} {ip} daddr {dst} {proto}ipsec {dir} reqid {} counter accept comment \"{tag}\"",
+                    "add rule {NFT_TABLE} {chain} {ip} saddr {src} {ip} daddr {dst} {proto}ipsec {dir} reqid {} counter accept comment \"{tag}\"",
                     self.info.reqid
                 );
             }
@@ -211,14 +234,27 @@ pub fn pluto_id(id: &Identification) -> String {
     }
 }
 
-/// The handles of the rules tagged `tag` in `nft -a list chain` output.
-pub fn nft_handles(listing: &str, tag: &str) -> Vec<u64> {
+/// The chains and handles of the rules tagged `tag` in `nft -a list table` output.
+pub fn nft_handles(listing: &str, tag: &str) -> Vec<(String, u64)> {
     let quoted = format!("comment \"{tag}\"");
-    listing
-        .lines()
-        .filter(|l| l.contains(&quoted))
-        .filter_map(|l| l.rsplit_once("# handle ")?.1.trim().parse().ok())
-        .collect()
+    let mut chain = String::new();
+    let mut out = Vec::new();
+    for line in listing.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("chain ") {
+            chain = rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+        } else if line.contains(&quoted)
+            && let Some(h) = line
+                .rsplit_once("# handle ")
+                .and_then(|(_, h)| h.trim().parse().ok())
+        {
+            out.push((chain.clone(), h));
+        }
+    }
+    out
 }
 
 /// Executes updown calls in order on a task of its own.
@@ -293,10 +329,10 @@ pub async fn firewall(call: &UpdownCall) -> Result<usize, RunError> {
     let script = match call.verb {
         Verb::Up => call.nft_up(),
         Verb::Down => {
-            let listing = output(&["-a", "list", "chain", "inet", "ikev2d", "forward"]).await?;
+            let listing = output(&["-a", "list", "table", "inet", "ikev2d"]).await?;
             nft_handles(&listing, &call.nft_tag())
                 .iter()
-                .map(|h| format!("delete rule {NFT_TABLE} forward handle {h}\n"))
+                .map(|(chain, h)| format!("delete rule {NFT_TABLE} {chain} handle {h}\n"))
                 .collect()
         }
     };
@@ -317,8 +353,8 @@ pub async fn firewall(call: &UpdownCall) -> Result<usize, RunError> {
 pub enum RunError {
     #[error("cannot start: {0}")]
     Spawn(std::io::Error),
-    #[error("killed after {}s", SCRIPT_TIMEOUT.as_secs())]
-    Timeout,
+    #[error("killed after {} ms", .0.as_millis())]
+    Timeout(Duration),
     #[error("waiting for it: {0}")]
     Wait(std::io::Error),
     #[error("exited with {status}; stderr: {stderr}")]
@@ -340,7 +376,16 @@ async fn output(args: &[&str]) -> Result<String, RunError> {
     run_capture(cmd, None).await
 }
 
-async fn run_capture(mut cmd: Command, input: Option<String>) -> Result<String, RunError> {
+async fn run_capture(cmd: Command, input: Option<String>) -> Result<String, RunError> {
+    run_within(cmd, input, SCRIPT_TIMEOUT).await
+}
+
+/// Runs `cmd` with `input` on stdin; its stdout, or why it failed. Killed after `limit`.
+async fn run_within(
+    mut cmd: Command,
+    input: Option<String>,
+    limit: Duration,
+) -> Result<String, RunError> {
     cmd.stdin(if input.is_some() {
         Stdio::piped()
     } else {
@@ -368,9 +413,9 @@ async fn run_capture(mut cmd: Command, input: Option<String>) -> Result<String, 
             })
         }
     };
-    tokio::time::timeout(SCRIPT_TIMEOUT, work)
+    tokio::time::timeout(limit, work)
         .await
-        .map_err(|_| RunError::Timeout)?
+        .map_err(|_| RunError::Timeout(limit))?
 }
 
 /// The interface `addr` is on (`ip -o addr show`), for `PLUTO_INTERFACE`.
@@ -527,15 +572,25 @@ mod tests {
     fn nft_rules_and_their_removal() {
         let c = call(Verb::Up, vec![ts("10.1.1.0/24")], vec![ts("10.1.2.0/24")]);
         let up = c.nft_up();
-        assert!(up.starts_with("add table inet ikev2d\nadd chain inet ikev2d forward { type filter hook forward priority filter; policy accept; }\n"), "{up}");
+        assert!(up.starts_with("add table inet ikev2d\nadd chain inet ikev2d forward { type filter hook forward priority filter; policy accept; }\nadd chain inet ikev2d input { type filter hook input priority filter; policy accept; }\n"), "{up}");
         let tag = "ikev2d net-net reqid 1261568001 spi c1234567";
         assert_eq!(c.nft_tag(), tag);
         assert!(up.contains(&format!("add rule inet ikev2d forward ip saddr 10.1.1.0/24 ip daddr 10.1.2.0/24 ipsec out reqid 1261568001 counter accept comment \"{tag}\"\n")), "{up}");
         assert!(up.contains(&format!("add rule inet ikev2d forward ip saddr 10.1.2.0/24 ip daddr 10.1.1.0/24 ipsec in reqid 1261568001 counter accept comment \"{tag}\"\n")), "{up}");
         let listing = format!(
-            "table inet ikev2d {{\n\tchain forward {{ # handle 1\n\t\tip saddr 10.1.1.0/24 ip daddr 10.1.2.0/24 ipsec out reqid 1261568001 counter packets 3 bytes 252 accept comment \"{tag}\" # handle 2\n\t\tip saddr 10.9.0.0/24 accept comment \"ikev2d other reqid 1 spi 00000001\" # handle 3\n\t\tip saddr 10.1.2.0/24 counter packets 0 bytes 0 accept comment \"{tag}\" # handle 4\n\t}}\n}}\n"
+            "table inet ikev2d {{ # handle 9\n\tchain forward {{ # handle 1\n\t\tip saddr 10.1.1.0/24 ip daddr 10.1.2.0/24 ipsec out reqid 1261568001 counter packets 3 bytes 252 accept comment \"{tag}\" # handle 2\n\t\tip saddr 10.9.0.0/24 accept comment \"ikev2d other reqid 1 spi 00000001\" # handle 3\n\t\tip saddr 10.1.2.0/24 counter packets 0 bytes 0 accept comment \"{tag}\" # handle 4\n\t}}\n\tchain input {{ # handle 5\n\t\ttype filter hook input priority filter; policy accept;\n\t\tip saddr 10.1.0.2 counter accept comment \"{tag}\" # handle 6\n\t}}\n}}\n"
         );
-        assert_eq!(nft_handles(&listing, tag), [2, 4]);
+        let chain = |c: &str, h| (c.to_owned(), h);
+        assert_eq!(
+            nft_handles(&listing, tag),
+            [chain("forward", 2), chain("forward", 4), chain("input", 6)]
+        );
+        // This host as the selector: input and output, as strongSwan's up-host rules.
+        let host = call(Verb::Up, vec![ts("10.1.0.1/32")], vec![ts("10.1.0.2/32")]);
+        let up = host.nft_up();
+        assert!(up.contains("add rule inet ikev2d output ip saddr 10.1.0.1/32 ip daddr 10.1.0.2/32 ipsec out reqid"), "{up}");
+        assert!(up.contains("add rule inet ikev2d input ip saddr 10.1.0.2/32 ip daddr 10.1.0.1/32 ipsec in reqid"), "{up}");
+        assert!(!up.contains("add rule inet ikev2d forward"), "{up}");
     }
 
     #[test]
@@ -577,6 +632,14 @@ mod tests {
         let mut cmd = Command::new("/bin/sh");
         cmd.args(["-c", "cat"]);
         assert_eq!(run_capture(cmd, Some("in".into())).await.unwrap(), "in");
+        let mut slow = Command::new("/bin/sh");
+        slow.args(["-c", "sleep 20"]);
+        let started = std::time::Instant::now();
+        let e = run_within(slow, None, Duration::from_millis(200))
+            .await
+            .unwrap_err();
+        assert_eq!(e.to_string(), "killed after 200 ms");
+        assert!(started.elapsed() < Duration::from_secs(10));
         let missing = Command::new("/nonexistent/updown");
         assert!(matches!(
             execute(missing, None).await,
