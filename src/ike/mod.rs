@@ -856,6 +856,18 @@ impl<R: CryptoRng> Endpoint<R> {
         found
     }
 
+    /// How many IKE SAs there are (in any state).
+    #[must_use]
+    pub fn ike_sa_count(&self) -> usize {
+        self.sas.len()
+    }
+
+    /// Whether IKE SA `id` exists.
+    #[must_use]
+    pub fn has_ike_sa(&self, id: IkeSaId) -> bool {
+        self.sas.contains_key(&id)
+    }
+
     /// Whether `conn` has an IKE SA (in any state).
     #[must_use]
     pub fn conn_has_sas(&self, conn: &str) -> bool {

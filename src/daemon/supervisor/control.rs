@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::{CtlId, DownWaiter, Phase, Supervisor, UpWaiter};
 use crate::control::Done;
-use crate::ike::{IkeError, IkeSaId};
+use crate::ike::{IkeError, IkeSaId, IkeSaStatus};
 
 impl<R: rand::CryptoRng> Supervisor<R> {
     pub(super) fn up(&mut self, now: Instant, name: String, ctl: CtlId) {
@@ -41,14 +41,13 @@ impl<R: rand::CryptoRng> Supervisor<R> {
     }
 
     pub(super) fn down(&mut self, now: Instant, name: &str, ctl: CtlId) {
-        let ids: HashSet<IkeSaId> = self
+        let sas: Vec<IkeSaStatus> = self
             .endpoint
             .ike_sas()
-            .iter()
+            .into_iter()
             .filter(|s| s.conn == name)
-            .map(|s| s.id)
             .collect();
-        if !self.conns.iter().any(|c| c.spec.name == name) && ids.is_empty() {
+        if !self.conns.iter().any(|c| c.spec.name == name) && sas.is_empty() {
             self.done(ctl, Done::failed(format!("no conn named {name:?}")));
             return;
         }
@@ -62,13 +61,16 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             self.progress(ctl, text);
         }
         self.cancel_retries(Some(name));
-        self.local_deletes.extend(ids.iter().copied());
-        let n = self.endpoint.delete_conn(now, name);
+        let n = sas.len();
+        let ids: Vec<IkeSaId> = sas.iter().map(|s| s.id).collect();
         tracing::info!(target: "ike", "down {name}: deleting {n} IKE_SA(s)");
         self.progress(ctl, format!("deleting {n} IKE_SA(s) of {name}"));
+        self.delete_paced(now, sas);
         // SAs the engine dropped at once (not yet established) are already gone.
-        let live: HashSet<IkeSaId> = self.endpoint.ike_sas().iter().map(|s| s.id).collect();
-        let ids: HashSet<IkeSaId> = ids.intersection(&live).copied().collect();
+        let ids: HashSet<IkeSaId> = ids
+            .into_iter()
+            .filter(|id| self.endpoint.has_ike_sa(*id))
+            .collect();
         self.down_waiters.push(DownWaiter { ids, children, ctl });
         self.finish_down_waiters();
     }

@@ -20,6 +20,7 @@ mod control;
 mod ike_life;
 mod liveness;
 mod nat;
+mod pacing;
 mod refusals;
 mod shared;
 mod status;
@@ -221,6 +222,8 @@ pub struct Supervisor<R> {
     dpd_sent: HashMap<IkeSaId, Instant>,
     /// IKE SAs we are deleting ourselves (no `dpdaction` when they go).
     local_deletes: HashSet<IkeSaId>,
+    /// Mass deletes (`down`, shutdown) in progress, a window at a time.
+    pacer: pacing::DeletePacer,
     /// When each IKE SA of a conn with `dpddelay` is looked at next (never later than its
     /// liveness check is due).
     dpd_timers: timers::Deadlines<IkeSaId>,
@@ -264,6 +267,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             retries: Vec::new(),
             dpd_sent: HashMap::new(),
             local_deletes: HashSet::new(),
+            pacer: pacing::DeletePacer::default(),
             dpd_timers: timers::Deadlines::default(),
             idle_timers: timers::Deadlines::default(),
             next_keepalive: None,
@@ -537,9 +541,8 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             deadline: now + SHUTDOWN_GRACE,
         };
         self.cancel_retries(None);
-        for sa in self.endpoint.ike_sas() {
-            self.delete_ike(now, sa.id);
-        }
+        let sas = self.endpoint.ike_sas();
+        self.delete_paced(now, sas);
         self.drain_engine(now);
     }
 
@@ -549,8 +552,15 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         let Phase::Draining { deadline } = self.phase else {
             return;
         };
-        if !self.endpoint.ike_sas().is_empty() && now < deadline {
+        if self.endpoint.ike_sa_count() > 0 && now < deadline {
             return;
+        }
+        if self.pacer.queued() > 0 {
+            tracing::warn!(target: "dmn", "grace time over: sending the last {} Deletes without waiting for answers", self.pacer.queued());
+            self.delete_rest_now(now);
+            while let Some(t) = self.endpoint.poll_transmit() {
+                self.effects.push_back(Effect::Transmit(t));
+            }
         }
         self.phase = Phase::Flushing;
         self.by_ike.clear();
@@ -611,10 +621,16 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         }
         assert_eq!(filed, self.children.len(), "by_ike misses CHILD_SAs");
         assert_eq!(self.by_out.len(), self.children.len(), "by_out out of date");
+        let owners: HashMap<u32, IkeSaId> = self
+            .endpoint
+            .ike_sas()
+            .into_iter()
+            .flat_map(|sa| sa.children.into_iter().map(move |c| (c.spi_in, sa.id)))
+            .collect();
         for (spi, rec) in &self.children {
             assert_eq!(
-                self.engine_child(*spi).map(|(id, _)| id),
-                Some(rec.ike_sa),
+                owners.get(spi),
+                Some(&rec.ike_sa),
                 "CHILD_SA {spi:08x} recorded under the wrong IKE SA"
             );
             assert_eq!(
@@ -718,7 +734,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 if !self.initiate_failed(now, id, &error) {
                     self.fail_up(id, None, &error);
                 }
-                self.ike_gone(id);
+                self.ike_gone(now, id);
             }
             Event::ChildSaReady(ready) => self.child_ready(now, &ready),
             Event::ChildSaFailed { id, conn, error } => {
@@ -775,7 +791,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                         Done::failed(format!("IKE_SA {conn}[{}] was deleted", id.0)),
                     );
                 }
-                self.ike_gone(id);
+                self.ike_gone(now, id);
                 self.ike_sa_lost(now, id, &conn, by_peer, dead);
             }
         }
@@ -783,8 +799,9 @@ impl<R: rand::CryptoRng> Supervisor<R> {
 
     /// An IKE SA is gone: remove the CHILD_SAs the engine no longer has, finish `down`
     /// waiters.
-    fn ike_gone(&mut self, id: IkeSaId) {
+    fn ike_gone(&mut self, now: Instant, id: IkeSaId) {
         self.ike_life_gone(id);
+        self.paced_gone(now, id);
         self.dpd_timers.set(id, None);
         let mut spis = self.by_ike.remove(&id).unwrap_or_default();
         spis.sort_unstable();
