@@ -874,6 +874,18 @@ impl<R: CryptoRng> Endpoint<R> {
         self.per_conn.contains_key(conn)
     }
 
+    /// Status of the IKE SAs `offset`, `offset + 1`, … (at most `limit`), in id order: a page
+    /// of [`Endpoint::ike_sas`] without a status of the others.
+    #[must_use]
+    pub fn ike_sa_page(&self, offset: usize, limit: usize) -> Vec<IkeSaStatus> {
+        self.sas
+            .values()
+            .skip(offset)
+            .take(limit)
+            .map(IkeSa::status)
+            .collect()
+    }
+
     /// Status of every IKE SA, by id.
     pub fn ike_sas(&self) -> Vec<IkeSaStatus> {
         self.sas.values().map(IkeSa::status).collect()

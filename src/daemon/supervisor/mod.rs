@@ -363,7 +363,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         match request {
             Request::Up { name } => self.up(now, name, ctl),
             Request::Down { name } => self.down(now, &name, ctl),
-            Request::Status => self.status(now, ctl),
+            Request::Status { page } => self.status(now, ctl, page),
             Request::Reload => self.effects.push_back(Effect::LoadConfig(Some(ctl))),
         }
         self.drain_engine(now);

@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use super::{CtlId, Pending, Supervisor, role_name};
 use crate::control::{
-    ChildReport, ConnReport, Done, IkeSaReport, Reply, ResponderReport, StatusReport,
+    ChildReport, ConnReport, Done, IkeSaReport, Page, PageReport, Reply, ResponderReport,
+    StatusReport,
 };
 use crate::daemon::conns::{fmt_identification, fmt_ts};
 use crate::daemon::hex;
@@ -13,12 +14,17 @@ use crate::ike::{ChildSaReady, IkeSaStatus, ResponderStats};
 use crate::kernel::{KernelError, KernelOp, KernelOutput};
 
 impl<R: rand::CryptoRng> Supervisor<R> {
-    /// Builds the report and asks the kernel for the counters of its CHILD_SAs.
-    pub(super) fn status(&mut self, now: Instant, ctl: CtlId) {
+    /// Builds the report (of every IKE SA, or of one `page` of them) and asks the kernel for
+    /// the counters of its CHILD_SAs.
+    pub(super) fn status(&mut self, now: Instant, ctl: CtlId, page: Option<Page>) {
         let mut conns: Vec<ConnReport> = self.conns.iter().map(|c| c.report.clone()).collect();
         let mut ids = Vec::new();
         let mut slots = Vec::new();
-        for sa in self.endpoint.ike_sas() {
+        let sas = match page {
+            Some(p) => self.endpoint.ike_sa_page(p.offset, p.limit),
+            None => self.endpoint.ike_sas(),
+        };
+        for sa in sas {
             let ci = match conns.iter().position(|c| c.name == sa.conn) {
                 Some(i) => i,
                 None => {
@@ -42,6 +48,11 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             kernel: self.settings.kernel_name.to_string(),
             conns,
             responder: responder_report(self.endpoint.responder_stats()),
+            page: page.map(|p| PageReport {
+                offset: p.offset,
+                limit: p.limit,
+                total: self.endpoint.ike_sa_count(),
+            }),
         };
         if ids.is_empty() {
             self.status_done(ctl, report, &[], Ok(KernelOutput::Counters(Vec::new())));

@@ -333,7 +333,11 @@ impl Pair {
     }
 
     fn status(&mut self, on_a: bool) -> StatusReport {
-        let ctl = self.request(on_a, Request::Status);
+        self.status_page(on_a, None)
+    }
+
+    fn status_page(&mut self, on_a: bool, page: Option<crate::control::Page>) -> StatusReport {
+        let ctl = self.request(on_a, Request::Status { page });
         let n = if on_a { &self.a } else { &self.b };
         let (rs, done) = n.outcome(ctl);
         assert_eq!(done, Some(true));
@@ -1244,4 +1248,42 @@ fn sigterm_sends_the_queued_deletes_when_the_grace_time_is_over() {
     // the first window's.
     p.drive();
     assert_eq!(p.a.ike_sas(), pacing::DELETE_WINDOW);
+}
+
+#[test]
+fn status_pages_through_the_ike_sas_in_id_order() {
+    let mut p = Pair::new(&conf(""), &conf(""));
+    p.up_many(5);
+    let ids = |r: &StatusReport| -> Vec<u64> {
+        r.conns
+            .iter()
+            .flat_map(|c| c.ike_sas.iter().map(|s| s.id))
+            .collect()
+    };
+    let full = p.status(false);
+    assert_eq!(full.page, None);
+    let all = ids(&full);
+    assert_eq!(all.len(), 5);
+    let mut paged = Vec::new();
+    for offset in [0, 2, 4, 6] {
+        let page = crate::control::Page { offset, limit: 2 };
+        let r = p.status_page(false, Some(page));
+        assert_eq!(
+            r.page,
+            Some(crate::control::PageReport {
+                offset,
+                limit: 2,
+                total: 5
+            })
+        );
+        // Every IKE SA of the page comes with its CHILD_SA.
+        assert!(
+            r.conns
+                .iter()
+                .flat_map(|c| &c.ike_sas)
+                .all(|s| s.children.len() == 1)
+        );
+        paged.extend(ids(&r));
+    }
+    assert_eq!(paged, all);
 }
