@@ -110,6 +110,7 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::CryptoRng;
@@ -157,7 +158,7 @@ pub struct Endpoint<R> {
     config: EndpointConfig,
     rng: R,
     spis: Box<dyn SpiAllocator + Send>,
-    conns: Vec<ConnSpec>,
+    conns: Vec<Arc<ConnSpec>>,
     sas: BTreeMap<IkeSaId, IkeSa>,
     /// Our own SPI (SPIi when we initiated, SPIr when we responded) → SA.
     by_spi: HashMap<[u8; 8], IkeSaId>,
@@ -290,7 +291,7 @@ impl<R: CryptoRng> Endpoint<R> {
 
     /// Replace the conn definitions. Existing IKE SAs keep the definition they started with.
     pub fn set_conns(&mut self, conns: Vec<ConnSpec>) {
-        self.conns = conns;
+        self.conns = conns.into_iter().map(Arc::new).collect();
     }
 
     fn alloc_id(&mut self) -> IkeSaId {
@@ -418,7 +419,7 @@ impl<R: CryptoRng> Endpoint<R> {
     }
 
     /// A copy of the conn named `name`.
-    fn conn_spec(&self, name: &str) -> Result<ConnSpec, IkeError> {
+    fn conn_spec(&self, name: &str) -> Result<Arc<ConnSpec>, IkeError> {
         self.conns
             .iter()
             .find(|c| c.name == name)
@@ -775,7 +776,7 @@ impl<R: CryptoRng> Endpoint<R> {
         let spec = self.conn_spec(conn)?;
         let sa = self.sas.get(&id).ok_or(IkeError::UnknownSa(id.0))?;
         if !sa.can_carry(&spec) {
-            return Err(IkeError::ForeignConn(spec.name, id.0));
+            return Err(IkeError::ForeignConn(spec.name.clone(), id.0));
         }
         self.with_sa(now, id, |sa, _| {
             if matches!(sa.state, State::Established) {
