@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use super::{ChildRecord, Effect, Pending, Supervisor, status};
 use crate::config::conn::Auto;
-use crate::control::{ChildReport, Done};
+use crate::control::Done;
 use crate::daemon::install;
 use crate::daemon::keylog::KeyRecord;
 use crate::ike::{ChildSaReady, IkeSaId};
@@ -128,22 +128,14 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 return;
             }
         };
-        let report = status::child_report(c, self.settings.kernel_installs);
-        let text = format!(
-            "CHILD_SA {}{{{}}} established with SPIs {}_i {}_o and TS {} === {}",
-            c.conn,
-            c.ike_sa.0,
-            report.spi_in,
-            report.spi_out,
-            report.local_ts.join(" "),
-            report.remote_ts.join(" ")
-        );
+        let facts = status::ChildFacts::of(c);
+        let text = facts.established_text(&c.conn, c.ike_sa.0);
         self.kernel(
             KernelOp::InstallChild(Box::new(request)),
             Pending::Install {
                 ike_sa: c.ike_sa,
                 conn: c.conn.clone(),
-                report: Box::new(report),
+                facts: Box::new(facts),
                 lifetime,
                 rekeyed_from: c.rekeyed_from,
                 text,
@@ -158,7 +150,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         ike_sa: IkeSaId,
         conn: String,
         kernel_id: ChildId,
-        report: Box<ChildReport>,
+        facts: Box<status::ChildFacts>,
         lifetime: Lifetime,
         rekeyed_from: Option<(u32, u32)>,
         text: String,
@@ -167,7 +159,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             .map(|(i, o)| format!(", rekeys {i:08x}_i {o:08x}_o"))
             .unwrap_or_default();
         tracing::info!(target: "kernel", "{text} ({} {}, reqid {:#x}, kernel: {}{rekey})",
-            report.protocol, report.mode, kernel_id.reqid, self.settings.kernel_name);
+            facts.protocol, facts.mode, kernel_id.reqid, self.settings.kernel_name);
         let record_conn = conn.clone();
         let idle = self
             .conns
@@ -179,7 +171,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             conn,
             ike_sa,
             kernel_id,
-            report: *report,
+            facts: *facts,
             installed_at: now,
             lifetime,
             idle,

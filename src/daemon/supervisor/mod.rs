@@ -38,7 +38,7 @@ use super::conns::{ConnEntry, endpoint_config, fmt_identification};
 use super::keylog::KeyRecord;
 use crate::config::conn::Auto;
 use crate::config::settings::DaemonSettings;
-use crate::control::{ChildReport, Done, Reply, Request, StatusReport};
+use crate::control::{Done, Reply, Request, StatusReport};
 use crate::ike::{
     Endpoint, Event, IkeError, IkeSaExportedKeys, IkeSaId, Role, Transmit, UniqueIds,
 };
@@ -123,7 +123,7 @@ struct ChildRecord {
     /// The IKE SA that holds it (it moves with an IKE SA rekey).
     ike_sa: IkeSaId,
     kernel_id: ChildId,
-    report: ChildReport,
+    facts: status::ChildFacts,
     installed_at: Instant,
     lifetime: Lifetime,
     /// `inactivity`: the idle watch of this CHILD_SA.
@@ -135,7 +135,7 @@ enum Pending {
     Install {
         ike_sa: IkeSaId,
         conn: String,
-        report: Box<ChildReport>,
+        facts: Box<status::ChildFacts>,
         lifetime: Lifetime,
         rekeyed_from: Option<(u32, u32)>,
         text: String,
@@ -448,7 +448,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 Pending::Install {
                     ike_sa,
                     conn,
-                    report,
+                    facts,
                     lifetime,
                     rekeyed_from,
                     text,
@@ -459,7 +459,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 ike_sa,
                 conn,
                 kernel_id,
-                report,
+                facts,
                 lifetime,
                 rekeyed_from,
                 text,
