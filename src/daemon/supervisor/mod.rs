@@ -459,7 +459,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 ike_sa,
                 conn,
                 kernel_id,
-                facts,
+                *facts,
                 lifetime,
                 rekeyed_from,
                 text,
