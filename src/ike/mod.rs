@@ -875,16 +875,19 @@ impl<R: CryptoRng> Endpoint<R> {
         self.per_conn.contains_key(conn)
     }
 
-    /// Status of the IKE SAs `offset`, `offset + 1`, … (at most `limit`), in id order: a page
-    /// of [`Endpoint::ike_sas`] without a status of the others.
-    #[must_use]
-    pub fn ike_sa_page(&self, offset: usize, limit: usize) -> Vec<IkeSaStatus> {
+    /// Status of the IKE SAs `offset`, `offset + 1`, … (at most `limit`), in id order, made
+    /// one at a time as the caller goes: a page of [`Endpoint::ike_sas`] (or all of them)
+    /// without a snapshot of every SA at once.
+    pub fn ike_sa_page(
+        &self,
+        offset: usize,
+        limit: usize,
+    ) -> impl Iterator<Item = IkeSaStatus> + '_ {
         self.sas
             .values()
             .skip(offset)
             .take(limit)
             .map(IkeSa::status)
-            .collect()
     }
 
     /// Status of every IKE SA, by id.

@@ -22,11 +22,8 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         let mut conns: Vec<ConnReport> = self.conns.iter().map(|c| c.report.clone()).collect();
         let mut ids = Vec::new();
         let mut slots = Vec::new();
-        let sas = match page {
-            Some(p) => self.endpoint.ike_sa_page(p.offset, p.limit),
-            None => self.endpoint.ike_sas(),
-        };
-        for sa in sas {
+        let (offset, limit) = page.map_or((0, usize::MAX), |p| (p.offset, p.limit));
+        for sa in self.endpoint.ike_sa_page(offset, limit) {
             let ci = match conns.iter().position(|c| c.name == sa.conn) {
                 Some(i) => i,
                 None => {
