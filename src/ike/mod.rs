@@ -159,7 +159,8 @@ pub struct Endpoint<R> {
     rng: R,
     spis: Box<dyn SpiAllocator + Send>,
     conns: Vec<Arc<ConnSpec>>,
-    sas: BTreeMap<IkeSaId, IkeSa>,
+    /// Boxed: a B-tree node holds many slots, half of them empty after inserts in id order.
+    sas: BTreeMap<IkeSaId, Box<IkeSa>>,
     /// Our own SPI (SPIi when we initiated, SPIr when we responded) → SA.
     by_spi: HashMap<[u8; 8], IkeSaId>,
     /// Responder SAs by (SPIi, peer address), to recognise retransmitted IKE_SA_INIT requests.
@@ -318,7 +319,7 @@ impl<R: CryptoRng> Endpoint<R> {
         }
         self.by_spi.insert(sa.local_spi(), sa.id);
         let id = sa.id;
-        self.sas.insert(id, sa);
+        self.sas.insert(id, Box::new(sa));
         self.reindex(id, init);
     }
 
@@ -397,7 +398,7 @@ impl<R: CryptoRng> Endpoint<R> {
     }
 
     fn remove_if_dead(&mut self, id: IkeSaId) {
-        if self.sas.get(&id).is_some_and(IkeSa::is_dead)
+        if self.sas.get(&id).is_some_and(|sa| sa.is_dead())
             && let Some(sa) = self.sas.remove(&id)
         {
             self.by_spi.remove(&sa.local_spi());
@@ -683,7 +684,7 @@ impl<R: CryptoRng> Endpoint<R> {
         // The index must agree with the SAs; checked in tests and fuzzing (O(n) there only).
         debug_assert_eq!(
             next,
-            self.sas.values().filter_map(IkeSa::next_deadline).min(),
+            self.sas.values().filter_map(|sa| sa.next_deadline()).min(),
             "deadline index out of date"
         );
         next
@@ -831,7 +832,7 @@ impl<R: CryptoRng> Endpoint<R> {
     /// The state of one IKE SA (no snapshot of the others).
     #[must_use]
     pub fn ike_sa(&self, id: IkeSaId) -> Option<IkeSaStatus> {
-        self.sas.get(&id).map(IkeSa::status)
+        self.sas.get(&id).map(|sa| sa.status())
     }
 
     /// Which IKE SA holds the CHILD_SA with inbound SPI `spi_in`, and whether a rekey replaced
@@ -887,11 +888,11 @@ impl<R: CryptoRng> Endpoint<R> {
             .values()
             .skip(offset)
             .take(limit)
-            .map(IkeSa::status)
+            .map(|sa| sa.status())
     }
 
     /// Status of every IKE SA, by id.
     pub fn ike_sas(&self) -> Vec<IkeSaStatus> {
-        self.sas.values().map(IkeSa::status).collect()
+        self.sas.values().map(|sa| sa.status()).collect()
     }
 }
