@@ -343,7 +343,7 @@ fn send<R: CryptoRng>(
     });
     match result {
         Ok(r) => {
-            sa.rekey = Some(r);
+            sa.rekey = Some(Box::new(r));
             sa.in_flight = Some(old_spi_in.map_or(Queued::CreateChild, Queued::RekeyChild));
             true
         }

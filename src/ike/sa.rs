@@ -256,11 +256,11 @@ pub(crate) struct IkeSa {
     /// The queued request currently outstanding.
     pub(crate) in_flight: Option<Queued>,
     /// Our outstanding CHILD_SA rekey request.
-    pub(crate) rekey: Option<super::create_child_sa::RekeyRequest>,
+    pub(crate) rekey: Option<Box<super::create_child_sa::RekeyRequest>>,
     /// Conns of additional CHILD_SAs to request, one per queued [`Queued::CreateChild`].
     pub(crate) pending_children: VecDeque<Arc<ConnSpec>>,
     /// Our outstanding IKE SA rekey request.
-    pub(crate) ike_rekey: Option<super::ike_rekey::IkeRekeyRequest>,
+    pub(crate) ike_rekey: Option<Box<super::ike_rekey::IkeRekeyRequest>>,
     /// The group a peer asked for with INVALID_KE_PAYLOAD, for our next CREATE_CHILD_SA
     /// request (if the conn offers it).
     pub(crate) ke_hint: Option<DhGroup>,
