@@ -1,12 +1,15 @@
 //! ikectl: control the ikev2d daemon, or check a configuration without it.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use ikev2d::config::check::check;
 use ikev2d::config::settings::load_settings;
-use ikev2d::control::{Client, ControlError, DEFAULT_SOCKET, Limits, Reply, Request};
+use ikev2d::control::{
+    Client, ControlError, DEFAULT_SOCKET, Limits, Page, Reply, Request, StatusReport,
+};
 use ikev2d::daemon::SystemDns;
 
 #[derive(Parser, Debug)]
@@ -38,6 +41,12 @@ enum Command {
         /// Machine-readable output (the same content as JSON).
         #[arg(long)]
         json: bool,
+        /// Only this many IKE SAs (a page, in id order; the report then says which).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Skip this many IKE SAs first (with --limit; default 0).
+        #[arg(long, requires = "limit")]
+        offset: Option<usize>,
     },
     /// Re-read ipsec.conf, ipsec.secrets and the daemon settings file.
     Reload,
@@ -66,10 +75,7 @@ fn call(ctl: &std::path::Path, timeout: Option<u64>, request: &Request, json: bo
     let result = Client::connect(ctl).and_then(|c| {
         c.call(request, limits, |reply| match reply {
             Reply::Progress(p) => println!("{p}"),
-            Reply::Status(s) if json => match serde_json::to_string_pretty(s) {
-                Ok(text) => println!("{text}"),
-                Err(e) => eprintln!("ikectl: {e}"),
-            },
+            Reply::Status(s) if json => print_json(s),
             Reply::Status(s) => print!("{s}"),
             Reply::Done(_) => {}
         })
@@ -91,6 +97,18 @@ fn call(ctl: &std::path::Path, timeout: Option<u64>, request: &Request, json: bo
             eprintln!("ikectl: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Writes `report` as pretty JSON to stdout as it is produced (no copy of the whole text).
+fn print_json(report: &StatusReport) {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = serde_json::to_writer_pretty(&mut out, report)
+        .map_err(std::io::Error::from)
+        .and_then(|()| writeln!(out))
+        .and_then(|()| out.flush());
+    if let Err(e) = written {
+        eprintln!("ikectl: {e}");
     }
 }
 
@@ -122,7 +140,17 @@ fn main() -> ExitCode {
         }
         Command::Up { name } => call(&cli.ctl, cli.timeout, &Request::Up { name }, false),
         Command::Down { name } => call(&cli.ctl, cli.timeout, &Request::Down { name }, false),
-        Command::Status { json } => call(&cli.ctl, cli.timeout, &Request::Status, json),
+        Command::Status {
+            json,
+            limit,
+            offset,
+        } => {
+            let page = limit.map(|limit| Page {
+                offset: offset.unwrap_or(0),
+                limit,
+            });
+            call(&cli.ctl, cli.timeout, &Request::Status { page }, json)
+        }
         Command::Reload => call(&cli.ctl, cli.timeout, &Request::Reload, false),
     }
 }

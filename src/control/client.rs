@@ -184,7 +184,7 @@ mod tests {
             .unwrap()
             .call(
                 &Request::Up { name: "c".into() },
-                Limits::for_request(&Request::Status),
+                Limits::for_request(&Request::Status { page: None }),
                 |r| seen.push(r.clone()),
             )
             .unwrap();
@@ -225,7 +225,7 @@ mod tests {
         };
         let err = Client::connect(&path)
             .unwrap()
-            .call(&Request::Status, limits, |_| {})
+            .call(&Request::Status { page: None }, limits, |_| {})
             .unwrap_err();
         tx.send(()).unwrap();
         server.join().unwrap();
@@ -254,7 +254,7 @@ mod tests {
         };
         let err = Client::connect(&path)
             .unwrap()
-            .call(&Request::Status, limits, |_| {})
+            .call(&Request::Status { page: None }, limits, |_| {})
             .unwrap_err();
         server.join().unwrap();
         assert!(matches!(err, ControlError::LineTooLong(10_000)), "{err}");

@@ -14,7 +14,7 @@ mod status;
 
 pub use client::{Client, ControlError, Limits};
 pub use status::{
-    ChildReport, ConnReport, IkeSaReport, LeaseReport, ResponderReport, StatusReport,
+    ChildReport, ConnReport, IkeSaReport, LeaseReport, PageReport, ResponderReport, StatusReport,
 };
 
 use serde::{Deserialize, Serialize};
@@ -39,10 +39,23 @@ pub enum Request {
         /// Conn name.
         name: String,
     },
-    /// Report conns, IKE SAs and CHILD_SAs.
-    Status,
+    /// Report conns, IKE SAs and CHILD_SAs (all of them, or one page of the IKE SAs).
+    Status {
+        /// Only these IKE SAs (in id order); every one when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        page: Option<Page>,
+    },
     /// Re-read ipsec.conf and ipsec.secrets.
     Reload,
+}
+
+/// A page of `status`: the IKE SAs `offset`, `offset + 1`, … (at most `limit`) in id order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Page {
+    /// IKE SAs skipped.
+    pub offset: usize,
+    /// Most IKE SAs reported.
+    pub limit: usize,
 }
 
 /// Outcome of a request: the last line the daemon sends.
@@ -106,8 +119,24 @@ mod tests {
         );
         assert_eq!(
             serde_json::from_str::<Request>(r#"{"cmd":"status"}"#).unwrap(),
-            Request::Status
+            Request::Status { page: None }
         );
+        assert_eq!(
+            serde_json::to_string(&Request::Status { page: None }).unwrap(),
+            r#"{"cmd":"status"}"#
+        );
+        let page = Request::Status {
+            page: Some(Page {
+                offset: 200,
+                limit: 100,
+            }),
+        };
+        let line = serde_json::to_string(&page).unwrap();
+        assert_eq!(
+            line,
+            r#"{"cmd":"status","page":{"offset":200,"limit":100}}"#
+        );
+        assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), page);
         assert_eq!(
             serde_json::from_str::<Request>(r#"{"cmd":"down","name":"x"}"#).unwrap(),
             Request::Down { name: "x".into() }

@@ -18,6 +18,10 @@ pub struct StatusReport {
     /// Virtual IPs leased from this gateway's pools (`rightsourceip`), by pool and address.
     #[serde(default)]
     pub leases: Vec<LeaseReport>,
+    /// Which IKE SAs this report holds, when it is one page of them (`ikectl status
+    /// --offset K --limit N`); absent in a full report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<PageReport>,
 }
 
 /// One virtual IP lease of a pool.
@@ -31,6 +35,17 @@ pub struct LeaseReport {
     pub identity: String,
     /// IKE SAs of that peer using it now (0: offline, the address is kept for the peer).
     pub online: u32,
+}
+
+/// The page a paged status report holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageReport {
+    /// IKE SAs (in id order) before this page.
+    pub offset: usize,
+    /// The page's size limit.
+    pub limit: usize,
+    /// IKE SAs in all.
+    pub total: usize,
 }
 
 /// The responder's defences against floods and forged packets, since start.
@@ -235,6 +250,13 @@ impl fmt::Display for StatusReport {
             "Security Associations ({up} up, {} total, {children} CHILD_SA):",
             sas.len()
         )?;
+        if let Some(p) = self.page {
+            writeln!(
+                f,
+                "  (a page in id order: offset {}, limit {}; {} IKE SAs in all)",
+                p.offset, p.limit, p.total
+            )?;
+        }
         for (c, s) in sas {
             write_ike_sa(f, &c.name, s)?;
         }
@@ -408,7 +430,30 @@ mod tests {
                 replays_refused: 3,
             },
             leases: vec![],
+            page: None,
         }
+    }
+
+    #[test]
+    fn a_page_says_which_and_a_full_report_stays_as_it_was() {
+        let full = sample();
+        let json = serde_json::to_string(&full).unwrap();
+        assert!(!json.contains("\"page\""), "{json}");
+        assert!(!full.to_string().contains("page"));
+        let mut paged = sample();
+        paged.page = Some(PageReport {
+            offset: 100,
+            limit: 50,
+            total: 101,
+        });
+        assert!(
+            paged
+                .to_string()
+                .contains("(a page in id order: offset 100, limit 50; 101 IKE SAs in all)")
+        );
+        let back: StatusReport =
+            serde_json::from_str(&serde_json::to_string(&paged).unwrap()).unwrap();
+        assert_eq!(back, paged);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! layer.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use rand::CryptoRng;
 
@@ -21,7 +22,7 @@ use crate::wire::{NotifyType, Payload, TrafficSelector};
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ChildSa {
     /// The conn it was negotiated for (the IKE SA's, or another one with the same peer).
-    pub(crate) conn: ConnSpec,
+    pub(crate) conn: Arc<ConnSpec>,
     pub(crate) spi_in: u32,
     pub(crate) spi_out: u32,
     pub(crate) mode: Mode,
@@ -99,7 +100,7 @@ fn local_selectors(sa: &IkeSa, conn: &ConnSpec) -> Vec<TrafficSelector> {
 /// Initiator: the CHILD_SA we asked for in IKE_AUTH.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ChildRequest {
-    conn: ConnSpec,
+    conn: Arc<ConnSpec>,
     spi_in: u32,
     ts_i: Vec<TrafficSelector>,
     ts_r: Vec<TrafficSelector>,
@@ -108,7 +109,7 @@ pub(crate) struct ChildRequest {
 impl ChildRequest {
     /// A request for inbound SPI `spi_in` with these selectors (a rekey keeps the old ones).
     pub(crate) fn with(
-        conn: ConnSpec,
+        conn: Arc<ConnSpec>,
         spi_in: u32,
         ts_i: Vec<TrafficSelector>,
         ts_r: Vec<TrafficSelector>,
@@ -130,7 +131,7 @@ impl ChildRequest {
     /// propose.
     pub(crate) fn new<R>(
         sa: &IkeSa,
-        conn: &ConnSpec,
+        conn: &Arc<ConnSpec>,
         ctx: &mut Ctx<'_, R>,
     ) -> Result<Self, IkeError> {
         let (l, r) = (sa.local.ip(), sa.remote.ip());
@@ -143,7 +144,7 @@ impl ChildRequest {
     }
 
     /// The conn this child is for.
-    pub(crate) fn conn(&self) -> &ConnSpec {
+    pub(crate) fn conn(&self) -> &Arc<ConnSpec> {
         &self.conn
     }
 
@@ -266,7 +267,7 @@ pub(crate) fn respond<R: CryptoRng>(
 /// inbound SPI. Returns the child and the number of the chosen proposal.
 pub(crate) fn negotiate<R>(
     sa: &IkeSa,
-    conn: &ConnSpec,
+    conn: &Arc<ConnSpec>,
     ctx: &mut Ctx<'_, R>,
     payloads: &[Payload],
 ) -> Result<(ChildSa, u8), IkeError> {

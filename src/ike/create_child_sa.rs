@@ -29,6 +29,7 @@
 //!   deletes the old child as usual. Both sides reach the same verdict.
 
 use rand::CryptoRng;
+use std::sync::Arc;
 
 use super::child::{ChildRequest, Keymat, install, negotiate};
 use super::conn::ConnSpec;
@@ -178,7 +179,7 @@ fn create<R: CryptoRng>(
     let Some(ni) = nonce(payloads).map(<[u8]>::to_vec) else {
         return vec![notify(NotifyType::INVALID_SYNTAX, Vec::new())];
     };
-    let candidates: Vec<ConnSpec> = std::iter::once(&sa.conn)
+    let candidates: Vec<Arc<ConnSpec>> = std::iter::once(&sa.conn)
         .chain(ctx.conns.iter().filter(|c| c.name != sa.conn.name))
         .filter(|c| sa.can_carry(c))
         .cloned()
@@ -204,7 +205,7 @@ fn negotiate_child<R: CryptoRng>(
     ctx: &mut Ctx<'_, R>,
     payloads: &[Payload],
     ni: &[u8],
-    conn: &ConnSpec,
+    conn: &Arc<ConnSpec>,
     rekeyed: Option<(u32, u32)>,
 ) -> Result<Vec<Payload>, IkeError> {
     let offered = sa_payload(payloads).ok_or(IkeError::NoProposalChosen)?;
@@ -342,7 +343,7 @@ fn send<R: CryptoRng>(
     });
     match result {
         Ok(r) => {
-            sa.rekey = Some(r);
+            sa.rekey = Some(Box::new(r));
             sa.in_flight = Some(old_spi_in.map_or(Queued::CreateChild, Queued::RekeyChild));
             true
         }

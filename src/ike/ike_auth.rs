@@ -7,6 +7,7 @@
 use std::net::IpAddr;
 
 use rand::CryptoRng;
+use std::sync::Arc;
 use zeroize::Zeroizing;
 
 use super::child::{self, ChildRequest};
@@ -421,21 +422,21 @@ fn psk_for(
 /// selectors) wins, so that several conns to one peer (host-to-host and net-to-net, or
 /// different ESP proposals) each answer their own requests; then the first configured.
 fn select_conn<'a>(
-    conns: &'a [ConnSpec],
+    conns: &'a [Arc<ConnSpec>],
     sa: &IkeSa,
     path: Path,
     idi: &Identification,
     idr: Option<&Identification>,
     payloads: &[Payload],
-) -> Option<&'a ConnSpec> {
+) -> Option<&'a Arc<ConnSpec>> {
     let suite = sa.keys.as_ref()?.suite;
-    let fits = |c: &&ConnSpec| {
+    let fits = |c: &&Arc<ConnSpec>| {
         c.local_addr.is_none_or(|a| a == path.local.ip())
             && c.remote_addr.is_none_or(|a| a == path.remote.ip())
             && suite.allowed(&c.ike_proposals)
             && idr.is_none_or(|r| *r == c.local_id_at(path.local.ip()))
     };
-    let mut candidates: Vec<(&ConnSpec, IdMatch)> = conns
+    let mut candidates: Vec<(&Arc<ConnSpec>, IdMatch)> = conns
         .iter()
         .filter(fits)
         .map(|c| (c, c.remote_id_match(idi)))

@@ -98,12 +98,12 @@ pub(crate) fn send_request<R: CryptoRng>(sa: &mut IkeSa, ctx: &mut Ctx<'_, R>) -
     ];
     match sa.send_request(ctx, ExchangeType::CREATE_CHILD_SA, &payloads) {
         Ok(()) => {
-            sa.ike_rekey = Some(IkeRekeyRequest {
+            sa.ike_rekey = Some(Box::new(IkeRekeyRequest {
                 spi_i,
                 ni,
                 dh,
                 collision: None,
-            });
+            }));
             sa.in_flight = Some(Queued::RekeyIke);
             true
         }

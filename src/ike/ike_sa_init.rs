@@ -2,6 +2,7 @@
 //! (initiator), stateless refusal and half-open SA creation (responder).
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use rand::CryptoRng;
 use subtle::ConstantTimeEq;
@@ -56,7 +57,7 @@ fn first_group(conn: &ConnSpec) -> Option<DhGroup> {
 pub(crate) fn initiate<R: CryptoRng>(
     ctx: &mut Ctx<'_, R>,
     id: IkeSaId,
-    conn: &ConnSpec,
+    conn: &Arc<ConnSpec>,
     spi_i: [u8; 8],
 ) -> Result<IkeSa, IkeError> {
     let (Some(l), Some(r)) = (conn.local_addr, conn.remote_addr) else {
@@ -272,13 +273,13 @@ fn conn_matches(c: &ConnSpec, path: Path) -> bool {
 
 /// Responder's choice for an IKE_SA_INIT request.
 enum Choice<'a> {
-    Accept(&'a ConnSpec, u8, IkeSuite),
+    Accept(&'a Arc<ConnSpec>, u8, IkeSuite),
     InvalidKe(DhGroup),
-    NoProposal(Option<&'a ConnSpec>),
+    NoProposal(Option<&'a Arc<ConnSpec>>),
 }
 
 fn choose<'a>(
-    conns: &'a [ConnSpec],
+    conns: &'a [Arc<ConnSpec>],
     path: Path,
     offered: &[crate::wire::Proposal],
     ke_group: Option<DhGroup>,
@@ -388,7 +389,7 @@ pub(crate) fn respond<R: CryptoRng>(
         return None;
     }
     let request = message_bytes(data, h).ok()?;
-    let refused = |ctx: &mut Ctx<'_, R>, conn: Option<&ConnSpec>, reason| {
+    let refused = |ctx: &mut Ctx<'_, R>, conn: Option<&Arc<ConnSpec>>, reason| {
         ctx.out.events.push_back(Event::InitRefused {
             peer: path.remote,
             conn: conn.map(|c| c.name.clone()),

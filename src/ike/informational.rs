@@ -20,7 +20,7 @@ fn remove_child<R>(
     let c = sa.children.remove(i);
     ctx.out.events.push_back(Event::ChildSaDeleted {
         id: sa.id,
-        conn: c.conn.name,
+        conn: c.conn.name.clone(),
         spi_in: c.spi_in,
         spi_out: c.spi_out,
     });

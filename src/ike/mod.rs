@@ -112,6 +112,7 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::CryptoRng;
@@ -161,8 +162,9 @@ pub struct Endpoint<R> {
     config: EndpointConfig,
     rng: R,
     spis: Box<dyn SpiAllocator + Send>,
-    conns: Vec<ConnSpec>,
-    sas: BTreeMap<IkeSaId, IkeSa>,
+    conns: Vec<Arc<ConnSpec>>,
+    /// Boxed: a B-tree node holds many slots, half of them empty after inserts in id order.
+    sas: BTreeMap<IkeSaId, Box<IkeSa>>,
     /// Our own SPI (SPIi when we initiated, SPIr when we responded) → SA.
     by_spi: HashMap<[u8; 8], IkeSaId>,
     /// Responder SAs by (SPIi, peer address), to recognise retransmitted IKE_SA_INIT requests.
@@ -297,7 +299,7 @@ impl<R: CryptoRng> Endpoint<R> {
 
     /// Replace the conn definitions. Existing IKE SAs keep the definition they started with.
     pub fn set_conns(&mut self, conns: Vec<ConnSpec>) {
-        self.conns = conns;
+        self.conns = conns.into_iter().map(Arc::new).collect();
     }
 
     fn alloc_id(&mut self) -> IkeSaId {
@@ -324,7 +326,7 @@ impl<R: CryptoRng> Endpoint<R> {
         }
         self.by_spi.insert(sa.local_spi(), sa.id);
         let id = sa.id;
-        self.sas.insert(id, sa);
+        self.sas.insert(id, Box::new(sa));
         self.reindex(id, init);
     }
 
@@ -403,7 +405,7 @@ impl<R: CryptoRng> Endpoint<R> {
     }
 
     fn remove_if_dead(&mut self, id: IkeSaId) {
-        if self.sas.get(&id).is_some_and(IkeSa::is_dead)
+        if self.sas.get(&id).is_some_and(|sa| sa.is_dead())
             && let Some(sa) = self.sas.remove(&id)
         {
             self.by_spi.remove(&sa.local_spi());
@@ -428,7 +430,7 @@ impl<R: CryptoRng> Endpoint<R> {
     }
 
     /// A copy of the conn named `name`.
-    fn conn_spec(&self, name: &str) -> Result<ConnSpec, IkeError> {
+    fn conn_spec(&self, name: &str) -> Result<Arc<ConnSpec>, IkeError> {
         self.conns
             .iter()
             .find(|c| c.name == name)
@@ -450,15 +452,17 @@ impl<R: CryptoRng> Endpoint<R> {
         conn: &str,
         remote: IpAddr,
     ) -> Result<IkeSaId, IkeError> {
-        let mut spec = self.conn_spec(conn)?;
+        let spec = self.conn_spec(conn)?;
         if spec.remote_addr.is_some_and(|a| a != remote) {
-            return Err(IkeError::CannotInitiate(spec.name));
+            return Err(IkeError::CannotInitiate(spec.name.clone()));
         }
-        spec.remote_addr = Some(remote);
-        self.start(now, spec)
+        // This IKE SA's own copy of the conn, with the peer filled in.
+        let mut own = ConnSpec::clone(&spec);
+        own.remote_addr = Some(remote);
+        self.start(now, Arc::new(own))
     }
 
-    fn start(&mut self, now: Instant, spec: ConnSpec) -> Result<IkeSaId, IkeError> {
+    fn start(&mut self, now: Instant, spec: Arc<ConnSpec>) -> Result<IkeSaId, IkeError> {
         let id = self.alloc_id();
         let spi = self.alloc_spi();
         let mut ctx = ctx!(self, now);
@@ -719,7 +723,7 @@ impl<R: CryptoRng> Endpoint<R> {
         // The index must agree with the SAs; checked in tests and fuzzing (O(n) there only).
         debug_assert_eq!(
             next,
-            self.sas.values().filter_map(IkeSa::next_deadline).min(),
+            self.sas.values().filter_map(|sa| sa.next_deadline()).min(),
             "deadline index out of date"
         );
         next
@@ -812,7 +816,7 @@ impl<R: CryptoRng> Endpoint<R> {
         let spec = self.conn_spec(conn)?;
         let sa = self.sas.get(&id).ok_or(IkeError::UnknownSa(id.0))?;
         if !sa.can_carry(&spec) {
-            return Err(IkeError::ForeignConn(spec.name, id.0));
+            return Err(IkeError::ForeignConn(spec.name.clone(), id.0));
         }
         self.with_sa(now, id, |sa, _| {
             if matches!(sa.state, State::Established) {
@@ -867,7 +871,7 @@ impl<R: CryptoRng> Endpoint<R> {
     /// The state of one IKE SA (no snapshot of the others).
     #[must_use]
     pub fn ike_sa(&self, id: IkeSaId) -> Option<IkeSaStatus> {
-        self.sas.get(&id).map(IkeSa::status)
+        self.sas.get(&id).map(|sa| sa.status())
     }
 
     /// Which IKE SA holds the CHILD_SA with inbound SPI `spi_in`, and whether a rekey replaced
@@ -893,15 +897,42 @@ impl<R: CryptoRng> Endpoint<R> {
         found
     }
 
+    /// How many IKE SAs there are (in any state).
+    #[must_use]
+    pub fn ike_sa_count(&self) -> usize {
+        self.sas.len()
+    }
+
+    /// Whether IKE SA `id` exists.
+    #[must_use]
+    pub fn has_ike_sa(&self, id: IkeSaId) -> bool {
+        self.sas.contains_key(&id)
+    }
+
     /// Whether `conn` has an IKE SA (in any state).
     #[must_use]
     pub fn conn_has_sas(&self, conn: &str) -> bool {
         self.per_conn.contains_key(conn)
     }
 
+    /// Status of the IKE SAs `offset`, `offset + 1`, … (at most `limit`), in id order, made
+    /// one at a time as the caller goes: a page of [`Endpoint::ike_sas`] (or all of them)
+    /// without a snapshot of every SA at once.
+    pub fn ike_sa_page(
+        &self,
+        offset: usize,
+        limit: usize,
+    ) -> impl Iterator<Item = IkeSaStatus> + '_ {
+        self.sas
+            .values()
+            .skip(offset)
+            .take(limit)
+            .map(|sa| sa.status())
+    }
+
     /// Status of every IKE SA, by id.
     pub fn ike_sas(&self) -> Vec<IkeSaStatus> {
-        self.sas.values().map(IkeSa::status).collect()
+        self.sas.values().map(|sa| sa.status()).collect()
     }
 
     /// The virtual IP leases of every pool (`rightsourceip`), online or kept for their owner.

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::{CryptoRng, RngExt};
@@ -60,7 +61,7 @@ pub(crate) struct Ctx<'a, R> {
     pub(crate) rng: &'a mut R,
     pub(crate) spis: &'a mut (dyn SpiAllocator + Send),
     pub(crate) config: &'a EndpointConfig,
-    pub(crate) conns: &'a [ConnSpec],
+    pub(crate) conns: &'a [Arc<ConnSpec>],
     pub(crate) out: &'a mut Output,
     /// Our IKE SPIs in use (the endpoint's demultiplexing table).
     pub(crate) ike_spis: &'a HashMap<[u8; 8], IkeSaId>,
@@ -237,7 +238,7 @@ impl RequestPrint {
 /// One IKE SA.
 pub(crate) struct IkeSa {
     pub(crate) id: IkeSaId,
-    pub(crate) conn: ConnSpec,
+    pub(crate) conn: Arc<ConnSpec>,
     pub(crate) role: Role,
     pub(crate) spi_i: [u8; 8],
     pub(crate) spi_r: [u8; 8],
@@ -257,11 +258,11 @@ pub(crate) struct IkeSa {
     /// The queued request currently outstanding.
     pub(crate) in_flight: Option<Queued>,
     /// Our outstanding CHILD_SA rekey request.
-    pub(crate) rekey: Option<super::create_child_sa::RekeyRequest>,
+    pub(crate) rekey: Option<Box<super::create_child_sa::RekeyRequest>>,
     /// Conns of additional CHILD_SAs to request, one per queued [`Queued::CreateChild`].
-    pub(crate) pending_children: VecDeque<ConnSpec>,
+    pub(crate) pending_children: VecDeque<Arc<ConnSpec>>,
     /// Our outstanding IKE SA rekey request.
-    pub(crate) ike_rekey: Option<super::ike_rekey::IkeRekeyRequest>,
+    pub(crate) ike_rekey: Option<Box<super::ike_rekey::IkeRekeyRequest>>,
     /// The group a peer asked for with INVALID_KE_PAYLOAD, for our next CREATE_CHILD_SA
     /// request (if the conn offers it).
     pub(crate) ke_hint: Option<DhGroup>,
@@ -305,7 +306,7 @@ impl IkeSa {
     /// A fresh SA: no keys, message IDs 0, nothing outstanding; the caller sets the state.
     pub(crate) fn new(
         id: IkeSaId,
-        conn: ConnSpec,
+        conn: Arc<ConnSpec>,
         role: Role,
         (spi_i, spi_r): ([u8; 8], [u8; 8]),
         path: Path,
@@ -525,7 +526,7 @@ impl IkeSa {
         for c in self.children.drain(..) {
             out.events.push_back(Event::ChildSaDeleted {
                 id: self.id,
-                conn: c.conn.name,
+                conn: c.conn.name.clone(),
                 spi_in: c.spi_in,
                 spi_out: c.spi_out,
             });

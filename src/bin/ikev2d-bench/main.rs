@@ -82,6 +82,11 @@ struct Cli {
     /// Delete every established IKE SA at the end (C at a time) and wait for the answers.
     #[arg(long)]
     delete: bool,
+    /// After the set-ups, print `holding` and keep answering until the responder has
+    /// deleted every established IKE SA (e.g. by `ikectl down`); those count as deleted,
+    /// not lost.
+    #[arg(long, conflicts_with = "delete")]
+    hold: bool,
     /// Instead of a run: time one key pair + one agreement of the --ike proposal's first DH
     /// group this many times and print the mean (the crypto floor of a responder handshake).
     #[arg(long, value_name = "ITERATIONS")]
@@ -286,6 +291,9 @@ async fn run(cli: Cli, template: ConnSpec) -> Result<stats::Summary, String> {
     let start = Instant::now();
     barrier.wait().await;
     let elapsed = start.elapsed();
+    if cli.hold {
+        println!("holding");
+    }
     let mut all = Recorder::default();
     for h in handles {
         all.merge(h.await.map_err(|e| format!("worker: {e}"))?);
@@ -315,6 +323,8 @@ struct Worker {
     established: Vec<IkeSaId>,
     /// The SA whose Delete is in flight.
     deleting: Option<IkeSaId>,
+    /// `--hold` after the set-ups: the responder's Deletes are expected.
+    holding: bool,
     buf: Vec<u8>,
     natt_buf: Vec<u8>,
 }
@@ -343,6 +353,7 @@ impl Worker {
             pending: None,
             established: Vec::new(),
             deleting: None,
+            holding: false,
             buf: vec![0; 65536],
             natt_buf: vec![0; 65536],
         })
@@ -367,6 +378,12 @@ impl Worker {
             self.step().await;
         }
         barrier.wait().await;
+        if cli.hold {
+            self.holding = true;
+            while !self.established.is_empty() {
+                self.step().await;
+            }
+        }
         if cli.delete {
             while let Some(id) = self.established.pop() {
                 let now = Instant::now();
@@ -507,6 +524,9 @@ impl Worker {
             Event::IkeSaDeleted { id, .. } => {
                 if self.deleting == Some(id) {
                     self.deleting = None;
+                    self.rec.deleted += 1;
+                } else if self.holding {
+                    self.established.retain(|e| *e != id);
                     self.rec.deleted += 1;
                 } else {
                     self.established.retain(|e| *e != id);

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use super::{ChildRecord, Effect, Pending, Supervisor, status};
 use crate::config::conn::Auto;
-use crate::control::{ChildReport, Done};
+use crate::control::Done;
 use crate::daemon::install;
 use crate::daemon::keylog::KeyRecord;
 use crate::daemon::updown::{UpdownCall, UpdownInfo, Verb, pluto_id};
@@ -232,23 +232,15 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 },
             );
         }
-        let report = status::child_report(c, self.settings.kernel_installs);
         let updown = self.updown_info(c);
-        let text = format!(
-            "CHILD_SA {}{{{}}} established with SPIs {}_i {}_o and TS {} === {}",
-            c.conn,
-            c.ike_sa.0,
-            report.spi_in,
-            report.spi_out,
-            report.local_ts.join(" "),
-            report.remote_ts.join(" ")
-        );
+        let facts = status::ChildFacts::of(c);
+        let text = facts.established_text(&c.conn, c.ike_sa.0);
         self.kernel(
             KernelOp::InstallChild(Box::new(request)),
             Pending::Install {
                 ike_sa: c.ike_sa,
                 conn: c.conn.clone(),
-                report: Box::new(report),
+                facts: Box::new(facts),
                 lifetime,
                 rekeyed_from: c.rekeyed_from,
                 text,
@@ -264,11 +256,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         if (entry.updown.is_none() && !entry.firewall) || c.rekeyed_from.is_some() {
             return None;
         }
-        let ike = self
-            .endpoint
-            .ike_sas()
-            .into_iter()
-            .find(|s| s.id == c.ike_sa)?;
+        let ike = self.endpoint.ike_sa(c.ike_sa)?;
         Some(Box::new(UpdownInfo {
             conn: c.conn.clone(),
             script: entry.updown.clone(),
@@ -306,7 +294,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         ike_sa: IkeSaId,
         conn: String,
         kernel_id: ChildId,
-        report: Box<ChildReport>,
+        facts: status::ChildFacts,
         lifetime: Lifetime,
         rekeyed_from: Option<(u32, u32)>,
         text: String,
@@ -316,7 +304,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             .map(|(i, o)| format!(", rekeys {i:08x}_i {o:08x}_o"))
             .unwrap_or_default();
         tracing::info!(target: "kernel", "{text} ({} {}, reqid {:#x}, kernel: {}{rekey})",
-            report.protocol, report.mode, kernel_id.reqid, self.settings.kernel_name);
+            facts.protocol, facts.mode, kernel_id.reqid, self.settings.kernel_name);
         let record_conn = conn.clone();
         let idle = self
             .conns
@@ -344,7 +332,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             conn,
             ike_sa,
             kernel_id,
-            report: *report,
+            facts,
             installed_at: now,
             lifetime,
             idle,

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::{CtlId, DownWaiter, Pending, Phase, Supervisor, UpWaiter};
 use crate::control::Done;
-use crate::ike::{IkeError, IkeSaId};
+use crate::ike::{IkeError, IkeSaId, IkeSaStatus};
 use crate::kernel::KernelOp;
 
 impl<R: rand::CryptoRng> Supervisor<R> {
@@ -74,14 +74,13 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             self.done(ctl, Done::ok());
             return;
         }
-        let ids: HashSet<IkeSaId> = self
+        let sas: Vec<IkeSaStatus> = self
             .endpoint
             .ike_sas()
-            .iter()
+            .into_iter()
             .filter(|s| s.conn == name)
-            .map(|s| s.id)
             .collect();
-        if !self.conns.iter().any(|c| c.spec.name == name) && ids.is_empty() {
+        if !self.conns.iter().any(|c| c.spec.name == name) && sas.is_empty() {
             self.done(ctl, Done::failed(format!("no conn named {name:?}")));
             return;
         }
@@ -95,13 +94,16 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             self.progress(ctl, text);
         }
         self.cancel_retries(Some(name));
-        self.local_deletes.extend(ids.iter().copied());
-        let n = self.endpoint.delete_conn(now, name);
+        let n = sas.len();
+        let ids: Vec<IkeSaId> = sas.iter().map(|s| s.id).collect();
         tracing::info!(target: "ike", "down {name}: deleting {n} IKE_SA(s)");
         self.progress(ctl, format!("deleting {n} IKE_SA(s) of {name}"));
+        self.delete_paced(now, sas);
         // SAs the engine dropped at once (not yet established) are already gone.
-        let live: HashSet<IkeSaId> = self.endpoint.ike_sas().iter().map(|s| s.id).collect();
-        let ids: HashSet<IkeSaId> = ids.intersection(&live).copied().collect();
+        let ids: HashSet<IkeSaId> = ids
+            .into_iter()
+            .filter(|id| self.endpoint.has_ike_sa(*id))
+            .collect();
         self.down_waiters.push(DownWaiter { ids, children, ctl });
         self.finish_down_waiters();
     }

@@ -20,6 +20,7 @@ mod control;
 mod ike_life;
 mod liveness;
 mod nat;
+mod pacing;
 mod refusals;
 mod shared;
 mod status;
@@ -39,7 +40,7 @@ use super::keylog::KeyRecord;
 use super::updown::{UpdownCall, UpdownInfo};
 use crate::config::conn::Auto;
 use crate::config::settings::DaemonSettings;
-use crate::control::{ChildReport, Done, Reply, Request, StatusReport};
+use crate::control::{Done, Reply, Request, StatusReport};
 use crate::ike::{
     Endpoint, Event, IkeError, IkeSaExportedKeys, IkeSaId, Role, Transmit, UniqueIds,
 };
@@ -129,7 +130,7 @@ struct ChildRecord {
     /// The IKE SA that holds it (it moves with an IKE SA rekey).
     ike_sa: IkeSaId,
     kernel_id: ChildId,
-    report: ChildReport,
+    facts: status::ChildFacts,
     installed_at: Instant,
     lifetime: Lifetime,
     /// `inactivity`: the idle watch of this CHILD_SA.
@@ -144,7 +145,7 @@ enum Pending {
     Install {
         ike_sa: IkeSaId,
         conn: String,
-        report: Box<ChildReport>,
+        facts: Box<status::ChildFacts>,
         lifetime: Lifetime,
         rekeyed_from: Option<(u32, u32)>,
         text: String,
@@ -251,6 +252,8 @@ pub struct Supervisor<R> {
     reauth_suspects: HashMap<IkeSaId, IkeSaId>,
     /// IKE SAs started by an ACQUIRE of a `right=%any` conn's trap, by conn and peer.
     acquired: HashMap<(String, std::net::IpAddr), IkeSaId>,
+    /// Mass deletes (`down`, shutdown) in progress, a window at a time.
+    pacer: pacing::DeletePacer,
     /// When each IKE SA of a conn with `dpddelay` is looked at next (never later than its
     /// liveness check is due).
     dpd_timers: timers::Deadlines<IkeSaId>,
@@ -300,6 +303,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             outbound_waits: HashMap::new(),
             reauth_suspects: HashMap::new(),
             acquired: HashMap::new(),
+            pacer: pacing::DeletePacer::default(),
             dpd_timers: timers::Deadlines::default(),
             idle_timers: timers::Deadlines::default(),
             next_keepalive: None,
@@ -401,7 +405,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         match request {
             Request::Up { name } => self.up(now, name, ctl),
             Request::Down { name } => self.down(now, &name, ctl),
-            Request::Status => self.status(now, ctl),
+            Request::Status { page } => self.status(now, ctl, page),
             Request::Reload => self.effects.push_back(Effect::LoadConfig(Some(ctl))),
         }
         self.drain_engine(now);
@@ -488,7 +492,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 Pending::Install {
                     ike_sa,
                     conn,
-                    report,
+                    facts,
                     lifetime,
                     rekeyed_from,
                     text,
@@ -500,7 +504,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 ike_sa,
                 conn,
                 kernel_id,
-                report,
+                *facts,
                 lifetime,
                 rekeyed_from,
                 text,
@@ -595,9 +599,8 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             deadline: now + SHUTDOWN_GRACE,
         };
         self.cancel_retries(None);
-        for sa in self.endpoint.ike_sas() {
-            self.delete_ike(now, sa.id);
-        }
+        let sas = self.endpoint.ike_sas();
+        self.delete_paced(now, sas);
         self.drain_engine(now);
     }
 
@@ -607,8 +610,15 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         let Phase::Draining { deadline } = self.phase else {
             return;
         };
-        if !self.endpoint.ike_sas().is_empty() && now < deadline {
+        if self.endpoint.ike_sa_count() > 0 && now < deadline {
             return;
+        }
+        if self.pacer.queued() > 0 {
+            tracing::warn!(target: "dmn", "grace time over: sending the last {} Deletes without waiting for answers", self.pacer.queued());
+            self.delete_rest_now(now);
+            while let Some(t) = self.endpoint.poll_transmit() {
+                self.effects.push_back(Effect::Transmit(t));
+            }
         }
         self.phase = Phase::Flushing;
         self.by_ike.clear();
@@ -670,10 +680,16 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         }
         assert_eq!(filed, self.children.len(), "by_ike misses CHILD_SAs");
         assert_eq!(self.by_out.len(), self.children.len(), "by_out out of date");
+        let owners: HashMap<u32, IkeSaId> = self
+            .endpoint
+            .ike_sas()
+            .into_iter()
+            .flat_map(|sa| sa.children.into_iter().map(move |c| (c.spi_in, sa.id)))
+            .collect();
         for (spi, rec) in &self.children {
             assert_eq!(
-                self.engine_child(*spi).map(|(id, _)| id),
-                Some(rec.ike_sa),
+                owners.get(spi),
+                Some(&rec.ike_sa),
                 "CHILD_SA {spi:08x} recorded under the wrong IKE SA"
             );
             assert_eq!(
@@ -858,6 +874,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
     /// waiters.
     fn ike_gone(&mut self, now: Instant, id: IkeSaId) {
         self.ike_life_gone(now, id);
+        self.paced_gone(now, id);
         self.dpd_timers.set(id, None);
         self.acquired.retain(|_, sa| *sa != id);
         self.vips_gone(id);

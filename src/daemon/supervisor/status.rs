@@ -5,20 +5,25 @@ use std::time::Instant;
 
 use super::{CtlId, Pending, Supervisor, role_name};
 use crate::control::{
-    ChildReport, ConnReport, Done, IkeSaReport, LeaseReport, Reply, ResponderReport, StatusReport,
+    ChildReport, ConnReport, Done, IkeSaReport, LeaseReport, Page, PageReport, Reply,
+    ResponderReport, StatusReport,
 };
+use crate::crypto::{Encr, Integ};
 use crate::daemon::conns::{fmt_identification, fmt_ts};
 use crate::daemon::hex;
-use crate::ike::{ChildSaReady, IkeSaStatus, ResponderStats};
+use crate::ike::{ChildSaReady, IkeSaStatus, IpsecProto, Mode, ResponderStats};
 use crate::kernel::{KernelError, KernelOp, KernelOutput};
+use crate::wire::TrafficSelector;
 
 impl<R: rand::CryptoRng> Supervisor<R> {
-    /// Builds the report and asks the kernel for the counters of its CHILD_SAs.
-    pub(super) fn status(&mut self, now: Instant, ctl: CtlId) {
+    /// Builds the report (of every IKE SA, or of one `page` of them) and asks the kernel for
+    /// the counters of its CHILD_SAs.
+    pub(super) fn status(&mut self, now: Instant, ctl: CtlId, page: Option<Page>) {
         let mut conns: Vec<ConnReport> = self.conns.iter().map(|c| c.report.clone()).collect();
         let mut ids = Vec::new();
         let mut slots = Vec::new();
-        for sa in self.endpoint.ike_sas() {
+        let (offset, limit) = page.map_or((0, usize::MAX), |p| (p.offset, p.limit));
+        for sa in self.endpoint.ike_sa_page(offset, limit) {
             let ci = match conns.iter().position(|c| c.name == sa.conn) {
                 Some(i) => i,
                 None => {
@@ -53,6 +58,11 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                     online: l.online,
                 })
                 .collect(),
+            page: page.map(|p| PageReport {
+                offset: p.offset,
+                limit: p.limit,
+                total: self.endpoint.ike_sa_count(),
+            }),
         };
         if ids.is_empty() {
             self.status_done(ctl, report, &[], Ok(KernelOutput::Counters(Vec::new())));
@@ -111,7 +121,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             .iter()
             .filter_map(|ch| self.children.get(&ch.spi_in))
             .map(|rec| {
-                let mut report = rec.report.clone();
+                let mut report = rec.facts.report(self.settings.kernel_installs);
                 let elapsed = now.saturating_duration_since(rec.installed_at).as_secs();
                 report.installed_secs = elapsed;
                 let left = |limit: u64| (limit != 0).then(|| limit.saturating_sub(elapsed));
@@ -163,31 +173,82 @@ fn removed_conn(sa: &IkeSaStatus) -> ConnReport {
     }
 }
 
-/// The status entry of a negotiated CHILD_SA (counters and times are filled in later).
-pub(super) fn child_report(c: &ChildSaReady, installed: bool) -> ChildReport {
-    ChildReport {
-        protocol: c.protocol.to_string(),
-        mode: c.mode.to_string(),
-        reqid: c.reqid,
-        installed,
-        spi_in: format!("{:08x}", c.spi_in),
-        spi_out: format!("{:08x}", c.spi_out),
-        encr: c.encr.map_or("", |e| e.name()).to_string(),
-        encr_key_bits: c.encr.map_or(0, |e| u32::from(e.key_bits())),
-        integ: c.integ.map(|i| i.name().to_string()),
-        integ_key_bits: c
-            .integ
-            .map(|i| u32::try_from(i.key_len() * 8).unwrap_or(u32::MAX)),
-        esn: c.esn,
-        local_ts: c.local_ts.iter().map(fmt_ts).collect(),
-        remote_ts: c.remote_ts.iter().map(fmt_ts).collect(),
-        bytes_in: 0,
-        packets_in: 0,
-        bytes_out: 0,
-        packets_out: 0,
-        installed_secs: 0,
-        rekey_in_secs: None,
-        expires_in_secs: None,
+/// What `status` shows of a negotiated CHILD_SA, kept as values (the report's text is made
+/// only when asked for: a few dozen bytes per CHILD_SA instead of a dozen strings).
+#[derive(Debug, Clone)]
+pub(super) struct ChildFacts {
+    pub(super) protocol: IpsecProto,
+    pub(super) mode: Mode,
+    reqid: u32,
+    spi_in: u32,
+    spi_out: u32,
+    encr: Option<Encr>,
+    integ: Option<Integ>,
+    esn: bool,
+    local_ts: Box<[TrafficSelector]>,
+    remote_ts: Box<[TrafficSelector]>,
+}
+
+impl ChildFacts {
+    pub(super) fn of(c: &ChildSaReady) -> Self {
+        Self {
+            protocol: c.protocol,
+            mode: c.mode,
+            reqid: c.reqid,
+            spi_in: c.spi_in,
+            spi_out: c.spi_out,
+            encr: c.encr,
+            integ: c.integ,
+            esn: c.esn,
+            local_ts: c.local_ts.clone().into_boxed_slice(),
+            remote_ts: c.remote_ts.clone().into_boxed_slice(),
+        }
+    }
+
+    /// "CHILD_SA conn{n} established with SPIs …" (the log line and `ikectl up`'s).
+    pub(super) fn established_text(&self, conn: &str, ike_sa: u64) -> String {
+        format!(
+            "CHILD_SA {conn}{{{ike_sa}}} established with SPIs {:08x}_i {:08x}_o and TS {} === {}",
+            self.spi_in,
+            self.spi_out,
+            ts_text(&self.local_ts),
+            ts_text(&self.remote_ts)
+        )
+    }
+}
+
+fn ts_text(ts: &[TrafficSelector]) -> String {
+    ts.iter().map(fmt_ts).collect::<Vec<_>>().join(" ")
+}
+
+impl ChildFacts {
+    /// The status entry (counters and times are filled in later).
+    pub(super) fn report(&self, installed: bool) -> ChildReport {
+        let c = self;
+        ChildReport {
+            protocol: c.protocol.to_string(),
+            mode: c.mode.to_string(),
+            reqid: c.reqid,
+            installed,
+            spi_in: format!("{:08x}", c.spi_in),
+            spi_out: format!("{:08x}", c.spi_out),
+            encr: c.encr.map_or("", |e| e.name()).to_string(),
+            encr_key_bits: c.encr.map_or(0, |e| u32::from(e.key_bits())),
+            integ: c.integ.map(|i| i.name().to_string()),
+            integ_key_bits: c
+                .integ
+                .map(|i| u32::try_from(i.key_len() * 8).unwrap_or(u32::MAX)),
+            esn: c.esn,
+            local_ts: c.local_ts.iter().map(fmt_ts).collect(),
+            remote_ts: c.remote_ts.iter().map(fmt_ts).collect(),
+            bytes_in: 0,
+            packets_in: 0,
+            bytes_out: 0,
+            packets_out: 0,
+            installed_secs: 0,
+            rekey_in_secs: None,
+            expires_in_secs: None,
+        }
     }
 }
 

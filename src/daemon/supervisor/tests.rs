@@ -353,7 +353,11 @@ impl Pair {
     }
 
     fn status(&mut self, on_a: bool) -> StatusReport {
-        let ctl = self.request(on_a, Request::Status);
+        self.status_page(on_a, None)
+    }
+
+    fn status_page(&mut self, on_a: bool, page: Option<crate::control::Page>) -> StatusReport {
+        let ctl = self.request(on_a, Request::Status { page });
         let n = if on_a { &self.a } else { &self.b };
         let (rs, done) = n.outcome(ctl);
         assert_eq!(done, Some(true));
@@ -1410,4 +1414,128 @@ fn virtual_ip_is_added_to_lo_shown_in_status_and_removed_on_down() {
     assert_eq!(p.a.outcome(ctl).1, Some(true));
     assert!(p.a.kernel.backend().addresses().is_empty());
     assert_eq!(p.status(false).leases[0].online, 0, "offline, kept for A");
+}
+
+impl Pair {
+    /// `n` IKE SAs of `hh` from a to b (each `ikectl up` initiates another one).
+    fn up_many(&mut self, n: usize) {
+        for _ in 0..n {
+            self.up();
+        }
+        assert_eq!((self.a.ike_sas(), self.b.ike_sas()), (n, n));
+    }
+
+    /// Delivers datagrams one at a time (each followed by both nodes' effects) until the
+    /// wire is empty, without advancing the clock; returns the most datagrams that were on
+    /// the wire at once.
+    fn drive_counting(&mut self) -> usize {
+        let mut most = 0;
+        loop {
+            self.effects(self.a.addr);
+            self.effects(self.b.addr);
+            most = most.max(self.wire.len());
+            let Some(t) = self.wire.pop_front() else {
+                return most;
+            };
+            let now = self.now;
+            self.node(t.remote.ip())
+                .sup
+                .handle_datagram(now, t.remote, t.local, &t.data);
+        }
+    }
+}
+
+#[test]
+fn down_of_many_ike_sas_keeps_a_window_of_deletes_outstanding() {
+    let mut p = Pair::new(&conf(""), &conf(""));
+    let n = pacing::DELETE_WINDOW + 20;
+    p.up_many(n);
+    let now = p.now;
+    let ctl = CtlId(1000);
+    p.b.sup
+        .handle_request(now, ctl, Request::Down { name: "hh".into() });
+    // Each outstanding Delete is on the wire, as the request or as its answer.
+    assert_eq!(p.drive_counting(), pacing::DELETE_WINDOW);
+    assert_eq!(p.b.outcome(ctl).1, Some(true));
+    assert_eq!((p.a.ike_sas(), p.a.sas()), (0, 0));
+    assert_eq!((p.b.ike_sas(), p.b.sas()), (0, 0));
+    assert_eq!(p.now, now, "all deleted without waiting for a timer");
+}
+
+#[test]
+fn sigterm_with_many_ike_sas_paces_the_deletes_and_stops_once_answered() {
+    let mut p = Pair::new(&conf(""), &conf(""));
+    let n = pacing::DELETE_WINDOW + 20;
+    p.up_many(n);
+    let now = p.now;
+    p.b.sup.handle_signal(now, Signal::Term);
+    assert_eq!(p.drive_counting(), pacing::DELETE_WINDOW);
+    assert!(p.b.sup.is_stopped());
+    assert_eq!((p.a.ike_sas(), p.a.sas()), (0, 0));
+    assert_eq!((p.b.sas(), p.b.policies()), (0, 0));
+}
+
+#[test]
+fn sigterm_sends_the_queued_deletes_when_the_grace_time_is_over() {
+    let mut p = Pair::new(&conf(""), &conf(""));
+    let n = pacing::DELETE_WINDOW + 20;
+    p.up_many(n);
+    let start = p.now;
+    p.b.sup.handle_signal(start, Signal::Term);
+    p.effects(p.b.addr);
+    assert_eq!(p.wire.len(), pacing::DELETE_WINDOW, "one window at first");
+    // The first window's Deletes are lost: no answer frees the window.
+    p.wire.clear();
+    while let Some(t) = p.b.sup.poll_timeout() {
+        assert!(t <= start + SHUTDOWN_GRACE);
+        p.now = t;
+        p.b.sup.handle_timeout(t);
+        p.effects(p.b.addr);
+        if p.b.sup.is_stopped() {
+            break;
+        }
+    }
+    assert!(p.b.sup.is_stopped());
+    // The rest went out when the grace time was over: a deletes those IKE SAs and keeps
+    // the first window's.
+    p.drive();
+    assert_eq!(p.a.ike_sas(), pacing::DELETE_WINDOW);
+}
+
+#[test]
+fn status_pages_through_the_ike_sas_in_id_order() {
+    let mut p = Pair::new(&conf(""), &conf(""));
+    p.up_many(5);
+    let ids = |r: &StatusReport| -> Vec<u64> {
+        r.conns
+            .iter()
+            .flat_map(|c| c.ike_sas.iter().map(|s| s.id))
+            .collect()
+    };
+    let full = p.status(false);
+    assert_eq!(full.page, None);
+    let all = ids(&full);
+    assert_eq!(all.len(), 5);
+    let mut paged = Vec::new();
+    for offset in [0, 2, 4, 6] {
+        let page = crate::control::Page { offset, limit: 2 };
+        let r = p.status_page(false, Some(page));
+        assert_eq!(
+            r.page,
+            Some(crate::control::PageReport {
+                offset,
+                limit: 2,
+                total: 5
+            })
+        );
+        // Every IKE SA of the page comes with its CHILD_SA.
+        assert!(
+            r.conns
+                .iter()
+                .flat_map(|c| &c.ike_sas)
+                .all(|s| s.children.len() == 1)
+        );
+        paged.extend(ids(&r));
+    }
+    assert_eq!(paged, all);
 }

@@ -34,7 +34,8 @@ impl<K: Copy + Ord + Hash> Deadlines<K> {
         }
     }
 
-    /// The deadline of `key`.
+    /// The deadline of `key` (for the debug cross-checks against a scan).
+    #[cfg(debug_assertions)]
     pub(super) fn get(&self, key: K) -> Option<Instant> {
         self.by_key.get(&key).copied()
     }

@@ -146,7 +146,7 @@ fn additional_child_sa_refusals() {
         Err(IkeError::UnknownConn("nope".into()))
     );
     // A conn with another PSK may not ride this IKE SA.
-    let mut other = p.a.conns.clone();
+    let mut other = p.a.conns.iter().map(|c| (**c).clone()).collect::<Vec<_>>();
     other[1].psk = Psks::fixed(b"another key");
     p.a.set_conns(other);
     assert_eq!(
@@ -154,10 +154,10 @@ fn additional_child_sa_refusals() {
         Err(IkeError::ForeignConn("lan".into(), a.0))
     );
     // b has no conn for these selectors: TS_UNACCEPTABLE, nothing installed.
-    let mut only_net = p.b.conns.clone();
+    let mut only_net = p.b.conns.iter().map(|c| (**c).clone()).collect::<Vec<_>>();
     only_net.truncate(1);
     p.b.set_conns(only_net);
-    let mut lan = p.a.conns.clone();
+    let mut lan = p.a.conns.iter().map(|c| (**c).clone()).collect::<Vec<_>>();
     lan[1].psk = lan[0].psk.clone();
     p.a.set_conns(lan);
     p.a.create_child(p.now, a, "lan").unwrap();

@@ -176,7 +176,8 @@ fn initiator_rejects_responder_auth() {
     for _ in 0..3 {
         assert!(p.step());
     }
-    p.a.sas.get_mut(&id).unwrap().conn.remote_id = Some(Identification::fqdn("evil.example"));
+    std::sync::Arc::make_mut(&mut p.a.sas.get_mut(&id).unwrap().conn).remote_id =
+        Some(Identification::fqdn("evil.example"));
     p.drive();
     assert_eq!(
         failures(&p.a_events),

@@ -105,7 +105,7 @@ fn ike_rekey_commands_and_refusal() {
         Err(IkeError::UnknownSa(99))
     );
     // Asked twice: one exchange. b no longer accepts a's IKE proposal: the SA stays.
-    p.b.sas.get_mut(&b).unwrap().conn.ike_proposals =
+    std::sync::Arc::make_mut(&mut p.b.sas.get_mut(&b).unwrap().conn).ike_proposals =
         vec![ike_prop("aes256gcm16-prfsha384-ecp256")];
     let before = p.count(Dir::AtoB);
     p.a.rekey_ike(p.now, a).unwrap();
@@ -127,9 +127,10 @@ fn ike_rekey_retries_with_the_group_asked_for() {
     let old = old_spis(&p);
     // a offers x25519 and MODP-2048 and sends KEi of the current group (x25519); b now
     // wants MODP-2048 only: INVALID_KE_PAYLOAD, then a asks again with that group.
-    p.a.sas.get_mut(&a).unwrap().conn.ike_proposals =
+    std::sync::Arc::make_mut(&mut p.a.sas.get_mut(&a).unwrap().conn).ike_proposals =
         vec![ike_prop("aes128-sha256-x25519-modp2048")];
-    p.b.sas.get_mut(&b).unwrap().conn.ike_proposals = vec![ike_prop("aes128-sha256-modp2048")];
+    std::sync::Arc::make_mut(&mut p.b.sas.get_mut(&b).unwrap().conn).ike_proposals =
+        vec![ike_prop("aes128-sha256-modp2048")];
     p.a.rekey_ike(p.now, a).unwrap();
     p.drive();
     assert_one_new_sa(&p, old);
@@ -497,7 +498,7 @@ fn uniqueids_never_ignores_initial_contact_and_no_honours_it() {
             ..EndpointConfig::default()
         });
         // a restarts: a fresh endpoint with the same conn, which sends INITIAL_CONTACT.
-        let conns = p.a.conns.clone();
+        let conns = p.a.conns.iter().map(|c| (**c).clone()).collect::<Vec<_>>();
         p.a = Endpoint::new(
             EndpointConfig::default(),
             ChaCha20Rng::seed_from_u64(9),

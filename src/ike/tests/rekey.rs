@@ -167,7 +167,8 @@ fn rekey_refused_keeps_old_child() {
     let (mut p, a, _, ca, _) = up();
     // b no longer accepts a's ESP proposal for this child.
     let b = p.b.ike_sas()[0].id;
-    p.b.sas.get_mut(&b).unwrap().children[0].conn.esp_proposals = vec![esp_prop("aes256gcm16")];
+    std::sync::Arc::make_mut(&mut p.b.sas.get_mut(&b).unwrap().children[0].conn).esp_proposals =
+        vec![esp_prop("aes256gcm16")];
     p.a.rekey_child(p.now, a, ca.spi_in).unwrap();
     p.drive();
     assert_eq!(
