@@ -31,6 +31,9 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             tracing::warn!(target: "cfg", "IKE_SA {conn}[{}]: asked {peer} for a virtual IP, none assigned", id.0);
         }
         for &a in vips {
+            for ctl in self.up_ctls(id) {
+                self.progress(ctl, format!("virtual IP {a} assigned by {peer}"));
+            }
             let holders = self.vips.entry(a).or_default();
             if holders.is_empty() {
                 tracing::info!(target: "cfg", "IKE_SA {conn}[{}]: installing virtual IP {a} assigned by {peer}", id.0);
