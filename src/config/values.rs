@@ -61,6 +61,8 @@ pub enum ValueError {
     SourceIp(String),
     #[error("named address pools ('{0}') are not supported; give the pool as ADDRESS/PREFIX")]
     NamedPool(String),
+    #[error("invalid DNS server '{0}' (expected an IP address, %config4 or %config6)")]
+    Dns(String),
 }
 
 /// `60`, `30s`, `60m`, `1h`, `2d` (strongSwan time values: an integer with an optional unit;
@@ -384,6 +386,41 @@ pub fn parse_sourceips(v: &str) -> Result<Vec<SourceIp>, ValueError> {
         .collect()
 }
 
+/// One `leftdns=`/`rightdns=` entry: ask the peer for DNS servers of a family (`%config4`,
+/// `%config`; `%config6`), or a DNS server given to the peer of this end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DnsServer {
+    /// Request DNS servers from the peer; `true` for IPv6.
+    Request { v6: bool },
+    /// A server address.
+    Addr(IpAddr),
+}
+
+impl std::fmt::Display for DnsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Request { v6: false } => f.write_str("%config4"),
+            Self::Request { v6: true } => f.write_str("%config6"),
+            Self::Addr(a) => write!(f, "{a}"),
+        }
+    }
+}
+
+/// A comma-separated `dns` list (`8.8.8.8,2001:4860:4860::8888`, `%config4`).
+pub fn parse_dns(v: &str) -> Result<Vec<DnsServer>, ValueError> {
+    v.split(',')
+        .map(str::trim)
+        .map(|s| match s {
+            "%config" | "%config4" => Ok(DnsServer::Request { v6: false }),
+            "%config6" => Ok(DnsServer::Request { v6: true }),
+            _ => s
+                .parse::<IpAddr>()
+                .map(DnsServer::Addr)
+                .map_err(|_| ValueError::Dns(s.to_owned())),
+        })
+        .collect()
+}
+
 /// `rekeyfuzz=100%` (a percentage, may exceed 100).
 pub fn parse_percent(v: &str) -> Result<u32, ValueError> {
     v.strip_suffix('%')
@@ -431,6 +468,22 @@ mod tests {
         );
         assert_eq!(pool("10.3.0.0/24").to_string(), "10.3.0.0/24");
         assert_eq!(SourceIp::Config { v6: false }.to_string(), "%config4");
+    }
+
+    #[test]
+    fn dns_servers() {
+        assert_eq!(
+            parse_dns("10.1.2.53, 2001:db8::53,%config6"),
+            Ok(vec![
+                DnsServer::Addr("10.1.2.53".parse().unwrap()),
+                DnsServer::Addr("2001:db8::53".parse().unwrap()),
+                DnsServer::Request { v6: true },
+            ])
+        );
+        assert_eq!(
+            parse_dns("ns1.example").unwrap_err().to_string(),
+            "invalid DNS server 'ns1.example' (expected an IP address, %config4 or %config6)"
+        );
     }
 
     #[test]

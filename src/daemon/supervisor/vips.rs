@@ -19,7 +19,12 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         peer: &str,
         vips: &[IpAddr],
         peer_vips: &[IpAddr],
+        dns: &[IpAddr],
     ) {
+        if !dns.is_empty() {
+            let list: Vec<String> = dns.iter().map(ToString::to_string).collect();
+            tracing::info!(target: "cfg", "IKE_SA {conn}[{}]: DNS servers {} assigned by {peer} (reported, not installed)", id.0, list.join(", "));
+        }
         for a in peer_vips {
             tracing::info!(target: "cfg", "IKE_SA {conn}[{}]: leased virtual IP {a} to {peer}", id.0);
         }
