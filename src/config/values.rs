@@ -346,6 +346,21 @@ pub fn parse_mark(v: &str) -> Result<Mark, ValueError> {
     }
 }
 
+/// The family a `%config` word asks the peer for (`true`: IPv6): `%config`, `%config4`,
+/// `%cfg`, `%modeconfig`, `%modecfg` ask for IPv4, `%config6` for IPv6.
+fn config_family(s: &str) -> Option<bool> {
+    match s {
+        "%config" | "%config4" | "%cfg" | "%modeconfig" | "%modecfg" => Some(false),
+        "%config6" => Some(true),
+        _ => None,
+    }
+}
+
+/// `%config4` or `%config6`, as [`config_family`] reads it back.
+fn config_word(v6: bool) -> &'static str {
+    if v6 { "%config6" } else { "%config4" }
+}
+
 /// One `leftsourceip=`/`rightsourceip=` entry: ask the peer for an inner address of a family
 /// (`%config`, `%config4`, `%modeconfig`, `%cfg`: IPv4; `%config6`: IPv6), or addresses: a
 /// pool (`10.3.0.0/24`) given to the peers of this end, a single address being a pool of one.
@@ -360,8 +375,7 @@ pub enum SourceIp {
 impl std::fmt::Display for SourceIp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Config { v6: false } => f.write_str("%config4"),
-            Self::Config { v6: true } => f.write_str("%config6"),
+            Self::Config { v6 } => f.write_str(config_word(*v6)),
             Self::Pool(net) => write!(f, "{net}"),
         }
     }
@@ -371,14 +385,11 @@ impl std::fmt::Display for SourceIp {
 pub fn parse_sourceips(v: &str) -> Result<Vec<SourceIp>, ValueError> {
     v.split(',')
         .map(str::trim)
-        .map(|s| match s {
-            "%config" | "%config4" | "%cfg" | "%modeconfig" | "%modecfg" => {
-                Ok(SourceIp::Config { v6: false })
-            }
-            "%config6" => Ok(SourceIp::Config { v6: true }),
-            _ if s.starts_with('%') => Err(ValueError::NamedPool(s.to_owned())),
-            _ if s.contains('/') => parse_subnet(s).map(SourceIp::Pool),
-            _ => s
+        .map(|s| match config_family(s) {
+            Some(v6) => Ok(SourceIp::Config { v6 }),
+            None if s.starts_with('%') => Err(ValueError::NamedPool(s.to_owned())),
+            None if s.contains('/') => parse_subnet(s).map(SourceIp::Pool),
+            None => s
                 .parse::<IpAddr>()
                 .map(|a| SourceIp::Pool(IpNet::from(a)))
                 .map_err(|_| ValueError::SourceIp(s.to_owned())),
@@ -386,8 +397,9 @@ pub fn parse_sourceips(v: &str) -> Result<Vec<SourceIp>, ValueError> {
         .collect()
 }
 
-/// One `leftdns=`/`rightdns=` entry: ask the peer for DNS servers of a family (`%config4`,
-/// `%config`; `%config6`), or a DNS server given to the peer of this end.
+/// One `leftdns=`/`rightdns=` entry: ask the peer for DNS servers of a family (`%config4` and
+/// the other `%config` words of `sourceip`; `%config6`), or a DNS server given to the peer of
+/// this end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DnsServer {
     /// Request DNS servers from the peer; `true` for IPv6.
@@ -399,8 +411,7 @@ pub enum DnsServer {
 impl std::fmt::Display for DnsServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Request { v6: false } => f.write_str("%config4"),
-            Self::Request { v6: true } => f.write_str("%config6"),
+            Self::Request { v6 } => f.write_str(config_word(*v6)),
             Self::Addr(a) => write!(f, "{a}"),
         }
     }
@@ -410,10 +421,9 @@ impl std::fmt::Display for DnsServer {
 pub fn parse_dns(v: &str) -> Result<Vec<DnsServer>, ValueError> {
     v.split(',')
         .map(str::trim)
-        .map(|s| match s {
-            "%config" | "%config4" => Ok(DnsServer::Request { v6: false }),
-            "%config6" => Ok(DnsServer::Request { v6: true }),
-            _ => s
+        .map(|s| match config_family(s) {
+            Some(v6) => Ok(DnsServer::Request { v6 }),
+            None => s
                 .parse::<IpAddr>()
                 .map(DnsServer::Addr)
                 .map_err(|_| ValueError::Dns(s.to_owned())),
