@@ -199,3 +199,112 @@ fn bench_wrong_psk_counts_failures() {
     assert_eq!(field(s, "failed"), "3", "{s}");
     assert!(established_ids(&r).is_empty());
 }
+
+/// Runs `ikev2d-bench --flood-secs` against the responder; `lab` sets IKEV2D_FLOOD_LAB=1.
+/// Returns its exit success, its report line and its stderr.
+fn flood(port: u16, lab: bool, args: &[&str]) -> (bool, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ikev2d-bench"));
+    cmd.args(["--remote", &format!("127.0.0.1:{port}")])
+        .args(["--ike", "aes128gcm16-prfsha256-x25519!"])
+        .args(args)
+        .env_remove("IKEV2D_FLOOD_LAB");
+    if lab {
+        cmd.env("IKEV2D_FLOOD_LAB", "1");
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    eprintln!("{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_default().to_string();
+    (out.status.success(), last, stderr)
+}
+
+fn count(summary: &str, key: &str) -> u64 {
+    field(summary, key).parse().unwrap()
+}
+
+#[test]
+fn flood_refuses_to_run_outside_the_lab() {
+    let dir = tempdir("flood-refused");
+    let r = Responder::start(&dir, "aes128gcm16-prfsha256-x25519!", "aes128gcm16!");
+    let args = [
+        "--flood-secs",
+        "1",
+        "--cookie-rate",
+        "10",
+        "--local",
+        "127.0.0.1",
+    ];
+    let (ok, report, stderr) = flood(r.port, false, &args);
+    assert!(!ok && report.is_empty(), "{report}");
+    assert!(stderr.contains("IKEV2D_FLOOD_LAB=1 is not set"), "{stderr}");
+    // A public spoofed range is refused even in the lab.
+    let public = ["--spoof-rate", "10", "--spoof-from", "192.0.2.0/24"];
+    let (ok, _, stderr) = flood(r.port, true, &[&args[..], &public[..]].concat());
+    assert!(
+        !ok && stderr.contains("192.0.2.0 is not a private"),
+        "{stderr}"
+    );
+    // Nothing reached the responder.
+    let s = r.status().responder;
+    assert_eq!((s.half_open, s.cookies_sent), (0, 0), "{s:?}");
+}
+
+/// The lab's flood in small, on loopback (127.0.0.0/8 is all local, so the spoofed range needs
+/// no route): the responder challenges both kinds of source with cookies, holds the address that
+/// answers them to its per-address limit, and a legitimate client still gets in afterwards,
+/// while the flood's half-open SAs keep the responder in cookie mode.
+#[test]
+fn flood_meets_cookies_and_the_per_address_limit_and_a_client_still_gets_in() {
+    let dir = tempdir("flood-loopback");
+    let r = Responder::start(&dir, "aes128gcm16-prfsha256-x25519!", "aes128gcm16!");
+    let spoof_port = free_port().to_string();
+    let (ok, s, _) = flood(
+        r.port,
+        true,
+        &[
+            "--flood-secs",
+            "2",
+            "--local",
+            "127.0.2.1",
+            "--cookie-rate",
+            "50",
+            "--spoof-rate",
+            "100",
+            "--spoof-from",
+            "127.99.0.0/16",
+            "--spoof-port",
+            &spoof_port,
+        ],
+    );
+    assert!(ok, "{s}");
+    assert_eq!(count(&s, "real_sent"), 100, "{s}");
+    assert_eq!(count(&s, "spoofed_sent"), 200, "{s}");
+    // Past the cookie threshold (30 half-open SAs) every new request gets a COOKIE; the
+    // cookie-answering address holds at most 5 half-open SAs (max_half_open_per_ip).
+    assert!(count(&s, "spoofed_cookies") > 0, "{s}");
+    assert!(count(&s, "real_cookies") > 0, "{s}");
+    assert_eq!(
+        count(&s, "real_cookie_answers"),
+        count(&s, "real_cookies"),
+        "{s}"
+    );
+    assert!(count(&s, "real_responses") <= 5, "{s}");
+    assert!(count(&s, "spoofed_responses") <= 30, "{s}");
+    assert_eq!(
+        count(&s, "real_other") + count(&s, "spoofed_other"),
+        0,
+        "{s}"
+    );
+    let st = r.status().responder;
+    assert!(st.cookies_sent > 0 && st.dropped_per_ip > 0, "{st:?}");
+    assert_eq!(st.dropped_total, 0, "{st:?}");
+    assert!(st.half_open >= 30, "{st:?}");
+
+    // Half-open SAs last 30 s: a new client now meets a COOKIE and still comes up.
+    let (ok, b) = bench(r.port, &["-n", "2", "-c", "1", "--local", "127.0.3.1"]);
+    assert!(ok, "{b}");
+    assert_eq!(field(&b, "established"), "2", "{b}");
+    let after = r.status().responder;
+    assert!(after.cookies_sent > st.cookies_sent, "{st:?} {after:?}");
+}

@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use ikev2d::kernel::{
     ChildPolicy, ChildSaInstall, EspCrypto, EventSocket, IntegAlg, Integrity, IpsecProto,
-    KernelError, KernelEvent, KernelIpsec, KeyBytes, Lifetime, Mode, REQID_MIN, SocketFamily,
-    Target, TrafficSelector, XfrmKernel, bypass_socket, set_udp_encap,
+    KernelError, KernelEvent, KernelIpsec, KeyBytes, Lifetime, Mark, Marks, Mode, REQID_MIN,
+    ShuntAction, ShuntPolicy, SocketFamily, Target, TrafficSelector, XfrmKernel, bypass_socket,
+    set_udp_encap,
 };
 
 const INNER: &str = "IKEV2D_KERNEL_NETNS_INNER";
@@ -67,6 +68,7 @@ fn policy(reqid: u32, mode: Mode) -> ChildPolicy {
         reqid,
         local_ts: vec![TrafficSelector::host(ip("10.7.0.1"))],
         remote_ts: vec![TrafficSelector::host(ip("10.7.0.2"))],
+        marks: Marks::default(),
     }
 }
 
@@ -94,6 +96,7 @@ fn child(spi_in: u32, crypto: EspCrypto) -> ChildSaInstall {
             ..Lifetime::default()
         },
         encap: None,
+        defer_outbound: false,
     }
 }
 
@@ -132,6 +135,167 @@ fn policies_added_removed_and_foreign_ones_kept() {
         let listed = sh("ip xfrm policy");
         assert!(listed.contains("reqid 7 "), "{listed}");
         assert_eq!(listed.matches("reqid").count(), 1, "{listed}");
+    });
+}
+
+#[test]
+#[ignore = "needs root; runs in its own network namespace"]
+fn shunts_and_marked_policies() {
+    in_netns("shunts_and_marked_policies", || {
+        // A foreign template-less policy (another daemon's bypass) stays.
+        sh("ip xfrm policy add src 10.9.9.1/32 dst 10.9.9.2/32 dir out priority 7");
+        let mut k = XfrmKernel::open().unwrap();
+        let any = TrafficSelector::from_net("0.0.0.0/0".parse().unwrap());
+        let ssh = ShuntPolicy {
+            action: ShuntAction::Pass,
+            reqid: REQID_MIN + 3,
+            local_ts: vec![any.with_proto(6, 22..=22)],
+            remote_ts: vec![any],
+            marks: Marks::default(),
+        };
+        k.install_shunt(&ssh).unwrap();
+        let drop = ShuntPolicy {
+            action: ShuntAction::Drop,
+            reqid: REQID_MIN + 4,
+            local_ts: vec![TrafficSelector::host(ip("10.7.0.1"))],
+            remote_ts: vec![TrafficSelector::host(ip("10.7.0.9"))],
+            marks: Marks::default(),
+        };
+        k.install_shunt(&drop).unwrap();
+        // Two traps that differ only by their mark.
+        let mark = |value| {
+            Some(Mark {
+                value,
+                mask: 0xffff_ffff,
+            })
+        };
+        let mut marked = policy(REQID_MIN + 5, Mode::Transport);
+        marked.marks = Marks {
+            inbound: mark(1),
+            outbound: mark(2),
+        };
+        k.install_trap(&marked).unwrap();
+        k.install_trap(&policy(REQID_MIN + 6, Mode::Transport))
+            .unwrap();
+        let listed = sh("ip xfrm policy");
+        println!("{listed}");
+        assert_eq!(listed.matches("proto tcp sport 22").count(), 2, "{listed}");
+        assert_eq!(listed.matches("proto tcp dport 22").count(), 2, "{listed}");
+        assert_eq!(listed.matches("action block").count(), 4, "{listed}");
+        assert!(listed.contains("mark 0x1/0xffffffff"), "{listed}");
+        assert!(listed.contains("mark 0x2/0xffffffff"), "{listed}");
+        assert_eq!(listed.matches("src 10.7.0.1/32 dst 10.7.0.2/32").count(), 2);
+        k.remove_trap(ssh.reqid).unwrap();
+        k.remove_trap(marked.reqid).unwrap();
+        let listed = sh("ip xfrm policy");
+        assert!(
+            !listed.contains("sport 22") && !listed.contains("mark"),
+            "{listed}"
+        );
+        // What a previous run left: the drop shunt and the unmarked trap; the foreign
+        // policy stays.
+        let mut fresh = XfrmKernel::open().unwrap();
+        assert_eq!(fresh.flush_ours().unwrap().policies, 4 + 2);
+        let listed = sh("ip xfrm policy");
+        assert!(listed.contains("priority 7 "), "{listed}");
+        assert_eq!(listed.matches("dir ").count(), 1, "{listed}");
+    });
+}
+
+#[test]
+#[ignore = "needs root and nft; runs in its own network namespace"]
+fn leftfirewall_nft_rules_come_and_go() {
+    use ikev2d::daemon::updown::{UpdownCall, UpdownInfo, Verb, firewall};
+    use ikev2d::wire::{TrafficSelector as Ts, TsType};
+    in_netns("leftfirewall_nft_rules_come_and_go", || {
+        let ts = |net: &str| {
+            let n: ipnet::IpNet = net.parse().unwrap();
+            Ts {
+                ts_type: TsType::IPV4_ADDR_RANGE,
+                ip_protocol: 0,
+                start_port: 0,
+                end_port: u16::MAX,
+                start_addr: n.network(),
+                end_addr: n.broadcast(),
+            }
+        };
+        let call = |verb, spi_in| UpdownCall {
+            verb,
+            info: UpdownInfo {
+                conn: "net-net".into(),
+                script: None,
+                firewall: true,
+                unique_id: 1,
+                reqid: REQID_MIN + 1,
+                spi_in,
+                proto: IpsecProto::Esp,
+                me: ip("10.1.0.1"),
+                my_id: "alice".into(),
+                peer: ip("10.1.0.2"),
+                peer_id: "bob".into(),
+                local_ts: vec![ts("10.1.1.0/24")],
+                remote_ts: vec![ts("10.1.2.0/24")],
+            },
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // Two CHILD_SAs of the conn (e.g. one per IKE SA during a reauthentication).
+        assert_eq!(
+            rt.block_on(firewall(&call(Verb::Up, 0xc000_0001))).unwrap(),
+            2
+        );
+        assert_eq!(
+            rt.block_on(firewall(&call(Verb::Up, 0xc000_0002))).unwrap(),
+            2
+        );
+        let listed = sh("nft list table inet ikev2d");
+        println!("{listed}");
+        assert!(listed.contains("hook forward"), "{listed}");
+        assert_eq!(listed.matches("ipsec out reqid").count(), 2, "{listed}");
+        assert_eq!(listed.matches("ipsec in reqid").count(), 2, "{listed}");
+        assert!(
+            listed.contains("ip saddr 10.1.2.0/24 ip daddr 10.1.1.0/24 ipsec in reqid"),
+            "{listed}"
+        );
+        assert_eq!(
+            rt.block_on(firewall(&call(Verb::Down, 0xc000_0001)))
+                .unwrap(),
+            2
+        );
+        let listed = sh("nft list table inet ikev2d");
+        assert_eq!(listed.matches("accept comment").count(), 2, "{listed}");
+        assert!(listed.contains("spi c0000002") && !listed.contains("spi c0000001"));
+        assert_eq!(
+            rt.block_on(firewall(&call(Verb::Down, 0xc000_0002)))
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            rt.block_on(firewall(&call(Verb::Down, 0xc000_0002)))
+                .unwrap(),
+            0
+        );
+        let listed = sh("nft list table inet ikev2d");
+        assert!(!listed.contains("accept comment"), "{listed}");
+        // A host-to-host CHILD_SA: input and output rules, gone with its down call.
+        let mut host = call(Verb::Up, 0xc000_0003);
+        host.info.local_ts = vec![ts("10.1.0.1/32")];
+        host.info.remote_ts = vec![ts("10.1.0.2/32")];
+        assert_eq!(rt.block_on(firewall(&host)).unwrap(), 2);
+        let listed = sh("nft -a list table inet ikev2d");
+        println!("{listed}");
+        for rule in [
+            "ip saddr 10.1.0.2 ip daddr 10.1.0.1 ipsec in reqid",
+            "ip saddr 10.1.0.1 ip daddr 10.1.0.2 ipsec out reqid",
+        ] {
+            assert_eq!(listed.matches(rule).count(), 1, "{rule}: {listed}");
+        }
+        host.verb = Verb::Down;
+        assert_eq!(rt.block_on(firewall(&host)).unwrap(), 2);
+        let listed = sh("nft list table inet ikev2d");
+        assert!(!listed.contains("accept comment"), "{listed}");
     });
 }
 

@@ -27,7 +27,8 @@ use std::time::Duration;
 
 use ikev2d::kernel::{
     ChildPolicy, ChildSaInstall, EspCrypto, EventSocket, IntegAlg, Integrity, KernelEvent,
-    KernelIpsec, KeyBytes, Lifetime, Mode, REQID_MIN, SPI_RANGE, SaId, TrafficSelector, XfrmKernel,
+    KernelIpsec, KeyBytes, Lifetime, Marks, Mode, REQID_MIN, SPI_RANGE, SaId, TrafficSelector,
+    XfrmKernel,
 };
 
 fn env(name: &str) -> String {
@@ -123,6 +124,7 @@ fn lab_install(spi_in: u32, spi_out: u32, lifetime: Lifetime) -> ChildSaInstall 
             reqid: REQID_MIN + 1,
             local_ts: selectors("XFRM_LAB_LOCAL_TS", local),
             remote_ts: selectors("XFRM_LAB_REMOTE_TS", remote),
+            marks: Marks::default(),
         },
         spi_in,
         spi_out,
@@ -131,6 +133,7 @@ fn lab_install(spi_in: u32, spi_out: u32, lifetime: Lifetime) -> ChildSaInstall 
         replay_window: env_or("XFRM_LAB_REPLAY", "32").parse().unwrap(),
         lifetime,
         encap: None,
+        defer_outbound: false,
     }
 }
 

@@ -75,15 +75,36 @@ fn subnets(e: &End) -> String {
     }
 }
 
+/// A shunt's side: its subnets or host, else every address (`%any`).
+fn shunt_nets(e: &End) -> String {
+    match subnets(e).as_str() {
+        "dynamic" => "%any".to_owned(),
+        nets => nets.to_owned(),
+    }
+}
+
 fn summary(c: &Conn, secrets: &Secrets, diags: &mut Diagnostics) -> String {
     let lid = c.left.effective_id();
     let rid = c.right.effective_id();
-    let mut parts = vec![
-        format!("{} <-> {}", host(&c.left), host(&c.right)),
-        format!("ids {lid} <-> {rid}"),
-    ];
+    let mut parts = vec![format!("{} <-> {}", host(&c.left), host(&c.right))];
+    if !c.conn_type.is_shunt() {
+        parts.push(format!("ids {lid} <-> {rid}"));
+    }
     let mut mode = c.conn_type.to_string();
-    if c.conn_type == ConnType::Tunnel || !c.left.subnets.is_empty() || !c.right.subnets.is_empty()
+    if c.conn_type.is_shunt() {
+        mode = format!(
+            "shunt type={} {} === {}",
+            if c.conn_type == ConnType::Drop {
+                "drop"
+            } else {
+                "pass"
+            },
+            shunt_nets(&c.left),
+            shunt_nets(&c.right)
+        );
+    } else if c.conn_type == ConnType::Tunnel
+        || !c.left.subnets.is_empty()
+        || !c.right.subnets.is_empty()
     {
         mode.push_str(&format!(" {} === {}", subnets(&c.left), subnets(&c.right)));
     }
@@ -94,6 +115,10 @@ fn summary(c: &Conn, secrets: &Secrets, diags: &mut Diagnostics) -> String {
         ));
     }
     parts.push(mode);
+    if c.conn_type.is_shunt() {
+        parts.push(format!("auto={}", c.auto));
+        return format!("{}: {}", c.name, parts.join(", "));
+    }
     for (side, end) in [("left", &c.left), ("right", &c.right)] {
         if !end.sourceip.is_empty() {
             let ips: Vec<String> = end.sourceip.iter().map(ToString::to_string).collect();
@@ -252,6 +277,77 @@ mod tests {
         assert!(
             shown.contains("esp= and ah= together cannot be negotiated"),
             "{shown}"
+        );
+    }
+
+    #[test]
+    fn shunts_need_no_psk_and_auto_route() {
+        let text = "conn ssh\n  leftsubnet=0.0.0.0/0[tcp/22]\n  rightsubnet=0.0.0.0/0\n  type=pass\n  authby=never\n  auto=route\nconn dns\n  left=10.1.0.1\n  rightsubnet=10.1.0.0/16[%any/53]\n  type=drop\n  auto=route\n";
+        let none = src("ipsec.secrets", "");
+        let r = report(load_str(
+            &src("ipsec.conf", text),
+            &none,
+            &MemResolver::default(),
+            &NoDns,
+        ));
+        assert!(r.ok(), "{r}");
+        assert_eq!(
+            r.summaries,
+            [
+                "ssh: %any <-> %any, shunt type=pass 0.0.0.0/0 === 0.0.0.0/0 [tcp/22 <-> %any], auto=route",
+                "dns: 10.1.0.1 <-> %any, shunt type=pass 10.1.0.1/32 === 10.1.0.0/16 [%any <-> %any/53], auto=route"
+                    .replace("type=pass 10.1", "type=drop 10.1")
+                    .as_str(),
+            ]
+        );
+        let add = text.replace(
+            "type=pass\n  authby=never\n  auto=route",
+            "type=pass\n  authby=never\n  auto=add",
+        );
+        let r = report(load_str(
+            &src("ipsec.conf", &add),
+            &none,
+            &MemResolver::default(),
+            &NoDns,
+        ));
+        assert_eq!(
+            r.diagnostics
+                .items
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            [
+                "ipsec.conf:1:6: error: conn 'ssh': a type=pass shunt is installed as policies, never negotiated: it needs auto=route, not auto=add"
+            ]
+        );
+        let clash = text.replace(
+            "rightsubnet=10.1.0.0/16[%any/53]",
+            "rightsubnet=10.1.0.0/16[udp/53]\n  rightprotoport=tcp",
+        );
+        let r = report(load_str(
+            &src("ipsec.conf", &clash),
+            &none,
+            &MemResolver::default(),
+            &NoDns,
+        ));
+        assert!(
+            r.to_string().contains("ipsec.conf:7:6: error: conn 'dns': rightsubnet's selector [udp/53] and rightprotoport=tcp disagree"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn subnet_selector_on_a_tunnel() {
+        let conf = src(
+            "ipsec.conf",
+            "conn t\n  left=10.1.0.1\n  right=10.1.0.2\n  authby=secret\n  rightsubnet=10.1.2.0/24[tcp/22]\n  auto=add\n",
+        );
+        let secrets = src("ipsec.secrets", "10.1.0.1 10.1.0.2 : PSK \"x\"\n");
+        let r = report(load_str(&conf, &secrets, &MemResolver::default(), &NoDns));
+        assert!(r.ok(), "{r}");
+        assert!(
+            r.summaries[0].contains("tunnel 10.1.0.1/32 === 10.1.2.0/24 [%any <-> tcp/22]"),
+            "{r}"
         );
     }
 

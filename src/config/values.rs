@@ -35,7 +35,11 @@ pub enum ValueError {
     #[error("subnet '{value}' has host bits set (did you mean '{network}'?)")]
     HostBits { value: String, network: IpNet },
     #[error(
-        "per-subnet protocol/port selectors are not supported ('{0}'); use leftprotoport/rightprotoport"
+        "different protocol/port selectors within one subnet list are not supported ('{0}'); use one conn per selector"
+    )]
+    MixedSubnetSelectors(String),
+    #[error(
+        "invalid protocol/port selector in '{0}' (expected SUBNET[PROTO/PORT], e.g. 10.1.0.0/16[tcp/22])"
     )]
     SubnetSelector(String),
     #[error("'%dynamic' subnets are not supported yet")]
@@ -209,20 +213,41 @@ pub fn parse_subnet(v: &str) -> Result<IpNet, ValueError> {
     Ok(net)
 }
 
-/// A comma-separated subnet list (`leftsubnet=10.1.0.0/16,fec0::/16`).
-pub fn parse_subnets(v: &str) -> Result<Vec<IpNet>, ValueError> {
-    v.split(',')
-        .map(str::trim)
-        .map(|s| {
-            if s.contains('[') {
-                Err(ValueError::SubnetSelector(s.to_owned()))
-            } else if s == "%dynamic" {
-                Err(ValueError::DynamicSubnet)
-            } else {
-                parse_subnet(s)
+/// A subnet list (`leftsubnet=`) with the protocol/port selector its entries carry.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SubnetList {
+    pub nets: Vec<IpNet>,
+    /// `subnet[proto/port]`: the selector written on the entries (the same on each).
+    pub protoport: Option<ProtoPort>,
+}
+
+/// A comma-separated subnet list (`leftsubnet=10.1.0.0/16,fec0::/16`); each entry may carry a
+/// protocol/port selector as in ipsec.conf(5) (`0.0.0.0/0[tcp/22]`, `10.0.0.0/8[udp]`,
+/// `[6/80]`, `[%any/53]`), the same on every entry of one list.
+pub fn parse_subnets(v: &str) -> Result<SubnetList, ValueError> {
+    let mut list = SubnetList::default();
+    for (i, s) in v.split(',').map(str::trim).enumerate() {
+        let (net, sel) = match s.split_once('[') {
+            Some((net, rest)) => {
+                let sel = rest
+                    .strip_suffix(']')
+                    .filter(|sel| !sel.contains(['[', ']']))
+                    .ok_or_else(|| ValueError::SubnetSelector(s.to_owned()))?;
+                (net, Some(parse_protoport(sel)?))
             }
-        })
-        .collect()
+            None => (s, None),
+        };
+        if net == "%dynamic" {
+            return Err(ValueError::DynamicSubnet);
+        }
+        list.nets.push(parse_subnet(net)?);
+        if i == 0 {
+            list.protoport = sel;
+        } else if list.protoport != sel {
+            return Err(ValueError::MixedSubnetSelectors(v.to_owned()));
+        }
+    }
+    Ok(list)
 }
 
 /// `leftprotoport=proto[/port]`: IP protocol (name or number) and port or range.
@@ -317,7 +342,8 @@ pub fn parse_protoport(v: &str) -> Result<ProtoPort, ValueError> {
             }
         }
     };
-    if ports.is_some() && !matches!(proto, Some(6 | 17 | 132)) {
+    // `%any/53`: any protocol with ports (TCP, UDP, SCTP ... to port 53), as strongSwan reads it.
+    if ports.is_some() && !matches!(proto, None | Some(6 | 17 | 132)) {
         return Err(ValueError::PortWithoutProtocol(v.to_owned()));
     }
     Ok(ProtoPort { proto, ports })
@@ -532,8 +558,9 @@ mod tests {
     #[test]
     fn subnets() {
         let s = parse_subnets("10.1.0.0/16, fec1::/16,10.9.9.9").unwrap();
-        assert_eq!(s.len(), 3);
-        assert_eq!(s[2].to_string(), "10.9.9.9/32");
+        assert_eq!(s.nets.len(), 3);
+        assert_eq!(s.nets[2].to_string(), "10.9.9.9/32");
+        assert_eq!(s.protoport, None);
         assert_eq!(
             parse_subnet("10.1.0.1/16").unwrap_err().to_string(),
             "subnet '10.1.0.1/16' has host bits set (did you mean '10.1.0.0/16'?)"
@@ -542,7 +569,35 @@ mod tests {
             parse_subnet("10.1.0.0/33").unwrap_err().to_string(),
             "invalid prefix length '/33' in subnet '10.1.0.0/33'"
         );
-        assert!(parse_subnets("10.0.0.0/8[tcp/80]").is_err());
+        let sel = |v: &str| parse_subnets(v).map(|l| l.protoport.map(|p| p.to_string()));
+        assert_eq!(sel("0.0.0.0/0[tcp/22]").unwrap().as_deref(), Some("tcp/22"));
+        assert_eq!(sel("10.0.0.0/8[udp]").unwrap().as_deref(), Some("udp"));
+        assert_eq!(sel("10.0.0.0/8[6/80]").unwrap().as_deref(), Some("tcp/80"));
+        assert_eq!(
+            sel("10.0.0.0/8[%any/53]").unwrap().as_deref(),
+            Some("%any/53")
+        );
+        assert_eq!(
+            sel("10.1.0.0/16[tcp/22],10.2.0.0/16[tcp/22]")
+                .unwrap()
+                .as_deref(),
+            Some("tcp/22")
+        );
+        assert_eq!(
+            parse_subnets("10.1.0.0/16[tcp/22],10.2.0.0/16"),
+            Err(ValueError::MixedSubnetSelectors(
+                "10.1.0.0/16[tcp/22],10.2.0.0/16".into()
+            ))
+        );
+        for bad in ["10.0.0.0/8[tcp/22", "10.0.0.0/8[tcp]x", "10.0.0.0/8[[tcp]]"] {
+            assert_eq!(
+                parse_subnets(bad),
+                Err(ValueError::SubnetSelector(bad.into())),
+                "{bad}"
+            );
+        }
+        assert!(parse_subnets("10.0.0.0/8[tpc/22]").is_err());
+        assert!(parse_subnets("10.0.0.1/8[tcp/22]").is_err());
     }
 
     #[test]

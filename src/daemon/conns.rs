@@ -23,7 +23,7 @@ use crate::ike::{
     ConnSpec, EndpointConfig, EspProposal, IkeProposal, IpsecProto, Mode, Psks, RetransmitPolicy,
     UniqueIds,
 };
-use crate::kernel::{REQID_MAX, REQID_MIN};
+use crate::kernel::{self, Marks, REQID_MAX, REQID_MIN, ShuntAction, ShuntPolicy};
 use crate::wire::{IdType, Identification, TrafficSelector, TsType};
 
 /// A conn as the daemon runs it.
@@ -50,8 +50,35 @@ pub struct ConnEntry {
     pub volume: VolumeLimits,
     /// `inactivity`: close a CHILD_SA that carried no packet for this long.
     pub inactivity: Option<Duration>,
+    /// `mark=`, `mark_in=`, `mark_out=` of the SAs and policies.
+    pub marks: Marks,
+    /// The local side's `leftupdown=` script.
+    pub updown: Option<String>,
+    /// The local side's `leftfirewall=yes`.
+    pub firewall: bool,
     /// Status summary (without SAs).
     pub report: ConnReport,
+}
+
+/// A shunt conn (`type=pass|drop`, `auto=route`): policies only, never negotiated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShuntEntry {
+    /// The conn's name.
+    pub name: String,
+    /// Its policies (the conn's reqid keys them).
+    pub policy: ShuntPolicy,
+}
+
+/// The marks of a conn: `mark_in`/`mark_out`, each defaulting to `mark`.
+fn marks(conn: &Conn) -> Marks {
+    let kernel_mark = |m: crate::config::values::Mark| kernel::Mark {
+        value: m.value,
+        mask: m.mask,
+    };
+    Marks {
+        inbound: conn.mark_in.or(conn.mark).map(kernel_mark),
+        outbound: conn.mark_out.or(conn.mark).map(kernel_mark),
+    }
 }
 
 /// The engine's settings from the daemon's settings file; `export_keys` when a key log is
@@ -162,11 +189,25 @@ pub fn build_conns(
     route_source: &dyn Fn(IpAddr) -> Option<IpAddr>,
     reqids: &mut Reqids,
 ) -> Result<Vec<ConnEntry>, ConnErrors> {
+    let psks = Psks::new(Arc::new(secrets.clone()));
+    let loaded = config
+        .conns
+        .iter()
+        .filter(|c| c.auto != Auto::Ignore && !c.conn_type.is_shunt());
+    build_each(loaded, |conn| {
+        build_conn(conn, secrets, &psks, is_local, route_source, reqids)
+    })
+}
+
+/// `build` of every conn: all results, or every error naming its conn.
+fn build_each<'a, T>(
+    conns: impl Iterator<Item = &'a Conn>,
+    mut build: impl FnMut(&'a Conn) -> Result<T, ConnError>,
+) -> Result<Vec<T>, ConnErrors> {
     let mut entries = Vec::new();
     let mut errors = Vec::new();
-    let psks = Psks::new(Arc::new(secrets.clone()));
-    for conn in config.conns.iter().filter(|c| c.auto != Auto::Ignore) {
-        match build_conn(conn, secrets, &psks, is_local, route_source, reqids) {
+    for conn in conns {
+        match build(conn) {
             Ok(e) => entries.push(e),
             Err(error) => errors.push(ConnBuildError {
                 conn: conn.name.clone(),
@@ -181,6 +222,88 @@ pub fn build_conns(
     }
 }
 
+/// The local and the remote end of `conn` on this host.
+fn local_and_remote<'a>(
+    conn: &'a Conn,
+    is_local: &dyn Fn(IpAddr) -> bool,
+) -> Result<(&'a End, &'a End), ConnError> {
+    match resolve_local_side(conn, is_local) {
+        Some(Side::Left) => Ok((&conn.left, &conn.right)),
+        Some(Side::Right) => Ok((&conn.right, &conn.left)),
+        None => Err(ConnError::NoLocalSide {
+            left: conn.left.host.clone(),
+            right: conn.right.host.clone(),
+        }),
+    }
+}
+
+/// `reqid=` or the conn's allocated reqid, in the range ikev2d owns.
+fn conn_reqid(conn: &Conn, reqids: &mut Reqids) -> Result<u32, ConnError> {
+    let reqid = match conn.reqid {
+        Some(r) => r,
+        None => reqids.get(&conn.name).ok_or(ConnError::NoFreeReqid)?,
+    };
+    if !crate::kernel::is_our_reqid(reqid) {
+        return Err(ConnError::ReqidOutOfRange(reqid));
+    }
+    Ok(reqid)
+}
+
+/// Builds the shunt conns (`type=pass|drop` with `auto=route`; other shunts are not loaded,
+/// `ikectl check` reports them). Their reqids come from the same table as the other conns'.
+pub fn build_shunts(
+    config: &Config,
+    is_local: &dyn Fn(IpAddr) -> bool,
+    reqids: &mut Reqids,
+) -> Result<Vec<ShuntEntry>, ConnErrors> {
+    let shunts = config
+        .conns
+        .iter()
+        .filter(|c| c.auto == Auto::Route && c.conn_type.is_shunt());
+    build_each(shunts, |conn| build_shunt(conn, is_local, reqids))
+}
+
+fn build_shunt(
+    conn: &Conn,
+    is_local: &dyn Fn(IpAddr) -> bool,
+    reqids: &mut Reqids,
+) -> Result<ShuntEntry, ConnError> {
+    let (l, r) = local_and_remote(conn, is_local)?;
+    let action = match conn.conn_type {
+        ConnType::Drop => ShuntAction::Drop,
+        _ => ShuntAction::Pass,
+    };
+    let reqid = conn_reqid(conn, reqids)?;
+    let ts = |end: &End| -> Vec<kernel::TrafficSelector> {
+        selectors(&shunt_nets(end), &end.protoport)
+            .iter()
+            .map(crate::daemon::install::kernel_ts)
+            .collect()
+    };
+    Ok(ShuntEntry {
+        name: conn.name.clone(),
+        policy: ShuntPolicy {
+            action,
+            reqid,
+            local_ts: ts(l),
+            remote_ts: ts(r),
+            marks: marks(conn),
+        },
+    })
+}
+
+/// A shunt's addresses on one side: its subnets, else its host, else (`%any`) everything.
+fn shunt_nets(end: &End) -> Vec<IpNet> {
+    let nets = end.effective_subnets();
+    if !nets.is_empty() {
+        return nets;
+    }
+    vec![
+        IpNet::V4(ipnet::Ipv4Net::default()),
+        IpNet::V6(ipnet::Ipv6Net::default()),
+    ]
+}
+
 fn build_conn(
     conn: &Conn,
     secrets: &Secrets,
@@ -189,16 +312,7 @@ fn build_conn(
     route_source: &dyn Fn(IpAddr) -> Option<IpAddr>,
     reqids: &mut Reqids,
 ) -> Result<ConnEntry, ConnError> {
-    let (l, r) = match resolve_local_side(conn, is_local) {
-        Some(Side::Left) => (&conn.left, &conn.right),
-        Some(Side::Right) => (&conn.right, &conn.left),
-        None => {
-            return Err(ConnError::NoLocalSide {
-                left: conn.left.host.clone(),
-                right: conn.right.host.clone(),
-            });
-        }
-    };
+    let (l, r) = local_and_remote(conn, is_local)?;
     for (end, side) in [(l, "local"), (r, "remote")] {
         if end.auth != AuthMethod::Psk {
             return Err(ConnError::UnsupportedAuth {
@@ -259,13 +373,7 @@ fn build_conn(
             },
         ),
     };
-    let reqid = match conn.reqid {
-        Some(r) => r,
-        None => reqids.get(&conn.name).ok_or(ConnError::NoFreeReqid)?,
-    };
-    if !crate::kernel::is_our_reqid(reqid) {
-        return Err(ConnError::ReqidOutOfRange(reqid));
-    }
+    let reqid = conn_reqid(conn, reqids)?;
     let report = ConnReport {
         name: conn.name.clone(),
         local: l.host.to_string(),
@@ -326,6 +434,9 @@ fn build_conn(
             margin_packets: conn.marginpackets,
         },
         inactivity: conn.inactivity.filter(|d| !d.is_zero()),
+        marks: marks(conn),
+        updown: l.updown.clone(),
+        firewall: l.firewall,
         report,
     })
 }

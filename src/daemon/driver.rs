@@ -17,6 +17,7 @@ use super::keylog::KeyLog;
 use super::net::{Datagram, Net};
 use super::supervisor::Reloaded;
 use super::supervisor::{CtlId, Effect, OpId, Signal, Supervisor};
+use super::updown::UpdownRunner;
 use crate::control::Reply;
 use crate::kernel::{KernelError, KernelEvent, KernelIpsec, KernelOp, KernelOutput};
 
@@ -90,6 +91,7 @@ pub struct Driver<R> {
     loads_waiting: VecDeque<Option<CtlId>>,
     worker: KernelWorker,
     key_log: Option<KeyLog>,
+    updown: UpdownRunner,
     ctls: HashMap<CtlId, mpsc::UnboundedSender<Reply>>,
     next_ctl: u64,
     /// Effects not executed yet (held behind kernel operations in flight).
@@ -115,6 +117,7 @@ impl<R: CryptoRng> Driver<R> {
             loads_waiting: VecDeque::new(),
             worker,
             key_log,
+            updown: UpdownRunner::spawn(),
             ctls: HashMap::new(),
             next_ctl: 0,
             queue: VecDeque::new(),
@@ -169,6 +172,8 @@ impl<R: CryptoRng> Driver<R> {
             self.execute().await;
         }
         self.worker.join();
+        // The `down` calls of the CHILD_SAs just removed (each bounded by its timeout).
+        self.updown.finish().await;
     }
 
     /// Executes effects in order; anything but a kernel operation waits while operations
@@ -224,6 +229,7 @@ impl<R: CryptoRng> Driver<R> {
                     tracing::warn!(target: "net", "NAT keepalive: {e}");
                 }
             }
+            Effect::Updown(call) => self.updown.call(*call),
             Effect::KeyLog(record) => {
                 if let Some(Err(e)) = self.key_log.as_mut().map(|k| k.write(&record)) {
                     tracing::warn!(target: "dmn", "{e}");

@@ -10,7 +10,7 @@ use crate::crypto::{Encr, Integ};
 use crate::ike::{ChildDirKeys, ChildSaReady, Mode};
 use crate::kernel::{
     self, ChildPolicy, ChildSaInstall, EspCrypto, IntegAlg, Integrity, IpsecProto, KeyBytes,
-    Lifetime, UdpEncap,
+    Lifetime, Marks, UdpEncap,
 };
 use crate::wire::TrafficSelector;
 
@@ -139,11 +139,12 @@ pub fn rekey_jitter(margin: Duration, fuzz_percent: u32, rng: &mut impl Rng) -> 
     Duration::from_secs(rng.random_range(0..=max))
 }
 
-/// The kernel request for a negotiated CHILD_SA.
+/// The kernel request for a negotiated CHILD_SA, with its conn's marks.
 pub fn child_install(
     c: &ChildSaReady,
     life: Lifetime,
     encap: Option<UdpEncap>,
+    marks: Marks,
 ) -> Result<ChildSaInstall, InstallError> {
     if c.protocol == IpsecProto::Ah && encap.is_some() {
         return Err(InstallError::AhThroughNat);
@@ -157,6 +158,7 @@ pub fn child_install(
             reqid: c.reqid,
             local_ts: c.local_ts.iter().map(kernel_ts).collect(),
             remote_ts: c.remote_ts.iter().map(kernel_ts).collect(),
+            marks,
         },
         spi_in: c.spi_in,
         spi_out: c.spi_out,
@@ -165,10 +167,12 @@ pub fn child_install(
         replay_window: c.replay_window,
         lifetime: life,
         encap,
+        defer_outbound: false,
     })
 }
 
 /// Trap policies for `auto=route`.
+#[allow(clippy::too_many_arguments)]
 pub fn trap_policy(
     local: IpAddr,
     remote: IpAddr,
@@ -177,6 +181,7 @@ pub fn trap_policy(
     reqid: u32,
     local_ts: &[TrafficSelector],
     remote_ts: &[TrafficSelector],
+    marks: Marks,
 ) -> ChildPolicy {
     ChildPolicy {
         local,
@@ -186,6 +191,7 @@ pub fn trap_policy(
         reqid,
         local_ts: local_ts.iter().map(kernel_ts).collect(),
         remote_ts: remote_ts.iter().map(kernel_ts).collect(),
+        marks,
     }
 }
 

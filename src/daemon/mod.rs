@@ -16,6 +16,7 @@ pub mod keylog;
 pub mod log;
 pub mod net;
 pub mod supervisor;
+pub mod updown;
 
 use std::net::{IpAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -31,7 +32,7 @@ use crate::config::load::load;
 use crate::config::settings::{SettingsError, load_settings};
 use crate::ike::{Endpoint, RandomSpis, UniqueIds};
 use crate::kernel::{EventSocket, KernelError, KernelIpsec, MemKernel, SPI_RANGE, XfrmKernel};
-use conns::{ConnEntry, Reqids, build_conns, endpoint_config};
+use conns::{ConnEntry, Reqids, ShuntEntry, build_conns, build_shunts, endpoint_config};
 
 /// Which kernel interface CHILD_SAs go to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,8 +126,10 @@ impl Reloader {
     }
 
     /// Loads both files: `Err` with all diagnostics when there is any error. Warnings are
-    /// logged. Also returns `config setup`'s `uniqueids=`.
-    pub fn load_with_setup(&mut self) -> Result<(Vec<ConnEntry>, UniqueIds), String> {
+    /// logged. Also returns the shunt conns and `config setup`'s `uniqueids=`.
+    pub fn load_with_setup(
+        &mut self,
+    ) -> Result<(Vec<ConnEntry>, Vec<ShuntEntry>, UniqueIds), String> {
         let loaded = load(&self.conf, &self.secrets, &SystemDns);
         let mut errors = Vec::new();
         for d in &loaded.diagnostics.items {
@@ -144,21 +147,35 @@ impl Reloader {
             &net::is_local_address,
             &|peer| net::route_source(std::net::SocketAddr::new(peer, 500)),
             &mut self.reqids,
-        )
-        .map_err(|e| e.to_string())?;
+        );
+        let shunts = build_shunts(&loaded.config, &net::is_local_address, &mut self.reqids);
+        let (conns, shunts) = match (conns, shunts) {
+            (Ok(c), Ok(s)) => (c, s),
+            (c, s) => {
+                let errors = [c.err(), s.err()]
+                    .into_iter()
+                    .flatten()
+                    .map(|e| e.to_string());
+                return Err(errors.collect::<Vec<_>>().join("\n"));
+            }
+        };
         for c in &conns {
             tracing::info!(target: "cfg", "loaded conn {} ({}...{}, {}, auto={})",
                 c.report.name, c.report.local, c.report.remote, c.report.mode, c.report.auto);
         }
-        Ok((conns, loaded.config.setup.uniqueids))
+        for s in &shunts {
+            tracing::info!(target: "cfg", "loaded shunt {} (type={}, auto=route)", s.name, s.policy.action);
+        }
+        Ok((conns, shunts, loaded.config.setup.uniqueids))
     }
 
     /// Loads the three files (see [`Reloader::load_with_setup`]).
     pub fn load(&mut self) -> Result<supervisor::Reloaded, String> {
         let settings = load_settings(&self.settings).map_err(|e| e.to_string())?;
-        let (conns, unique_ids) = self.load_with_setup()?;
+        let (conns, shunts, unique_ids) = self.load_with_setup()?;
         Ok(supervisor::Reloaded {
             conns,
+            shunts,
             settings,
             unique_ids,
         })
@@ -227,7 +244,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
             .charondebug
     });
     log::init(charondebug.as_deref());
-    let (conns, unique_ids) = reloader.load_with_setup().map_err(DaemonError::Config)?;
+    let (conns, shunts, unique_ids) = reloader.load_with_setup().map_err(DaemonError::Config)?;
 
     let kernel = open_kernel(opts.kernel)?;
     let xfrm = opts.kernel == KernelMode::Xfrm;
@@ -272,7 +289,8 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         key_log: key_log.is_some(),
         nat_keepalive: daemon_settings.nat.interval(),
     };
-    let sup = supervisor::Supervisor::new(endpoint, settings, conns, seed());
+    let mut sup = supervisor::Supervisor::new(endpoint, settings, conns, seed());
+    sup.set_shunts(shunts);
     let worker = driver::KernelWorker::spawn(kernel).map_err(DaemonError::Thread)?;
 
     let (ctl_tx, ctl_rx) = mpsc::channel(16);

@@ -412,6 +412,7 @@ pub(crate) fn install<R>(
         rekey_fuzz_percent: child.conn.rekey_fuzz_percent,
         natt_remote_port: sa.nat_detected.then(|| sa.remote.port()),
         rekeyed_from: km.rekeyed_from,
+        initiator: km.initiator,
     }));
     sa.children.push(child);
     true

@@ -144,6 +144,8 @@ pub struct ChildSaReady {
     /// old CHILD_SA stays until its own [`Event::ChildSaDeleted`]; the new one replaces it
     /// (same conn, selectors and policies).
     pub rekeyed_from: Option<(u32, u32)>,
+    /// We initiated the exchange that created this CHILD_SA (false: we answered it).
+    pub initiator: bool,
 }
 
 /// Something the daemon must act on or log.
@@ -288,7 +290,8 @@ pub enum Event {
     /// our older responder SA `old` (without INITIAL_CONTACT), so `old` goes: at once when
     /// `new` came from another address, after `delete_in` ([`REAUTH_GRACE`](super::REAUTH_GRACE))
     /// from the same address, where the peer is probably reauthenticating and deletes `old`
-    /// itself. Its deletion follows as [`Event::IkeSaDeleted`].
+    /// itself. Reported just before `new`'s [`Event::IkeSaEstablished`]; `old`'s deletion
+    /// follows as [`Event::IkeSaDeleted`].
     DuplicateIkeSa {
         /// The older SA, to be deleted.
         old: IkeSaId,

@@ -187,6 +187,8 @@ pub struct Endpoint<R> {
     by_peer: HashMap<(String, Identification), BTreeSet<IkeSaId>>,
     /// How many IKE SAs each conn has (whether an initiate sends INITIAL_CONTACT).
     per_conn: HashMap<String, usize>,
+    /// The IKE SA holding each CHILD_SA, by inbound SPI.
+    by_child: HashMap<u32, IkeSaId>,
     /// Virtual IP pools (`rightsourceip`) and their leases.
     pools: pool::AddressPools,
 }
@@ -199,6 +201,8 @@ struct Filed {
     conn: String,
     /// The `by_init` key it was inserted under (responder SAs).
     init: Option<([u8; 8], SocketAddr)>,
+    /// Inbound SPIs of its CHILD_SAs.
+    children: Vec<u32>,
 }
 
 /// What the responder refused or challenged since start, for `ikectl status`.
@@ -286,6 +290,7 @@ impl<R: CryptoRng> Endpoint<R> {
             by_peer: HashMap::new(),
             pools: pool::AddressPools::default(),
             per_conn: HashMap::new(),
+            by_child: HashMap::new(),
         }
     }
 
@@ -341,6 +346,7 @@ impl<R: CryptoRng> Endpoint<R> {
                 .map(|peer| (sa.conn.name.clone(), peer)),
             conn: sa.conn.name.clone(),
             init: init.or_else(|| old.as_ref().and_then(|o| o.init)),
+            children: sa.children.iter().map(|c| c.spi_in).collect(),
         });
         self.half_open.set(
             id,
@@ -367,6 +373,12 @@ impl<R: CryptoRng> Endpoint<R> {
                     self.by_peer.remove(&key);
                 }
             }
+            for spi in &o.children {
+                // A rekeyed IKE SA's CHILD_SAs may already be filed under its successor.
+                if self.by_child.get(spi) == Some(&id) {
+                    self.by_child.remove(spi);
+                }
+            }
             if let Some(n) = self.per_conn.get_mut(&o.conn) {
                 *n = n.saturating_sub(1);
                 if *n == 0 {
@@ -388,6 +400,9 @@ impl<R: CryptoRng> Endpoint<R> {
                 self.by_peer.entry(key).or_default().insert(id);
             }
             *self.per_conn.entry(f.conn.clone()).or_default() += 1;
+            for spi in &f.children {
+                self.by_child.insert(*spi, id);
+            }
             self.filed.insert(id, f);
         }
     }
@@ -562,6 +577,9 @@ impl<R: CryptoRng> Endpoint<R> {
             }
             (UniqueIds::Yes | UniqueIds::Replace, false) => {
                 let (conn, from) = (sa.conn.name.clone(), sa.remote.ip());
+                // Reported before the new SA's establishment and CHILD_SA, so the daemon
+                // knows the new CHILD_SA replaces the old SA's when it installs it.
+                let mut at = mark;
                 for old in others {
                     let Some(o) = self.sas.get_mut(&old) else {
                         continue;
@@ -577,12 +595,16 @@ impl<R: CryptoRng> Endpoint<R> {
                         let _ = self.delete_ike_sa(now, old);
                         Duration::ZERO
                     };
-                    self.out.events.push_back(Event::DuplicateIkeSa {
-                        old,
-                        new: id,
-                        conn: conn.clone(),
-                        delete_in: grace,
-                    });
+                    self.out.events.insert(
+                        at,
+                        Event::DuplicateIkeSa {
+                            old,
+                            new: id,
+                            conn: conn.clone(),
+                            delete_in: grace,
+                        },
+                    );
+                    at += 1;
                 }
             }
             (UniqueIds::Keep, false) => {
@@ -827,7 +849,6 @@ impl<R: CryptoRng> Endpoint<R> {
             .count()
     }
 
-    /// Status of every IKE SA, by id.
     /// The state of one IKE SA (no snapshot of the others).
     #[must_use]
     pub fn ike_sa(&self, id: IkeSaId) -> Option<IkeSaStatus> {
@@ -835,17 +856,35 @@ impl<R: CryptoRng> Endpoint<R> {
     }
 
     /// Which IKE SA holds the CHILD_SA with inbound SPI `spi_in`, and whether a rekey replaced
-    /// it; found without building a status of every SA.
+    /// it (from an index: no scan of the SAs).
     #[must_use]
     pub fn child_owner(&self, spi_in: u32) -> Option<(IkeSaId, bool)> {
-        self.sas.values().find_map(|sa| {
-            sa.children
-                .iter()
-                .find(|c| c.spi_in == spi_in)
-                .map(|c| (sa.id, c.replaced))
-        })
+        let found = self.by_child.get(&spi_in).and_then(|id| {
+            let sa = self.sas.get(id)?;
+            let c = sa.children.iter().find(|c| c.spi_in == spi_in)?;
+            Some((sa.id, c.replaced))
+        });
+        // The index must agree with the SAs; checked in tests and fuzzing (O(n) there only).
+        debug_assert_eq!(
+            found,
+            self.sas.values().find_map(|sa| {
+                sa.children
+                    .iter()
+                    .find(|c| c.spi_in == spi_in)
+                    .map(|c| (sa.id, c.replaced))
+            }),
+            "CHILD_SA index out of date"
+        );
+        found
     }
 
+    /// Whether `conn` has an IKE SA (in any state).
+    #[must_use]
+    pub fn conn_has_sas(&self, conn: &str) -> bool {
+        self.per_conn.contains_key(conn)
+    }
+
+    /// Status of every IKE SA, by id.
     pub fn ike_sas(&self) -> Vec<IkeSaStatus> {
         self.sas.values().map(IkeSa::status).collect()
     }

@@ -20,7 +20,7 @@ pub enum Target {
         spi: u32,
     },
     /// One policy.
-    Policy(PolicyKey),
+    Policy(Box<PolicyKey>),
     /// A CHILD_SA as a whole.
     Child(ChildId),
     /// The trap (auto=route) policies of a reqid.

@@ -6,9 +6,10 @@ use std::net::IpAddr;
 
 use super::KernelIpsec;
 use super::error::{KernelError, Target};
-use super::spec::{PolicyKey, PolicySpec, SaId, SaSpec, policy_specs};
+use super::spec::{PolicyKey, PolicySpec, SaId, SaSpec, policy_specs, shunt_specs};
 use super::types::{
-    ChildCounters, ChildId, ChildPolicy, ChildSaInstall, Counters, FlushReport, IpsecProto,
+    ChildCounters, ChildId, ChildPolicy, ChildSaInstall, Counters, FlushReport, IpsecProto, Mark,
+    ShuntPolicy,
 };
 
 /// Primitive kernel operations; implemented over XFRM netlink and in memory.
@@ -16,10 +17,20 @@ pub trait XfrmBackend {
     /// Adds an SA; one with the same id already there is [`KernelError::Exists`] (for an
     /// inbound SA: our SPI collides with one the kernel has).
     fn add_sa(&mut self, sa: &SaSpec<'_>) -> Result<(), KernelError>;
-    /// Deletes the SA of protocol `proto` (ESP or AH).
-    fn del_sa(&mut self, id: SaId, proto: IpsecProto) -> Result<(), KernelError>;
-    /// Reads the counters of the SA of protocol `proto`.
-    fn sa_counters(&mut self, id: SaId, proto: IpsecProto) -> Result<Counters, KernelError>;
+    /// Deletes the SA of protocol `proto` (ESP or AH) installed with `mark`.
+    fn del_sa(
+        &mut self,
+        id: SaId,
+        proto: IpsecProto,
+        mark: Option<Mark>,
+    ) -> Result<(), KernelError>;
+    /// Reads the counters of the SA of protocol `proto` installed with `mark`.
+    fn sa_counters(
+        &mut self,
+        id: SaId,
+        proto: IpsecProto,
+        mark: Option<Mark>,
+    ) -> Result<Counters, KernelError>;
     /// Adds a policy, or with `replace` replaces the one with the same key.
     fn put_policy(&mut self, spec: &PolicySpec, replace: bool) -> Result<(), KernelError>;
     /// Deletes a policy.
@@ -42,15 +53,17 @@ enum Owner {
 
 #[derive(Debug)]
 struct InstalledChild {
-    sa_in: SaId,
-    sa_out: SaId,
+    sa_in: (SaId, Option<Mark>),
+    sa_out: (SaId, Option<Mark>),
     proto: IpsecProto,
     policies: Vec<PolicyKey>,
+    /// The request, while its outbound SA waits ([`ChildSaInstall::defer_outbound`]).
+    deferred_out: Option<Box<ChildSaInstall>>,
 }
 
 /// Undo steps recorded while installing.
 enum Undo {
-    Sa(SaId, IpsecProto),
+    Sa(SaId, IpsecProto, Option<Mark>),
     Policy(PolicyKey),
 }
 
@@ -59,6 +72,7 @@ enum Undo {
 pub struct Ipsec<B> {
     backend: B,
     children: HashMap<ChildId, InstalledChild>,
+    /// Trap and shunt policies by reqid.
     traps: HashMap<u32, Vec<PolicyKey>>,
     /// Holders of each installed policy; the last one's spec is what the kernel has.
     policies: HashMap<PolicyKey, Vec<(Owner, PolicySpec)>>,
@@ -113,7 +127,7 @@ impl<B: XfrmBackend> Ipsec<B> {
 
     fn release_policy(&mut self, owner: Owner, key: &PolicyKey) -> Result<(), KernelError> {
         let not_found = || KernelError::NotFound {
-            target: Target::Policy(*key),
+            target: Target::Policy(Box::new(*key)),
         };
         let holders = self.policies.get_mut(key).ok_or_else(not_found)?;
         let pos = holders
@@ -161,7 +175,7 @@ impl<B: XfrmBackend> Ipsec<B> {
         let mut failures = Vec::new();
         for step in undo.into_iter().rev() {
             let r = match step {
-                Undo::Sa(id, proto) => gone_is_fine(self.backend.del_sa(id, proto)),
+                Undo::Sa(id, proto, mark) => gone_is_fine(self.backend.del_sa(id, proto, mark)),
                 Undo::Policy(key) => self.release_policy(owner, &key),
             };
             if let Err(e) = r {
@@ -178,16 +192,35 @@ impl<B: XfrmBackend> Ipsec<B> {
         }
     }
 
+    /// Installs the policies of a trap or shunt, all or nothing.
+    fn install_policy_set(&mut self, reqid: u32, specs: &[PolicySpec]) -> Result<(), KernelError> {
+        if self.traps.contains_key(&reqid) {
+            return Err(KernelError::Exists {
+                target: Target::Trap(reqid),
+            });
+        }
+        let owner = Owner::Trap(reqid);
+        let mut undo = Vec::new();
+        if let Err(cause) = self.add_policies(owner, specs, &mut undo) {
+            return Err(self.roll_back(owner, undo, cause));
+        }
+        self.traps
+            .insert(reqid, specs.iter().map(|s| s.key).collect());
+        Ok(())
+    }
+
     fn install_sas(
         &mut self,
         sa_in: &SaSpec<'_>,
-        sa_out: &SaSpec<'_>,
+        sa_out: Option<&SaSpec<'_>>,
         undo: &mut Vec<Undo>,
     ) -> Result<(), KernelError> {
         self.backend.add_sa(sa_in)?;
-        undo.push(Undo::Sa(sa_in.id, sa_in.crypto.proto()));
-        self.backend.add_sa(sa_out)?;
-        undo.push(Undo::Sa(sa_out.id, sa_out.crypto.proto()));
+        undo.push(Undo::Sa(sa_in.id, sa_in.crypto.proto(), sa_in.mark));
+        if let Some(sa_out) = sa_out {
+            self.backend.add_sa(sa_out)?;
+            undo.push(Undo::Sa(sa_out.id, sa_out.crypto.proto(), sa_out.mark));
+        }
         Ok(())
     }
 }
@@ -221,7 +254,11 @@ impl<B: XfrmBackend> KernelIpsec for Ipsec<B> {
         let owner = Owner::Child(id);
         let mut undo = Vec::new();
         let result = self
-            .install_sas(&sa_in, &sa_out, &mut undo)
+            .install_sas(
+                &sa_in,
+                (!child.defer_outbound).then_some(&sa_out),
+                &mut undo,
+            )
             .and_then(|()| self.add_policies(owner, &specs, &mut undo));
         if let Err(cause) = result {
             return Err(self.roll_back(owner, undo, cause));
@@ -229,13 +266,31 @@ impl<B: XfrmBackend> KernelIpsec for Ipsec<B> {
         self.children.insert(
             id,
             InstalledChild {
-                sa_in: sa_in.id,
-                sa_out: sa_out.id,
+                sa_in: (sa_in.id, sa_in.mark),
+                sa_out: (sa_out.id, sa_out.mark),
                 proto: child.policy.proto,
                 policies: specs.iter().map(|s| s.key).collect(),
+                deferred_out: child.defer_outbound.then(|| Box::new(child.clone())),
             },
         );
         Ok(id)
+    }
+
+    fn activate_outbound(&mut self, id: ChildId) -> Result<(), KernelError> {
+        let child = self.children.get_mut(&id).ok_or(KernelError::NotFound {
+            target: Target::Child(id),
+        })?;
+        let Some(request) = child.deferred_out.take() else {
+            return Ok(());
+        };
+        let (_, sa_out) = request.sa_specs()?;
+        let result = self.backend.add_sa(&sa_out);
+        if result.is_err()
+            && let Some(child) = self.children.get_mut(&id)
+        {
+            child.deferred_out = Some(request);
+        }
+        result
     }
 
     fn remove_child(&mut self, id: ChildId) -> Result<(), KernelError> {
@@ -249,8 +304,9 @@ impl<B: XfrmBackend> KernelIpsec for Ipsec<B> {
                 errors.push(e);
             }
         }
-        for sa in [child.sa_out, child.sa_in] {
-            if let Err(e) = gone_is_fine(self.backend.del_sa(sa, child.proto)) {
+        let out = child.deferred_out.is_none().then_some(child.sa_out);
+        for (sa, mark) in out.into_iter().chain([child.sa_in]) {
+            if let Err(e) = gone_is_fine(self.backend.del_sa(sa, child.proto, mark)) {
                 errors.push(e);
             }
         }
@@ -262,27 +318,25 @@ impl<B: XfrmBackend> KernelIpsec for Ipsec<B> {
             target: Target::Child(id),
         })?;
         let (sa_in, sa_out, proto) = (child.sa_in, child.sa_out, child.proto);
+        let waiting = child.deferred_out.is_some();
         Ok(ChildCounters {
-            inbound: self.backend.sa_counters(sa_in, proto)?,
-            outbound: self.backend.sa_counters(sa_out, proto)?,
+            inbound: self.backend.sa_counters(sa_in.0, proto, sa_in.1)?,
+            outbound: if waiting {
+                Counters::default()
+            } else {
+                self.backend.sa_counters(sa_out.0, proto, sa_out.1)?
+            },
         })
     }
 
     fn install_trap(&mut self, trap: &ChildPolicy) -> Result<(), KernelError> {
-        if self.traps.contains_key(&trap.reqid) {
-            return Err(KernelError::Exists {
-                target: Target::Trap(trap.reqid),
-            });
-        }
         let specs = policy_specs(trap)?;
-        let owner = Owner::Trap(trap.reqid);
-        let mut undo = Vec::new();
-        if let Err(cause) = self.add_policies(owner, &specs, &mut undo) {
-            return Err(self.roll_back(owner, undo, cause));
-        }
-        self.traps
-            .insert(trap.reqid, specs.iter().map(|s| s.key).collect());
-        Ok(())
+        self.install_policy_set(trap.reqid, &specs)
+    }
+
+    fn install_shunt(&mut self, shunt: &ShuntPolicy) -> Result<(), KernelError> {
+        let specs = shunt_specs(shunt)?;
+        self.install_policy_set(shunt.reqid, &specs)
     }
 
     fn remove_trap(&mut self, reqid: u32) -> Result<(), KernelError> {

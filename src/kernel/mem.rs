@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use super::error::{KernelError, Target};
 use super::ipsec::{Ipsec, XfrmBackend};
 use super::spec::{PolicyKey, PolicySpec, SaId, SaSpec};
-use super::types::{Counters, FlushReport, IpsecProto, Lifetime, Mode, is_our_reqid};
+use super::types::{Counters, FlushReport, IpsecProto, Lifetime, Mark, Mode, is_our_reqid};
 
 /// An SA as recorded by [`MemBackend`] (algorithm names only, no keys).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +29,8 @@ pub struct MemSa {
     pub lifetime: Lifetime,
     /// UDP encapsulation ports.
     pub encap: Option<(u16, u16)>,
+    /// Mark.
+    pub mark: Option<Mark>,
     /// Counters reported by `child_counters` (set them with [`MemBackend::set_counters`]).
     pub counters: Counters,
 }
@@ -157,15 +159,25 @@ impl XfrmBackend for MemBackend {
                 replay_window: sa.replay_window,
                 lifetime: sa.lifetime,
                 encap: sa.encap,
+                mark: sa.mark,
                 counters: Counters::default(),
             },
         );
         Ok(())
     }
 
-    fn del_sa(&mut self, id: SaId, proto: IpsecProto) -> Result<(), KernelError> {
+    fn del_sa(
+        &mut self,
+        id: SaId,
+        proto: IpsecProto,
+        mark: Option<Mark>,
+    ) -> Result<(), KernelError> {
         self.check(MemOp::DelSa)?;
-        if self.sas.get(&id).is_none_or(|sa| sa.proto != proto) {
+        if self
+            .sas
+            .get(&id)
+            .is_none_or(|sa| sa.proto != proto || sa.mark != mark)
+        {
             return Err(KernelError::NotFound {
                 target: sa_target(id),
             });
@@ -174,11 +186,16 @@ impl XfrmBackend for MemBackend {
         Ok(())
     }
 
-    fn sa_counters(&mut self, id: SaId, proto: IpsecProto) -> Result<Counters, KernelError> {
+    fn sa_counters(
+        &mut self,
+        id: SaId,
+        proto: IpsecProto,
+        mark: Option<Mark>,
+    ) -> Result<Counters, KernelError> {
         self.check(MemOp::Counters)?;
         self.sas
             .get(&id)
-            .filter(|sa| sa.proto == proto)
+            .filter(|sa| sa.proto == proto && sa.mark == mark)
             .map(|sa| sa.counters)
             .ok_or(KernelError::NotFound {
                 target: sa_target(id),
@@ -188,7 +205,7 @@ impl XfrmBackend for MemBackend {
     fn put_policy(&mut self, spec: &PolicySpec, replace: bool) -> Result<(), KernelError> {
         self.check(MemOp::PutPolicy)?;
         let exists = self.policies.contains_key(&spec.key);
-        let target = Target::Policy(spec.key);
+        let target = Target::Policy(Box::new(spec.key));
         match (exists, replace) {
             (true, false) => Err(KernelError::Exists { target }),
             (false, true) => Err(KernelError::NotFound { target }),
@@ -205,7 +222,7 @@ impl XfrmBackend for MemBackend {
             .remove(key)
             .map(|_| ())
             .ok_or(KernelError::NotFound {
-                target: Target::Policy(*key),
+                target: Target::Policy(Box::new(*key)),
             })
     }
 
@@ -213,7 +230,7 @@ impl XfrmBackend for MemBackend {
         self.check(MemOp::Flush)?;
         let (sas, policies) = (self.sas.len(), self.policies.len());
         self.sas.retain(|_, sa| !is_our_reqid(sa.reqid));
-        self.policies.retain(|_, p| !is_our_reqid(p.tmpl.reqid));
+        self.policies.retain(|_, p| !p.is_ours());
         Ok(FlushReport {
             sas: sas - self.sas.len(),                // ok: retain only removes
             policies: policies - self.policies.len(), // ok: retain only removes
@@ -243,8 +260,8 @@ mod tests {
     use crate::kernel::KernelIpsec;
     use crate::kernel::spec::Dir;
     use crate::kernel::types::{
-        ChildPolicy, ChildSaInstall, EspCrypto, IntegAlg, Integrity, KeyBytes, REQID_MIN,
-        TrafficSelector,
+        ChildPolicy, ChildSaInstall, EspCrypto, IntegAlg, Integrity, KeyBytes, Marks, REQID_MIN,
+        ShuntAction, ShuntPolicy, TrafficSelector,
     };
 
     const L: &str = "10.0.0.1";
@@ -263,6 +280,7 @@ mod tests {
             reqid,
             local_ts: vec![TrafficSelector::host(ip(L))],
             remote_ts: vec![TrafficSelector::host(ip(R))],
+            marks: Marks::default(),
         }
     }
 
@@ -295,6 +313,7 @@ mod tests {
                 ..Lifetime::default()
             },
             encap: None,
+            defer_outbound: false,
         }
     }
 
@@ -333,7 +352,7 @@ mod tests {
         assert!(
             b.policies()
                 .values()
-                .all(|p| p.tmpl.proto == IpsecProto::Ah)
+                .all(|p| p.template().unwrap().proto == IpsecProto::Ah)
         );
         assert_eq!(b.policies().len(), 2);
         // Deleting or reading an SA names its protocol: ESP finds nothing here.
@@ -343,11 +362,53 @@ mod tests {
         };
         assert!(
             k.backend_mut()
-                .sa_counters(sa_out, IpsecProto::Esp)
+                .sa_counters(sa_out, IpsecProto::Esp, None)
                 .is_err()
         );
-        assert!(k.backend_mut().sa_counters(sa_out, IpsecProto::Ah).is_ok());
+        assert!(
+            k.backend_mut()
+                .sa_counters(sa_out, IpsecProto::Ah, None)
+                .is_ok()
+        );
         k.child_counters(id).unwrap();
+        k.remove_child(id).unwrap();
+        assert!(k.backend().sas().is_empty() && k.backend().policies().is_empty());
+    }
+
+    #[test]
+    fn deferred_outbound_sa_comes_with_activate() {
+        let mut k = MemKernel::new();
+        let first = child(&mut k, REQID_MIN, 0x1234);
+        let old = k.install_child(&first).unwrap();
+        let mut c = child(&mut k, REQID_MIN, 0x5678);
+        c.defer_outbound = true;
+        let id = k.install_child(&c).unwrap();
+        let out_spis = |k: &MemKernel| -> Vec<u32> {
+            let mut v: Vec<u32> = k
+                .backend()
+                .sas()
+                .keys()
+                .filter(|sa| sa.dst == ip(R))
+                .map(|sa| sa.spi)
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        // Inbound SA and the shared policies now; the new outbound SA not yet.
+        assert!(k.backend().sas().keys().any(|sa| sa.spi == c.spi_in));
+        assert_eq!(out_spis(&k), vec![0x1234]);
+        assert_eq!(k.child_counters(id).unwrap().outbound, Counters::default());
+        k.activate_outbound(id).unwrap();
+        assert_eq!(out_spis(&k), vec![0x1234, 0x5678]);
+        // Twice is harmless; removal takes both SAs of each child.
+        k.activate_outbound(id).unwrap();
+        k.remove_child(old).unwrap();
+        k.remove_child(id).unwrap();
+        assert!(k.backend().sas().is_empty() && k.backend().policies().is_empty());
+        // A child removed while its outbound SA waits leaves nothing either.
+        let mut c = child(&mut k, REQID_MIN, 0x9abc);
+        c.defer_outbound = true;
+        let id = k.install_child(&c).unwrap();
         k.remove_child(id).unwrap();
         assert!(k.backend().sas().is_empty() && k.backend().policies().is_empty());
     }
@@ -486,6 +547,7 @@ mod tests {
             lifetime: Lifetime::default(),
             encap: None,
             selector: None,
+            mark: None,
         };
         k.backend_mut().add_sa(&foreign).unwrap();
         let report = k.flush_ours().unwrap();
@@ -533,5 +595,65 @@ mod tests {
         ));
         assert_eq!(k.backend().sas().len(), 2);
         assert_eq!(k.children().count(), 1);
+    }
+
+    #[test]
+    fn shunt_policies_win_and_go_with_down_and_flush() {
+        let mut k = MemKernel::new();
+        let any = TrafficSelector::from_net("0.0.0.0/0".parse().unwrap());
+        let shunt = ShuntPolicy {
+            action: ShuntAction::Drop,
+            reqid: REQID_MIN + 7,
+            local_ts: vec![any],
+            remote_ts: vec![any.with_proto(17, 53..=53)],
+            marks: Marks::default(),
+        };
+        k.install_shunt(&shunt).unwrap();
+        // in, out and the two fwd policies.
+        assert_eq!(k.backend().policies().len(), 4);
+        assert!(matches!(
+            k.install_shunt(&shunt),
+            Err(KernelError::Exists { .. })
+        ));
+        k.remove_trap(shunt.reqid).unwrap();
+        assert!(k.backend().policies().is_empty());
+        // A shunt left by a previous run (no bookkeeping here) is flushed with a child.
+        k.install_shunt(&shunt).unwrap();
+        let c = child(&mut k, REQID_MIN + 1, 0x77);
+        k.install_child(&c).unwrap();
+        let mut fresh = MemKernel::with_backend(std::mem::take(k.backend_mut()));
+        assert_eq!(
+            fresh.flush_ours().unwrap(),
+            FlushReport {
+                sas: 2,
+                policies: 6
+            }
+        );
+        assert!(fresh.backend().policies().is_empty());
+    }
+
+    #[test]
+    fn marked_sas_are_found_by_their_mark() {
+        let mut k = MemKernel::new();
+        let mut c = child(&mut k, REQID_MIN, 0x1234);
+        let m = |value| Some(Mark { value, mask: 0xff });
+        c.policy.marks = Marks {
+            inbound: m(1),
+            outbound: m(2),
+        };
+        let id = k.install_child(&c).unwrap();
+        let sa_out = SaId {
+            dst: ip(R),
+            spi: 0x1234,
+        };
+        assert_eq!(k.backend().sas()[&sa_out].mark, m(2));
+        assert!(
+            k.backend_mut()
+                .sa_counters(sa_out, IpsecProto::Esp, None)
+                .is_err()
+        );
+        k.child_counters(id).unwrap();
+        k.remove_child(id).unwrap();
+        assert!(k.backend().sas().is_empty() && k.backend().policies().is_empty());
     }
 }

@@ -14,7 +14,9 @@
 //!
 //! ikev2d owns exactly the SAs and policies whose **reqid lies in
 //! [`REQID_MIN`]`..=`[`REQID_MAX`]** (`0x4b320000`–`0x4b32ffff`): an SA by its own reqid, a
-//! policy by the reqid of its template. Every install is checked against that range
+//! policy by the reqid of its template; and the template-less in/out/fwd policies (shunts,
+//! `type=pass|drop`) whose priority lies in the shunt band (148972–150000), below every
+//! CHILD_SA policy's so that a shunt wins. Every install is checked against that range
 //! ([`KernelError::ReqidNotOurs`]), and [`KernelIpsec::flush_ours`] (run at start and at stop)
 //! deletes those objects and nothing else — policies of another IKE daemon, manual `ip xfrm`
 //! entries with other reqids and per-socket policies are left alone.
@@ -52,11 +54,11 @@ pub use ipsec::{Ipsec, XfrmBackend};
 pub use mem::{MemBackend, MemKernel, MemOp, MemSa};
 pub use ops::{KernelOp, KernelOutput};
 pub use sockopt::{SocketFamily, bypass_socket, set_udp_encap};
-pub use spec::{Dir, PolicyKey, PolicySpec, SaId, SaSpec, Selector, Template};
+pub use spec::{Dir, PolicyAction, PolicyKey, PolicySpec, SaId, SaSpec, Selector, Template};
 pub use types::{
     ChildCounters, ChildId, ChildPolicy, ChildSaInstall, Counters, EspCrypto, FlushReport,
-    IntegAlg, Integrity, IpsecProto, KeyBytes, Lifetime, Mode, REQID_MAX, REQID_MIN, SPI_RANGE,
-    TrafficSelector, UdpEncap, is_our_reqid,
+    IntegAlg, Integrity, IpsecProto, KeyBytes, Lifetime, Mark, Marks, Mode, REQID_MAX, REQID_MIN,
+    SPI_RANGE, ShuntAction, ShuntPolicy, TrafficSelector, UdpEncap, is_our_reqid,
 };
 pub use xfrm::{NetlinkBackend, XfrmKernel};
 
@@ -64,6 +66,10 @@ pub use xfrm::{NetlinkBackend, XfrmKernel};
 pub trait KernelIpsec {
     /// Installs both SAs and the policies of a CHILD_SA; all or nothing.
     fn install_child(&mut self, child: &ChildSaInstall) -> Result<ChildId, KernelError>;
+
+    /// Installs the outbound SA of a CHILD_SA installed with
+    /// [`ChildSaInstall::defer_outbound`]; a no-op when it is in already.
+    fn activate_outbound(&mut self, id: ChildId) -> Result<(), KernelError>;
 
     /// Removes a CHILD_SA's SAs and releases its policies.
     fn remove_child(&mut self, id: ChildId) -> Result<(), KernelError>;
@@ -75,7 +81,11 @@ pub trait KernelIpsec {
     /// ACQUIRE for `trap.reqid` (see [`EventSocket`]). One trap per reqid.
     fn install_trap(&mut self, trap: &ChildPolicy) -> Result<(), KernelError>;
 
-    /// Removes the trap policies of `reqid`.
+    /// Installs the policies of a shunt (`type=pass|drop`), preferred over every CHILD_SA and
+    /// trap policy. A reqid has one trap or one shunt.
+    fn install_shunt(&mut self, shunt: &ShuntPolicy) -> Result<(), KernelError>;
+
+    /// Removes the trap or shunt policies of `reqid`.
     fn remove_trap(&mut self, reqid: u32) -> Result<(), KernelError>;
 
     /// Deletes every SA and policy that is ours (see the module docs), including leftovers of

@@ -4,18 +4,22 @@
 
 use super::KernelIpsec;
 use super::error::KernelError;
-use super::types::{ChildCounters, ChildId, ChildPolicy, ChildSaInstall, FlushReport};
+use super::types::{ChildCounters, ChildId, ChildPolicy, ChildSaInstall, FlushReport, ShuntPolicy};
 
 /// One operation on the kernel's IPsec state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KernelOp {
     /// [`KernelIpsec::install_child`].
     InstallChild(Box<ChildSaInstall>),
+    /// [`KernelIpsec::activate_outbound`].
+    ActivateOutbound(ChildId),
     /// [`KernelIpsec::remove_child`].
     RemoveChild(ChildId),
     /// [`KernelIpsec::install_trap`].
     InstallTrap(ChildPolicy),
-    /// [`KernelIpsec::remove_trap`] of this reqid.
+    /// [`KernelIpsec::install_shunt`].
+    InstallShunt(ShuntPolicy),
+    /// [`KernelIpsec::remove_trap`] of this reqid (a trap or a shunt).
     RemoveTrap(u32),
     /// [`KernelIpsec::child_counters`] of each CHILD_SA.
     Counters(Vec<ChildId>),
@@ -45,8 +49,10 @@ impl KernelOp {
     pub fn apply(self, k: &mut dyn KernelIpsec) -> Result<KernelOutput, KernelError> {
         match self {
             Self::InstallChild(c) => k.install_child(&c).map(KernelOutput::Installed),
+            Self::ActivateOutbound(id) => k.activate_outbound(id).map(|()| KernelOutput::Done),
             Self::RemoveChild(id) => k.remove_child(id).map(|()| KernelOutput::Done),
             Self::InstallTrap(p) => k.install_trap(&p).map(|()| KernelOutput::Done),
+            Self::InstallShunt(s) => k.install_shunt(&s).map(|()| KernelOutput::Done),
             Self::RemoveTrap(reqid) => k.remove_trap(reqid).map(|()| KernelOutput::Done),
             Self::Counters(ids) => Ok(KernelOutput::Counters(
                 ids.into_iter().map(|id| k.child_counters(id)).collect(),

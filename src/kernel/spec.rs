@@ -4,20 +4,35 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::ops::RangeInclusive;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::error::KernelError;
 use super::types::{
-    ChildPolicy, ChildSaInstall, EspCrypto, IpsecProto, Lifetime, Mode, TrafficSelector,
-    is_our_reqid,
+    ChildPolicy, ChildSaInstall, EspCrypto, IpsecProto, Lifetime, Mark, Marks, Mode, ShuntAction,
+    ShuntPolicy, TrafficSelector, is_our_reqid,
 };
 
 /// At most this many policies per CHILD_SA (selector ranges can expand to many prefixes).
 const MAX_POLICIES: usize = 1024;
 
-/// Base priority of our policies; more specific selectors get smaller (= preferred) values.
+/// Base priority of our CHILD_SA and trap policies; more specific selectors get smaller
+/// (= preferred) values.
 const PRIORITY_BASE: u32 = 200_000;
+
+/// Base priority of shunt policies (`type=pass|drop`): below every CHILD_SA and trap policy's,
+/// so a shunt wins over a tunnel covering the same traffic, as strongSwan's shunts do.
+const SHUNT_PRIORITY_BASE: u32 = 150_000;
+
+/// The most a selector's specificity takes off a base (two /128 prefixes, protocol, ports).
+const MAX_SCORE: u32 = 256 * 4 + 2 + 1 + 1;
+
+/// Priorities of shunt policies. A shunt policy has no template, hence no reqid: a
+/// template-less in/out/fwd policy with a priority in this band is how
+/// [`super::KernelIpsec::flush_ours`] recognises ours.
+pub(crate) const SHUNT_PRIORITIES: RangeInclusive<u32> =
+    SHUNT_PRIORITY_BASE - MAX_SCORE..=SHUNT_PRIORITY_BASE;
 
 /// Policy direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -63,13 +78,13 @@ impl Selector {
         }
     }
 
-    fn priority(&self) -> u32 {
+    fn priority(&self, base: u32) -> u32 {
         let prefixes = u32::from(self.src.prefix_len()) + u32::from(self.dst.prefix_len());
         let score = prefixes * 4
             + u32::from(self.proto != 0) * 2
             + u32::from(self.sport_mask != 0)
             + u32::from(self.dport_mask != 0);
-        PRIORITY_BASE - score
+        base - score // ok: score <= MAX_SCORE < base
     }
 }
 
@@ -90,18 +105,24 @@ impl fmt::Display for Selector {
     }
 }
 
-/// Identity of a policy in the kernel: direction and selector.
+/// Identity of a policy in the kernel: direction, selector and mark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PolicyKey {
     /// Direction.
     pub dir: Dir,
     /// Selector.
     pub sel: Selector,
+    /// Mark (`None`: none, matching every packet).
+    pub mark: Option<Mark>,
 }
 
 impl fmt::Display for PolicyKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.dir, self.sel)
+        write!(f, "{} {}", self.dir, self.sel)?;
+        if let Some(m) = self.mark {
+            write!(f, " {m}")?;
+        }
+        Ok(())
     }
 }
 
@@ -120,15 +141,43 @@ pub struct Template {
     pub proto: IpsecProto,
 }
 
+/// What a policy does with the packets it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PolicyAction {
+    /// Protect them with the SAs of the template (a CHILD_SA's or trap's policy).
+    Ipsec(Template),
+    /// A shunt: let them through (action allow, no template) or discard them (action block).
+    Shunt(ShuntAction),
+}
+
 /// A policy to install.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PolicySpec {
-    /// Direction and selector.
+    /// Direction, selector and mark.
     pub key: PolicyKey,
     /// Priority (smaller wins).
     pub priority: u32,
-    /// Template.
-    pub tmpl: Template,
+    /// Template or shunt.
+    pub action: PolicyAction,
+}
+
+impl PolicySpec {
+    /// The template of an IPsec policy (`None` for a shunt).
+    pub fn template(&self) -> Option<&Template> {
+        match &self.action {
+            PolicyAction::Ipsec(t) => Some(t),
+            PolicyAction::Shunt(_) => None,
+        }
+    }
+
+    /// Whether ikev2d owns this policy (see the module docs of [`super`] and
+    /// [`SHUNT_PRIORITIES`]).
+    pub(crate) fn is_ours(&self) -> bool {
+        match &self.action {
+            PolicyAction::Ipsec(t) => is_our_reqid(t.reqid),
+            PolicyAction::Shunt(_) => SHUNT_PRIORITIES.contains(&self.priority),
+        }
+    }
 }
 
 /// Identity of an SA in the kernel (with its protocol, which the SA's transforms give).
@@ -161,6 +210,8 @@ pub struct SaSpec<'a> {
     pub encap: Option<(u16, u16)>,
     /// SA selector (transport mode: the two hosts; tunnel mode: none).
     pub selector: Option<Selector>,
+    /// Mark (`None`: none).
+    pub mark: Option<Mark>,
 }
 
 impl ChildSaInstall {
@@ -193,6 +244,7 @@ impl ChildSaInstall {
             lifetime: self.lifetime,
             encap: self.encap.map(|e| (e.remote_port, e.local_port)),
             selector: transport.then(|| Selector::hosts(p.remote, p.local)),
+            mark: p.marks.inbound,
         };
         let sa_out = SaSpec {
             id: SaId {
@@ -207,6 +259,7 @@ impl ChildSaInstall {
             lifetime: self.lifetime,
             encap: self.encap.map(|e| (e.local_port, e.remote_port)),
             selector: transport.then(|| Selector::hosts(p.local, p.remote)),
+            mark: p.marks.outbound,
         };
         Ok((sa_in, sa_out))
     }
@@ -303,43 +356,18 @@ fn ranges(start: u128, end: u128, bits: u8) -> Vec<(u128, u8)> {
     out
 }
 
-/// The policies of a CHILD_SA or trap: out, in and (tunnel mode) fwd for every pair of
-/// local and remote selectors with the same family and compatible protocols.
-pub(crate) fn policy_specs(p: &ChildPolicy) -> Result<Vec<PolicySpec>, KernelError> {
-    check_common(p)?;
-    let locals = p
-        .local_ts
+/// The outbound (local to remote) and inbound selectors for every pair of local and remote
+/// selectors with the same family and compatible protocols.
+fn selector_pairs(
+    local_ts: &[TrafficSelector],
+    remote_ts: &[TrafficSelector],
+) -> Result<Vec<(Selector, Selector)>, KernelError> {
+    let locals = local_ts.iter().map(expand).collect::<Result<Vec<_>, _>>()?;
+    let remotes = remote_ts
         .iter()
         .map(expand)
         .collect::<Result<Vec<_>, _>>()?;
-    let remotes = p
-        .remote_ts
-        .iter()
-        .map(expand)
-        .collect::<Result<Vec<_>, _>>()?;
-    let tmpl_out = Template {
-        src: p.local,
-        dst: p.remote,
-        reqid: p.reqid,
-        mode: p.mode,
-        proto: p.proto,
-    };
-    let tmpl_in = Template {
-        src: p.remote,
-        dst: p.local,
-        ..tmpl_out
-    };
     let mut out = Vec::new();
-    let mut seen = HashSet::new();
-    let mut push = |spec: PolicySpec| -> Result<(), KernelError> {
-        if seen.insert(spec.key) {
-            if out.len() >= MAX_POLICIES {
-                return Err(bad(format!("more than {MAX_POLICIES} policies needed")));
-            }
-            out.push(spec);
-        }
-        Ok(())
-    };
     for l in &locals {
         for r in &remotes {
             let proto = match (l.proto, r.proto) {
@@ -355,6 +383,11 @@ pub(crate) fn policy_specs(p: &ChildPolicy) -> Result<Vec<PolicySpec>, KernelErr
                     }
                     for &(lp, lm) in &l.ports {
                         for &(rp, rm) in &r.ports {
+                            if out.len() >= MAX_POLICIES {
+                                return Err(bad(format!(
+                                    "more than {MAX_POLICIES} policies needed"
+                                )));
+                            }
                             let sel_out = Selector {
                                 src: *ln,
                                 dst: *rn,
@@ -373,18 +406,7 @@ pub(crate) fn policy_specs(p: &ChildPolicy) -> Result<Vec<PolicySpec>, KernelErr
                                 dport: lp,
                                 dport_mask: lm,
                             };
-                            let mut dirs =
-                                vec![(Dir::Out, sel_out, tmpl_out), (Dir::In, sel_in, tmpl_in)];
-                            if p.mode == Mode::Tunnel {
-                                dirs.push((Dir::Fwd, sel_in, tmpl_in));
-                            }
-                            for (dir, sel, tmpl) in dirs {
-                                push(PolicySpec {
-                                    key: PolicyKey { dir, sel },
-                                    priority: sel.priority(),
-                                    tmpl,
-                                })?;
-                            }
+                            out.push((sel_out, sel_in));
                         }
                     }
                 }
@@ -393,11 +415,99 @@ pub(crate) fn policy_specs(p: &ChildPolicy) -> Result<Vec<PolicySpec>, KernelErr
     }
     if out.is_empty() {
         return Err(bad(format!(
-            "no pair of local {:?} and remote {:?} selectors shares family and protocol",
-            p.local_ts, p.remote_ts
+            "no pair of local {local_ts:?} and remote {remote_ts:?} selectors shares family and protocol"
         )));
     }
     Ok(out)
+}
+
+/// The policy specs of `pairs` in the directions `dirs` gives for each pair, without
+/// duplicates.
+fn specs(
+    pairs: &[(Selector, Selector)],
+    dirs: impl Fn(Selector, Selector) -> Vec<(Dir, Selector, PolicyAction)>,
+    base: u32,
+    marks: Marks,
+) -> Result<Vec<PolicySpec>, KernelError> {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    for &(sel_out, sel_in) in pairs {
+        for (dir, sel, action) in dirs(sel_out, sel_in) {
+            let mark = match dir {
+                Dir::Out => marks.outbound,
+                Dir::In | Dir::Fwd => marks.inbound,
+            };
+            let key = PolicyKey { dir, sel, mark };
+            if seen.insert(key) {
+                if out.len() >= MAX_POLICIES {
+                    return Err(bad(format!("more than {MAX_POLICIES} policies needed")));
+                }
+                out.push(PolicySpec {
+                    key,
+                    priority: sel.priority(base),
+                    action,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The policies of a CHILD_SA or trap: out, in and (tunnel mode) fwd for every pair of
+/// local and remote selectors with the same family and compatible protocols.
+pub(crate) fn policy_specs(p: &ChildPolicy) -> Result<Vec<PolicySpec>, KernelError> {
+    check_common(p)?;
+    let pairs = selector_pairs(&p.local_ts, &p.remote_ts)?;
+    let tmpl_out = PolicyAction::Ipsec(Template {
+        src: p.local,
+        dst: p.remote,
+        reqid: p.reqid,
+        mode: p.mode,
+        proto: p.proto,
+    });
+    let tmpl_in = PolicyAction::Ipsec(Template {
+        src: p.remote,
+        dst: p.local,
+        reqid: p.reqid,
+        mode: p.mode,
+        proto: p.proto,
+    });
+    let tunnel = p.mode == Mode::Tunnel;
+    specs(
+        &pairs,
+        |sel_out, sel_in| {
+            let mut dirs = vec![(Dir::Out, sel_out, tmpl_out), (Dir::In, sel_in, tmpl_in)];
+            if tunnel {
+                dirs.push((Dir::Fwd, sel_in, tmpl_in));
+            }
+            dirs
+        },
+        PRIORITY_BASE,
+        p.marks,
+    )
+}
+
+/// The policies of a shunt: out and in, and fwd both ways (traffic routed through this host
+/// between the selectors), with the shunt's action and a shunt priority.
+pub(crate) fn shunt_specs(s: &ShuntPolicy) -> Result<Vec<PolicySpec>, KernelError> {
+    if !is_our_reqid(s.reqid) {
+        return Err(KernelError::ReqidNotOurs { reqid: s.reqid });
+    }
+    let pairs = selector_pairs(&s.local_ts, &s.remote_ts)?;
+    let action = PolicyAction::Shunt(s.action);
+    specs(
+        &pairs,
+        |sel_out, sel_in| {
+            vec![
+                (Dir::Out, sel_out, action),
+                (Dir::In, sel_in, action),
+                (Dir::Fwd, sel_in, action),
+                (Dir::Fwd, sel_out, action),
+            ]
+        },
+        SHUNT_PRIORITY_BASE,
+        s.marks,
+    )
 }
 
 #[cfg(test)]
@@ -414,6 +524,7 @@ mod tests {
             reqid: REQID_MIN + 1,
             local_ts: l,
             remote_ts: r,
+            marks: Marks::default(),
         }
     }
 
@@ -462,11 +573,12 @@ mod tests {
         let out = specs.iter().find(|s| s.key.dir == Dir::Out).unwrap();
         assert_eq!(out.key.sel.src, "10.0.0.1/32".parse::<IpNet>().unwrap());
         assert_eq!(out.key.sel.dst, "10.0.0.2/32".parse::<IpNet>().unwrap());
-        assert_eq!(out.tmpl.src, p.local);
-        assert_eq!(out.tmpl.dst, p.remote);
+        let tmpl = out.template().unwrap();
+        assert_eq!((tmpl.src, tmpl.dst), (p.local, p.remote));
         let inb = specs.iter().find(|s| s.key.dir == Dir::In).unwrap();
         assert_eq!(inb.key.sel.src, out.key.sel.dst);
-        assert_eq!(inb.tmpl.src, p.remote);
+        assert_eq!(inb.template().unwrap().src, p.remote);
+        assert!(specs.iter().all(|s| s.is_ours() && s.key.mark.is_none()));
         assert_eq!(out.priority, PRIORITY_BASE - 64 * 4);
     }
 
@@ -514,6 +626,111 @@ mod tests {
         assert_eq!(
             policy_specs(&p),
             Err(KernelError::ReqidNotOurs { reqid: 7 })
+        );
+    }
+
+    fn mark(value: u32) -> Mark {
+        Mark {
+            value,
+            mask: u32::MAX,
+        }
+    }
+
+    #[test]
+    fn marks_go_on_policies_and_sas_by_direction() {
+        let mut p = policy(
+            Mode::Tunnel,
+            vec![TrafficSelector::from_net("10.1.0.0/16".parse().unwrap())],
+            vec![TrafficSelector::from_net("10.2.0.0/16".parse().unwrap())],
+        );
+        p.marks = Marks {
+            inbound: Some(mark(1)),
+            outbound: Some(mark(2)),
+        };
+        for s in policy_specs(&p).unwrap() {
+            let want = if s.key.dir == Dir::Out { 2 } else { 1 };
+            assert_eq!(s.key.mark, Some(mark(want)), "{}", s.key);
+        }
+        // Two conns differing only by mark have distinct policy keys.
+        let unmarked = policy(Mode::Tunnel, p.local_ts.clone(), p.remote_ts.clone());
+        let a: HashSet<PolicyKey> = policy_specs(&p).unwrap().iter().map(|s| s.key).collect();
+        let b: HashSet<PolicyKey> = policy_specs(&unmarked)
+            .unwrap()
+            .iter()
+            .map(|s| s.key)
+            .collect();
+        assert_eq!((a.len(), b.len()), (3, 3));
+        assert!(a.is_disjoint(&b));
+        let install = ChildSaInstall {
+            policy: p,
+            spi_in: 0xc000_0001,
+            spi_out: 0xc000_0002,
+            crypto_in: EspCrypto::AesGcm16 {
+                key: crate::kernel::KeyBytes::new(vec![1; 20]),
+            },
+            crypto_out: EspCrypto::AesGcm16 {
+                key: crate::kernel::KeyBytes::new(vec![2; 20]),
+            },
+            replay_window: 32,
+            lifetime: Lifetime::default(),
+            encap: None,
+            defer_outbound: false,
+        };
+        let (sa_in, sa_out) = install.sa_specs().unwrap();
+        assert_eq!((sa_in.mark, sa_out.mark), (Some(mark(1)), Some(mark(2))));
+    }
+
+    #[test]
+    fn ssh_pass_shunt_bypasses_with_a_preferred_priority() {
+        // leftsubnet=0.0.0.0/0[tcp/22], rightsubnet=0.0.0.0/0: SSH to this host and its answers.
+        let any = TrafficSelector::from_net("0.0.0.0/0".parse().unwrap());
+        let shunt = ShuntPolicy {
+            action: ShuntAction::Pass,
+            reqid: REQID_MIN + 3,
+            local_ts: vec![any.with_proto(6, 22..=22)],
+            remote_ts: vec![any],
+            marks: Marks::default(),
+        };
+        let specs = shunt_specs(&shunt).unwrap();
+        assert_eq!(specs.len(), 4);
+        let find = |dir, sport: u16, dport: u16| {
+            specs
+                .iter()
+                .find(|s| s.key.dir == dir && s.key.sel.sport == sport && s.key.sel.dport == dport)
+                .unwrap_or_else(|| panic!("{dir} {sport} {dport}: {specs:?}"))
+        };
+        let out = find(Dir::Out, 22, 0);
+        assert_eq!((out.key.sel.proto, out.key.sel.sport_mask), (6, 0xffff));
+        let inb = find(Dir::In, 0, 22);
+        assert_eq!(
+            (inb.key.sel.dport_mask, inb.key.sel.sport_mask),
+            (0xffff, 0)
+        );
+        find(Dir::Fwd, 0, 22);
+        find(Dir::Fwd, 22, 0);
+        let tunnel = policy_specs(&policy(Mode::Tunnel, vec![any], vec![any])).unwrap();
+        let worst_tunnel = tunnel.iter().map(|s| s.priority).min().unwrap();
+        for s in &specs {
+            assert_eq!(s.action, PolicyAction::Shunt(ShuntAction::Pass));
+            assert!(s.template().is_none() && s.is_ours());
+            assert!(
+                s.priority < worst_tunnel,
+                "{} !< {worst_tunnel}",
+                s.priority
+            );
+        }
+        // A template-less policy outside the band is not ours.
+        let mut foreign = specs[0];
+        foreign.priority = 0;
+        assert!(!foreign.is_ours());
+        let drop = ShuntPolicy {
+            action: ShuntAction::Drop,
+            reqid: 9,
+            ..shunt
+        };
+        assert_eq!(
+            shunt_specs(&drop),
+            Err(KernelError::ReqidNotOurs { reqid: 9 })
         );
     }
 }

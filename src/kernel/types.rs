@@ -364,6 +364,67 @@ pub struct UdpEncap {
     pub remote_port: u16,
 }
 
+/// An XFRM mark (XFRMA_MARK, ipsec.conf's `mark=`): an SA or policy applies only to packets
+/// whose mark ANDed with `mask` equals `value`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Mark {
+    /// Value compared with the packet's mark under `mask`.
+    pub value: u32,
+    /// Mask applied to the packet's mark.
+    pub mask: u32,
+}
+
+impl fmt::Display for Mark {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "mark {:#x}/{:#x}", self.value, self.mask)
+    }
+}
+
+/// The marks of a CHILD_SA or shunt (`mark_in`, `mark_out`): `inbound` goes on the inbound SA
+/// and the in and fwd policies, `outbound` on the outbound SA and the out policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Marks {
+    /// Inbound SA, in and fwd policies.
+    pub inbound: Option<Mark>,
+    /// Outbound SA, out policy.
+    pub outbound: Option<Mark>,
+}
+
+/// What a shunt (`type=pass` / `type=drop`) does with the traffic its policies match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ShuntAction {
+    /// Let it through in clear, whatever IPsec policy it also matches (no template).
+    Pass,
+    /// Discard it (XFRM action block).
+    Drop,
+}
+
+impl fmt::Display for ShuntAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Pass => "pass",
+            Self::Drop => "drop",
+        })
+    }
+}
+
+/// The policies of a shunt conn: out, in and fwd (both ways) for every pair of local and
+/// remote selectors, preferred over every CHILD_SA and trap policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShuntPolicy {
+    /// Pass or drop.
+    pub action: ShuntAction,
+    /// The key of its bookkeeping (the conn's reqid; must be in `REQID_MIN..=REQID_MAX`,
+    /// shared with the trap of the same reqid: a conn has one or the other).
+    pub reqid: u32,
+    /// Our side's traffic selectors.
+    pub local_ts: Vec<TrafficSelector>,
+    /// The peer's traffic selectors.
+    pub remote_ts: Vec<TrafficSelector>,
+    /// Marks of the policies.
+    pub marks: Marks,
+}
+
 /// What a CHILD_SA's policies (and a trap for `auto=route`) are made of.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChildPolicy {
@@ -381,6 +442,8 @@ pub struct ChildPolicy {
     pub local_ts: Vec<TrafficSelector>,
     /// The peer's traffic selectors.
     pub remote_ts: Vec<TrafficSelector>,
+    /// Marks of the SAs and policies (`mark=`, `mark_in=`, `mark_out=`).
+    pub marks: Marks,
 }
 
 /// Everything needed to install one CHILD_SA (an inbound and an outbound ESP or AH SA plus
@@ -404,6 +467,11 @@ pub struct ChildSaInstall {
     pub lifetime: Lifetime,
     /// NAT-T UDP encapsulation, if a NAT was detected.
     pub encap: Option<UdpEncap>,
+    /// Install only the inbound SA (and the policies) now; the outbound SA waits for
+    /// [`KernelIpsec::activate_outbound`](super::KernelIpsec::activate_outbound). The responder
+    /// of a CHILD_SA rekey uses it: the kernel sends on the newest SA at once, and the peer
+    /// installs its inbound SA only when our response arrives.
+    pub defer_outbound: bool,
 }
 
 /// Handle of an installed CHILD_SA.

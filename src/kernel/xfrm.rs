@@ -11,10 +11,12 @@ use super::addr::{AddrError, RouteSocket};
 use super::error::{KernelError, Target};
 use super::ipsec::{Ipsec, XfrmBackend};
 use super::netlink::{NlError, NlSocket};
-use super::spec::{Dir, PolicyKey, PolicySpec, SaId, SaSpec, Selector};
+use super::spec::{
+    Dir, PolicyAction, PolicyKey, PolicySpec, SHUNT_PRIORITIES, SaId, SaSpec, Selector,
+};
 use super::types::{
     CBC_NAME, Counters, EspCrypto, FlushReport, GCM_ICV_BITS, GCM_NAME, Integrity, IpsecProto,
-    KeyBytes, Lifetime, Mode, is_our_reqid,
+    KeyBytes, Lifetime, Mark, Mode, ShuntAction, is_our_reqid,
 };
 
 /// Largest replay window the kernel accepts (XFRMA_REPLAY_ESN_MAX bytes of bitmap).
@@ -171,6 +173,106 @@ fn sa_target(id: SaId) -> Target {
     }
 }
 
+/// The XFRMA_MARK attribute of `mark`, if any.
+fn mark_attr(mark: Option<Mark>) -> Vec<XfrmAttrs> {
+    mark.map(|m| {
+        XfrmAttrs::Mark(x::Mark {
+            value: m.value,
+            mask: m.mask,
+        })
+    })
+    .into_iter()
+    .collect()
+}
+
+/// XFRM_MSG_NEWPOLICY (or UPDPOLICY with `replace`) for `spec`.
+fn policy_message(spec: &PolicySpec, replace: bool) -> XfrmMessage {
+    let (action, templates) = match spec.action {
+        PolicyAction::Ipsec(t) => {
+            let mut tmpl = UserTemplate::default();
+            tmpl.source(&t.src);
+            tmpl.destination(&t.dst);
+            tmpl.protocol(t.proto.number());
+            tmpl.mode(mode_number(t.mode));
+            tmpl.reqid(t.reqid);
+            (x::XFRM_POLICY_ALLOW, vec![XfrmAttrs::Template(vec![tmpl])])
+        }
+        PolicyAction::Shunt(ShuntAction::Pass) => (x::XFRM_POLICY_ALLOW, vec![]),
+        PolicyAction::Shunt(ShuntAction::Drop) => (x::XFRM_POLICY_BLOCK, vec![]),
+    };
+    let info = UserPolicyInfo {
+        selector: xfrm_selector(&spec.key.sel),
+        priority: spec.priority,
+        direction: dir_number(spec.key.dir),
+        action,
+        share: x::XFRM_SHARE_ANY,
+        ..UserPolicyInfo::default()
+    };
+    let mut nlas = templates;
+    nlas.extend(mark_attr(spec.key.mark));
+    let body = policy::ModifyMessage {
+        user_policy_info: info,
+        nlas,
+    };
+    if replace {
+        XfrmMessage::UpdatePolicy(body)
+    } else {
+        XfrmMessage::AddPolicy(body)
+    }
+}
+
+/// XFRM_MSG_NEWSA for `sa`.
+fn sa_message(sa: &SaSpec<'_>) -> Result<XfrmMessage, KernelError> {
+    let target = || sa_target(sa.id);
+    let mut info = UserSaInfo::default();
+    info.source(&sa.src);
+    info.destination(&sa.id.dst);
+    info.id.spi = sa.id.spi;
+    info.id.proto = sa.crypto.proto().number();
+    info.flags = state_flags(sa.crypto.proto(), &sa.src);
+    info.reqid = sa.reqid;
+    info.mode = mode_number(sa.mode);
+    info.lifetime_cfg = lifetime_cfg(&sa.lifetime);
+    match sa.selector {
+        Some(sel) => info.selector = xfrm_selector(&sel),
+        None => info.selector.family = family(&sa.src),
+    }
+    let mut nlas = crypto_attrs(sa.crypto);
+    nlas.extend(mark_attr(sa.mark));
+    if sa.replay_window > MAX_REPLAY_WINDOW {
+        return Err(KernelError::Protocol {
+            target: target(),
+            reason: format!(
+                "replay window {} exceeds the kernel maximum {MAX_REPLAY_WINDOW}",
+                sa.replay_window
+            ),
+        });
+    } else if sa.replay_window > LEGACY_REPLAY_WINDOW {
+        let words = sa.replay_window.div_ceil(32);
+        nlas.push(XfrmAttrs::ReplayStateEsn(ReplayEsn {
+            bmp_len: words,
+            replay_window: sa.replay_window,
+            bmp: vec![0; usize::try_from(words).unwrap_or(0)],
+            ..ReplayEsn::default()
+        }));
+    } else {
+        info.replay_window = u8::try_from(sa.replay_window).unwrap_or(u8::MAX);
+    }
+    if let Some((sport, dport)) = sa.encap {
+        nlas.push(XfrmAttrs::EncapsulationTemplate(EncapTmpl {
+            encap_type: x::UDP_ENCAP_ESPINUDP,
+            encap_sport: sport,
+            encap_dport: dport,
+            encap_oa: Address::default(),
+        }));
+    }
+    let body = state::ModifyMessage {
+        user_sa_info: info,
+        nlas,
+    };
+    Ok(XfrmMessage::AddSa(body))
+}
+
 fn sa_id(id: SaId, proto: IpsecProto) -> UserSaId {
     let mut u = UserSaId::default();
     u.destination(&id.dst);
@@ -230,69 +332,34 @@ impl XfrmBackend for NetlinkBackend {
     }
 
     fn add_sa(&mut self, sa: &SaSpec<'_>) -> Result<(), KernelError> {
-        let target = || sa_target(sa.id);
-        let mut info = UserSaInfo::default();
-        info.source(&sa.src);
-        info.destination(&sa.id.dst);
-        info.id.spi = sa.id.spi;
-        info.id.proto = sa.crypto.proto().number();
-        info.flags = state_flags(sa.crypto.proto(), &sa.src);
-        info.reqid = sa.reqid;
-        info.mode = mode_number(sa.mode);
-        info.lifetime_cfg = lifetime_cfg(&sa.lifetime);
-        match sa.selector {
-            Some(sel) => info.selector = xfrm_selector(&sel),
-            None => info.selector.family = family(&sa.src),
-        }
-        let mut nlas = crypto_attrs(sa.crypto);
-        if sa.replay_window > MAX_REPLAY_WINDOW {
-            return Err(KernelError::Protocol {
-                target: target(),
-                reason: format!(
-                    "replay window {} exceeds the kernel maximum {MAX_REPLAY_WINDOW}",
-                    sa.replay_window
-                ),
-            });
-        } else if sa.replay_window > LEGACY_REPLAY_WINDOW {
-            let words = sa.replay_window.div_ceil(32);
-            nlas.push(XfrmAttrs::ReplayStateEsn(ReplayEsn {
-                bmp_len: words,
-                replay_window: sa.replay_window,
-                bmp: vec![0; usize::try_from(words).unwrap_or(0)],
-                ..ReplayEsn::default()
-            }));
-        } else {
-            info.replay_window = u8::try_from(sa.replay_window).unwrap_or(u8::MAX);
-        }
-        if let Some((sport, dport)) = sa.encap {
-            nlas.push(XfrmAttrs::EncapsulationTemplate(EncapTmpl {
-                encap_type: x::UDP_ENCAP_ESPINUDP,
-                encap_sport: sport,
-                encap_dport: dport,
-                encap_oa: Address::default(),
-            }));
-        }
-        let body = state::ModifyMessage {
-            user_sa_info: info,
-            nlas,
-        };
-        self.call(XfrmMessage::AddSa(body), target, Some(alg_names(sa.crypto)))?;
+        let msg = sa_message(sa)?;
+        self.call(msg, || sa_target(sa.id), Some(alg_names(sa.crypto)))?;
         Ok(())
     }
 
-    fn del_sa(&mut self, id: SaId, proto: IpsecProto) -> Result<(), KernelError> {
+    fn del_sa(
+        &mut self,
+        id: SaId,
+        proto: IpsecProto,
+        mark: Option<Mark>,
+    ) -> Result<(), KernelError> {
         let msg = XfrmMessage::DeleteSa(state::DelGetMessage {
             user_sa_id: sa_id(id, proto),
-            nlas: vec![],
+            nlas: mark_attr(mark),
         });
         self.call(msg, || sa_target(id), None)?;
         Ok(())
     }
 
-    fn sa_counters(&mut self, id: SaId, proto: IpsecProto) -> Result<Counters, KernelError> {
+    fn sa_counters(
+        &mut self,
+        id: SaId,
+        proto: IpsecProto,
+        mark: Option<Mark>,
+    ) -> Result<Counters, KernelError> {
         let msg = XfrmMessage::GetSa(state::DelGetMessage {
             user_sa_id: sa_id(id, proto),
-            nlas: vec![],
+            nlas: mark_attr(mark),
         });
         let answers = self.call(msg, || sa_target(id), None)?;
         answers
@@ -311,30 +378,11 @@ impl XfrmBackend for NetlinkBackend {
     }
 
     fn put_policy(&mut self, spec: &PolicySpec, replace: bool) -> Result<(), KernelError> {
-        let info = UserPolicyInfo {
-            selector: xfrm_selector(&spec.key.sel),
-            priority: spec.priority,
-            direction: dir_number(spec.key.dir),
-            action: x::XFRM_POLICY_ALLOW,
-            share: x::XFRM_SHARE_ANY,
-            ..UserPolicyInfo::default()
-        };
-        let mut tmpl = UserTemplate::default();
-        tmpl.source(&spec.tmpl.src);
-        tmpl.destination(&spec.tmpl.dst);
-        tmpl.protocol(spec.tmpl.proto.number());
-        tmpl.mode(mode_number(spec.tmpl.mode));
-        tmpl.reqid(spec.tmpl.reqid);
-        let body = policy::ModifyMessage {
-            user_policy_info: info,
-            nlas: vec![XfrmAttrs::Template(vec![tmpl])],
-        };
-        let msg = if replace {
-            XfrmMessage::UpdatePolicy(body)
-        } else {
-            XfrmMessage::AddPolicy(body)
-        };
-        self.call(msg, || Target::Policy(spec.key), None)?;
+        self.call(
+            policy_message(spec, replace),
+            || Target::Policy(Box::new(spec.key)),
+            None,
+        )?;
         Ok(())
     }
 
@@ -345,9 +393,9 @@ impl XfrmBackend for NetlinkBackend {
                 index: 0,
                 direction: dir_number(key.dir),
             },
-            nlas: vec![],
+            nlas: mark_attr(key.mark),
         });
-        self.call(msg, || Target::Policy(*key), None)?;
+        self.call(msg, || Target::Policy(Box::new(*key)), None)?;
         Ok(())
     }
 
@@ -363,20 +411,30 @@ impl XfrmBackend for NetlinkBackend {
                 continue;
             };
             let info = &m.user_policy_info;
-            let ours = m.nlas.iter().any(|a| {
-                matches!(a, XfrmAttrs::Template(ts) if ts.iter().any(|t| is_our_reqid(t.reqid)))
+            let mut templates = m.nlas.iter().filter_map(|a| match a {
+                XfrmAttrs::Template(ts) => Some(ts),
+                _ => None,
             });
+            let ours = match templates.next() {
+                Some(ts) => ts.iter().any(|t| is_our_reqid(t.reqid)),
+                // A shunt: no template, a priority in our band.
+                None => SHUNT_PRIORITIES.contains(&info.priority),
+            };
             // Per-socket policies (direction >= XFRM_POLICY_MAX) have no templates.
             if !ours || info.direction > x::XFRM_POLICY_FWD {
                 continue;
             }
+            let mark = m.nlas.iter().find_map(|a| match a {
+                XfrmAttrs::Mark(mark) => Some(XfrmAttrs::Mark(*mark)),
+                _ => None,
+            });
             let msg = XfrmMessage::DeletePolicy(policy::DelGetMessage {
                 user_policy_id: UserPolicyId {
                     selector: info.selector,
                     index: info.index,
                     direction: info.direction,
                 },
-                nlas: vec![],
+                nlas: mark.into_iter().collect(),
             });
             match self.call(msg, || Target::PolicyTable, None) {
                 Ok(_) => report.policies += 1,
@@ -461,5 +519,99 @@ mod tests {
         assert_eq!(state_flags(IpsecProto::Ah, &v6), 0);
         assert_eq!(state_flags(IpsecProto::Esp, &v4), 0);
         assert_eq!(sa_id(id, IpsecProto::Esp).proto, 50);
+    }
+
+    fn marks_of(nlas: &[XfrmAttrs]) -> Vec<(u32, u32)> {
+        nlas.iter()
+            .filter_map(|a| match a {
+                XfrmAttrs::Mark(m) => Some((m.value, m.mask)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn policy_and_sa_messages_carry_the_mark_and_the_shunt_action() {
+        use crate::kernel::spec::Template;
+        let sel = Selector::hosts("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let mark = Mark {
+            value: 0x2a,
+            mask: 0xff,
+        };
+        let tmpl = Template {
+            src: "10.0.0.1".parse().unwrap(),
+            dst: "10.0.0.2".parse().unwrap(),
+            reqid: crate::kernel::REQID_MIN + 1,
+            mode: Mode::Tunnel,
+            proto: IpsecProto::Esp,
+        };
+        let ipsec = PolicySpec {
+            key: PolicyKey {
+                dir: Dir::Out,
+                sel,
+                mark: Some(mark),
+            },
+            priority: 199_000,
+            action: PolicyAction::Ipsec(tmpl),
+        };
+        let XfrmMessage::AddPolicy(m) = policy_message(&ipsec, false) else {
+            panic!("NEWPOLICY expected");
+        };
+        assert_eq!(marks_of(&m.nlas), [(0x2a, 0xff)]);
+        assert_eq!(m.user_policy_info.action, x::XFRM_POLICY_ALLOW);
+        assert!(m.nlas.iter().any(|a| matches!(a, XfrmAttrs::Template(_))));
+        let unmarked = PolicySpec {
+            key: PolicyKey {
+                mark: None,
+                ..ipsec.key
+            },
+            ..ipsec
+        };
+        let XfrmMessage::UpdatePolicy(m) = policy_message(&unmarked, true) else {
+            panic!("UPDPOLICY expected");
+        };
+        assert!(marks_of(&m.nlas).is_empty());
+        for (action, number) in [
+            (ShuntAction::Pass, x::XFRM_POLICY_ALLOW),
+            (ShuntAction::Drop, x::XFRM_POLICY_BLOCK),
+        ] {
+            let shunt = PolicySpec {
+                priority: *SHUNT_PRIORITIES.end(),
+                action: PolicyAction::Shunt(action),
+                ..ipsec
+            };
+            let XfrmMessage::AddPolicy(m) = policy_message(&shunt, false) else {
+                panic!("NEWPOLICY expected");
+            };
+            assert_eq!(m.user_policy_info.action, number);
+            assert!(!m.nlas.iter().any(|a| matches!(a, XfrmAttrs::Template(_))));
+            assert_eq!(marks_of(&m.nlas), [(0x2a, 0xff)]);
+        }
+        let crypto = EspCrypto::AesGcm16 {
+            key: KeyBytes::new(vec![1; 20]),
+        };
+        let sa = SaSpec {
+            id: SaId {
+                dst: tmpl.dst,
+                spi: 0xc000_0001,
+            },
+            src: tmpl.src,
+            reqid: tmpl.reqid,
+            mode: Mode::Tunnel,
+            crypto: &crypto,
+            replay_window: 32,
+            lifetime: Lifetime::default(),
+            encap: None,
+            selector: None,
+            mark: Some(mark),
+        };
+        let XfrmMessage::AddSa(m) = sa_message(&sa).unwrap() else {
+            panic!("NEWSA expected");
+        };
+        assert_eq!(marks_of(&m.nlas), [(0x2a, 0xff)]);
+        let XfrmMessage::AddSa(m) = sa_message(&SaSpec { mark: None, ..sa }).unwrap() else {
+            panic!("NEWSA expected");
+        };
+        assert!(marks_of(&m.nlas).is_empty());
     }
 }

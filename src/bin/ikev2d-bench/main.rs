@@ -5,7 +5,11 @@
 //! failures and retransmissions, and optionally deletes them all (C at a time).
 //!
 //! The last line of the output is `key=value` pairs for scripts (see `stats::Summary`).
+//!
+//! `--flood-secs S` instead floods a responder with IKE_SA_INIT requests, in the lab only (see
+//! `flood`).
 
+mod flood;
 mod stats;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -50,9 +54,9 @@ struct Cli {
     /// How many consecutive source addresses (default: one per worker).
     #[arg(long)]
     local_count: Option<u32>,
-    /// Pre-shared key.
-    #[arg(long)]
-    psk: String,
+    /// Pre-shared key (not needed by a flood, which never authenticates).
+    #[arg(long, required_unless_present = "flood_secs")]
+    psk: Option<String>,
     /// IKE proposal, strongSwan syntax (e.g. aes128gcm16-prfsha256-x25519!,
     /// aes128-sha256-modp2048!).
     #[arg(long, default_value = "aes128gcm16-prfsha256-x25519!")]
@@ -82,6 +86,8 @@ struct Cli {
     /// group this many times and print the mean (the crypto floor of a responder handshake).
     #[arg(long, value_name = "ITERATIONS")]
     crypto_floor: Option<u32>,
+    #[command(flatten)]
+    flood: flood::FloodArgs,
 }
 
 fn main() -> ExitCode {
@@ -106,6 +112,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(secs) = cli.flood.flood_secs {
+        return match rt.block_on(flood::run(
+            &cli.flood, secs, cli.remote, cli.local, &template,
+        )) {
+            Ok(report) => {
+                println!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ikev2d-bench: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match rt.block_on(run(cli, template)) {
         Ok(summary) => {
             println!("{summary}");
@@ -141,7 +161,9 @@ fn template_conn(cli: &Cli) -> Result<ConnSpec, String> {
             .map(|ts| format!("\trightsubnet={ts}\n"))
             .unwrap_or_default()
     );
-    let hex: String = cli.psk.bytes().map(|b| format!("{b:02x}")).collect();
+    // A flood never gets to IKE_AUTH: any key does for building its conn.
+    let psk = cli.psk.as_deref().unwrap_or("flood");
+    let hex: String = psk.bytes().map(|b| format!("{b:02x}")).collect();
     let secrets = zeroize::Zeroizing::new(format!(": PSK 0x{hex}\n"));
     let file = |name: &str, text: &str| SourceFile {
         name: name.into(),

@@ -4,13 +4,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ipnet::IpNet;
-
 use crate::config::diag::{Diagnostics, Pos, did_you_mean};
 use crate::config::ident::Identity;
 use crate::config::parse::{RawConf, Section, SectionKind};
 use crate::config::proposal::{Proposals, Protocol};
-use crate::config::values::{DnsServer, Host, Mark, ProtoPort, SourceIp};
+use crate::config::values::{DnsServer, Host, Mark, ProtoPort, SourceIp, SubnetList};
 
 use super::section::{Checked, build_setup, check_conn_section};
 use super::validate::check_conn;
@@ -44,7 +42,7 @@ macro_rules! getter {
 impl Resolved<'_> {
     getter!(host, Host, Host);
     getter!(id, Id, Identity);
-    getter!(subnets, Subnets, Vec<IpNet>);
+    getter!(subnets, Subnets, SubnetList);
     getter!(protoport, ProtoPort, ProtoPort);
     getter!(sourceips, SourceIps, Vec<SourceIp>);
     getter!(dns, Dns, Vec<DnsServer>);
@@ -155,17 +153,32 @@ impl<'a> Builder<'a> {
             },
             _ => Vec::new(),
         };
+        let subnets = r.subnets(&key("subnet")).unwrap_or_default();
+        let protoport = match (subnets.protoport, r.protoport(&key("protoport"))) {
+            (Some(sel), Some(pp)) if sel != pp => {
+                diags.error(
+                    &sec.pos,
+                    format!(
+                        "conn '{}': {side}subnet's selector [{sel}] and {side}protoport={pp} disagree; keep one of them",
+                        sec.name
+                    ),
+                );
+                pp
+            }
+            (sel, pp) => sel.or(pp).unwrap_or_default(),
+        };
         End {
             host,
             resolved,
             id: r.id(&key("id")),
-            subnets: r.subnets(&key("subnet")).unwrap_or_default(),
-            protoport: r.protoport(&key("protoport")).unwrap_or_default(),
+            subnets: subnets.nets,
+            protoport,
             ikeport: r.port(&key("ikeport")).unwrap_or(500),
             auth: r.auth(&key("auth")).unwrap_or(authby),
             updown: r.text(&key("updown")),
             sourceip: r.sourceips(&key("sourceip")).unwrap_or_default(),
             dns: r.dns(&key("dns")).unwrap_or_default(),
+            firewall: r.flag(&key("firewall")).unwrap_or(false),
         }
     }
 
@@ -220,6 +233,8 @@ impl<'a> Builder<'a> {
             replay_window: r.number("replay_window"),
             reqid: r.number("reqid"),
             mark: r.mark("mark"),
+            mark_in: r.mark("mark_in"),
+            mark_out: r.mark("mark_out"),
             inactivity: r.duration("inactivity"),
             lifebytes: r.count("lifebytes"),
             lifepackets: r.count("lifepackets"),
@@ -439,7 +454,7 @@ mod tests {
         let gw = c.conn("gw").unwrap();
         assert_eq!(
             gw.right.pools().collect::<Vec<_>>(),
-            ["10.3.0.0/24".parse::<IpNet>().unwrap()]
+            ["10.3.0.0/24".parse::<ipnet::IpNet>().unwrap()]
         );
         assert_eq!(
             c.conn("rw")
@@ -477,15 +492,13 @@ mod tests {
 
     #[test]
     fn ikev1_and_unknown_keywords() {
-        let (_, d) = build(
-            "conn a\n  keyexchange=ikev1\n  rigthsubnet=10.0.0.0/8\n  leftupdown=/bin/true\n",
-        );
+        let (_, d) = build("conn a\n  keyexchange=ikev1\n  rigthsubnet=10.0.0.0/8\n  leftca=x\n");
         assert_eq!(
             d,
             [
                 "t:2:15: error: IKEv1 is not supported (keyexchange=ikev1); use keyexchange=ikev2",
                 "t:3:3: error: unknown keyword 'rigthsubnet' (did you mean 'rightsubnet'?)",
-                "t:4:3: warning: keyword 'leftupdown' is accepted but not acted on yet",
+                "t:4:3: warning: keyword 'leftca' is not supported and is ignored",
             ]
         );
     }

@@ -82,6 +82,13 @@ pub enum ConnType {
     Drop,
 }
 
+impl ConnType {
+    /// A shunt (`type=pass` or `type=drop`): policies only, never negotiated.
+    pub fn is_shunt(self) -> bool {
+        matches!(self, Self::Passthrough | Self::Drop)
+    }
+}
+
 impl fmt::Display for ConnType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -154,6 +161,7 @@ pub struct End {
     pub protoport: ProtoPort,
     pub ikeport: u16,
     pub auth: AuthMethod,
+    /// `leftupdown=`: the script run when a CHILD_SA of this conn comes up or goes down.
     pub updown: Option<String>,
     /// `leftsourceip=`: `%config` (this end asks the peer for an inner address) or address
     /// pools (the peer of this end gets an address from them: a gateway's `rightsourceip`).
@@ -161,6 +169,8 @@ pub struct End {
     /// `leftdns=`: `%config4`/`%config6` (this end asks the peer for DNS servers) or servers
     /// (given to the peer of this end with its virtual IP: a gateway's `rightdns`).
     pub dns: Vec<DnsServer>,
+    /// `leftfirewall=yes`: accept forwarded traffic of a CHILD_SA's subnets (nftables).
+    pub firewall: bool,
 }
 
 impl End {
@@ -258,7 +268,12 @@ pub struct Conn {
     pub forceencaps: bool,
     pub replay_window: Option<u32>,
     pub reqid: Option<u32>,
+    /// `mark=`: the mark of both directions unless `mark_in`/`mark_out` say otherwise.
     pub mark: Option<Mark>,
+    /// `mark_in=`: inbound SA, in and fwd policies.
+    pub mark_in: Option<Mark>,
+    /// `mark_out=`: outbound SA and out policy.
+    pub mark_out: Option<Mark>,
     pub inactivity: Option<Duration>,
     /// `lifebytes` / `lifepackets`: hard volume limits of a CHILD_SA (`None` = none).
     pub lifebytes: Option<u64>,

@@ -41,6 +41,35 @@ fn check_sourceip(c: &Conn, diags: &mut Diagnostics) {
     }
 }
 
+/// A shunt (`type=pass|drop`) is a set of policies installed at load (`auto=route`); no
+/// IKE keyword applies to it.
+fn check_shunt(c: &Conn, diags: &mut Diagnostics) {
+    let name = &c.name;
+    let shown = match c.conn_type {
+        ConnType::Drop => "drop",
+        _ => "pass",
+    };
+    if c.auto != Auto::Route {
+        diags.error(
+            &c.pos,
+            format!(
+                "conn '{name}': a type={shown} shunt is installed as policies, never negotiated: it needs auto=route, not auto={}",
+                c.auto
+            ),
+        );
+    }
+    for (side, end) in [("left", &c.left), ("right", &c.right)] {
+        if end.updown.is_some() || end.firewall {
+            diags.warning(
+                &c.pos,
+                format!(
+                    "conn '{name}': {side}updown/{side}firewall do not apply to a type={shown} shunt (it has no CHILD_SA); ignored"
+                ),
+            );
+        }
+    }
+}
+
 /// Cross-keyword checks of a loaded conn, reported at its `conn NAME` line.
 pub(super) fn check_conn(c: &Conn, diags: &mut Diagnostics) {
     if c.auto == Auto::Ignore {
@@ -48,6 +77,10 @@ pub(super) fn check_conn(c: &Conn, diags: &mut Diagnostics) {
     }
     let pos = &c.pos;
     let name = &c.name;
+    if c.conn_type.is_shunt() {
+        check_shunt(c, diags);
+        return;
+    }
     for (side, end) in [("left", &c.left), ("right", &c.right)] {
         if end.auth != AuthMethod::Psk {
             diags.error(
@@ -80,15 +113,6 @@ pub(super) fn check_conn(c: &Conn, diags: &mut Diagnostics) {
         );
     }
     check_sourceip(c, diags);
-    if matches!(c.conn_type, ConnType::Passthrough | ConnType::Drop) {
-        diags.warning(
-            pos,
-            format!(
-                "conn '{name}': type={} is accepted but not acted on yet",
-                c.conn_type
-            ),
-        );
-    }
     if c.rekeymargin >= c.lifetime || c.rekeymargin >= c.ikelifetime {
         diags.warning(
             pos,

@@ -2,17 +2,15 @@
 
 use std::time::Duration;
 
-use ipnet::IpNet;
-
 use super::{Action, AuthMethod, Auto, ConnType, Fragmentation, UniqueIds};
 use crate::config::diag::did_you_mean;
 use crate::config::ident::{Identity, IdentityError, parse_identity};
 use crate::config::keywords::ValueKind;
 use crate::config::proposal::{ProposalError, Proposals, Protocol, parse_proposals};
 use crate::config::values::{
-    DnsServer, Host, Mark, ProtoPort, SourceIp, ValueError, parse_bool, parse_dns, parse_duration,
-    parse_host, parse_mark, parse_percent, parse_protoport, parse_sourceips, parse_subnets,
-    parse_u32, parse_u64,
+    DnsServer, Host, Mark, ProtoPort, SourceIp, SubnetList, ValueError, parse_bool, parse_dns,
+    parse_duration, parse_host, parse_mark, parse_percent, parse_protoport, parse_sourceips,
+    parse_subnets, parse_u32, parse_u64,
 };
 
 /// A validated keyword value.
@@ -22,7 +20,7 @@ pub(super) enum Val {
     Unset,
     Host(Host),
     Id(Identity),
-    Subnets(Vec<IpNet>),
+    Subnets(SubnetList),
     ProtoPort(ProtoPort),
     SourceIps(Vec<SourceIp>),
     Dns(Vec<DnsServer>),

@@ -7,11 +7,16 @@ use crate::config::conn::Auto;
 use crate::control::{ChildReport, Done};
 use crate::daemon::install;
 use crate::daemon::keylog::KeyRecord;
+use crate::daemon::updown::{UpdownCall, UpdownInfo, Verb, pluto_id};
 use crate::ike::{ChildSaReady, IkeSaId};
-use crate::kernel::{ChildId, KernelOp, Lifetime, UdpEncap};
+use crate::kernel::{ChildId, KernelOp, Lifetime, Marks, UdpEncap};
 
 impl<R: rand::CryptoRng> Supervisor<R> {
     pub(super) fn install_traps(&mut self) {
+        let shunts: Vec<_> = self.shunts.iter().map(|s| s.name.clone()).collect();
+        for name in shunts {
+            self.install_shunt(&name);
+        }
         let traps: Vec<_> = self
             .conns
             .iter()
@@ -21,6 +26,33 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         for spec in traps {
             self.install_trap(spec);
         }
+    }
+
+    /// The policies of the shunt conn `name` (not when they are installed already).
+    pub(super) fn install_shunt(&mut self, name: &str) {
+        let Some(shunt) = self.shunts.iter().find(|s| s.name == name) else {
+            return;
+        };
+        let policy = shunt.policy.clone();
+        if !self.traps.insert(policy.reqid) {
+            return;
+        }
+        self.kernel(
+            KernelOp::InstallShunt(policy.clone()),
+            Pending::InstallTrap {
+                name: name.to_owned(),
+                reqid: policy.reqid,
+            },
+        );
+    }
+
+    /// The marks of conn `name` (none for an unknown conn).
+    pub(super) fn conn_marks(&self, name: &str) -> Marks {
+        self.conns
+            .iter()
+            .find(|c| c.spec.name == name)
+            .map(|c| c.marks)
+            .unwrap_or_default()
     }
 
     /// Trap policies for one conn (auto=route, dpdaction=hold, closeaction=hold).
@@ -39,6 +71,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             spec.reqid,
             &local_ts,
             &remote_ts,
+            self.conn_marks(&spec.name),
         );
         self.traps.insert(spec.reqid);
         self.kernel(
@@ -64,8 +97,50 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         self.endpoint.child_owner(spi_in)
     }
 
+    /// Files the installed CHILD_SA `spi_in` under IKE SA `owner` (where the engine has it).
+    pub(super) fn file_child(&mut self, spi_in: u32, owner: IkeSaId) {
+        let Some(rec) = self.children.get_mut(&spi_in) else {
+            return;
+        };
+        let old = std::mem::replace(&mut rec.ike_sa, owner);
+        self.unfile_child(old, spi_in);
+        self.by_ike.entry(owner).or_default().push(spi_in);
+    }
+
+    fn unfile_child(&mut self, ike_sa: IkeSaId, spi_in: u32) {
+        if let Some(spis) = self.by_ike.get_mut(&ike_sa) {
+            spis.retain(|s| *s != spi_in);
+            if spis.is_empty() {
+                self.by_ike.remove(&ike_sa);
+            }
+        }
+    }
+
+    /// The CHILD_SAs of IKE SA `old` belong to `new` now (an IKE SA rekey).
+    pub(super) fn move_children(&mut self, old: IkeSaId, new: IkeSaId) {
+        for spi in self.by_ike.remove(&old).unwrap_or_default() {
+            self.file_child(spi, new);
+        }
+    }
+
     pub(super) fn remove_child(&mut self, spi_in: u32) {
+        self.outbound_waits.retain(|_, new| new.spi_in != spi_in);
+        if let Some(new) = self.outbound_waits.remove(&spi_in) {
+            // The CHILD_SA that replaces this one sends from now on (before this one's
+            // removal, so outbound traffic always finds an SA).
+            let conn = self
+                .children
+                .get(&spi_in)
+                .map(|c| c.conn.clone())
+                .unwrap_or_default();
+            self.kernel(KernelOp::ActivateOutbound(new), Pending::Activate { conn });
+        }
         if let Some(child) = self.children.remove(&spi_in) {
+            self.unfile_child(child.ike_sa, spi_in);
+            self.by_out
+                .remove(&(child.kernel_id.reqid, child.kernel_id.spi_out));
+            self.idle_timers.set(spi_in, None);
+            self.updown_down(child.updown);
             self.kernel(
                 KernelOp::RemoveChild(child.kernel_id),
                 Pending::Remove { conn: child.conn },
@@ -90,7 +165,8 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             local_port: self.settings.natt_port,
             remote_port,
         });
-        let request = match install::child_install(c, lifetime, encap) {
+        let marks = self.conn_marks(&c.conn);
+        let mut request = match install::child_install(c, lifetime, encap, marks) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(target: "kernel", "installing CHILD_SA of {}[{}] failed: {e}", c.conn, c.ike_sa.0);
@@ -98,7 +174,40 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 return;
             }
         };
+        let replaces = c.rekeyed_from.map(|(old_in, _)| old_in).or_else(|| {
+            // A make-before-break reauthentication's CHILD_SA replaces the old IKE SA's
+            // CHILD_SA of the same conn, which the peer deletes once this one is in.
+            let old = self.reauth_suspects.get(&c.ike_sa)?;
+            let sa = self.endpoint.ike_sa(*old)?;
+            sa.children
+                .iter()
+                .filter(|o| !o.replaced)
+                .find(|o| {
+                    self.children
+                        .get(&o.spi_in)
+                        .is_some_and(|r| r.conn == c.conn)
+                })
+                .map(|o| o.spi_in)
+        });
+        // We answered: the initiator installs its new inbound SA only when our response
+        // arrives, and deletes the old CHILD_SA (or IKE SA) right after. Our new outbound SA
+        // waits for that Delete, so our first packets on it cannot arrive before the peer's
+        // inbound SA exists (strongSwan's responder does the same).
+        if !c.initiator
+            && let Some(old_in) = replaces
+        {
+            request.defer_outbound = true;
+            self.outbound_waits.insert(
+                old_in,
+                ChildId {
+                    reqid: request.policy.reqid,
+                    spi_in: request.spi_in,
+                    spi_out: request.spi_out,
+                },
+            );
+        }
         let report = status::child_report(c, self.settings.kernel_installs);
+        let updown = self.updown_info(c);
         let text = format!(
             "CHILD_SA {}{{{}}} established with SPIs {}_i {}_o and TS {} === {}",
             c.conn,
@@ -117,8 +226,51 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 lifetime,
                 rekeyed_from: c.rekeyed_from,
                 text,
+                updown,
             },
         );
+    }
+
+    /// The updown facts of a new CHILD_SA, when its conn has `leftupdown` or `leftfirewall`
+    /// (and is not a rekey: strongSwan calls the script once per CHILD_SA, not per rekey).
+    fn updown_info(&self, c: &ChildSaReady) -> Option<Box<UpdownInfo>> {
+        let entry = self.conns.iter().find(|e| e.spec.name == c.conn)?;
+        if (entry.updown.is_none() && !entry.firewall) || c.rekeyed_from.is_some() {
+            return None;
+        }
+        let ike = self
+            .endpoint
+            .ike_sas()
+            .into_iter()
+            .find(|s| s.id == c.ike_sa)?;
+        Some(Box::new(UpdownInfo {
+            conn: c.conn.clone(),
+            script: entry.updown.clone(),
+            firewall: entry.firewall,
+            unique_id: c.ike_sa.0,
+            reqid: c.reqid,
+            spi_in: c.spi_in,
+            proto: c.protocol,
+            me: c.local,
+            my_id: pluto_id(&ike.local_id),
+            peer: c.remote,
+            peer_id: ike
+                .remote_id
+                .as_ref()
+                .map_or_else(|| "%any".to_owned(), pluto_id),
+            local_ts: c.local_ts.clone(),
+            remote_ts: c.remote_ts.clone(),
+        }))
+    }
+
+    /// The `down` call of a CHILD_SA that goes (none when its `up` was not made by it).
+    pub(super) fn updown_down(&mut self, info: Option<Box<UpdownInfo>>) {
+        if let Some(info) = info {
+            self.effects.push_back(Effect::Updown(Box::new(UpdownCall {
+                verb: Verb::Down,
+                info: *info,
+            })));
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -132,6 +284,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         lifetime: Lifetime,
         rekeyed_from: Option<(u32, u32)>,
         text: String,
+        updown: Option<Box<UpdownInfo>>,
     ) {
         let rekey = rekeyed_from
             .map(|(i, o)| format!(", rekeys {i:08x}_i {o:08x}_o"))
@@ -145,19 +298,44 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             .find(|c| c.spec.name == conn)
             .and_then(|c| c.inactivity)
             .map(|inactivity| super::liveness::IdleWatch::new(inactivity, now));
+        // A rekey takes the announced CHILD_SA's place: its `down` call moves here.
+        let updown = match rekeyed_from {
+            Some((old_in, _)) => self
+                .children
+                .get_mut(&old_in)
+                .and_then(|old| old.updown.take()),
+            None => {
+                if let Some(info) = &updown {
+                    self.effects.push_back(Effect::Updown(Box::new(UpdownCall {
+                        verb: Verb::Up,
+                        info: (**info).clone(),
+                    })));
+                }
+                updown
+            }
+        };
         let record = ChildRecord {
             conn,
+            ike_sa,
             kernel_id,
             report: *report,
             installed_at: now,
             lifetime,
             idle,
+            updown,
         };
         let spi_in = kernel_id.spi_in;
+        self.idle_timers
+            .set(spi_in, record.idle.as_ref().and_then(|w| w.due()));
+        self.by_out
+            .insert((kernel_id.reqid, kernel_id.spi_out), spi_in);
         self.children.insert(spi_in, record);
-        if self.engine_child(spi_in).is_none() {
+        self.by_ike.entry(ike_sa).or_default().push(spi_in);
+        match self.engine_child(spi_in) {
+            // Its IKE SA may have been rekeyed while the install ran.
+            Some((owner, _)) => self.file_child(spi_in, owner),
             // Deleted (or its IKE SA gone) while the install ran.
-            self.remove_child(spi_in);
+            None => self.remove_child(spi_in),
         }
         if rekeyed_from.is_none() {
             self.reauth_child_done(now, ike_sa);
@@ -207,7 +385,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             return;
         };
         let name = entry.spec.name.clone();
-        if self.endpoint.ike_sas().iter().any(|s| s.conn == name) {
+        if self.endpoint.conn_has_sas(&name) {
             tracing::debug!(target: "kernel", "ACQUIRE {local} -> {remote} for {name}: negotiation already under way");
             return;
         }
@@ -218,15 +396,15 @@ impl<R: rand::CryptoRng> Supervisor<R> {
     }
 
     pub(super) fn expire(&mut self, now: Instant, reqid: u32, spi: u32, hard: bool) {
-        let Some((spi_in, conn)) = self
+        let inbound = self
             .children
-            .iter()
-            .find(|(_, c)| {
-                c.kernel_id.reqid == reqid
-                    && (c.kernel_id.spi_in == spi || c.kernel_id.spi_out == spi)
-            })
-            .map(|(s, c)| (*s, c.conn.clone()))
-        else {
+            .get(&spi)
+            .filter(|c| c.kernel_id.reqid == reqid)
+            .map(|_| spi);
+        let Some(spi_in) = inbound.or_else(|| self.by_out.get(&(reqid, spi)).copied()) else {
+            return;
+        };
+        let Some(conn) = self.children.get(&spi_in).map(|c| c.conn.clone()) else {
             return;
         };
         let Some((ike_sa, replaced)) = self.engine_child(spi_in) else {

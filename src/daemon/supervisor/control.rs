@@ -4,14 +4,27 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::{CtlId, DownWaiter, Phase, Supervisor, UpWaiter};
+use super::{CtlId, DownWaiter, Pending, Phase, Supervisor, UpWaiter};
 use crate::control::Done;
 use crate::ike::{IkeError, IkeSaId};
+use crate::kernel::KernelOp;
 
 impl<R: rand::CryptoRng> Supervisor<R> {
     pub(super) fn up(&mut self, now: Instant, name: String, ctl: CtlId) {
         if self.phase != Phase::Running {
             self.done(ctl, Done::failed("ikev2d is shutting down"));
+            return;
+        }
+        if let Some(reqid) = self.shunt_reqid(&name) {
+            // A shunt has nothing to negotiate: `up` (re)installs its policies.
+            let text = if self.traps.contains(&reqid) {
+                format!("shunt {name} is installed")
+            } else {
+                self.install_shunt(&name);
+                format!("installing shunt {name}")
+            };
+            self.progress(ctl, text);
+            self.done(ctl, Done::ok());
             return;
         }
         let remote = self
@@ -40,7 +53,27 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         }
     }
 
+    /// The reqid of the shunt conn `name`, if it is one.
+    fn shunt_reqid(&self, name: &str) -> Option<u32> {
+        self.shunts
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.policy.reqid)
+    }
+
     pub(super) fn down(&mut self, now: Instant, name: &str, ctl: CtlId) {
+        if let Some(reqid) = self.shunt_reqid(name) {
+            let text = if self.traps.remove(&reqid) {
+                self.kernel(KernelOp::RemoveTrap(reqid), Pending::RemoveTrap);
+                format!("removing shunt {name}")
+            } else {
+                format!("shunt {name} is not installed")
+            };
+            tracing::info!(target: "kernel", "down {name}: {text}");
+            self.progress(ctl, text);
+            self.done(ctl, Done::ok());
+            return;
+        }
         let ids: HashSet<IkeSaId> = self
             .endpoint
             .ike_sas()

@@ -7,11 +7,15 @@
 //! deleted. The new CHILD_SAs use the same reqids, and the kernel counts the users of a
 //! reqid's policies, so removing the old SAs leaves the new ones' policies in place.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{Phase, Supervisor};
 use crate::daemon::install;
 use crate::ike::IkeSaId;
+
+/// After a failed rekey or reauthentication, the next try comes this much later (while the
+/// IKE SA's `ikelifetime` leaves room for it).
+pub(super) const RENEW_RETRY: Duration = Duration::from_secs(30);
 
 /// The schedule of one established IKE SA.
 pub(super) struct IkeLife {
@@ -66,6 +70,32 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 reauth,
             },
         );
+        self.file_ike_life(id);
+    }
+
+    /// Files IKE SA `id` under the earlier of its renewal and hard end (or none).
+    fn file_ike_life(&mut self, id: IkeSaId) {
+        let at = self
+            .ike_lives
+            .get(&id)
+            .and_then(|l| [l.renew_at, l.hard_at].into_iter().flatten().min());
+        self.ike_life_timers.set(id, at);
+    }
+
+    /// The timer index agrees with the schedules (debug builds: against a scan).
+    #[cfg(debug_assertions)]
+    pub(super) fn check_ike_life_timers(&self) {
+        for (id, l) in &self.ike_lives {
+            assert_eq!(
+                self.ike_life_timers.get(*id),
+                [l.renew_at, l.hard_at].into_iter().flatten().min(),
+                "IKE_SA [{}] life timer",
+                id.0
+            );
+        }
+        for (id, _) in self.ike_life_timers.iter() {
+            assert!(self.ike_lives.contains_key(&id), "IKE_SA [{}] timer", id.0);
+        }
     }
 
     /// The earliest IKE SA renewal or hard end (none once shutting down: then the SAs go
@@ -74,24 +104,18 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         if self.phase != Phase::Running {
             return None;
         }
-        self.ike_lives
-            .values()
-            .flat_map(|l| [l.renew_at, l.hard_at])
-            .flatten()
-            .min()
+        self.ike_life_timers.first()
     }
 
     /// Acts on every renewal and hard end due at `now`.
     pub(super) fn ike_life_timers(&mut self, now: Instant) {
         let mut due: Vec<(IkeSaId, bool)> = self
-            .ike_lives
-            .iter()
-            .filter_map(|(id, l)| {
-                if l.hard_at.is_some_and(|t| t <= now) {
-                    Some((*id, true))
-                } else {
-                    l.renew_at.is_some_and(|t| t <= now).then_some((*id, false))
-                }
+            .ike_life_timers
+            .take_due(now)
+            .into_iter()
+            .filter_map(|id| {
+                let l = self.ike_lives.get(&id)?;
+                Some((id, l.hard_at.is_some_and(|t| t <= now)))
             })
             .collect();
         due.sort_unstable_by_key(|(id, _)| id.0);
@@ -120,7 +144,9 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 continue;
             };
             life.renew_at = None;
-            if life.reauth {
+            let reauth = life.reauth;
+            self.file_ike_life(id);
+            if reauth {
                 self.reauthenticate(now, id);
             } else {
                 tracing::info!(target: "ike", "IKE_SA [{}] reached its rekey time; rekeying", id.0);
@@ -205,6 +231,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
     /// IKE SA `old` was rekeyed into `new` at `now`: the schedule starts again for `new`.
     pub(super) fn ike_rekeyed(&mut self, now: Instant, old: IkeSaId, new: IkeSaId, conn: &str) {
         self.ike_lives.remove(&old);
+        self.ike_life_timers.set(old, None);
         self.schedule_ike(now, new, conn);
         if let Some(r) = self.reauths.remove(&old) {
             self.reauths.insert(new, r);
@@ -216,14 +243,39 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         }
     }
 
-    /// IKE SA `id` is gone: its schedule and a reauthentication it was part of end (the old
-    /// SA of a failed reauthentication stays until its hard end).
-    pub(super) fn ike_life_gone(&mut self, id: IkeSaId) {
+    /// The renewal of IKE SA `id` failed at `now`: try again after [`RENEW_RETRY`] if that
+    /// comes before its hard end.
+    pub(super) fn renew_failed(&mut self, now: Instant, id: IkeSaId) {
+        let Some(l) = self.ike_lives.get_mut(&id) else {
+            return;
+        };
+        let next = now
+            .checked_add(RENEW_RETRY)
+            .filter(|t| l.hard_at.is_none_or(|h| *t < h));
+        l.renew_at = next;
+        self.file_ike_life(id);
+        match next {
+            Some(_) => {
+                tracing::info!(target: "ike", "IKE_SA [{}]: renewing again in {} s", id.0, RENEW_RETRY.as_secs())
+            }
+            None => {
+                tracing::warn!(target: "ike", "IKE_SA [{}]: no time left to renew it again; it ends at its ikelifetime", id.0)
+            }
+        }
+    }
+
+    /// IKE SA `id` is gone at `now`: its schedule and a reauthentication it was part of end
+    /// (the old SA of a failed reauthentication is renewed again later).
+    pub(super) fn ike_life_gone(&mut self, now: Instant, id: IkeSaId) {
         self.ike_lives.remove(&id);
-        if self.reauths.remove(&id).is_some() {
-            tracing::warn!(target: "ike", "reauthentication as IKE_SA [{}] failed; the old IKE_SA stays until its ikelifetime", id.0);
+        self.ike_life_timers.set(id, None);
+        if let Some(r) = self.reauths.remove(&id) {
+            tracing::warn!(target: "ike", "reauthentication as IKE_SA [{}] failed", id.0);
+            self.renew_failed(now, r.old);
         }
         self.reauths.retain(|_, r| r.old != id);
+        self.reauth_suspects.remove(&id);
+        self.reauth_suspects.retain(|_, old| *old != id);
     }
 
     /// Seconds until IKE SA `id` is renewed, and whether by reauthentication.

@@ -67,7 +67,7 @@ impl IdleWatch {
         }
     }
 
-    fn due(&self) -> Option<Instant> {
+    pub(super) fn due(&self) -> Option<Instant> {
         (!self.reading).then_some(self.next)
     }
 }
@@ -124,39 +124,82 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         heard.checked_add(delay)
     }
 
-    /// The next liveness check or retry (kept for [`Supervisor::poll_timeout`]).
-    pub(super) fn refresh_liveness_deadline(&mut self) {
-        let dpd = self
-            .endpoint
-            .ike_sas()
+    /// When to look at IKE SA `id` again for its liveness check: when the check is due, or
+    /// (a check outstanding, or the SA not established) after another `dpddelay`; `None`
+    /// when the SA is gone or its conn has no `dpddelay`. Authentic messages only move the
+    /// check later, so a look that comes early just files the SA again.
+    fn dpd_next(&self, id: IkeSaId, now: Instant) -> Option<Instant> {
+        let sa = self.endpoint.ike_sa(id)?;
+        let delay = self
+            .conns
             .iter()
-            .filter_map(|sa| self.dpd_due(sa))
-            .min();
+            .find(|c| c.spec.name == sa.conn)?
+            .dpddelay?;
+        self.dpd_due(&sa).or_else(|| now.checked_add(delay))
+    }
+
+    /// Files IKE SA `id` for its next liveness look (after it was established, rekeyed or
+    /// checked).
+    pub(super) fn file_dpd(&mut self, id: IkeSaId, now: Instant) {
+        let at = self.dpd_next(id, now);
+        self.dpd_timers.set(id, at);
+    }
+
+    /// A reload may change `dpddelay`: every IKE SA is filed again.
+    pub(super) fn refile_dpd(&mut self, now: Instant) {
+        self.dpd_timers.clear();
+        for sa in self.endpoint.ike_sas() {
+            if sa.state == IkeSaState::Established {
+                self.file_dpd(sa.id, now);
+            }
+        }
+    }
+
+    /// The next liveness look, `inactivity` reading or retry (for
+    /// [`Supervisor::poll_timeout`]).
+    pub(super) fn liveness_timeout_at(&self) -> Option<Instant> {
         let retry = self.retries.iter().map(|r| r.at).min();
-        let idle = self
-            .children
-            .values()
-            .filter_map(|c| c.idle.as_ref()?.due())
-            .min();
-        self.liveness_deadline = [dpd, retry, idle].into_iter().flatten().min();
+        [self.dpd_timers.first(), self.idle_timers.first(), retry]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Every established IKE SA whose liveness check a scan finds due is filed no later
+    /// (debug builds: the index against a scan).
+    #[cfg(debug_assertions)]
+    pub(super) fn check_liveness_timers(&self) {
+        for sa in self.endpoint.ike_sas() {
+            if let Some(due) = self.dpd_due(&sa) {
+                let filed = self.dpd_timers.get(sa.id);
+                assert!(
+                    filed.is_some_and(|t| t <= due),
+                    "liveness check of IKE_SA [{}] due {due:?}, filed {filed:?}",
+                    sa.id.0
+                );
+            }
+        }
+        for (id, _) in self.dpd_timers.iter() {
+            assert!(self.endpoint.ike_sa(id).is_some(), "IKE_SA [{}] gone", id.0);
+        }
     }
 
     /// Sends the liveness checks and starts the retries due at `now`.
     pub(super) fn liveness_timeout(&mut self, now: Instant) {
-        let due: Vec<IkeSaStatus> = self
-            .endpoint
-            .ike_sas()
-            .into_iter()
-            .filter(|sa| self.dpd_due(sa).is_some_and(|t| t <= now))
-            .collect();
-        for sa in due {
-            tracing::debug!(target: "ike", "IKE_SA {}[{}]: nothing received for dpddelay, checking liveness", sa.conn, sa.id.0);
-            if let Some(heard) = sa.established_at.max(sa.last_received) {
-                self.dpd_sent.insert(sa.id, heard);
+        for id in self.dpd_timers.take_due(now) {
+            let Some(sa) = self.endpoint.ike_sa(id) else {
+                continue;
+            };
+            if self.dpd_due(&sa).is_some_and(|t| t <= now) {
+                tracing::debug!(target: "ike", "IKE_SA {}[{}]: nothing received for dpddelay, checking liveness", sa.conn, sa.id.0);
+                if let Some(heard) = sa.established_at.max(sa.last_received) {
+                    self.dpd_sent.insert(sa.id, heard);
+                }
+                if let Err(e) = self.endpoint.check_liveness(now, sa.id) {
+                    tracing::warn!(target: "ike", "liveness check of IKE_SA [{}]: {e}", sa.id.0);
+                }
             }
-            if let Err(e) = self.endpoint.check_liveness(now, sa.id) {
-                tracing::warn!(target: "ike", "liveness check of IKE_SA [{}]: {e}", sa.id.0);
-            }
+            self.file_dpd(id, now);
         }
         let (due, wait): (Vec<Retry>, Vec<Retry>) = std::mem::take(&mut self.retries)
             .into_iter()
@@ -171,14 +214,12 @@ impl<R: rand::CryptoRng> Supervisor<R> {
     /// Reads the counters of the CHILD_SAs whose `inactivity` reading is due.
     fn read_idle_counters(&mut self, now: Instant) {
         let mut due: Vec<(u32, crate::kernel::ChildId)> = Vec::new();
-        for (spi, c) in &mut self.children {
-            if let Some(w) = c
-                .idle
-                .as_mut()
-                .filter(|w| w.due().is_some_and(|t| t <= now))
+        for spi in self.idle_timers.take_due(now) {
+            if let Some(c) = self.children.get_mut(&spi)
+                && let Some(w) = c.idle.as_mut()
             {
                 w.reading = true;
-                due.push((*spi, c.kernel_id));
+                due.push((spi, c.kernel_id));
             }
         }
         if due.is_empty() {
@@ -213,6 +254,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             };
             w.reading = false;
             w.next = now + w.inactivity;
+            self.idle_timers.set(*spi, Some(w.next));
             match results.get(i) {
                 Some(Ok(n)) => {
                     let packets = n.inbound.packets.saturating_add(n.outbound.packets);
@@ -256,7 +298,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
     }
 
     fn retry(&mut self, now: Instant, r: Retry) {
-        if self.endpoint.ike_sas().iter().any(|s| s.conn == r.conn) {
+        if self.endpoint.conn_has_sas(&r.conn) {
             tracing::info!(target: "ike", "{}: an IKE_SA exists again, no further try", r.conn);
             for w in r.waiters {
                 self.done(
@@ -349,7 +391,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         {
             return;
         }
-        if self.endpoint.ike_sas().iter().any(|s| s.conn == conn) {
+        if self.endpoint.conn_has_sas(conn) {
             // Replaced (rekeyed, or the peer re-established it with INITIAL_CONTACT).
             return;
         }

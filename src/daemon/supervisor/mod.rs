@@ -25,6 +25,7 @@ mod shared;
 mod status;
 #[cfg(test)]
 mod tests;
+mod timers;
 mod vips;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
@@ -33,8 +34,9 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::ChaCha20Rng;
 
-use super::conns::{ConnEntry, endpoint_config, fmt_identification};
+use super::conns::{ConnEntry, ShuntEntry, endpoint_config, fmt_identification};
 use super::keylog::KeyRecord;
+use super::updown::{UpdownCall, UpdownInfo};
 use crate::config::conn::Auto;
 use crate::config::settings::DaemonSettings;
 use crate::control::{ChildReport, Done, Reply, Request, StatusReport};
@@ -68,6 +70,9 @@ pub enum Effect {
     LoadConfig(Option<CtlId>),
     /// Append to the Wireshark key log (only with [`Settings::key_log`]).
     KeyLog(KeyRecord),
+    /// Run a CHILD_SA's `leftupdown` script and/or `leftfirewall` rules (asynchronously: the
+    /// daemon does not wait for it).
+    Updown(Box<UpdownCall>),
     /// Send a NAT keepalive (RFC 3948: the one byte 0xff, no non-ESP marker) from our NAT-T
     /// port.
     Keepalive {
@@ -83,6 +88,8 @@ pub enum Effect {
 pub struct Reloaded {
     /// ipsec.conf's conns with their secrets.
     pub conns: Vec<ConnEntry>,
+    /// ipsec.conf's shunt conns (`type=pass|drop`, `auto=route`).
+    pub shunts: Vec<ShuntEntry>,
     /// The settings file (`/etc/ikev2d.toml`).
     pub settings: DaemonSettings,
     /// `config setup` `uniqueids=`.
@@ -119,12 +126,17 @@ pub enum Signal {
 /// A CHILD_SA installed in the kernel (the engine owns the protocol state).
 struct ChildRecord {
     conn: String,
+    /// The IKE SA that holds it (it moves with an IKE SA rekey).
+    ike_sa: IkeSaId,
     kernel_id: ChildId,
     report: ChildReport,
     installed_at: Instant,
     lifetime: Lifetime,
     /// `inactivity`: the idle watch of this CHILD_SA.
     idle: Option<liveness::IdleWatch>,
+    /// What its `down` updown call needs, when its conn has `leftupdown`/`leftfirewall` and
+    /// it is the CHILD_SA the `up` call announced (a rekey hands this on to the new one).
+    updown: Option<Box<UpdownInfo>>,
 }
 
 /// What a kernel result means.
@@ -136,8 +148,12 @@ enum Pending {
         lifetime: Lifetime,
         rekeyed_from: Option<(u32, u32)>,
         text: String,
+        updown: Option<Box<UpdownInfo>>,
     },
     Remove {
+        conn: String,
+    },
+    Activate {
         conn: String,
     },
     InstallTrap {
@@ -195,17 +211,25 @@ pub struct Supervisor<R> {
     endpoint: Endpoint<R>,
     settings: Settings,
     conns: Vec<ConnEntry>,
+    /// Shunt conns: their policies are installed with the traps.
+    shunts: Vec<ShuntEntry>,
     rng: ChaCha20Rng,
     /// Installed CHILD_SAs by inbound SPI.
     children: HashMap<u32, ChildRecord>,
+    /// Inbound SPIs of the installed CHILD_SAs of each IKE SA.
+    by_ike: HashMap<IkeSaId, Vec<u32>>,
+    /// Installed CHILD_SAs by (reqid, outbound SPI), for the kernel's EXPIRE of an outbound SA.
+    by_out: HashMap<(u32, u32), u32>,
     pending: HashMap<OpId, Pending>,
     next_op: u64,
     up_waiters: HashMap<IkeSaId, Vec<UpWaiter>>,
     down_waiters: Vec<DownWaiter>,
-    /// reqids of trap policies installed or being installed.
+    /// reqids of trap and shunt policies installed or being installed.
     traps: HashSet<u32>,
     /// Renewal and hard end of each established IKE SA.
     ike_lives: HashMap<IkeSaId, ike_life::IkeLife>,
+    /// The earlier of each IKE SA's renewal and hard end.
+    ike_life_timers: timers::Deadlines<IkeSaId>,
     /// Make-before-break reauthentications, by the new IKE SA.
     reauths: HashMap<IkeSaId, ike_life::Reauth>,
     phase: Phase,
@@ -218,8 +242,18 @@ pub struct Supervisor<R> {
     dpd_sent: HashMap<IkeSaId, Instant>,
     /// IKE SAs we are deleting ourselves (no `dpdaction` when they go).
     local_deletes: HashSet<IkeSaId>,
-    /// The next liveness check or retry.
-    liveness_deadline: Option<Instant>,
+    /// CHILD_SAs we answered a rekey for, by the inbound SPI of the CHILD_SA they replace:
+    /// their outbound SA goes in when that one goes ([`ChildSaInstall::defer_outbound`](crate::kernel::ChildSaInstall::defer_outbound)).
+    outbound_waits: HashMap<u32, ChildId>,
+    /// Responder IKE SAs that probably reauthenticate another (same peer and address, see
+    /// [`Event::DuplicateIkeSa`]): new → old. Their CHILD_SAs replace the old SA's like a
+    /// rekey does.
+    reauth_suspects: HashMap<IkeSaId, IkeSaId>,
+    /// When each IKE SA of a conn with `dpddelay` is looked at next (never later than its
+    /// liveness check is due).
+    dpd_timers: timers::Deadlines<IkeSaId>,
+    /// When each CHILD_SA watched for `inactivity` is read next (by inbound SPI).
+    idle_timers: timers::Deadlines<u32>,
     /// When NAT keepalives are due next (while some IKE SA is behind a NAT).
     next_keepalive: Option<Instant>,
     /// Refused IKE_SA_INIT requests, logged with a rate limit.
@@ -242,14 +276,18 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             endpoint,
             settings,
             conns,
+            shunts: Vec::new(),
             rng,
             children: HashMap::new(),
+            by_ike: HashMap::new(),
+            by_out: HashMap::new(),
             pending: HashMap::new(),
             next_op: 0,
             up_waiters: HashMap::new(),
             down_waiters: Vec::new(),
             traps: HashSet::new(),
             ike_lives: HashMap::new(),
+            ike_life_timers: timers::Deadlines::default(),
             reauths: HashMap::new(),
             phase: Phase::Running,
             effects: VecDeque::new(),
@@ -257,14 +295,22 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             retries: Vec::new(),
             dpd_sent: HashMap::new(),
             local_deletes: HashSet::new(),
-            liveness_deadline: None,
+            outbound_waits: HashMap::new(),
+            reauth_suspects: HashMap::new(),
+            dpd_timers: timers::Deadlines::default(),
+            idle_timers: timers::Deadlines::default(),
             next_keepalive: None,
             refusals: refusals::RefusalLog::default(),
             vips: BTreeMap::new(),
         }
     }
 
-    /// Start-up actions: traps for `auto=route`, initiation for `auto=start`.
+    /// The shunt conns (before [`Self::start`], which installs them).
+    pub fn set_shunts(&mut self, shunts: Vec<ShuntEntry>) {
+        self.shunts = shunts;
+    }
+
+    /// Start-up actions: traps and shunts for `auto=route`, initiation for `auto=start`.
     pub fn start(&mut self, now: Instant) {
         self.install_traps();
         let starts: Vec<String> = self
@@ -301,7 +347,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             self.next_keepalive,
             self.refusals.deadline(),
             self.ike_life_timeout(),
-            self.liveness_deadline,
+            self.liveness_timeout_at(),
         ]
         .into_iter()
         .flatten()
@@ -373,6 +419,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         };
         let Reloaded {
             conns,
+            shunts,
             settings,
             unique_ids,
         } = match loaded {
@@ -386,7 +433,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             }
         };
         tracing::info!(target: "cfg", "{who}: configuration reloaded");
-        let n = conns.len();
+        let n = conns.len() + shunts.len();
         self.endpoint.set_config(endpoint_config(
             &settings,
             self.settings.key_log,
@@ -397,8 +444,10 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         self.endpoint
             .set_conns(conns.iter().map(|c| c.spec.clone()).collect());
         self.conns = conns;
+        self.shunts = shunts;
         self.remove_traps();
         self.install_traps();
+        self.refile_dpd(now);
         if let Some(ctl) = from {
             self.progress(ctl, format!("loaded {n} conn(s)"));
             self.done(ctl, Done::ok());
@@ -440,6 +489,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                     lifetime,
                     rekeyed_from,
                     text,
+                    updown,
                 },
                 Ok(KernelOutput::Installed(kernel_id)),
             ) => self.installed(
@@ -451,6 +501,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 lifetime,
                 rekeyed_from,
                 text,
+                updown,
             ),
             (
                 Pending::Install {
@@ -471,8 +522,14 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             (Pending::Remove { conn }, Err(e)) => {
                 tracing::error!(target: "kernel", "removing CHILD_SA of {conn}: {e}")
             }
+            (Pending::Activate { conn }, Ok(_)) => {
+                tracing::debug!(target: "kernel", "outbound SA of the rekeyed CHILD_SA of {conn} installed")
+            }
+            (Pending::Activate { conn }, Err(e)) => {
+                tracing::error!(target: "kernel", "installing the outbound SA of the rekeyed CHILD_SA of {conn}: {e}")
+            }
             (Pending::InstallTrap { name, reqid }, Ok(_)) => {
-                tracing::info!(target: "kernel", "auto=route {name}: trap policies installed (reqid {reqid:#x})")
+                tracing::info!(target: "kernel", "auto=route {name}: policies installed (reqid {reqid:#x})")
             }
             (Pending::InstallTrap { name, reqid }, Err(e)) => {
                 tracing::error!(target: "kernel", "auto=route {name}: {e}");
@@ -551,9 +608,13 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             return;
         }
         self.phase = Phase::Flushing;
+        self.by_ike.clear();
+        self.by_out.clear();
+        self.idle_timers.clear();
         let mut children: Vec<ChildRecord> = self.children.drain().map(|(_, c)| c).collect();
         children.sort_by_key(|c| c.kernel_id);
         for c in children {
+            self.updown_down(c.updown);
             self.kernel(
                 KernelOp::RemoveChild(c.kernel_id),
                 Pending::Remove { conn: c.conn },
@@ -588,7 +649,43 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             }
         }
         self.finish_if_drained(now);
-        self.refresh_liveness_deadline();
+        #[cfg(debug_assertions)]
+        self.check_indexes();
+    }
+
+    /// The supervisor's indexes agree with a scan of the engine and the records (debug
+    /// builds only: O(n) per call, like the engine's own check in `poll_timeout`).
+    #[cfg(debug_assertions)]
+    fn check_indexes(&self) {
+        let mut filed = 0;
+        for (id, spis) in &self.by_ike {
+            for spi in spis {
+                let rec = self.children.get(spi);
+                assert_eq!(rec.map(|r| r.ike_sa), Some(*id), "by_ike: {spi:08x}");
+                filed += 1;
+            }
+        }
+        assert_eq!(filed, self.children.len(), "by_ike misses CHILD_SAs");
+        assert_eq!(self.by_out.len(), self.children.len(), "by_out out of date");
+        for (spi, rec) in &self.children {
+            assert_eq!(
+                self.engine_child(*spi).map(|(id, _)| id),
+                Some(rec.ike_sa),
+                "CHILD_SA {spi:08x} recorded under the wrong IKE SA"
+            );
+            assert_eq!(
+                self.by_out
+                    .get(&(rec.kernel_id.reqid, rec.kernel_id.spi_out)),
+                Some(spi)
+            );
+            assert_eq!(
+                self.idle_timers.get(*spi),
+                rec.idle.as_ref().and_then(liveness::IdleWatch::due),
+                "inactivity timer of {spi:08x}"
+            );
+        }
+        self.check_liveness_timers();
+        self.check_ike_life_timers();
     }
 
     /// An IKE SA's keys for the Wireshark key log (present only when the engine exports them).
@@ -644,9 +741,10 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                     self.progress(ctl, format!("IKE proposal: {proposal}"));
                 }
                 self.schedule_ike(now, id, &conn);
+                self.file_dpd(id, now);
                 self.reauth_established(now, id);
                 if nat_detected {
-                    self.arm_keepalive(now);
+                    self.arm_keepalive(now, id);
                 }
             }
             Event::Retransmit {
@@ -674,6 +772,8 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 tracing::info!(target: "ike", "IKE_SA {conn}[{}] rekeyed as {conn}[{}] (SPIs {}_i {}_r, {proposal})",
                     old.0, new.0, super::hex(&spi_i), super::hex(&spi_r));
                 self.ike_rekeyed(now, old, new, &conn);
+                self.move_children(old, new);
+                self.file_dpd(new, now);
                 self.vips_rekeyed(old, new);
                 if let Some(w) = self.up_waiters.remove(&old) {
                     self.up_waiters.entry(new).or_default().extend(w);
@@ -686,7 +786,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 if !self.initiate_failed(now, id, &error) {
                     self.fail_up(id, None, &error);
                 }
-                self.ike_gone(id);
+                self.ike_gone(now, id);
             }
             Event::ChildSaReady(ready) => self.child_ready(now, &ready),
             Event::ChildSaFailed { id, conn, error } => {
@@ -720,9 +820,13 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 };
                 tracing::info!(target: "ike", "IKE_SA {conn}[{}] duplicates IKE_SA {conn}[{}] of the same peer (uniqueids): deleting [{}] {when}",
                     new.0, old.0, old.0);
+                if !delete_in.is_zero() {
+                    self.reauth_suspects.insert(new, old);
+                }
             }
             Event::IkeSaRekeyFailed { id, conn, error } => {
                 tracing::warn!(target: "ike", "rekeying IKE_SA {conn}[{}] failed: {error}", id.0);
+                self.renew_failed(now, id);
             }
             Event::IkeSaDeleted {
                 id,
@@ -743,7 +847,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                         Done::failed(format!("IKE_SA {conn}[{}] was deleted", id.0)),
                     );
                 }
-                self.ike_gone(id);
+                self.ike_gone(now, id);
                 self.ike_sa_lost(now, id, &conn, by_peer, dead);
             }
         }
@@ -751,24 +855,18 @@ impl<R: rand::CryptoRng> Supervisor<R> {
 
     /// An IKE SA is gone: remove the CHILD_SAs the engine no longer has, finish `down`
     /// waiters.
-    fn ike_gone(&mut self, id: IkeSaId) {
-        self.ike_life_gone(id);
+    fn ike_gone(&mut self, now: Instant, id: IkeSaId) {
+        self.ike_life_gone(now, id);
+        self.dpd_timers.set(id, None);
         self.vips_gone(id);
-        let live: HashSet<u32> = self
-            .endpoint
-            .ike_sas()
-            .iter()
-            .flat_map(|sa| sa.children.iter().map(|c| c.spi_in))
-            .collect();
-        let mut orphans: Vec<u32> = self
-            .children
-            .keys()
-            .filter(|spi| !live.contains(spi))
-            .copied()
-            .collect();
-        orphans.sort_unstable();
-        for spi in orphans {
-            self.remove_child(spi);
+        let mut spis = self.by_ike.remove(&id).unwrap_or_default();
+        spis.sort_unstable();
+        for spi in spis {
+            match self.engine_child(spi) {
+                // Moved to another IKE SA (a rekey): filed under it.
+                Some((owner, _)) => self.file_child(spi, owner),
+                None => self.remove_child(spi),
+            }
         }
         let mut progress = Vec::new();
         for w in &mut self.down_waiters {

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::{Effect, Supervisor};
-use crate::ike::{IkeSaId, IkeSaState};
+use crate::ike::{IkeSaId, IkeSaState, IkeSaStatus};
 
 impl<R: rand::CryptoRng> Supervisor<R> {
     /// The paths (ours, the peer's) that need NAT keepalives now: established IKE SAs behind
@@ -18,18 +18,29 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         self.endpoint
             .ike_sas()
             .into_iter()
-            .filter(|sa| {
-                sa.behind_nat
-                    && sa.state == IkeSaState::Established
-                    && sa.local.port() == self.settings.natt_port
-            })
+            .filter(|sa| self.needs_keepalive(sa))
             .map(|sa| (sa.local, sa.remote))
             .collect()
     }
 
-    /// An IKE SA was established: start the keepalive timer if it is behind a NAT.
-    pub(super) fn arm_keepalive(&mut self, now: Instant) {
-        if self.next_keepalive.is_none() && !self.keepalive_paths().is_empty() {
+    /// Whether `sa` is established behind a NAT on our NAT-T port.
+    fn needs_keepalive(&self, sa: &IkeSaStatus) -> bool {
+        sa.behind_nat
+            && sa.state == IkeSaState::Established
+            && sa.local.port() == self.settings.natt_port
+    }
+
+    /// IKE SA `id` was established with a NAT on the path: start the keepalive timer if we
+    /// are behind it.
+    pub(super) fn arm_keepalive(&mut self, now: Instant, id: IkeSaId) {
+        if self.next_keepalive.is_some() || self.settings.nat_keepalive.is_zero() {
+            return;
+        }
+        if self
+            .endpoint
+            .ike_sa(id)
+            .is_some_and(|sa| self.needs_keepalive(&sa))
+        {
             self.next_keepalive = now.checked_add(self.settings.nat_keepalive);
         }
     }

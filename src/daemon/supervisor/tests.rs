@@ -14,7 +14,7 @@ use super::*;
 use crate::config::conn::NoDns;
 use crate::config::load::load_str;
 use crate::config::source::{MemResolver, SourceFile};
-use crate::daemon::conns::{Reqids, build_conns};
+use crate::daemon::conns::{Reqids, ShuntEntry, build_conns, build_shunts};
 use crate::ike::{EndpointConfig, RandomSpis};
 use crate::kernel::{Counters, MemKernel, MemOp, SPI_RANGE, SaId, Target, XfrmBackend};
 
@@ -41,6 +41,17 @@ const ROUTE: &str = "conn rt\n\tleft=10.9.0.1\n\tright=10.9.0.2\n\tauthby=secret
     \tleftsubnet=10.9.1.0/24\n\tike=aes128-sha256-x25519!\n\tesp=aes128gcm16!\n\tauto=route\n";
 
 fn conns(conf: &str, local: &str, reqids: &mut Reqids) -> Vec<ConnEntry> {
+    let (config, secrets) = load_conf(conf);
+    let local = ip(local);
+    build_conns(&config, &secrets, &|a| a == local, &|_| None, reqids).unwrap()
+}
+
+fn shunts(conf: &str, local: &str, reqids: &mut Reqids) -> Vec<ShuntEntry> {
+    let local = ip(local);
+    build_shunts(&load_conf(conf).0, &|a| a == local, reqids).unwrap()
+}
+
+fn load_conf(conf: &str) -> (crate::config::conn::Config, crate::config::secrets::Secrets) {
     let src = |name: &str, text: &str| SourceFile {
         name: name.into(),
         text: text.into(),
@@ -54,8 +65,7 @@ fn conns(conf: &str, local: &str, reqids: &mut Reqids) -> Vec<ConnEntry> {
         &NoDns,
     );
     assert!(!l.diagnostics.has_errors(), "{:?}", l.diagnostics);
-    let local = ip(local);
-    build_conns(&l.config, &l.secrets, &|a| a == local, &|_| None, reqids).unwrap()
+    (l.config, l.secrets)
 }
 
 struct Node {
@@ -69,13 +79,16 @@ struct Node {
     next_settings: DaemonSettings,
     replies: Vec<(CtlId, Reply)>,
     key_records: usize,
+    /// Updown calls: verb, conn, inbound SPI.
+    updowns: Vec<(crate::daemon::updown::Verb, String, u32)>,
     /// NAT keepalives sent: (when, from, to).
     keepalives: Vec<(Instant, SocketAddr, SocketAddr)>,
     next_ctl: u64,
     /// Keep kernel operations in `held` (a slow kernel) instead of applying them.
     hold: bool,
     held: VecDeque<(OpId, KernelOp)>,
-    /// CHILD_SA installs (`+`) and removals (`-`) by inbound SPI, in the order applied.
+    /// CHILD_SA installs (`+`), deferred outbound SAs put in (`>`) and removals (`-`) by
+    /// inbound SPI, in the order applied.
     child_ops: Vec<(char, u32)>,
 }
 
@@ -83,6 +96,7 @@ impl Node {
     fn new(local: &str, conf: &str, seed: u64) -> Self {
         let mut reqids = Reqids::default();
         let entries = conns(conf, local, &mut reqids);
+        let shunt_entries = shunts(conf, local, &mut reqids);
         let spis = Box::new(RandomSpis::new(ChaCha20Rng::seed_from_u64(seed), SPI_RANGE));
         let config = EndpointConfig {
             export_keys: true,
@@ -96,13 +110,15 @@ impl Node {
             key_log: true,
             nat_keepalive: DaemonSettings::default().nat.interval(),
         };
+        let mut sup = Supervisor::new(
+            endpoint,
+            settings,
+            entries,
+            ChaCha20Rng::seed_from_u64(seed + 2),
+        );
+        sup.set_shunts(shunt_entries);
         Self {
-            sup: Supervisor::new(
-                endpoint,
-                settings,
-                entries,
-                ChaCha20Rng::seed_from_u64(seed + 2),
-            ),
+            sup,
             kernel: MemKernel::new(),
             addr: ip(local),
             reqids,
@@ -110,6 +126,7 @@ impl Node {
             next_settings: DaemonSettings::default(),
             replies: Vec::new(),
             key_records: 0,
+            updowns: Vec::new(),
             keepalives: Vec::new(),
             next_ctl: 0,
             hold: false,
@@ -223,6 +240,7 @@ impl Pair {
                     match &op {
                         KernelOp::InstallChild(c) => node.child_ops.push(('+', c.spi_in)),
                         KernelOp::RemoveChild(c) => node.child_ops.push(('-', c.spi_in)),
+                        KernelOp::ActivateOutbound(c) => node.child_ops.push(('>', c.spi_in)),
                         _ => {}
                     }
                     let r = op.apply(&mut node.kernel);
@@ -233,6 +251,7 @@ impl Pair {
                     let loaded = match node.next_conf.take() {
                         Some(c) => Ok(Reloaded {
                             conns: conns(&c, &addr.to_string(), &mut node.reqids),
+                            shunts: shunts(&c, &addr.to_string(), &mut node.reqids),
                             settings: node.next_settings.clone(),
                             unique_ids: crate::ike::UniqueIds::Yes,
                         }),
@@ -241,6 +260,7 @@ impl Pair {
                     node.sup.config_loaded(now, from, loaded);
                 }
                 Effect::KeyLog(_) => node.key_records += 1,
+                Effect::Updown(c) => node.updowns.push((c.verb, c.info.conn, c.info.spi_in)),
                 Effect::Keepalive { local, remote } => node.keepalives.push((now, local, remote)),
             }
         }
@@ -357,7 +377,7 @@ impl Pair {
             // The kernel deletes the SA itself at its hard lifetime.
             n.kernel
                 .backend_mut()
-                .del_sa(sa, crate::kernel::IpsecProto::Esp)
+                .del_sa(sa, crate::kernel::IpsecProto::Esp, None)
                 .unwrap();
         }
         n.sup
@@ -488,6 +508,68 @@ fn soft_expire_rekeys_and_the_old_child_goes() {
 }
 
 #[test]
+fn the_rekey_responder_sends_on_the_new_child_only_once_the_old_one_is_deleted() {
+    let mut p = Pair::new(&conf(""), &conf(""));
+    p.up();
+    let (old_a, old_b) = (p.a.inbound_spis()[0], p.b.inbound_spis()[0]);
+    p.a.child_ops.clear();
+    p.b.child_ops.clear();
+    p.advance(Duration::from_secs(35));
+    p.expire(true, old_a, false);
+    let (new_a, new_b) = (p.a.inbound_spis()[0], p.b.inbound_spis()[0]);
+    // a initiated the rekey: both of its new SAs at once, then its Delete of the old child.
+    assert_eq!(p.a.child_ops, vec![('+', new_a), ('-', old_a)]);
+    // b answered: the new inbound SA first, the outbound one when a's Delete of the old
+    // child arrives, before that child goes.
+    assert_eq!(
+        p.b.child_ops,
+        vec![('+', new_b), ('>', new_b), ('-', old_b)]
+    );
+    assert_eq!((p.b.sas(), p.b.policies()), (2, 2));
+}
+
+#[test]
+fn updown_is_called_once_up_and_once_down_across_rekeys() {
+    use crate::daemon::updown::Verb;
+    let mut p = Pair::new(
+        &conf("\tleftupdown=/etc/updown.sh\n"),
+        &conf("\tleftfirewall=yes\n\trightfirewall=yes\n"),
+    );
+    p.up();
+    let first = p.a.inbound_spis()[0];
+    assert_eq!(p.a.updowns, [(Verb::Up, "hh".to_owned(), first)]);
+    assert_eq!(
+        p.b.updowns.len(),
+        1,
+        "leftfirewall alone makes the calls too"
+    );
+    for _ in 0..2 {
+        p.advance(Duration::from_secs(35));
+        let cur = p.a.inbound_spis()[0];
+        p.expire(true, cur, false);
+        assert_ne!(p.a.inbound_spis()[0], cur);
+    }
+    assert_eq!(p.a.updowns.len(), 1, "no call for a rekey");
+    assert_eq!(p.b.updowns.len(), 1);
+    let ctl = p.request(true, Request::Down { name: "hh".into() });
+    assert_eq!(p.a.outcome(ctl).1, Some(true));
+    assert_eq!(
+        p.a.updowns,
+        [
+            (Verb::Up, "hh".to_owned(), first),
+            (Verb::Down, "hh".to_owned(), first)
+        ],
+        "down carries what up announced"
+    );
+    assert_eq!(p.b.updowns.len(), 2);
+    assert_eq!(p.b.updowns[1].0, Verb::Down);
+    // Without leftupdown/leftfirewall: no calls.
+    let mut q = Pair::new(&conf(""), &conf(""));
+    q.up();
+    assert!(q.a.updowns.is_empty() && q.b.updowns.is_empty());
+}
+
+#[test]
 fn hard_expire_of_the_current_child_deletes_the_ike_sa() {
     let mut p = Pair::new(&conf(""), &conf(""));
     p.up();
@@ -559,6 +641,89 @@ fn reload_installs_new_traps_and_a_broken_file_changes_nothing() {
     p.drive();
     assert_eq!(p.a.policies(), 0);
     assert_eq!(p.status(true).conns.len(), 1);
+}
+
+/// SSH to and from A in clear, whatever tunnel covers it.
+const SSH_SHUNT: &str = "conn ssh\n\tleftsubnet=0.0.0.0/0[tcp/22]\n\trightsubnet=0.0.0.0/0\n\
+    \ttype=pass\n\tauthby=never\n\tauto=route\n";
+
+#[test]
+fn shunts_go_in_at_start_and_out_with_down_reload_and_sigterm() {
+    use crate::kernel::{PolicyAction, ShuntAction};
+    let mut p = Pair::new(&conf(SSH_SHUNT), &conf(""));
+    // out, in, and fwd both ways; hh (auto=add) has none yet.
+    assert_eq!(p.a.policies(), 4);
+    let shunt_policies = |n: &Node| {
+        n.kernel
+            .backend()
+            .policies()
+            .values()
+            .filter(|s| s.action == PolicyAction::Shunt(ShuntAction::Pass))
+            .count()
+    };
+    assert_eq!(shunt_policies(&p.a), 4);
+    p.up();
+    assert_eq!((p.a.policies(), shunt_policies(&p.a)), (6, 4));
+    let ctl = p.request(true, Request::Down { name: "ssh".into() });
+    assert_eq!(p.a.outcome(ctl).1, Some(true));
+    assert_eq!((p.a.policies(), shunt_policies(&p.a)), (2, 0));
+    assert_eq!(
+        p.a.ike_sas(),
+        1,
+        "down of the shunt leaves the tunnel alone"
+    );
+    let ctl = p.request(true, Request::Up { name: "ssh".into() });
+    assert_eq!(p.a.outcome(ctl).1, Some(true));
+    assert_eq!(shunt_policies(&p.a), 4);
+    // A reload without the shunt removes it; one with it puts it back.
+    p.a.next_conf = Some(conf(""));
+    let ctl = p.request(true, Request::Reload);
+    assert_eq!(p.a.outcome(ctl).1, Some(true));
+    assert_eq!((p.a.policies(), shunt_policies(&p.a)), (2, 0));
+    p.a.next_conf = Some(conf(SSH_SHUNT));
+    let ctl = p.request(true, Request::Reload);
+    assert_eq!(p.a.outcome(ctl).1, Some(true));
+    assert_eq!(shunt_policies(&p.a), 4);
+    let now = p.now;
+    p.a.sup.handle_signal(now, Signal::Term);
+    p.drive();
+    assert!(p.a.sup.is_stopped());
+    assert_eq!((p.a.sas(), p.a.policies()), (0, 0));
+}
+
+#[test]
+fn marks_reach_the_kernel_sas_and_policies() {
+    let marked = "\tmark_in=0x10/0xff\n\tmark_out=32\n";
+    let mut p = Pair::new(&conf(marked), &conf("\tmark=7\n"));
+    p.up();
+    let marks = |n: &Node| {
+        let b = n.kernel.backend();
+        let mut sas: Vec<_> = b.sas().values().map(|sa| sa.mark).collect();
+        let mut pols: Vec<_> = b.policies().keys().map(|k| (k.dir, k.mark)).collect();
+        sas.sort();
+        pols.sort();
+        (sas, pols)
+    };
+    let m = |value, mask| Some(crate::kernel::Mark { value, mask });
+    use crate::kernel::Dir;
+    assert_eq!(
+        marks(&p.a),
+        (
+            vec![m(0x10, 0xff), m(32, u32::MAX)],
+            vec![(Dir::In, m(0x10, 0xff)), (Dir::Out, m(32, u32::MAX))]
+        )
+    );
+    let seven = m(7, u32::MAX);
+    assert_eq!(
+        marks(&p.b),
+        (
+            vec![seven, seven],
+            vec![(Dir::In, seven), (Dir::Out, seven)]
+        )
+    );
+    let ctl = p.request(true, Request::Down { name: "hh".into() });
+    assert_eq!(p.a.outcome(ctl).1, Some(true));
+    assert_eq!((p.a.sas(), p.a.policies()), (0, 0));
 }
 
 #[test]

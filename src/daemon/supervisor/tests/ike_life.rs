@@ -104,6 +104,30 @@ fn reauth_is_make_before_break() {
 }
 
 #[test]
+fn a_uniqueids_responder_sends_on_the_reauthenticated_child_once_the_old_goes() {
+    let mut p = Pair::new(&life(""), &late(""));
+    p.b.sup.endpoint.set_config(EndpointConfig {
+        export_keys: true,
+        unique_ids: crate::ike::UniqueIds::Yes,
+        ..EndpointConfig::default()
+    });
+    p.up();
+    let (esp_a, esp_b) = (p.a.inbound_spis(), p.b.inbound_spis());
+    p.a.child_ops.clear();
+    p.b.child_ops.clear();
+    p.advance(Duration::from_secs(81));
+    let (new_a, new_b) = (p.a.inbound_spis(), p.b.inbound_spis());
+    assert_eq!(p.a.child_ops, vec![('+', new_a[0]), ('-', esp_a[0])]);
+    // b saw a second IKE SA of a from the same address (a reauthentication): the new
+    // CHILD_SA's outbound SA went in only when a deleted the old IKE SA.
+    assert_eq!(
+        p.b.child_ops,
+        vec![('+', new_b[0]), ('>', new_b[0]), ('-', esp_b[0])]
+    );
+    assert_eq!((p.b.ike_sas(), p.b.sas(), p.b.policies()), (1, 2, 2));
+}
+
+#[test]
 fn reauth_brings_every_conn_of_the_ike_sa_over() {
     let mut p = Pair::new(&life(NET), &late(NET));
     p.up();
@@ -158,6 +182,30 @@ fn a_failed_reauth_leaves_the_old_sa_until_its_hard_lifetime() {
     assert_eq!(p.a.sas(), 2, "the old CHILD_SA still carries traffic");
     p.advance(Duration::from_secs(1));
     assert_eq!((p.a.sas(), p.a.policies()), (0, 0));
+}
+
+#[test]
+fn a_failed_reauth_is_tried_again_while_the_lifetime_allows() {
+    let long = |s: &str| conf(&format!("\tikelifetime={s}\n\tmargintime=300s\n"));
+    let mut p = Pair::new(&long("1000s"), &long("5000s"));
+    p.up();
+    let ike = ike_spis(&p.a);
+    let renew = renewal(&mut p).0.unwrap();
+    assert!((550..=700).contains(&renew), "{renew}");
+    // The peer is unreachable when the reauthentication starts and until the new IKE SA
+    // gives up (about 165 s of retransmissions).
+    p.blackhole = true;
+    p.advance(Duration::from_secs(renew + 170));
+    assert_eq!(ike_spis(&p.a), ike, "the old IKE SA stays");
+    let (again, reauth, _) = renewal(&mut p);
+    let again = again.expect("a second try is scheduled");
+    assert!(again <= 30 && reauth, "{again}");
+    // The peer is back: the second try replaces the IKE SA.
+    p.blackhole = false;
+    p.advance(Duration::from_secs(again + 1));
+    assert_eq!(p.a.ike_sas(), 1);
+    assert_ne!(ike_spis(&p.a), ike);
+    assert_eq!((p.a.sas(), p.b.sas()), (2, 2));
 }
 
 #[test]
