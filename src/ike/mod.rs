@@ -444,6 +444,26 @@ impl<R: CryptoRng> Endpoint<R> {
     /// Start an IKE SA (and its CHILD_SA) for `conn`.
     pub fn initiate(&mut self, now: Instant, conn: &str) -> Result<IkeSaId, IkeError> {
         let spec = self.conn_spec(conn)?;
+        self.start(now, spec)
+    }
+
+    /// Start an IKE SA of `conn` to `remote`: for a conn without a fixed peer (`right=%any`),
+    /// whose trap policy's ACQUIRE named the destination.
+    pub fn initiate_to(
+        &mut self,
+        now: Instant,
+        conn: &str,
+        remote: IpAddr,
+    ) -> Result<IkeSaId, IkeError> {
+        let mut spec = self.conn_spec(conn)?;
+        if spec.remote_addr.is_some_and(|a| a != remote) {
+            return Err(IkeError::CannotInitiate(spec.name));
+        }
+        spec.remote_addr = Some(remote);
+        self.start(now, spec)
+    }
+
+    fn start(&mut self, now: Instant, spec: ConnSpec) -> Result<IkeSaId, IkeError> {
         let id = self.alloc_id();
         let spi = self.alloc_spi();
         let mut ctx = ctx!(self, now);

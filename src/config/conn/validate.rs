@@ -112,6 +112,18 @@ pub(super) fn check_conn(c: &Conn, diags: &mut Diagnostics) {
             ),
         );
     }
+    if matches!(c.left.host, Host::Addr(_))
+        && matches!(c.right.host, Host::Any { .. })
+        && c.auto == Auto::Route
+        && c.conn_type == ConnType::Tunnel
+    {
+        diags.error(
+            pos,
+            format!(
+                "conn '{name}': auto=route with right=%any needs type=transport: a tunnel's trap policy must name the peer's address"
+            ),
+        );
+    }
     check_sourceip(c, diags);
     if c.rekeymargin >= c.lifetime || c.rekeymargin >= c.ikelifetime {
         diags.warning(

@@ -56,13 +56,39 @@ impl<R: rand::CryptoRng> Supervisor<R> {
     }
 
     /// Trap policies for one conn (auto=route, dpdaction=hold, closeaction=hold).
+    /// With `right=%any` (transport mode only: a tunnel's template must name the peer) the
+    /// trap covers `rightsubnet`, or every address, and each ACQUIRE names its peer.
     pub(super) fn install_trap(&mut self, spec: crate::ike::ConnSpec) {
-        let (Some(local), Some(remote)) = (spec.local_addr, spec.remote_addr) else {
-            tracing::error!(target: "kernel", "trap policies for {}: need fixed left and right addresses", spec.name);
+        let Some(local) = spec.local_addr else {
+            tracing::error!(target: "kernel", "trap policies for {}: need a fixed left address", spec.name);
             return;
         };
+        let (remote, remote_ts) = match spec.remote_addr {
+            Some(remote) => (
+                remote,
+                crate::ike::configured_or_host(&spec.remote_ts, remote),
+            ),
+            None if spec.mode == crate::kernel::Mode::Transport => {
+                let any = if local.is_ipv4() {
+                    std::net::IpAddr::from([0u8; 4])
+                } else {
+                    std::net::IpAddr::from([0u8; 16])
+                };
+                let ts = if !spec.remote_ts.is_empty() {
+                    spec.remote_ts.clone()
+                } else if local.is_ipv4() {
+                    vec![crate::wire::TrafficSelector::any_v4()]
+                } else {
+                    vec![crate::wire::TrafficSelector::any_v6()]
+                };
+                (any, ts)
+            }
+            None => {
+                tracing::error!(target: "kernel", "trap policies for {}: right=%any needs type=transport (a tunnel's policy names the peer)", spec.name);
+                return;
+            }
+        };
         let local_ts = crate::ike::configured_or_host(&spec.local_ts, local);
-        let remote_ts = crate::ike::configured_or_host(&spec.remote_ts, remote);
         let trap = install::trap_policy(
             local,
             remote,
@@ -385,6 +411,10 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             return;
         };
         let name = entry.spec.name.clone();
+        if entry.spec.remote_addr.is_none() {
+            self.acquire_any(now, name, local, remote);
+            return;
+        }
         if self.endpoint.conn_has_sas(&name) {
             tracing::debug!(target: "kernel", "ACQUIRE {local} -> {remote} for {name}: negotiation already under way");
             return;
@@ -392,6 +422,33 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         tracing::info!(target: "kernel", "ACQUIRE {local} -> {remote}: initiating {name}");
         if let Err(e) = self.initiate(now, &name, 1) {
             tracing::error!(target: "ike", "initiating {name} on ACQUIRE: {e}");
+        }
+    }
+
+    /// ACQUIRE on the trap of a `right=%any` conn: initiate to the packet's destination,
+    /// unless an IKE SA to it is there or under way.
+    fn acquire_any(
+        &mut self,
+        now: Instant,
+        name: String,
+        local: std::net::IpAddr,
+        remote: std::net::IpAddr,
+    ) {
+        let key = (name, remote);
+        if let Some(id) = self.acquired.get(&key)
+            && self.endpoint.ike_sa(*id).is_some()
+        {
+            tracing::debug!(target: "kernel", "ACQUIRE {local} -> {remote} for {}: negotiation already under way", key.0);
+            return;
+        }
+        tracing::info!(target: "kernel", "ACQUIRE {local} -> {remote}: initiating {} to {remote}", key.0);
+        match self.endpoint.initiate_to(now, &key.0, remote) {
+            Ok(id) => {
+                self.acquired.insert(key, id);
+            }
+            Err(e) => {
+                tracing::error!(target: "ike", "initiating {} to {remote} on ACQUIRE: {e}", key.0)
+            }
         }
     }
 

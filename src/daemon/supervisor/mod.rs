@@ -249,6 +249,8 @@ pub struct Supervisor<R> {
     /// [`Event::DuplicateIkeSa`]): new → old. Their CHILD_SAs replace the old SA's like a
     /// rekey does.
     reauth_suspects: HashMap<IkeSaId, IkeSaId>,
+    /// IKE SAs started by an ACQUIRE of a `right=%any` conn's trap, by conn and peer.
+    acquired: HashMap<(String, std::net::IpAddr), IkeSaId>,
     /// When each IKE SA of a conn with `dpddelay` is looked at next (never later than its
     /// liveness check is due).
     dpd_timers: timers::Deadlines<IkeSaId>,
@@ -297,6 +299,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             local_deletes: HashSet::new(),
             outbound_waits: HashMap::new(),
             reauth_suspects: HashMap::new(),
+            acquired: HashMap::new(),
             dpd_timers: timers::Deadlines::default(),
             idle_timers: timers::Deadlines::default(),
             next_keepalive: None,
@@ -858,6 +861,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
     fn ike_gone(&mut self, now: Instant, id: IkeSaId) {
         self.ike_life_gone(now, id);
         self.dpd_timers.set(id, None);
+        self.acquired.retain(|_, sa| *sa != id);
         self.vips_gone(id);
         let mut spis = self.by_ike.remove(&id).unwrap_or_default();
         spis.sort_unstable();

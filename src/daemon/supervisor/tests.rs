@@ -759,6 +759,47 @@ fn acquire_on_a_trap_initiates_once() {
 }
 
 #[test]
+fn a_trap_without_a_fixed_peer_initiates_to_the_acquire_destination() {
+    // A: right=%any, auto=route (transport): the trap covers every peer.
+    let any = "conn oe\n\tleft=10.9.0.1\n\tright=%any\n\trightid=10.9.0.2\n\tauthby=secret\n\
+        \ttype=transport\n\tike=aes128-sha256-x25519!\n\tesp=aes128gcm16!\n\tauto=route\n";
+    let mut p = Pair::new(any, &conf(""));
+    assert_eq!(
+        p.a.policies(),
+        2,
+        "out and in traps for 10.9.0.1 <-> 0.0.0.0/0"
+    );
+    let reqid = p.a.sup.conns[0].spec.reqid;
+    let acquire = |dst: &str| KernelEvent::Acquire {
+        reqid,
+        local: ip(A),
+        remote: ip(dst),
+        flow: crate::kernel::Flow {
+            src: ip(A),
+            dst: ip(dst),
+            proto: 1,
+            sport: 8,
+            dport: 0,
+        },
+        policy_index: 1,
+    };
+    let now = p.now;
+    p.a.sup.handle_kernel_event(now, acquire(B));
+    p.a.sup.handle_kernel_event(now, acquire(B));
+    p.drive();
+    assert_eq!(p.a.ike_sas(), 1, "one negotiation for two ACQUIREs");
+    assert_eq!((p.a.sas(), p.b.sas()), (2, 2));
+    let s = p.status(true);
+    let sa = &s.conns[0].ike_sas[0];
+    assert_eq!(sa.children[0].remote_ts, vec![format!("{B}/32")]);
+    // Another destination: a second negotiation, to that address (nobody answers there).
+    p.a.sup.handle_kernel_event(now, acquire("10.9.0.7"));
+    p.effects(ip(A));
+    let to: Vec<IpAddr> = p.wire.iter().map(|t| t.remote.ip()).collect();
+    assert_eq!(to, vec![ip("10.9.0.7")]);
+}
+
+#[test]
 fn a_failed_responder_install_tears_the_ike_sa_down() {
     let mut p = Pair::new(&conf(""), &conf(""));
     // As when the peer's chosen SPI collides with one the kernel has.
