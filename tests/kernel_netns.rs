@@ -406,3 +406,28 @@ fn acquire_event_from_trap() {
         assert!(state.contains("spi 0x00000000"), "{state}");
     });
 }
+
+#[test]
+#[ignore = "needs root; runs in its own network namespace"]
+fn virtual_ip_added_to_lo_and_removed_and_a_foreign_one_kept() {
+    in_netns(
+        "virtual_ip_added_to_lo_and_removed_and_a_foreign_one_kept",
+        || {
+            let mut k = XfrmKernel::open().unwrap();
+            k.add_virtual_ip(ip("10.3.0.1")).unwrap();
+            assert!(sh("ip -4 addr show dev lo").contains("inet 10.3.0.1/32"));
+            // An address the host already has: left alone, also on removal.
+            sh("ip addr add 10.3.0.9/32 dev lo");
+            k.add_virtual_ip(ip("10.3.0.9")).unwrap();
+            k.remove_virtual_ip(ip("10.3.0.9")).unwrap();
+            assert!(sh("ip -4 addr show dev lo").contains("inet 10.3.0.9/32"));
+            k.remove_virtual_ip(ip("10.3.0.1")).unwrap();
+            assert!(!sh("ip -4 addr show dev lo").contains("10.3.0.1"));
+            // A flush removes ours too.
+            k.add_virtual_ip(ip("10.3.0.2")).unwrap();
+            k.flush_ours().unwrap();
+            let lo = sh("ip -4 addr show dev lo");
+            assert!(!lo.contains("10.3.0.2") && lo.contains("10.3.0.9"), "{lo}");
+        },
+    );
+}

@@ -10,6 +10,8 @@ pub enum ValueKind {
     ProtoPort,
     /// `leftsourceip`: `%config` or an address pool.
     SourceIp,
+    /// `leftdns`: DNS servers or `%config4`/`%config6`.
+    Dns,
     Port,
     AuthBy,
     Auth,
@@ -61,6 +63,7 @@ const SIDED: &[(&str, ValueKind, Support)] = &[
     ("updown", V::Text, Acted),
     ("firewall", V::Bool, Acted),
     ("sourceip", V::SourceIp, Acted),
+    ("dns", V::Dns, Acted),
     ("allowany", V::Unchecked, Unsupported),
     ("auth2", V::Unchecked, Unsupported),
     ("ca", V::Unchecked, Unsupported),
@@ -68,7 +71,6 @@ const SIDED: &[(&str, ValueKind, Support)] = &[
     ("cert", V::Unchecked, Unsupported),
     ("cert2", V::Unchecked, Unsupported),
     ("certpolicy", V::Unchecked, Unsupported),
-    ("dns", V::Unchecked, Unsupported),
     ("groups", V::Unchecked, Unsupported),
     ("groups2", V::Unchecked, Unsupported),
     ("hostaccess", V::Unchecked, Unsupported),

@@ -65,6 +65,8 @@ pub enum ValueError {
     SourceIp(String),
     #[error("named address pools ('{0}') are not supported; give the pool as ADDRESS/PREFIX")]
     NamedPool(String),
+    #[error("invalid DNS server '{0}' (expected an IP address, %config4 or %config6)")]
+    Dns(String),
 }
 
 /// `60`, `30s`, `60m`, `1h`, `2d` (strongSwan time values: an integer with an optional unit;
@@ -370,6 +372,21 @@ pub fn parse_mark(v: &str) -> Result<Mark, ValueError> {
     }
 }
 
+/// The family a `%config` word asks the peer for (`true`: IPv6): `%config`, `%config4`,
+/// `%cfg`, `%modeconfig`, `%modecfg` ask for IPv4, `%config6` for IPv6.
+fn config_family(s: &str) -> Option<bool> {
+    match s {
+        "%config" | "%config4" | "%cfg" | "%modeconfig" | "%modecfg" => Some(false),
+        "%config6" => Some(true),
+        _ => None,
+    }
+}
+
+/// `%config4` or `%config6`, as [`config_family`] reads it back.
+fn config_word(v6: bool) -> &'static str {
+    if v6 { "%config6" } else { "%config4" }
+}
+
 /// One `leftsourceip=`/`rightsourceip=` entry: ask the peer for an inner address of a family
 /// (`%config`, `%config4`, `%modeconfig`, `%cfg`: IPv4; `%config6`: IPv6), or addresses: a
 /// pool (`10.3.0.0/24`) given to the peers of this end, a single address being a pool of one.
@@ -384,8 +401,7 @@ pub enum SourceIp {
 impl std::fmt::Display for SourceIp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Config { v6: false } => f.write_str("%config4"),
-            Self::Config { v6: true } => f.write_str("%config6"),
+            Self::Config { v6 } => f.write_str(config_word(*v6)),
             Self::Pool(net) => write!(f, "{net}"),
         }
     }
@@ -395,17 +411,48 @@ impl std::fmt::Display for SourceIp {
 pub fn parse_sourceips(v: &str) -> Result<Vec<SourceIp>, ValueError> {
     v.split(',')
         .map(str::trim)
-        .map(|s| match s {
-            "%config" | "%config4" | "%cfg" | "%modeconfig" | "%modecfg" => {
-                Ok(SourceIp::Config { v6: false })
-            }
-            "%config6" => Ok(SourceIp::Config { v6: true }),
-            _ if s.starts_with('%') => Err(ValueError::NamedPool(s.to_owned())),
-            _ if s.contains('/') => parse_subnet(s).map(SourceIp::Pool),
-            _ => s
+        .map(|s| match config_family(s) {
+            Some(v6) => Ok(SourceIp::Config { v6 }),
+            None if s.starts_with('%') => Err(ValueError::NamedPool(s.to_owned())),
+            None if s.contains('/') => parse_subnet(s).map(SourceIp::Pool),
+            None => s
                 .parse::<IpAddr>()
                 .map(|a| SourceIp::Pool(IpNet::from(a)))
                 .map_err(|_| ValueError::SourceIp(s.to_owned())),
+        })
+        .collect()
+}
+
+/// One `leftdns=`/`rightdns=` entry: ask the peer for DNS servers of a family (`%config4` and
+/// the other `%config` words of `sourceip`; `%config6`), or a DNS server given to the peer of
+/// this end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DnsServer {
+    /// Request DNS servers from the peer; `true` for IPv6.
+    Request { v6: bool },
+    /// A server address.
+    Addr(IpAddr),
+}
+
+impl std::fmt::Display for DnsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Request { v6 } => f.write_str(config_word(*v6)),
+            Self::Addr(a) => write!(f, "{a}"),
+        }
+    }
+}
+
+/// A comma-separated `dns` list (`8.8.8.8,2001:4860:4860::8888`, `%config4`).
+pub fn parse_dns(v: &str) -> Result<Vec<DnsServer>, ValueError> {
+    v.split(',')
+        .map(str::trim)
+        .map(|s| match config_family(s) {
+            Some(v6) => Ok(DnsServer::Request { v6 }),
+            None => s
+                .parse::<IpAddr>()
+                .map(DnsServer::Addr)
+                .map_err(|_| ValueError::Dns(s.to_owned())),
         })
         .collect()
 }
@@ -457,6 +504,22 @@ mod tests {
         );
         assert_eq!(pool("10.3.0.0/24").to_string(), "10.3.0.0/24");
         assert_eq!(SourceIp::Config { v6: false }.to_string(), "%config4");
+    }
+
+    #[test]
+    fn dns_servers() {
+        assert_eq!(
+            parse_dns("10.1.2.53, 2001:db8::53,%config6"),
+            Ok(vec![
+                DnsServer::Addr("10.1.2.53".parse().unwrap()),
+                DnsServer::Addr("2001:db8::53".parse().unwrap()),
+                DnsServer::Request { v6: true },
+            ])
+        );
+        assert_eq!(
+            parse_dns("ns1.example").unwrap_err().to_string(),
+            "invalid DNS server 'ns1.example' (expected an IP address, %config4 or %config6)"
+        );
     }
 
     #[test]

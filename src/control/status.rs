@@ -131,6 +131,9 @@ pub struct IkeSaReport {
     /// Virtual IPs leased to the peer from our pools (`rightsourceip`).
     #[serde(default)]
     pub peer_virtual_ips: Vec<String>,
+    /// DNS servers the peer assigned us (`leftdns=%config4`); reported, not installed.
+    #[serde(default)]
+    pub dns_servers: Vec<String>,
     /// CHILD_SAs.
     pub children: Vec<ChildReport>,
 }
@@ -295,6 +298,9 @@ fn write_ike_sa(f: &mut fmt::Formatter<'_>, conn: &str, s: &IkeSaReport) -> fmt:
     for a in &s.peer_virtual_ips {
         writeln!(f, "{tag:>14}: peer virtual IP {a} (leased)")?;
     }
+    if !s.dns_servers.is_empty() {
+        writeln!(f, "{tag:>14}: DNS servers {}", s.dns_servers.join(", "))?;
+    }
     if let Some(p) = &s.proposal {
         writeln!(f, "{tag:>14}: IKE proposal: {p}")?;
     }
@@ -398,6 +404,7 @@ mod tests {
                     nat_detected: false,
                     virtual_ips: vec![],
                     peer_virtual_ips: vec![],
+                    dns_servers: vec![],
                     children: vec![ChildReport {
                         protocol: "ESP".into(),
                         mode: "TRANSPORT".into(),
@@ -481,6 +488,7 @@ mod tests {
     fn virtual_ips_and_leases_text() {
         let mut r = sample();
         r.conns[0].ike_sas[0].virtual_ips = vec!["10.3.0.1".into()];
+        r.conns[0].ike_sas[0].dns_servers = vec!["10.1.2.53".into(), "10.1.2.54".into()];
         r.leases = vec![LeaseReport {
             pool: "10.3.0.0/24".into(),
             address: "10.3.0.2".into(),
@@ -490,6 +498,10 @@ mod tests {
         let text = r.to_string();
         assert!(
             text.contains("host-host[1]: virtual IP 10.3.0.1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("host-host[1]: DNS servers 10.1.2.53, 10.1.2.54\n"),
             "{text}"
         );
         assert!(

@@ -408,6 +408,14 @@ fn build_conn(
         force_encaps: conn.forceencaps,
         request_vips,
         pools,
+        request_dns: l
+            .requested_dns()
+            .map(|v6| match v6 {
+                false => IpAddr::from(std::net::Ipv4Addr::UNSPECIFIED),
+                true => IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED),
+            })
+            .collect(),
+        peer_dns: r.dns_servers().collect(),
     };
     Ok(ConnEntry {
         spec,

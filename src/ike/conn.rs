@@ -153,6 +153,11 @@ pub struct ConnSpec {
     /// `rightsourceip=10.3.0.0/24`: as responder, lease a requesting peer an address of the
     /// first pool of each family it asks for; its selector becomes that address.
     pub pools: Vec<ipnet::IpNet>,
+    /// `leftdns=%config4`: ask for DNS servers in the same CFG_REQUEST (the unspecified
+    /// address of each family asked for); the answer is reported, not installed.
+    pub request_dns: Vec<IpAddr>,
+    /// `rightdns=`: DNS servers sent in every CFG_REPLY to the peer.
+    pub peer_dns: Vec<IpAddr>,
 }
 
 impl ConnSpec {
@@ -190,6 +195,8 @@ impl fmt::Debug for ConnSpec {
             .field("force_encaps", &self.force_encaps)
             .field("request_vips", &self.request_vips)
             .field("pools", &self.pools)
+            .field("request_dns", &self.request_dns)
+            .field("peer_dns", &self.peer_dns)
             .finish()
     }
 }
@@ -360,6 +367,8 @@ mod tests {
             force_encaps: false,
             request_vips: vec![],
             pools: vec![],
+            request_dns: vec![],
+            peer_dns: vec![],
         };
         let s = format!("{conn:?}");
         assert!(!s.contains("topsecret"));

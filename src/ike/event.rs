@@ -181,6 +181,8 @@ pub enum Event {
         virtual_ips: Vec<IpAddr>,
         /// Responder: the virtual IPs leased to the peer from our pools.
         peer_virtual_ips: Vec<IpAddr>,
+        /// Initiator: the DNS servers the peer assigned us (when asked for).
+        dns_servers: Vec<IpAddr>,
     },
     /// A new IKE_SA_INIT request was refused or challenged (no state kept): for the log.
     /// (INVALID_KE_PAYLOAD is a normal step of the negotiation, not reported.)
@@ -422,6 +424,8 @@ pub struct IkeSaStatus {
     pub virtual_ips: Vec<IpAddr>,
     /// Virtual IPs leased to the peer from our pools.
     pub peer_virtual_ips: Vec<IpAddr>,
+    /// DNS servers the peer assigned us.
+    pub dns_servers: Vec<IpAddr>,
     /// CHILD_SAs.
     pub children: Vec<ChildSaStatus>,
 }

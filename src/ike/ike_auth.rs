@@ -143,29 +143,35 @@ fn established_event<R>(sa: &mut IkeSa, ctx: &mut Ctx<'_, R>, remote_id: &Identi
             .map(Box::new),
         virtual_ips: sa.virtual_ips.clone(),
         peer_virtual_ips: sa.leases.iter().map(|(_, a)| *a).collect(),
+        dns_servers: sa.dns_servers.clone(),
     });
 }
 
 /// Initiator: CP(CFG_REQUEST) for the virtual IPs the conn asks for (`leftsourceip=%config`),
-/// an empty attribute per family, or the address when a specific one is asked for.
+/// an empty attribute per family, or the address when a specific one is asked for, and for
+/// DNS servers (`leftdns=%config4`), an empty attribute per family.
 fn vip_request(conn: &ConnSpec) -> Option<Payload> {
-    let attributes: Vec<ConfigAttribute> = conn
-        .request_vips
-        .iter()
-        .map(|a| match a {
-            a if !a.is_unspecified() => ConfigAttribute::address(*a),
-            IpAddr::V4(_) => ConfigAttribute::request(ConfigAttrType::INTERNAL_IP4_ADDRESS),
-            IpAddr::V6(_) => ConfigAttribute::request(ConfigAttrType::INTERNAL_IP6_ADDRESS),
+    let addresses = conn.request_vips.iter().map(|a| match a {
+        a if !a.is_unspecified() => ConfigAttribute::address(*a),
+        IpAddr::V4(_) => ConfigAttribute::request(ConfigAttrType::INTERNAL_IP4_ADDRESS),
+        IpAddr::V6(_) => ConfigAttribute::request(ConfigAttrType::INTERNAL_IP6_ADDRESS),
+    });
+    let dns = conn.request_dns.iter().map(|a| {
+        ConfigAttribute::request(match a {
+            IpAddr::V4(_) => ConfigAttrType::INTERNAL_IP4_DNS,
+            IpAddr::V6(_) => ConfigAttrType::INTERNAL_IP6_DNS,
         })
-        .collect();
+    });
+    let attributes: Vec<ConfigAttribute> = addresses.chain(dns).collect();
     (!attributes.is_empty()).then_some(Payload::Cp(ConfigPayload {
         cfg_type: CfgType::CFG_REQUEST,
         attributes,
     }))
 }
 
-/// Initiator: the addresses of the families we asked for in the responder's CFG_REPLY.
-fn assigned_vips(conn: &ConnSpec, payloads: &[Payload]) -> Vec<IpAddr> {
+/// Initiator: the addresses (`kinds`: the IPv4 and IPv6 attribute types) of the families we
+/// asked for (`asked`) in the responder's CFG_REPLY.
+fn assigned(payloads: &[Payload], kinds: [ConfigAttrType; 2], asked: &[IpAddr]) -> Vec<IpAddr> {
     payloads
         .iter()
         .filter_map(|p| match p {
@@ -173,23 +179,16 @@ fn assigned_vips(conn: &ConnSpec, payloads: &[Payload]) -> Vec<IpAddr> {
             _ => None,
         })
         .flat_map(|cp| &cp.attributes)
-        .filter(|a| {
-            matches!(
-                a.attr_type,
-                ConfigAttrType::INTERNAL_IP4_ADDRESS | ConfigAttrType::INTERNAL_IP6_ADDRESS
-            )
-        })
+        .filter(|a| kinds.contains(&a.attr_type))
         .filter_map(ConfigAttribute::ip)
-        .filter(|a| {
-            !a.is_unspecified() && conn.request_vips.iter().any(|r| r.is_ipv4() == a.is_ipv4())
-        })
+        .filter(|a| !a.is_unspecified() && asked.iter().any(|r| r.is_ipv4() == a.is_ipv4()))
         .collect()
 }
 
 /// Responder: lease the addresses a CFG_REQUEST asks for, from the first pool of each family
-/// the conn has, to the peer's identity; the CP(CFG_REPLY) carrying them, `None` when nothing
-/// was asked for that a pool can give (no CP then, the peer keeps its own address), or
-/// [`IkeError::PoolExhausted`] (nothing stays leased then).
+/// the conn has, to the peer's identity; the CP(CFG_REPLY) carrying them and the conn's DNS
+/// servers (`rightdns`) of the families asked for, `None` when there is nothing to give (no CP then, the peer keeps its
+/// own address), or [`IkeError::PoolExhausted`] (nothing stays leased then).
 fn lease_vips<R>(
     sa: &mut IkeSa,
     ctx: &mut Ctx<'_, R>,
@@ -237,6 +236,30 @@ fn lease_vips<R>(
             }
         }
     }
+    // DNS servers of the families asked for.
+    let asked = |a: &IpAddr| {
+        let kind = match a {
+            IpAddr::V4(_) => ConfigAttrType::INTERNAL_IP4_DNS,
+            IpAddr::V6(_) => ConfigAttrType::INTERNAL_IP6_DNS,
+        };
+        request.attributes.iter().any(|r| r.attr_type == kind)
+    };
+    attributes.extend(
+        sa.conn
+            .peer_dns
+            .iter()
+            .filter(|a| asked(a))
+            .map(|a| ConfigAttribute {
+                attr_type: match a {
+                    IpAddr::V4(_) => ConfigAttrType::INTERNAL_IP4_DNS,
+                    IpAddr::V6(_) => ConfigAttrType::INTERNAL_IP6_DNS,
+                },
+                value: match a {
+                    IpAddr::V4(v4) => v4.octets().to_vec(),
+                    IpAddr::V6(v6) => v6.octets().to_vec(),
+                },
+            }),
+    );
     Ok(
         (!attributes.is_empty()).then_some(Payload::Cp(ConfigPayload {
             cfg_type: CfgType::CFG_REPLY,
@@ -307,7 +330,22 @@ impl ExpectAuthResponse {
             sa.send_unreliable(ctx, ExchangeType::INFORMATIONAL, &[del]);
             return sa.fail(ctx, IkeError::AuthenticationFailed { local_side: true });
         }
-        sa.virtual_ips = assigned_vips(&sa.conn, payloads);
+        sa.virtual_ips = assigned(
+            payloads,
+            [
+                ConfigAttrType::INTERNAL_IP4_ADDRESS,
+                ConfigAttrType::INTERNAL_IP6_ADDRESS,
+            ],
+            &sa.conn.request_vips,
+        );
+        sa.dns_servers = assigned(
+            payloads,
+            [
+                ConfigAttrType::INTERNAL_IP4_DNS,
+                ConfigAttrType::INTERNAL_IP6_DNS,
+            ],
+            &sa.conn.request_dns,
+        );
         established_event(sa, ctx, idr);
         let Self { init, child } = self;
         let km = child::Keymat::ike_auth(sa, &init.ni, &init.nr);

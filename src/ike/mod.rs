@@ -81,6 +81,11 @@
 //!   NAT mapping changed ([`Event::PeerMoved`]). With a NAT
 //!   in the way and no configured peer selectors, the responder takes the initiator's proposed
 //!   host selectors as its dynamic ones.
+//! * Virtual IPs (RFC 7296 §3.15): a conn with [`ConnSpec::request_vips`] sends CP(CFG_REQUEST)
+//!   in IKE_AUTH and reports the assigned addresses (`IkeSaEstablished::virtual_ips`); a
+//!   responder conn with [`ConnSpec::pools`] leases per peer identity from pools the endpoint
+//!   owns ([`Endpoint::leases`]), narrows the peer's selector to the lease, releases it when the
+//!   IKE SA goes, and answers INTERNAL_ADDRESS_FAILURE (no first CHILD_SA) when the pool is full.
 //! * Initiating requires `local_addr` and `remote_addr` in the [`ConnSpec`].
 //!
 //! # Types

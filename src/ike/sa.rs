@@ -300,6 +300,8 @@ pub(crate) struct IkeSa {
     pub(crate) virtual_ips: Vec<std::net::IpAddr>,
     /// Responder: the addresses leased to the peer from our pools, released when the SA goes.
     pub(crate) leases: Vec<(ipnet::IpNet, std::net::IpAddr)>,
+    /// Initiator: the DNS servers in the peer's CFG_REPLY (when we asked for them).
+    pub(crate) dns_servers: Vec<std::net::IpAddr>,
 }
 
 impl IkeSa {
@@ -345,6 +347,7 @@ impl IkeSa {
             replaced_delete_at: None,
             virtual_ips: Vec::new(),
             leases: Vec::new(),
+            dns_servers: Vec::new(),
             initial_contact: false,
             authenticated: false,
         }
@@ -714,6 +717,7 @@ impl IkeSa {
         new.pending_children.append(&mut self.pending_children);
         new.virtual_ips.append(&mut self.virtual_ips);
         new.leases.append(&mut self.leases);
+        new.dns_servers.append(&mut self.dns_servers);
         // A pending rekey of this SA is moot now.
         let (moved, kept): (VecDeque<Queued>, VecDeque<Queued>) = self
             .queue
@@ -898,6 +902,7 @@ impl IkeSa {
             behind_nat: self.behind_nat,
             virtual_ips: self.virtual_ips.clone(),
             peer_virtual_ips: self.leases.iter().map(|(_, a)| *a).collect(),
+            dns_servers: self.dns_servers.clone(),
             children: self
                 .children
                 .iter()

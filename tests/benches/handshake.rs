@@ -96,6 +96,8 @@ fn conn(local: &str, remote: &str, ike: &IkeProposal) -> ConnSpec {
         force_encaps: false,
         request_vips: vec![],
         pools: vec![],
+        request_dns: vec![],
+        peer_dns: vec![],
     }
 }
 

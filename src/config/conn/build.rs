@@ -8,7 +8,7 @@ use crate::config::diag::{Diagnostics, Pos, did_you_mean};
 use crate::config::ident::Identity;
 use crate::config::parse::{RawConf, Section, SectionKind};
 use crate::config::proposal::{Proposals, Protocol};
-use crate::config::values::{Host, Mark, ProtoPort, SourceIp, SubnetList};
+use crate::config::values::{DnsServer, Host, Mark, ProtoPort, SourceIp, SubnetList};
 
 use super::section::{Checked, build_setup, check_conn_section};
 use super::validate::check_conn;
@@ -45,6 +45,7 @@ impl Resolved<'_> {
     getter!(subnets, Subnets, SubnetList);
     getter!(protoport, ProtoPort, ProtoPort);
     getter!(sourceips, SourceIps, Vec<SourceIp>);
+    getter!(dns, Dns, Vec<DnsServer>);
     getter!(port, Port, u16);
     getter!(auth, Auth, AuthMethod);
     getter!(proposals, Proposals, Proposals);
@@ -176,6 +177,7 @@ impl<'a> Builder<'a> {
             auth: r.auth(&key("auth")).unwrap_or(authby),
             updown: r.text(&key("updown")),
             sourceip: r.sourceips(&key("sourceip")).unwrap_or_default(),
+            dns: r.dns(&key("dns")).unwrap_or_default(),
             firewall: r.flag(&key("firewall")).unwrap_or(false),
         }
     }
@@ -462,6 +464,18 @@ mod tests {
                 .collect::<Vec<_>>(),
             [false]
         );
+        let (c, d) = build(
+            "conn gw\n  left=10.0.0.1\n  right=%any\n  authby=secret\n  auto=add\n  rightsourceip=10.3.0.0/24\n  rightdns=10.1.2.53,2001:db8::53\n  leftdns=%config6\nconn bad\n  left=10.0.0.1\n  right=%any\n  authby=secret\n  auto=add\n  rightdns=ns.example\n",
+        );
+        assert_eq!(
+            d,
+            [
+                "t:14:12: error: invalid DNS server 'ns.example' (expected an IP address, %config4 or %config6)"
+            ]
+        );
+        let gw = c.conn("gw").unwrap();
+        assert_eq!(gw.right.dns_servers().count(), 2);
+        assert_eq!(gw.left.requested_dns().collect::<Vec<_>>(), [true]);
         let (_, d) = build(
             "conn a\n  left=10.0.0.1\n  right=10.0.0.2\n  authby=secret\n  auto=add\n  type=transport\n  leftsourceip=%config\n  rightsourceip=%config6\nconn b\n  left=10.0.0.1\n  right=10.0.0.2\n  authby=secret\n  auto=add\n  leftsourceip=%pool\n  rightsourceip=10.3.0.9/24\n",
         );

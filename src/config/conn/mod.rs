@@ -27,7 +27,7 @@ use ipnet::IpNet;
 use super::diag::Pos;
 use super::ident::Identity;
 use super::proposal::Proposals;
-use super::values::{Host, Mark, ProtoPort, SourceIp};
+use super::values::{DnsServer, Host, Mark, ProtoPort, SourceIp};
 
 pub use build::build_config;
 
@@ -166,6 +166,9 @@ pub struct End {
     /// `leftsourceip=`: `%config` (this end asks the peer for an inner address) or address
     /// pools (the peer of this end gets an address from them: a gateway's `rightsourceip`).
     pub sourceip: Vec<SourceIp>,
+    /// `leftdns=`: `%config4`/`%config6` (this end asks the peer for DNS servers) or servers
+    /// (given to the peer of this end with its virtual IP: a gateway's `rightdns`).
+    pub dns: Vec<DnsServer>,
     /// `leftfirewall=yes`: accept forwarded traffic of a CHILD_SA's subnets (nftables).
     pub firewall: bool,
 }
@@ -176,6 +179,22 @@ impl End {
         self.sourceip.iter().filter_map(|s| match s {
             SourceIp::Config { v6 } => Some(*v6),
             SourceIp::Pool(_) => None,
+        })
+    }
+
+    /// The DNS server families this end asks the peer for (`true`: IPv6).
+    pub fn requested_dns(&self) -> impl Iterator<Item = bool> + '_ {
+        self.dns.iter().filter_map(|d| match d {
+            DnsServer::Request { v6 } => Some(*v6),
+            DnsServer::Addr(_) => None,
+        })
+    }
+
+    /// The DNS servers given to the peer of this end.
+    pub fn dns_servers(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.dns.iter().filter_map(|d| match d {
+            DnsServer::Addr(a) => Some(*a),
+            DnsServer::Request { .. } => None,
         })
     }
 

@@ -8,9 +8,9 @@ use crate::config::ident::{Identity, IdentityError, parse_identity};
 use crate::config::keywords::ValueKind;
 use crate::config::proposal::{ProposalError, Proposals, Protocol, parse_proposals};
 use crate::config::values::{
-    Host, Mark, ProtoPort, SourceIp, SubnetList, ValueError, parse_bool, parse_duration,
-    parse_host, parse_mark, parse_percent, parse_protoport, parse_sourceips, parse_subnets,
-    parse_u32, parse_u64,
+    DnsServer, Host, Mark, ProtoPort, SourceIp, SubnetList, ValueError, parse_bool, parse_dns,
+    parse_duration, parse_host, parse_mark, parse_percent, parse_protoport, parse_sourceips,
+    parse_subnets, parse_u32, parse_u64,
 };
 
 /// A validated keyword value.
@@ -23,6 +23,7 @@ pub(super) enum Val {
     Subnets(SubnetList),
     ProtoPort(ProtoPort),
     SourceIps(Vec<SourceIp>),
+    Dns(Vec<DnsServer>),
     Port(u16),
     Auth(AuthMethod),
     Proposals(Proposals),
@@ -121,6 +122,7 @@ pub(super) fn convert(kind: ValueKind, v: &str) -> Result<Val, SettingError> {
         ValueKind::Subnets => Val::Subnets(parse_subnets(v)?),
         ValueKind::ProtoPort => Val::ProtoPort(parse_protoport(v)?),
         ValueKind::SourceIp => Val::SourceIps(parse_sourceips(v)?),
+        ValueKind::Dns => Val::Dns(parse_dns(v)?),
         ValueKind::Port => Val::Port(
             v.parse()
                 .ok()

@@ -732,6 +732,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 exported_keys,
                 virtual_ips,
                 peer_virtual_ips,
+                dns_servers,
             } => {
                 self.log_ike_keys(&spi_i, &spi_r, exported_keys.as_deref());
                 self.attempts.remove(&id);
@@ -741,6 +742,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                     &fmt_identification(&remote_id),
                     &virtual_ips,
                     &peer_virtual_ips,
+                    &dns_servers,
                 );
                 let text = format!(
                     "IKE_SA {conn}[{}] established between {}[{}]...{}[{}]",

@@ -152,6 +152,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 .iter()
                 .map(ToString::to_string)
                 .collect(),
+            dns_servers: sa.dns_servers.iter().map(ToString::to_string).collect(),
             children,
         }
     }

@@ -1388,7 +1388,14 @@ fn virtual_ip_is_added_to_lo_shown_in_status_and_removed_on_down() {
     let (a, b) = vip_confs();
     let mut p = Pair::new(&a, &b);
     let ctl = p.request(true, Request::Up { name: "vip".into() });
-    assert_eq!(p.a.outcome(ctl).1, Some(true), "{:?}", p.a.outcome(ctl));
+    let (replies, done) = p.a.outcome(ctl);
+    assert_eq!(done, Some(true), "{replies:?}");
+    assert!(
+        replies.iter().any(
+            |r| matches!(r, Reply::Progress(t) if t == &format!("virtual IP 10.3.0.1 assigned by {B}"))
+        ),
+        "{replies:?}"
+    );
     let vip = ip("10.3.0.1");
     assert_eq!(
         p.a.kernel.backend().addresses().iter().collect::<Vec<_>>(),

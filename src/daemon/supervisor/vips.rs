@@ -19,7 +19,12 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         peer: &str,
         vips: &[IpAddr],
         peer_vips: &[IpAddr],
+        dns: &[IpAddr],
     ) {
+        if !dns.is_empty() {
+            let list: Vec<String> = dns.iter().map(ToString::to_string).collect();
+            tracing::info!(target: "cfg", "IKE_SA {conn}[{}]: DNS servers {} assigned by {peer} (reported, not installed)", id.0, list.join(", "));
+        }
         for a in peer_vips {
             tracing::info!(target: "cfg", "IKE_SA {conn}[{}]: leased virtual IP {a} to {peer}", id.0);
         }
@@ -31,6 +36,9 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             tracing::warn!(target: "cfg", "IKE_SA {conn}[{}]: asked {peer} for a virtual IP, none assigned", id.0);
         }
         for &a in vips {
+            for ctl in self.up_ctls(id) {
+                self.progress(ctl, format!("virtual IP {a} assigned by {peer}"));
+            }
             let holders = self.vips.entry(a).or_default();
             if holders.is_empty() {
                 tracing::info!(target: "cfg", "IKE_SA {conn}[{}]: installing virtual IP {a} assigned by {peer}", id.0);

@@ -152,6 +152,8 @@ pub(super) fn conn(local: &str, remote: Option<&str>, ike: &str, esp: &str) -> C
         force_encaps: false,
         request_vips: vec![],
         pools: vec![],
+        request_dns: vec![],
+        peer_dns: vec![],
     }
 }
 

@@ -175,6 +175,31 @@ fn exhausted_pool_refuses_the_child_with_internal_address_failure_ike_sa_stays()
 }
 
 #[test]
+fn dns_servers_go_to_a_client_that_asks_for_them() {
+    let mut gw = gateway("10.3.0.0/24");
+    gw.peer_dns = vec![ip("10.1.2.53"), ip("2001:db8::53")];
+    let mut carol = client(A_IP, "carol.example");
+    carol.request_dns = vec![IpAddr::from(Ipv4Addr::UNSPECIFIED)];
+    let mut p = Pair::new(carol.clone(), gw.clone());
+    p.connect();
+    assert_up(&p);
+    // Only the family asked for is taken.
+    assert_eq!(p.a.ike_sas()[0].dns_servers, vec![ip("10.1.2.53")]);
+    let dns = |ev: &[Event]| match established(ev).as_slice() {
+        [Event::IkeSaEstablished { dns_servers, .. }] => dns_servers.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(dns(&p.a_events), vec![ip("10.1.2.53")]);
+    // A client that did not ask keeps none.
+    carol.request_dns.clear();
+    let mut p = Pair::new(carol, gw);
+    p.connect();
+    assert_up(&p);
+    assert!(p.a.ike_sas()[0].dns_servers.is_empty());
+    assert_eq!(vips(&p.a_events).0, vec![ip("10.3.0.1")]);
+}
+
+#[test]
 fn ike_sa_rekey_keeps_the_lease_on_both_sides() {
     let mut p = Pair::new(client(A_IP, "carol.example"), gateway("10.3.0.0/24"));
     let id = p.connect();

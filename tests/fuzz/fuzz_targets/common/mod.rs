@@ -66,6 +66,8 @@ pub fn conn(local: &str, remote: Option<&str>) -> ConnSpec {
         force_encaps: false,
         request_vips: vec![],
         pools: vec![],
+        request_dns: vec![],
+        peer_dns: vec![],
     }
 }
 
