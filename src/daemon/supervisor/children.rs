@@ -432,7 +432,10 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         tracing::info!(target: "kernel", "ACQUIRE {local} -> {remote}: initiating {} to {remote}", key.0);
         match self.endpoint.initiate_to(now, &key.0, remote) {
             Ok(id) => {
-                self.acquired.insert(key, id);
+                self.acquired_by.insert(id, key.clone());
+                if let Some(old) = self.acquired.insert(key, id) {
+                    self.acquired_by.remove(&old);
+                }
             }
             Err(e) => {
                 tracing::error!(target: "ike", "initiating {} to {remote} on ACQUIRE: {e}", key.0)

@@ -252,6 +252,8 @@ pub struct Supervisor<R> {
     reauth_suspects: HashMap<IkeSaId, IkeSaId>,
     /// IKE SAs started by an ACQUIRE of a `right=%any` conn's trap, by conn and peer.
     acquired: HashMap<(String, std::net::IpAddr), IkeSaId>,
+    /// The same, by IKE SA (to forget it when the IKE SA goes).
+    acquired_by: HashMap<IkeSaId, (String, std::net::IpAddr)>,
     /// Mass deletes (`down`, shutdown) in progress, a window at a time.
     pacer: pacing::DeletePacer,
     /// When each IKE SA of a conn with `dpddelay` is looked at next (never later than its
@@ -303,6 +305,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             outbound_waits: HashMap::new(),
             reauth_suspects: HashMap::new(),
             acquired: HashMap::new(),
+            acquired_by: HashMap::new(),
             pacer: pacing::DeletePacer::default(),
             dpd_timers: timers::Deadlines::default(),
             idle_timers: timers::Deadlines::default(),
@@ -878,7 +881,9 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         self.ike_life_gone(now, id);
         self.paced_gone(now, id);
         self.dpd_timers.set(id, None);
-        self.acquired.retain(|_, sa| *sa != id);
+        if let Some(key) = self.acquired_by.remove(&id) {
+            self.acquired.remove(&key);
+        }
         self.vips_gone(id);
         let mut spis = self.by_ike.remove(&id).unwrap_or_default();
         spis.sort_unstable();

@@ -801,6 +801,13 @@ fn a_trap_without_a_fixed_peer_initiates_to_the_acquire_destination() {
     p.effects(ip(A));
     let to: Vec<IpAddr> = p.wire.iter().map(|t| t.remote.ip()).collect();
     assert_eq!(to, vec![ip("10.9.0.7")]);
+    assert_eq!(p.a.sup.acquired.len(), 2);
+    // The IKE SAs go (`down`): so do their ACQUIRE records (looked up by IKE SA, no scan).
+    p.wire.clear();
+    let ctl = p.request(true, Request::Down { name: "oe".into() });
+    assert!(p.a.outcome(ctl).1.is_some(), "{:?}", p.a.outcome(ctl));
+    assert_eq!(p.a.ike_sas(), 0);
+    assert!(p.a.sup.acquired.is_empty() && p.a.sup.acquired_by.is_empty());
 }
 
 #[test]
