@@ -39,23 +39,30 @@ pub struct Inputs {
 
 type OpResult = (OpId, Result<KernelOutput, KernelError>);
 
-/// The thread that owns the kernel interface and applies operations in order.
+/// The thread that owns the kernel interface and applies operations in order. Operations
+/// travel in batches (what the supervisor asked for in one go, and whatever queued up
+/// meanwhile) and so do their results: one thread hand-off per batch, not per operation.
 pub struct KernelWorker {
-    ops: std::sync::mpsc::Sender<(OpId, KernelOp)>,
-    results: mpsc::UnboundedReceiver<OpResult>,
+    ops: std::sync::mpsc::Sender<Vec<(OpId, KernelOp)>>,
+    results: mpsc::UnboundedReceiver<Vec<OpResult>>,
     thread: std::thread::JoinHandle<()>,
 }
 
 impl KernelWorker {
     /// Moves `kernel` to a new thread.
     pub fn spawn(mut kernel: Box<dyn KernelIpsec + Send>) -> std::io::Result<Self> {
-        let (ops, rx) = std::sync::mpsc::channel::<(OpId, KernelOp)>();
+        let (ops, rx) = std::sync::mpsc::channel::<Vec<(OpId, KernelOp)>>();
         let (tx, results) = mpsc::unbounded_channel();
         let thread = std::thread::Builder::new()
             .name("kernel".into())
             .spawn(move || {
-                for (id, op) in rx {
-                    if tx.send((id, op.apply(kernel.as_mut()))).is_err() {
+                while let Ok(mut batch) = rx.recv() {
+                    batch.extend(rx.try_iter().flatten());
+                    let done = batch
+                        .into_iter()
+                        .map(|(id, op)| (id, op.apply(kernel.as_mut())))
+                        .collect();
+                    if tx.send(done).is_err() {
                         return;
                     }
                 }
@@ -132,17 +139,20 @@ impl<R: CryptoRng> Driver<R> {
         self.sup.start(Instant::now());
         self.execute().await;
         while self.ops_done < self.ops_sent {
-            let Some((op, r)) = self.worker.results.recv().await else {
+            let Some(results) = self.worker.results.recv().await else {
                 return;
             };
-            self.kernel_done(op, r);
+            self.kernel_done(results);
             self.execute().await;
         }
     }
 
-    fn kernel_done(&mut self, op: OpId, r: Result<KernelOutput, KernelError>) {
-        self.ops_done += 1;
-        self.sup.handle_kernel_done(Instant::now(), op, r);
+    fn kernel_done(&mut self, results: Vec<OpResult>) {
+        let now = Instant::now();
+        for (op, r) in results {
+            self.ops_done += 1;
+            self.sup.handle_kernel_done(now, op, r);
+        }
     }
 
     /// Runs until shut down; returns after every SA and policy was removed.
@@ -160,7 +170,7 @@ impl<R: CryptoRng> Driver<R> {
                     self.sup.handle_request(Instant::now(), id, req.request);
                 }
                 Some(ev) = inputs.kernel.recv() => self.sup.handle_kernel_event(Instant::now(), ev),
-                Some((op, r)) = self.worker.results.recv() => self.kernel_done(op, r),
+                Some(results) = self.worker.results.recv() => self.kernel_done(results),
                 () = sleep_until(timeout), if timeout.is_some() => {
                     self.sup.handle_timeout(Instant::now());
                 }
@@ -186,14 +196,32 @@ impl<R: CryptoRng> Driver<R> {
             let blocked = self.ops_done < self.ops_sent;
             match self.queue.front() {
                 None => return,
-                Some(Effect::Kernel(..)) => {}
+                Some(Effect::Kernel(..)) => self.send_kernel_ops(),
                 Some(_) if blocked => return,
-                Some(_) => {}
+                Some(_) => {
+                    if let Some(effect) = self.queue.pop_front() {
+                        self.effect(effect).await;
+                    }
+                }
             }
-            let Some(effect) = self.queue.pop_front() else {
-                return;
-            };
-            self.effect(effect).await;
+        }
+    }
+
+    /// Sends the kernel operations at the front of the queue to the worker, as one batch.
+    fn send_kernel_ops(&mut self) {
+        let mut batch = Vec::new();
+        while let Some(Effect::Kernel(..)) = self.queue.front() {
+            if let Some(Effect::Kernel(id, op)) = self.queue.pop_front() {
+                batch.push((id, op));
+            }
+        }
+        self.send_ops(batch);
+    }
+
+    fn send_ops(&mut self, batch: Vec<(OpId, KernelOp)>) {
+        self.ops_sent += batch.len() as u64; // ok: usize fits in u64
+        if self.worker.ops.send(batch).is_err() {
+            tracing::error!(target: "kernel", "the kernel thread is gone");
         }
     }
 
@@ -204,12 +232,7 @@ impl<R: CryptoRng> Driver<R> {
                     tracing::warn!(target: "net", "{e}");
                 }
             }
-            Effect::Kernel(id, op) => {
-                self.ops_sent += 1;
-                if self.worker.ops.send((id, op)).is_err() {
-                    tracing::error!(target: "kernel", "the kernel thread is gone");
-                }
-            }
+            Effect::Kernel(id, op) => self.send_ops(vec![(id, op)]),
             Effect::Reply(ctl, reply) => {
                 let last = matches!(reply, Reply::Done(_));
                 if let Some(tx) = self.ctls.get(&ctl) {

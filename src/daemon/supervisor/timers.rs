@@ -35,7 +35,7 @@ impl<K: Copy + Ord + Hash> Deadlines<K> {
     }
 
     /// The deadline of `key` (for the debug cross-checks against a scan).
-    #[cfg(debug_assertions)]
+    #[cfg(any(debug_assertions, test))]
     pub(super) fn get(&self, key: K) -> Option<Instant> {
         self.by_key.get(&key).copied()
     }
