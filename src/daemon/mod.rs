@@ -10,6 +10,7 @@
 
 pub mod conns;
 pub mod ctl;
+pub mod dh_pool;
 pub mod driver;
 pub mod install;
 pub mod keylog;
@@ -280,7 +281,13 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     // their own generator.
     let seed = || ChaCha20Rng::from_rng(&mut rand::rng());
     let spis = Box::new(RandomSpis::new(seed(), SPI_RANGE));
-    let endpoint = Endpoint::new(config, seed(), spis);
+    let mut endpoint = Endpoint::new(config, seed(), spis);
+    let workers = daemon_settings.crypto.workers();
+    if workers > 0 {
+        let pool = dh_pool::DhPool::spawn(workers).map_err(DaemonError::Thread)?;
+        tracing::info!(target: "cfg", "{} threads make Diffie-Hellman key pairs ahead of time", pool.workers());
+        endpoint.set_key_pair_source(Box::new(pool));
+    }
     let kernel_name = if xfrm { "xfrm" } else { "none" };
     let settings = supervisor::Settings {
         kernel_name,

@@ -83,7 +83,7 @@ pub(crate) fn send_request<R: CryptoRng>(sa: &mut IkeSa, ctx: &mut Ctx<'_, R>) -
     };
     let spi_i = ctx.fresh_ike_spi();
     let ni = random(ctx.rng, NONCE_LEN);
-    let dh = group.generate(ctx.rng);
+    let dh = ctx.keys.fresh(group, ctx.rng);
     let mut offer = proposal::ike_offer(ours);
     for p in &mut offer {
         p.spi = spi_i.to_vec();
@@ -334,7 +334,7 @@ fn answer<R: CryptoRng>(
     else {
         return refuse(NotifyType::NO_PROPOSAL_CHOSEN, Vec::new());
     };
-    let dh = suite.dh.generate(ctx.rng);
+    let dh = ctx.keys.fresh(suite.dh, ctx.rng);
     let Ok(shared) = dh.agree(&ke.data) else {
         return refuse(NotifyType::INVALID_SYNTAX, Vec::new());
     };

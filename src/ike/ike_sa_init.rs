@@ -78,7 +78,7 @@ pub(crate) fn initiate<R: CryptoRng>(
         },
     );
     let mut st = ExpectSaInitResponse {
-        dh: group.generate(ctx.rng),
+        dh: ctx.keys.fresh(group, ctx.rng),
         ni: random(ctx.rng, NONCE_LEN),
         cookie: None,
         request: Vec::new(),
@@ -151,7 +151,7 @@ impl ExpectSaInitResponse {
                         && self.restarts < MAX_RESTARTS =>
                 {
                     self.restarts += 1; // ok: < MAX_RESTARTS (match guard)
-                    self.dh = g.generate(ctx.rng);
+                    self.dh = ctx.keys.fresh(g, ctx.rng);
                     self.send(sa, ctx);
                     State::ExpectSaInitResponse(self)
                 }
@@ -415,7 +415,9 @@ pub(crate) fn respond<R: CryptoRng>(
             return None;
         }
     };
-    let dh = suite.dh.generate(ctx.rng);
+    let dh = ctx
+        .keys
+        .for_responder(suite.dh, ctx.now, ctx.config.dh_reuse, ctx.rng);
     let Ok(shared) = dh.agree(&parts.ke.data) else {
         refused(ctx, Some(&conn), InitRefusal::InvalidSyntax);
         refuse(ctx, path, h, NotifyType::INVALID_SYNTAX, Vec::new());

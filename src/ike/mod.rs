@@ -102,6 +102,7 @@ mod ike_auth;
 mod ike_rekey;
 mod ike_sa_init;
 mod informational;
+mod key_pairs;
 mod natd;
 mod payloads;
 mod pool;
@@ -133,6 +134,7 @@ pub use event::{
     ChildDirKeys, ChildSaReady, ChildSaStatus, Event, IkeSaExportedKeys, IkeSaId, IkeSaState,
     IkeSaStatus, InitRefusal, Role, Transmit,
 };
+pub use key_pairs::KeyPairSource;
 pub use pool::PoolLease;
 pub use psk::{PskLookup, Psks};
 pub use timer::RetransmitPolicy;
@@ -152,6 +154,7 @@ macro_rules! ctx {
         Ctx {
             now: $now,
             rng: &mut $ep.rng,
+            keys: &mut $ep.keys,
             spis: $ep.spis.as_mut(),
             config: &$ep.config,
             conns: &$ep.conns,
@@ -167,6 +170,7 @@ pub struct Endpoint<R> {
     config: EndpointConfig,
     rng: R,
     spis: Box<dyn SpiAllocator + Send>,
+    keys: key_pairs::KeyPairs,
     conns: Vec<Arc<ConnSpec>>,
     /// Boxed: a B-tree node holds many slots, half of them empty after inserts in id order.
     sas: BTreeMap<IkeSaId, Box<IkeSa>>,
@@ -279,6 +283,7 @@ impl<R: CryptoRng> Endpoint<R> {
             config,
             rng,
             spis,
+            keys: key_pairs::KeyPairs::default(),
             conns: Vec::new(),
             sas: BTreeMap::new(),
             by_spi: HashMap::new(),
@@ -300,6 +305,12 @@ impl<R: CryptoRng> Endpoint<R> {
     /// cookies follow the new values from now on, for existing SAs too.
     pub fn set_config(&mut self, config: EndpointConfig) {
         self.config = config;
+    }
+
+    /// Take Diffie-Hellman key pairs from `source` whenever it has one ready (e.g. made on
+    /// other cores); without one, or when it has none, the endpoint makes its own.
+    pub fn set_key_pair_source(&mut self, source: Box<dyn KeyPairSource>) {
+        self.keys.set_source(source);
     }
 
     /// Replace the conn definitions. Existing IKE SAs keep the definition they started with.

@@ -59,6 +59,8 @@ pub(crate) struct Path {
 pub(crate) struct Ctx<'a, R> {
     pub(crate) now: Instant,
     pub(crate) rng: &'a mut R,
+    /// Diffie-Hellman key pairs (made ahead of time when a source has them ready).
+    pub(crate) keys: &'a mut super::key_pairs::KeyPairs,
     pub(crate) spis: &'a mut (dyn SpiAllocator + Send),
     pub(crate) config: &'a EndpointConfig,
     pub(crate) conns: &'a [Arc<ConnSpec>],
