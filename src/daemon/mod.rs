@@ -298,7 +298,11 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     };
     let mut sup = supervisor::Supervisor::new(endpoint, settings, conns, seed());
     sup.set_shunts(shunts);
-    let worker = driver::KernelWorker::spawn(kernel).map_err(DaemonError::Thread)?;
+    let worker = if xfrm {
+        driver::KernelWorker::spawn(kernel).map_err(DaemonError::Thread)?
+    } else {
+        driver::KernelWorker::Inline(kernel)
+    };
 
     let (ctl_tx, ctl_rx) = mpsc::channel(16);
     let _ctl = ctl::CtlSocket::bind(&opts.ctl, ctl_tx, ctl::CtlLimits::default())?;
