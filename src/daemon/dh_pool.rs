@@ -1,22 +1,25 @@
-//! Diffie-Hellman key pairs made ahead of time on worker threads (`[crypto] workers`), so
-//! that the engine's thread spends a handshake's CPU on the shared secret and the rest of
-//! the exchange, and the other cores make the key pairs. The engine takes them through
-//! [`KeyPairSource`]; when the stock of a group runs out it makes its own, so a burst is
-//! never slower than without the pool.
+//! Diffie-Hellman work on worker threads (`[crypto] workers`), the engine's [`DhOffload`]:
+//! the other cores make key pairs ahead of time and compute responders' IKE_SA_INIT shared
+//! secrets while the responses travel, so that the engine's thread spends a handshake's
+//! CPU on the rest of the exchange. When the stock of a group runs out the engine makes its
+//! own key pair, and a shared secret not started yet when the engine needs it is computed
+//! by the engine itself: a burst is never slower than without the pool.
 //!
-//! A group is stocked once the engine has asked for it; the workers keep [`STOCK`] key
-//! pairs of each such group ready and sleep otherwise. Key pairs are zeroized when dropped,
-//! also those still in stock when the pool goes.
+//! Shared secrets come first; a group is stocked once the engine has asked for it, with
+//! [`STOCK`] key pairs; the workers sleep otherwise. Key pairs and secrets are zeroized when
+//! dropped, also those still in the pool when it goes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
 use rand::SeedableRng;
 use rand::rngs::ChaCha20Rng;
 
-use crate::crypto::{DhGroup, DhPrivate};
-use crate::ike::KeyPairSource;
+use zeroize::Zeroizing;
+
+use crate::crypto::{CryptoError, DhGroup, DhPrivate};
+use crate::ike::{Agreement, DhOffload};
 
 /// Key pairs kept ready per group: about 10 ms of X25519 handshakes at full load, a few
 /// KiB of memory.
@@ -38,6 +41,8 @@ struct Shared {
 
 #[derive(Default)]
 struct Stock {
+    /// Shared secrets to compute, oldest first.
+    agreements: VecDeque<Arc<Job>>,
     ready: HashMap<DhGroup, Vec<DhPrivate>>,
     /// Key pairs being made per group.
     making: HashMap<DhGroup, usize>,
@@ -51,6 +56,65 @@ impl Stock {
             .iter()
             .find(|(g, ready)| ready.len() + self.making.get(g).copied().unwrap_or(0) < STOCK)
             .map(|(g, _)| *g)
+    }
+}
+
+type Secret = Result<Zeroizing<Vec<u8>>, CryptoError>;
+
+/// One shared secret, shared by the engine's [`Agreement`] and the pool's queue.
+struct Job {
+    state: Mutex<JobState>,
+    done: Condvar,
+}
+
+enum JobState {
+    Queued(DhPrivate, Vec<u8>),
+    /// Being computed, or taken by the engine.
+    Running,
+    Done(Secret),
+}
+
+impl Job {
+    fn lock(&self) -> MutexGuard<'_, JobState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The inputs, if nobody has started on it.
+    fn start(&self) -> Option<(DhPrivate, Vec<u8>)> {
+        let mut state = self.lock();
+        match std::mem::replace(&mut *state, JobState::Running) {
+            JobState::Queued(dh, peer) => Some((dh, peer)),
+            other => {
+                *state = other;
+                None
+            }
+        }
+    }
+}
+
+/// The engine's handle on a [`Job`].
+struct Pending(Arc<Job>);
+
+impl Agreement for Pending {
+    fn wait(self: Box<Self>) -> Secret {
+        let mut state = self.0.lock();
+        loop {
+            match std::mem::replace(&mut *state, JobState::Running) {
+                // No worker has got to it: compute it here (a worker will skip it).
+                JobState::Queued(dh, peer) => {
+                    drop(state);
+                    return dh.agree(&peer);
+                }
+                JobState::Done(secret) => return secret,
+                JobState::Running => {
+                    state = self
+                        .0
+                        .done
+                        .wait(state)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+            }
+        }
     }
 }
 
@@ -95,8 +159,18 @@ impl DhPool {
     }
 }
 
-impl KeyPairSource for DhPool {
-    fn take(&mut self, group: DhGroup) -> Option<DhPrivate> {
+impl DhOffload for DhPool {
+    fn agree_later(&mut self, dh: DhPrivate, peer: Vec<u8>) -> Box<dyn Agreement> {
+        let job = Arc::new(Job {
+            state: Mutex::new(JobState::Queued(dh, peer)),
+            done: Condvar::new(),
+        });
+        self.shared.lock().agreements.push_back(job.clone());
+        self.shared.low.notify_one();
+        Box::new(Pending(job))
+    }
+
+    fn key_pair(&mut self, group: DhGroup) -> Option<DhPrivate> {
         let mut stock = self.shared.lock();
         let ready = stock.ready.entry(group).or_default();
         let dh = ready.pop();
@@ -110,23 +184,45 @@ impl KeyPairSource for DhPool {
     }
 }
 
+/// What a worker does next.
+enum Task {
+    Agree(Arc<Job>),
+    Make(DhGroup),
+}
+
 fn work(shared: &Shared, mut rng: ChaCha20Rng) {
     loop {
-        let group = {
+        let task = {
             let mut stock = shared.lock();
             loop {
                 if stock.stop {
                     return;
                 }
+                if let Some(job) = stock.agreements.pop_front() {
+                    break Task::Agree(job);
+                }
                 if let Some(g) = stock.short() {
                     *stock.making.entry(g).or_default() += 1; // ok: at most STOCK
-                    break g;
+                    break Task::Make(g);
                 }
                 stock = shared
                     .low
                     .wait(stock)
                     .unwrap_or_else(PoisonError::into_inner);
             }
+        };
+        let group = match task {
+            // Unless its IKE SA is gone already.
+            Task::Agree(job) if Arc::strong_count(&job) > 1 => {
+                if let Some((dh, peer)) = job.start() {
+                    let secret = dh.agree(&peer);
+                    *job.lock() = JobState::Done(secret);
+                    job.done.notify_all();
+                }
+                continue;
+            }
+            Task::Agree(_) => continue,
+            Task::Make(g) => g,
         };
         let dh = group.generate(&mut rng);
         let mut stock = shared.lock();
@@ -170,11 +266,11 @@ mod tests {
         assert_eq!(pool.workers(), 2);
         // Nothing is made before a group is asked for.
         assert_eq!(pool.ready(DhGroup::Curve25519), 0);
-        assert!(pool.take(DhGroup::Curve25519).is_none());
+        assert!(pool.key_pair(DhGroup::Curve25519).is_none());
         wait_stocked(&pool, DhGroup::Curve25519);
         assert_eq!(pool.ready(DhGroup::Ecp256), 0);
         let mut publics: Vec<Vec<u8>> = (0..STOCK)
-            .map(|_| pool.take(DhGroup::Curve25519).unwrap())
+            .map(|_| pool.key_pair(DhGroup::Curve25519).unwrap())
             .map(|dh| {
                 assert_eq!(dh.group(), DhGroup::Curve25519);
                 dh.public_value()
@@ -189,11 +285,40 @@ mod tests {
     }
 
     #[test]
+    fn shared_secrets_come_from_a_worker_or_from_the_caller_when_none_started() {
+        let mut rng = ChaCha20Rng::seed_from_u64(4);
+        let peer = DhGroup::Curve25519.generate(&mut rng);
+        let ours = || DhGroup::Curve25519.generate(&mut ChaCha20Rng::seed_from_u64(5));
+        let expected = ours().agree(&peer.public_value()).unwrap();
+        // A pool without workers: the caller computes it.
+        let mut idle = DhPool {
+            shared: Arc::new(Shared {
+                stock: Mutex::new(Stock::default()),
+                low: Condvar::new(),
+                full: Condvar::new(),
+            }),
+            workers: Vec::new(),
+        };
+        let job = idle.agree_later(ours(), peer.public_value());
+        assert_eq!(*job.wait().unwrap(), *expected);
+        // With workers, many at once, refusals included.
+        let mut pool = DhPool::spawn(2).unwrap();
+        let jobs: Vec<_> = (0..50)
+            .map(|_| pool.agree_later(ours(), peer.public_value()))
+            .collect();
+        let bad = pool.agree_later(ours(), vec![0; 32]);
+        for job in jobs {
+            assert_eq!(*job.wait().unwrap(), *expected);
+        }
+        assert!(bad.wait().is_err());
+    }
+
+    #[test]
     fn pooled_key_pairs_agree_with_a_peer() {
         let mut pool = DhPool::spawn(1).unwrap();
-        let _ = pool.take(DhGroup::Ecp256);
+        let _ = pool.key_pair(DhGroup::Ecp256);
         wait_stocked(&pool, DhGroup::Ecp256);
-        let ours = pool.take(DhGroup::Ecp256).unwrap();
+        let ours = pool.key_pair(DhGroup::Ecp256).unwrap();
         let theirs = DhGroup::Ecp256.generate(&mut ChaCha20Rng::seed_from_u64(3));
         assert_eq!(
             *ours.agree(&theirs.public_value()).unwrap(),

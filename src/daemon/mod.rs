@@ -286,7 +286,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     if workers > 0 {
         let pool = dh_pool::DhPool::spawn(workers).map_err(DaemonError::Thread)?;
         tracing::info!(target: "cfg", "{} threads make Diffie-Hellman key pairs ahead of time", pool.workers());
-        endpoint.set_key_pair_source(Box::new(pool));
+        endpoint.set_dh_offload(Box::new(pool));
     }
     let kernel_name = if xfrm { "xfrm" } else { "none" };
     let settings = supervisor::Settings {

@@ -1,30 +1,61 @@
-//! Where the engine's Diffie-Hellman key pairs come from: made ahead of time by a
-//! [`KeyPairSource`] (the daemon's pool on other cores) when one is ready, else made here
-//! with the endpoint's RNG; and, only when configured, a responder's IKE_SA_INIT key pair
-//! reused for a short time (RFC 7296 §2.12).
+//! The engine's Diffie-Hellman work: key pairs made ahead of time by a [`DhOffload`] (the
+//! daemon's pool on other cores) when one is ready, else made here with the endpoint's RNG;
+//! a responder's IKE_SA_INIT shared secret computed by the offload while the response is on
+//! its way and collected when the keys are first needed (IKE_AUTH); and, only when
+//! configured, a responder's IKE_SA_INIT key pair reused for a short time (RFC 7296 §2.12).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::crypto::{DhGroup, DhPrivate};
+use zeroize::Zeroizing;
 
-/// Key pairs made ahead of time. The engine takes one per key exchange and never gives one
-/// back; a source that has none ready answers `None` and the engine makes its own.
-pub trait KeyPairSource: Send {
-    /// A fresh key pair of `group`, if one is ready.
-    fn take(&mut self, group: DhGroup) -> Option<DhPrivate>;
+use crate::crypto::{CryptoError, DhGroup, DhPrivate};
+
+/// Diffie-Hellman work done outside the engine's thread.
+pub trait DhOffload: Send {
+    /// A fresh key pair of `group`, if one is ready (the engine takes one per key exchange
+    /// and never gives one back; without one it makes its own).
+    fn key_pair(&mut self, group: DhGroup) -> Option<DhPrivate>;
+
+    /// Starts computing the shared secret of `dh` and the peer's public value `peer`. The
+    /// default computes it at once.
+    fn agree_later(&mut self, dh: DhPrivate, peer: Vec<u8>) -> Box<dyn Agreement> {
+        Box::new(Agreed(dh.agree(&peer)))
+    }
+}
+
+/// A shared secret being computed.
+pub trait Agreement: Send {
+    /// The shared secret (waiting for it if it is being computed right now), or why the
+    /// peer's public value was refused.
+    fn wait(self: Box<Self>) -> Result<Zeroizing<Vec<u8>>, CryptoError>;
+}
+
+/// A shared secret computed already.
+struct Agreed(Result<Zeroizing<Vec<u8>>, CryptoError>);
+
+impl Agreement for Agreed {
+    fn wait(self: Box<Self>) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        self.0
+    }
+}
+
+/// A responder's shared secret: computed now (no offload), or later.
+pub(crate) enum SharedSecret {
+    Now(Result<Zeroizing<Vec<u8>>, CryptoError>),
+    Later(Box<dyn Agreement>),
 }
 
 /// The engine's key pairs (see the module documentation).
 #[derive(Default)]
 pub(crate) struct KeyPairs {
-    source: Option<Box<dyn KeyPairSource>>,
+    source: Option<Box<dyn DhOffload>>,
     /// The responder key pair of each group being reused, with when it was made.
     reused: HashMap<DhGroup, (Instant, DhPrivate)>,
 }
 
 impl KeyPairs {
-    pub(crate) fn set_source(&mut self, source: Box<dyn KeyPairSource>) {
+    pub(crate) fn set_source(&mut self, source: Box<dyn DhOffload>) {
         self.source = Some(source);
     }
 
@@ -32,8 +63,17 @@ impl KeyPairs {
     pub(crate) fn fresh(&mut self, group: DhGroup, rng: &mut impl rand::CryptoRng) -> DhPrivate {
         self.source
             .as_mut()
-            .and_then(|s| s.take(group))
+            .and_then(|s| s.key_pair(group))
             .unwrap_or_else(|| group.generate(rng))
+    }
+
+    /// The shared secret of a responder's `dh` with the initiator's public value `peer`:
+    /// offloaded when there is an offload, else computed now.
+    pub(crate) fn agree(&mut self, dh: DhPrivate, peer: &[u8]) -> SharedSecret {
+        match self.source.as_mut() {
+            Some(s) => SharedSecret::Later(s.agree_later(dh, peer.to_vec())),
+            None => SharedSecret::Now(dh.agree(peer)),
+        }
     }
 
     /// The key pair for a responder's IKE_SA_INIT at `now`: the one made less than `reuse`
@@ -79,8 +119,8 @@ mod tests {
     /// A source holding a fixed stock, counting what it handed out.
     struct Stock(Vec<DhPrivate>);
 
-    impl KeyPairSource for Stock {
-        fn take(&mut self, group: DhGroup) -> Option<DhPrivate> {
+    impl DhOffload for Stock {
+        fn key_pair(&mut self, group: DhGroup) -> Option<DhPrivate> {
             let i = self.0.iter().position(|d| d.group() == group)?;
             Some(self.0.swap_remove(i))
         }
@@ -100,6 +140,23 @@ mod tests {
         let made = keys.fresh(DhGroup::Curve25519, &mut rng);
         assert_ne!(made.public_value(), ready_public);
         assert_eq!(made.group(), DhGroup::Curve25519);
+
+        // The default offload agrees at once, like the engine without one.
+        let peer = DhGroup::Curve25519.generate(&mut rng);
+        let ours = keys.fresh(DhGroup::Curve25519, &mut rng);
+        let expected = ours.agree(&peer.public_value()).unwrap();
+        let SharedSecret::Later(later) = keys.agree(ours, &peer.public_value()) else {
+            panic!("an offload takes the agreement");
+        };
+        assert_eq!(*later.wait().unwrap(), *expected);
+        let bad = keys.fresh(DhGroup::Curve25519, &mut rng);
+        let SharedSecret::Later(later) = keys.agree(bad, &[0; 32]) else {
+            panic!("an offload takes the agreement");
+        };
+        assert!(
+            later.wait().is_err(),
+            "an all-zero X25519 result is refused"
+        );
     }
 
     #[test]

@@ -134,7 +134,7 @@ pub use event::{
     ChildDirKeys, ChildSaReady, ChildSaStatus, Event, IkeSaExportedKeys, IkeSaId, IkeSaState,
     IkeSaStatus, InitRefusal, Role, Transmit,
 };
-pub use key_pairs::KeyPairSource;
+pub use key_pairs::{Agreement, DhOffload};
 pub use pool::PoolLease;
 pub use psk::{PskLookup, Psks};
 pub use timer::RetransmitPolicy;
@@ -307,10 +307,12 @@ impl<R: CryptoRng> Endpoint<R> {
         self.config = config;
     }
 
-    /// Take Diffie-Hellman key pairs from `source` whenever it has one ready (e.g. made on
-    /// other cores); without one, or when it has none, the endpoint makes its own.
-    pub fn set_key_pair_source(&mut self, source: Box<dyn KeyPairSource>) {
-        self.keys.set_source(source);
+    /// Hand Diffie-Hellman work to `offload` (e.g. threads on other cores): key pairs are
+    /// taken from it whenever it has one ready (else the endpoint makes its own), and a
+    /// responder's IKE_SA_INIT shared secret is computed by it and collected when the IKE
+    /// SA's keys are first needed.
+    pub fn set_dh_offload(&mut self, offload: Box<dyn DhOffload>) {
+        self.keys.set_source(offload);
     }
 
     /// Replace the conn definitions. Existing IKE SAs keep the definition they started with.
@@ -438,7 +440,9 @@ impl<R: CryptoRng> Endpoint<R> {
             return;
         };
         let mut ctx = ctx!(self, now);
-        f(sa, &mut ctx);
+        if sa.finish_keys(&mut ctx) {
+            f(sa, &mut ctx);
+        }
         sa.pump(&mut ctx);
         self.stats.replays_refused += ctx.out.replays_refused;
         ctx.out.replays_refused = 0;

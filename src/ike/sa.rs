@@ -111,6 +111,23 @@ pub(crate) struct InitExchange {
     pub(crate) response: Vec<u8>,
 }
 
+/// A responder's IKE SA keys whose DH shared secret is being computed elsewhere
+/// ([`super::DhOffload`]): what derives them once it is there.
+pub(crate) struct PendingKeys {
+    pub(crate) agreement: Box<dyn super::Agreement>,
+    pub(crate) suite: IkeSuite,
+    pub(crate) ni: Vec<u8>,
+    pub(crate) nr: Vec<u8>,
+}
+
+impl std::fmt::Debug for PendingKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingKeys")
+            .field("suite", &self.suite)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Keys and transforms of an IKE SA after IKE_SA_INIT.
 pub(crate) struct SaKeys {
     pub(crate) suite: IkeSuite,
@@ -248,6 +265,8 @@ pub(crate) struct IkeSa {
     pub(crate) remote: SocketAddr,
     pub(crate) state: State,
     pub(crate) keys: Option<SaKeys>,
+    /// Responder: `keys` while their DH shared secret is computed elsewhere.
+    pub(crate) pending_keys: Option<Box<PendingKeys>>,
     /// Message ID of our next request.
     pub(crate) next_mid: u32,
     /// Message ID we expect on the peer's next request.
@@ -307,6 +326,39 @@ pub(crate) struct IkeSa {
 }
 
 impl IkeSa {
+    /// Derives the keys left pending at IKE_SA_INIT, waiting for their shared secret if it
+    /// is still being computed. False when the peer's public value was refused: the SA has
+    /// failed then.
+    pub(crate) fn finish_keys<R: CryptoRng>(&mut self, ctx: &mut Ctx<'_, R>) -> bool {
+        let Some(p) = self.pending_keys.take() else {
+            return true;
+        };
+        let keys = p
+            .agreement
+            .wait()
+            .map_err(IkeError::Crypto)
+            .and_then(|shared| {
+                super::ike_sa_init::responder_keys(
+                    p.suite,
+                    &p.ni,
+                    &p.nr,
+                    &shared,
+                    (&self.spi_i, &self.spi_r),
+                    ctx.config.export_keys,
+                )
+            });
+        match keys {
+            Ok(k) => {
+                self.keys = Some(k);
+                true
+            }
+            Err(e) => {
+                self.state = self.fail(ctx, e);
+                false
+            }
+        }
+    }
+
     /// A fresh SA: no keys, message IDs 0, nothing outstanding; the caller sets the state.
     pub(crate) fn new(
         id: IkeSaId,
@@ -325,6 +377,7 @@ impl IkeSa {
             remote: path.remote,
             state: State::Dead,
             keys: None,
+            pending_keys: None,
             next_mid: 0,
             peer_mid: 0,
             outstanding: None,
@@ -897,7 +950,12 @@ impl IkeSa {
             remote: self.remote,
             local_id: self.conn.local_id_at(self.local.ip()),
             remote_id: self.remote_id.clone(),
-            proposal: self.keys.as_ref().map(|k| k.suite.name()),
+            proposal: self
+                .keys
+                .as_ref()
+                .map(|k| k.suite)
+                .or(self.pending_keys.as_ref().map(|p| p.suite))
+                .map(|s| s.name()),
             established_at: self.established_at,
             last_received: self.last_received,
             nat_detected: self.nat_detected,

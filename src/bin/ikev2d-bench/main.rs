@@ -25,7 +25,7 @@ use ikev2d::config::source::{MemResolver, SourceFile};
 use ikev2d::crypto::{DhGroup, DhPrivate};
 use ikev2d::daemon::conns::{Reqids, build_conns};
 use ikev2d::ike::{
-    ConnSpec, Endpoint, EndpointConfig, Event, IkeSaId, KeyPairSource, RandomSpis, Transmit,
+    ConnSpec, DhOffload, Endpoint, EndpointConfig, Event, IkeSaId, RandomSpis, Transmit,
 };
 use ikev2d::wire::{Identification, TrafficSelector};
 use ipnet::IpNet;
@@ -107,8 +107,8 @@ struct Cli {
 #[derive(Default)]
 struct OneKeyPair(std::collections::HashMap<DhGroup, DhPrivate>);
 
-impl KeyPairSource for OneKeyPair {
-    fn take(&mut self, group: DhGroup) -> Option<DhPrivate> {
+impl DhOffload for OneKeyPair {
+    fn key_pair(&mut self, group: DhGroup) -> Option<DhPrivate> {
         let dh = self
             .0
             .entry(group)
@@ -371,7 +371,7 @@ impl Worker {
         );
         ep.set_conns(vec![template.clone()]);
         if !fresh_keys {
-            ep.set_key_pair_source(Box::<OneKeyPair>::default());
+            ep.set_dh_offload(Box::<OneKeyPair>::default());
         }
         Ok(Self {
             sock,
