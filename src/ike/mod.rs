@@ -726,6 +726,13 @@ impl<R: CryptoRng> Endpoint<R> {
             .map(|(_, id)| *id)
             .collect();
         for id in due {
+            // A half-open SA timing out needs no keys: its shared secret, if still being
+            // computed elsewhere, is dropped rather than waited for.
+            if let Some(sa) = self.sas.get_mut(&id)
+                && sa.half_open_deadline.is_some_and(|d| now >= d)
+            {
+                sa.pending_keys = None;
+            }
             self.with_sa(now, id, |sa, ctx| sa.on_timeout(ctx));
         }
     }

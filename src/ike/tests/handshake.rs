@@ -483,3 +483,16 @@ fn a_peer_value_refused_by_the_offload_fails_the_half_open_sa_at_ike_auth() {
     assert!(p.b.ike_sas().is_empty());
     assert!(established(&p.a_events).is_empty());
 }
+
+#[test]
+fn a_half_open_sa_timing_out_drops_its_offloaded_shared_secret_uncollected() {
+    let (mut p, collected) = deferred_pair(IKE_SUITES[0], false);
+    p.fault = Box::new(|dir, _, _| match dir {
+        Dir::AtoB => Fault::Drop,
+        Dir::BtoA => Fault::Deliver,
+    });
+    p.drive();
+    assert_eq!(collected.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(failures(&p.b_events), vec![IkeError::HalfOpenTimeout]);
+    assert!(p.b.ike_sas().is_empty());
+}
