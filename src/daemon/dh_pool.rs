@@ -152,6 +152,17 @@ impl DhPool {
         self.workers.len()
     }
 
+    /// Queues the shared secret of `dh` and `peer` for the workers.
+    fn submit(&self, dh: DhPrivate, peer: Vec<u8>) -> Arc<Job> {
+        let job = Arc::new(Job {
+            state: Mutex::new(JobState::Queued(dh, peer)),
+            done: Condvar::new(),
+        });
+        self.shared.lock().agreements.push_back(job.clone());
+        self.shared.low.notify_one();
+        job
+    }
+
     /// Key pairs of `group` ready now.
     #[cfg(test)]
     fn ready(&self, group: DhGroup) -> usize {
@@ -161,13 +172,7 @@ impl DhPool {
 
 impl DhOffload for DhPool {
     fn agree_later(&mut self, dh: DhPrivate, peer: Vec<u8>) -> Box<dyn Agreement> {
-        let job = Arc::new(Job {
-            state: Mutex::new(JobState::Queued(dh, peer)),
-            done: Condvar::new(),
-        });
-        self.shared.lock().agreements.push_back(job.clone());
-        self.shared.low.notify_one();
-        Box::new(Pending(job))
+        Box::new(Pending(self.submit(dh, peer)))
     }
 
     fn key_pair(&mut self, group: DhGroup) -> Option<DhPrivate> {
@@ -279,7 +284,11 @@ mod tests {
         publics.sort();
         publics.dedup();
         assert_eq!(publics.len(), STOCK);
-        // Used up, it is stocked again; dropping the pool stops its workers.
+        // Used below half (the workers wake only then), it is stocked again; dropping the
+        // pool stops its workers.
+        while pool.ready(DhGroup::Curve25519) >= STOCK / 2 {
+            let _ = pool.key_pair(DhGroup::Curve25519);
+        }
         wait_stocked(&pool, DhGroup::Curve25519);
         drop(pool);
     }
@@ -301,16 +310,24 @@ mod tests {
         };
         let job = idle.agree_later(ours(), peer.public_value());
         assert_eq!(*job.wait().unwrap(), *expected);
-        // With workers, many at once, refusals included.
-        let mut pool = DhPool::spawn(2).unwrap();
-        let jobs: Vec<_> = (0..50)
-            .map(|_| pool.agree_later(ours(), peer.public_value()))
+        // With workers, many at once, refusals included: each is computed by a worker (the
+        // job is done before anyone waits for it).
+        let pool = DhPool::spawn(2).unwrap();
+        let mut jobs: Vec<_> = (0..50)
+            .map(|_| pool.submit(ours(), peer.public_value()))
             .collect();
-        let bad = pool.agree_later(ours(), vec![0; 32]);
-        for job in jobs {
-            assert_eq!(*job.wait().unwrap(), *expected);
+        jobs.push(pool.submit(ours(), vec![0; 32]));
+        for job in &jobs {
+            let mut state = job.lock();
+            while !matches!(*state, JobState::Done(_)) {
+                state = job.done.wait(state).unwrap();
+            }
         }
-        assert!(bad.wait().is_err());
+        let bad = jobs.pop().map(|job| Box::new(Pending(job)).wait());
+        assert!(matches!(bad, Some(Err(_))));
+        for job in jobs {
+            assert_eq!(*Box::new(Pending(job)).wait().unwrap(), *expected);
+        }
     }
 
     #[test]
