@@ -19,7 +19,7 @@
 //! [nat]
 //! keepalive = 20                  # seconds between NAT keepalives, 0 = off
 //! [crypto]
-//! workers = 1                     # threads making DH key pairs ahead of time (default:
+//! workers = 1                     # threads of DH work, at most one per core (default:
 //!                                 # one per core but one; 0 = none)
 //! dh_reuse = 10                   # a responder reuses its DH key pair this many seconds
 //!                                 # (absent, the default: never; costs forward secrecy)
@@ -146,11 +146,12 @@ pub struct Crypto {
 }
 
 impl Crypto {
-    /// How many key-pair threads to start.
+    /// How many threads of DH work to start: as configured but at most one per core.
     pub fn workers(self) -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         match self.workers {
-            Some(n) => usize::try_from(n.0).unwrap_or(usize::MAX),
-            None => std::thread::available_parallelism().map_or(0, |n| n.get().saturating_sub(1)),
+            Some(n) => usize::try_from(n.0).unwrap_or(usize::MAX).min(cores),
+            None => cores.saturating_sub(1),
         }
     }
 }
@@ -355,7 +356,7 @@ mod tests {
             "make_before_break = true\nkey_export = \"/tmp/k\"\n[retransmit]\ntimeout = 0.5\n\
              base = 1.2\ntries = 2\n[responder]\nhalf_open_timeout = 10\nmax_half_open = 50\n\
              cookie_threshold = 5\ncookie_threshold_ip = 2\nmax_half_open_per_ip = 4\n\
-             [nat]\nkeepalive = 0\n[crypto]\nworkers = 3\ndh_reuse = 5\n[log]\nike = 2\nknl = -1\n",
+             [nat]\nkeepalive = 0\n[crypto]\nworkers = 1\ndh_reuse = 5\n[log]\nike = 2\nknl = -1\n",
         )
         .unwrap();
         assert!(s.make_before_break);
@@ -369,7 +370,7 @@ mod tests {
         assert_eq!(s.nat.keepalive, Count(0));
         assert_eq!(
             (s.crypto.workers(), s.crypto.dh_reuse),
-            (3, Some(Seconds(5.0)))
+            (1, Some(Seconds(5.0)))
         );
         assert_eq!(s.charondebug().as_deref(), Some("ike 2, knl -1"));
         assert!(s.to_string().contains("retransmit.timeout = 0.5 s\n"));

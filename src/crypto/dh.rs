@@ -91,9 +91,42 @@ impl DhGroup {
         DhPrivate::new(inner)
     }
 
+    /// Checks a peer's public value as far as can be done without a private value: its
+    /// exact length, MODP 1 < y < p-1, an ECP point on the curve and not the identity. (An
+    /// X25519 value giving an all-zero shared secret shows only in [`DhPrivate::agree`].)
+    pub fn check_public(self, peer_public: &[u8]) -> Result<(), CryptoError> {
+        if peer_public.len() != self.public_len() {
+            return Err(self.invalid());
+        }
+        match self {
+            Self::Modp2048 => modp_public(peer_public).map(drop),
+            Self::Ecp256 => ecp_public(peer_public).map(drop),
+            Self::Curve25519 => Ok(()),
+        }
+    }
+
     fn invalid(self) -> CryptoError {
         CryptoError::InvalidPeerPublicValue { group: self }
     }
+}
+
+/// A MODP peer value y with 1 < y < p-1.
+fn modp_public(peer_public: &[u8]) -> Result<U2048, CryptoError> {
+    let y = U2048::from_be_slice(peer_public);
+    let p_minus_1 = MODP2048_P.as_ref().wrapping_sub(&U2048::ONE);
+    // Public data: variable-time comparison is fine.
+    if y <= U2048::ONE || y >= p_minus_1 {
+        return Err(DhGroup::Modp2048.invalid());
+    }
+    Ok(y)
+}
+
+/// An ECP-256 peer value x ‖ y as a point on the curve (not the identity).
+fn ecp_public(peer_public: &[u8]) -> Result<p256::PublicKey, CryptoError> {
+    let mut sec1 = Vec::with_capacity(65);
+    sec1.push(0x04);
+    sec1.extend_from_slice(peer_public);
+    p256::PublicKey::from_sec1_bytes(&sec1).map_err(|_| DhGroup::Ecp256.invalid())
 }
 
 /// A private DH value with its public value. Zeroized on drop; `Debug` shows only the group.
@@ -180,12 +213,7 @@ impl DhPrivate {
         }
         match &self.inner {
             Inner::Modp2048(x) => {
-                let y = U2048::from_be_slice(peer_public);
-                let p_minus_1 = MODP2048_P.as_ref().wrapping_sub(&U2048::ONE);
-                // Public data: variable-time comparison is fine.
-                if y <= U2048::ONE || y >= p_minus_1 {
-                    return Err(group.invalid());
-                }
+                let y = modp_public(peer_public)?;
                 let shared = Zeroizing::new(
                     FixedMontyForm::new(&y, &MODP2048_PARAMS)
                         .pow(&**x)
@@ -197,11 +225,7 @@ impl DhPrivate {
                 Ok(out)
             }
             Inner::Ecp256(secret) => {
-                let mut sec1 = Vec::with_capacity(65);
-                sec1.push(0x04);
-                sec1.extend_from_slice(peer_public);
-                let peer = p256::PublicKey::from_sec1_bytes(&sec1).map_err(|_| group.invalid())?;
-                let shared = secret.diffie_hellman(&peer);
+                let shared = secret.diffie_hellman(&ecp_public(peer_public)?);
                 Ok(Zeroizing::new(shared.raw_secret_bytes().to_vec()))
             }
             Inner::Curve25519(secret) => {
@@ -310,10 +334,21 @@ mod tests {
         });
         let mut off = ECP_GR;
         off[63] ^= 1;
-        assert_eq!(k.agree(&off), invalid);
-        assert_eq!(k.agree(&[0u8; 64]), invalid);
-        assert_eq!(k.agree(&ECP_GR[..63]), invalid);
-        assert_eq!(k.agree(&[ECP_GR.as_slice(), &[0]].concat()), invalid);
+        let check = |v: &[u8]| {
+            DhGroup::Ecp256
+                .check_public(v)
+                .map(|()| Zeroizing::new(vec![]))
+        };
+        for bad in [
+            off.as_slice(),
+            &[0u8; 64],
+            &ECP_GR[..63],
+            &[ECP_GR.as_slice(), &[0]].concat(),
+        ] {
+            assert_eq!(k.agree(bad), invalid);
+            assert_eq!(check(bad), invalid, "checked without a private value too");
+        }
+        assert!(DhGroup::Ecp256.check_public(&ECP_GR).is_ok());
     }
 
     #[test]
@@ -370,8 +405,17 @@ mod tests {
             U2048::MAX,
         ] {
             assert_eq!(k.agree(&be(bad)), invalid);
+            assert!(DhGroup::Modp2048.check_public(&be(bad)).is_err());
         }
         assert_eq!(k.agree(&[2u8; 255]), invalid);
+        assert!(DhGroup::Modp2048.check_public(&[2u8; 255]).is_err());
+        assert!(
+            DhGroup::Modp2048
+                .check_public(&be(U2048::from_u8(2)))
+                .is_ok()
+        );
+        assert!(DhGroup::Curve25519.check_public(&[9; 32]).is_ok());
+        assert!(DhGroup::Curve25519.check_public(&[9; 31]).is_err());
         // 2 and p-2 are in range.
         assert!(k.agree(&be(U2048::from_u8(2))).is_ok());
         assert!(k.agree(&be(p.wrapping_sub(&U2048::from_u8(2)))).is_ok());

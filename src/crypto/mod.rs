@@ -29,6 +29,10 @@ pub enum CryptoError {
     /// curve, 0/1/p-1 for MODP, or an X25519 value giving an all-zero shared secret).
     #[error("invalid peer public value for DH group {group:?}")]
     InvalidPeerPublicValue { group: DhGroup },
+    /// A Diffie-Hellman computation handed to another thread did not finish there (the
+    /// thread failed).
+    #[error("the Diffie-Hellman computation failed on its worker thread")]
+    WorkerFailed,
     /// ICV / AEAD tag of a protected message did not verify.
     #[error("integrity check failed")]
     IntegrityCheckFailed,

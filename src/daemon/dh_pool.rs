@@ -49,6 +49,12 @@ struct Stock {
     stop: bool,
 }
 
+/// A group's stock, allocated once: growing it would leave copies of private values in
+/// freed memory.
+fn stocked() -> Vec<DhPrivate> {
+    Vec::with_capacity(STOCK)
+}
+
 impl Stock {
     /// A group whose stock (ready and being made) is short.
     fn short(&self) -> Option<DhGroup> {
@@ -177,7 +183,7 @@ impl DhOffload for DhPool {
 
     fn key_pair(&mut self, group: DhGroup) -> Option<DhPrivate> {
         let mut stock = self.shared.lock();
-        let ready = stock.ready.entry(group).or_default();
+        let ready = stock.ready.entry(group).or_insert_with(stocked);
         let dh = ready.pop();
         // Wake the workers once a group is half used, not on every key pair taken.
         let low = ready.len() < STOCK / 2 && stock.making.get(&group).is_none_or(|n| *n == 0);
@@ -220,7 +226,10 @@ fn work(shared: &Shared, mut rng: ChaCha20Rng) {
             // Unless its IKE SA is gone already.
             Task::Agree(job) if Arc::strong_count(&job) > 1 => {
                 if let Some((dh, peer)) = job.start() {
-                    let secret = dh.agree(&peer);
+                    // Done either way, so that nobody waits for it forever.
+                    let agree = std::panic::AssertUnwindSafe(|| dh.agree(&peer));
+                    let secret =
+                        std::panic::catch_unwind(agree).unwrap_or(Err(CryptoError::WorkerFailed));
                     *job.lock() = JobState::Done(secret);
                     job.done.notify_all();
                 }
@@ -234,7 +243,7 @@ fn work(shared: &Shared, mut rng: ChaCha20Rng) {
         if let Some(n) = stock.making.get_mut(&group) {
             *n = n.saturating_sub(1);
         }
-        let ready = stock.ready.entry(group).or_default();
+        let ready = stock.ready.entry(group).or_insert_with(stocked);
         ready.push(dh);
         if ready.len() == STOCK {
             shared.full.notify_all();

@@ -285,7 +285,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     let workers = daemon_settings.crypto.workers();
     if workers > 0 {
         let pool = dh_pool::DhPool::spawn(workers).map_err(DaemonError::Thread)?;
-        tracing::info!(target: "cfg", "{} threads do Diffie-Hellman work (key pairs ahead of time, responders' shared secrets)", pool.workers());
+        tracing::info!(target: "cfg", "Diffie-Hellman work (key pairs ahead of time, responders' shared secrets) on worker threads: {}", pool.workers());
         endpoint.set_dh_offload(Box::new(pool));
     }
     let kernel_name = if xfrm { "xfrm" } else { "none" };

@@ -440,18 +440,19 @@ pub(crate) fn respond<R: CryptoRng>(
             return None;
         }
     };
-    let dh = ctx
-        .keys
-        .for_responder(suite.dh, ctx.now, ctx.config.dh_reuse, ctx.rng);
-    let public = dh.public_value();
     let bad_ke = |ctx: &mut Ctx<'_, R>| {
         refused(ctx, Some(&conn), InitRefusal::InvalidSyntax);
         refuse(ctx, path, h, NotifyType::INVALID_SYNTAX, Vec::new());
     };
-    if parts.ke.data.len() != suite.dh.public_len() {
+    // Before any DH work, and whether or not the agreement is offloaded.
+    if suite.dh.check_public(&parts.ke.data).is_err() {
         bad_ke(ctx);
         return None;
     }
+    let dh = ctx
+        .keys
+        .for_responder(suite.dh, ctx.now, ctx.config.dh_reuse, ctx.rng);
+    let public = dh.public_value();
     let ni = parts.nonce.to_vec();
     let nr = random(ctx.rng, NONCE_LEN);
     let (keys, pending) = match ctx.keys.agree(dh, &parts.ke.data) {
@@ -465,7 +466,8 @@ pub(crate) fn respond<R: CryptoRng>(
             return None;
         }
         // Computed while the response is on its way; collected at IKE_AUTH (an X25519
-        // value with an all-zero result fails the SA then).
+        // value giving an all-zero result, which only the agreement shows, fails the SA
+        // then).
         SharedSecret::Later(agreement) => {
             let (ni, nr) = (ni.clone(), nr.clone());
             let pending = PendingKeys {

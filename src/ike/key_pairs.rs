@@ -85,18 +85,32 @@ impl KeyPairs {
         reuse: Duration,
         rng: &mut impl rand::CryptoRng,
     ) -> DhPrivate {
+        self.forget_reused(now, reuse);
         if reuse.is_zero() {
-            self.reused.clear();
             return self.fresh(group, rng);
         }
         match self.reused.get(&group) {
-            Some((made, dh)) if now.saturating_duration_since(*made) < reuse => dh.clone(),
-            _ => {
+            Some((_, dh)) => dh.clone(),
+            None => {
                 let dh = self.fresh(group, rng);
                 self.reused.insert(group, (now, dh.clone()));
                 dh
             }
         }
+    }
+
+    /// When the earliest reused key pair's time is up.
+    pub(crate) fn reuse_ends(&self, reuse: Duration) -> Option<Instant> {
+        self.reused
+            .values()
+            .filter_map(|(made, _)| made.checked_add(reuse))
+            .min()
+    }
+
+    /// Drops (and so zeroizes) the reused key pairs whose time is up at `now`.
+    pub(crate) fn forget_reused(&mut self, now: Instant, reuse: Duration) {
+        self.reused
+            .retain(|_, (made, _)| now.saturating_duration_since(*made) < reuse);
     }
 }
 
@@ -177,6 +191,13 @@ mod tests {
         };
         let first = on(&mut keys, &mut rng, t0);
         assert_eq!(on(&mut keys, &mut rng, t0 + s(9)), first);
+        assert_eq!(keys.reuse_ends(s(10)), Some(t0 + s(10)));
+        keys.forget_reused(t0 + s(10), s(10));
+        assert_eq!(
+            keys.reuse_ends(s(10)),
+            None,
+            "forgotten when its time is up"
+        );
         let second = on(&mut keys, &mut rng, t0 + s(10));
         assert_ne!(second, first);
         assert_eq!(on(&mut keys, &mut rng, t0 + s(19)), second);

@@ -719,6 +719,7 @@ impl<R: CryptoRng> Endpoint<R> {
 
     /// Retransmit, give up, expire half-open SAs: everything due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.keys.forget_reused(now, self.config.dh_reuse);
         let due: Vec<IkeSaId> = self
             .deadlines
             .iter()
@@ -753,7 +754,9 @@ impl<R: CryptoRng> Endpoint<R> {
             self.sas.values().filter_map(|sa| sa.next_deadline()).min(),
             "deadline index out of date"
         );
-        next
+        // A reused key pair is forgotten when its time is up, even with nothing else to do.
+        let forget = self.keys.reuse_ends(self.config.dh_reuse);
+        next.into_iter().chain(forget).min()
     }
 
     /// Next event.

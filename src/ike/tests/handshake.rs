@@ -496,3 +496,41 @@ fn a_half_open_sa_timing_out_drops_its_offloaded_shared_secret_uncollected() {
     assert_eq!(failures(&p.b_events), vec![IkeError::HalfOpenTimeout]);
     assert!(p.b.ike_sas().is_empty());
 }
+
+#[test]
+fn a_peer_value_outside_the_group_is_refused_at_ike_sa_init_even_when_offloaded() {
+    use crate::wire::{Message, NotifyType, Payload};
+    use std::sync::atomic::Ordering::SeqCst;
+    for offload in [false, true] {
+        let ike = "aes256-sha256-modp2048";
+        let mut p = Pair::new(
+            conn(A_IP, Some(B_IP), ike, "aes128gcm16"),
+            conn(B_IP, Some(A_IP), ike, "aes128gcm16"),
+        );
+        let collected = std::sync::Arc::default();
+        if offload {
+            p.b.set_dh_offload(Box::new(Deferred {
+                collected: std::sync::Arc::clone(&collected),
+                refuse: false,
+            }));
+        }
+        p.a.initiate(p.now, "net").unwrap();
+        let t = p.a.poll_transmit().unwrap();
+        let mut msg = Message::parse(&t.data).unwrap();
+        for payload in &mut msg.payloads {
+            if let Payload::Ke(ke) = payload {
+                // y = 1.
+                ke.data = [vec![0; 255], vec![1]].concat();
+            }
+        }
+        p.b.handle_datagram(p.now, t.remote, t.local, &msg.encode());
+        let answer = Message::parse(&p.b.poll_transmit().unwrap().data).unwrap();
+        assert!(
+            matches!(answer.payloads.as_slice(),
+                [Payload::Notify(n)] if n.notify_type == NotifyType::INVALID_SYNTAX),
+            "offload {offload}: {answer:?}"
+        );
+        assert!(p.b.ike_sas().is_empty(), "offload {offload}");
+        assert_eq!(collected.load(SeqCst), 0);
+    }
+}
