@@ -415,6 +415,8 @@ pub(crate) fn install<R>(
         rekeyed_from: km.rekeyed_from,
         initiator: km.initiator,
     }));
+    // Usually the only one: no room for four.
+    sa.children.reserve_exact(1);
     sa.children.push(child);
     true
 }

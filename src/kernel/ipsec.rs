@@ -118,9 +118,10 @@ impl<B: XfrmBackend> Ipsec<B> {
             Some(current) if current != *spec => self.backend.put_policy(spec, true)?,
             Some(_) => {}
         }
+        // Most policies have one holder: no room for more until a second one comes.
         self.policies
             .entry(spec.key)
-            .or_default()
+            .or_insert_with(|| Vec::with_capacity(1))
             .push((owner, *spec));
         Ok(())
     }
