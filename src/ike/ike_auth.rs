@@ -41,16 +41,11 @@ enum Signer {
     Responder,
 }
 
-fn auth_inputs<'a>(
-    sa: &'a IkeSa,
-    init: &'a InitExchange,
-    who: Signer,
-) -> Option<(&'a [u8], &'a [u8], &'a [u8])> {
-    let keys = sa.keys.as_ref()?;
-    Some(match who {
-        Signer::Initiator => (&init.request, &init.nr, &keys.sk_pi),
-        Signer::Responder => (&init.response, &init.ni, &keys.sk_pr),
-    })
+fn auth_inputs(init: &InitExchange, who: Signer) -> (&[u8], &[u8], &[u8]) {
+    match who {
+        Signer::Initiator => (&init.request, &init.nr, &init.sk_pi),
+        Signer::Responder => (&init.response, &init.ni, &init.sk_pr),
+    }
 }
 
 fn make_auth(
@@ -61,7 +56,7 @@ fn make_auth(
     id: &Identification,
 ) -> Option<Payload> {
     let prf = sa.keys.as_ref()?.suite.prf;
-    let (msg, nonce, sk_p) = auth_inputs(sa, init, who)?;
+    let (msg, nonce, sk_p) = auth_inputs(init, who);
     Some(Payload::Auth(AuthPayload {
         method: AuthMethod::SHARED_KEY_MIC,
         data: psk_auth(prf, psk, msg, nonce, sk_p, &id.body_bytes()).to_vec(),
@@ -79,9 +74,7 @@ fn check_auth(
     let Some(keys) = sa.keys.as_ref() else {
         return false;
     };
-    let Some((msg, nonce, sk_p)) = auth_inputs(sa, init, who) else {
-        return false;
-    };
+    let (msg, nonce, sk_p) = auth_inputs(init, who);
     auth.method == AuthMethod::SHARED_KEY_MIC
         && verify_psk_auth(
             keys.suite.prf,
@@ -136,11 +129,7 @@ fn established_event<R>(sa: &mut IkeSa, ctx: &mut Ctx<'_, R>, remote_id: &Identi
         nat_detected: sa.nat_detected,
         local_id: sa.conn.local_id_at(sa.local.ip()),
         remote_id: remote_id.clone(),
-        exported_keys: sa
-            .keys
-            .as_ref()
-            .and_then(|k| k.exported.clone())
-            .map(Box::new),
+        exported_keys: sa.keys.as_ref().and_then(|k| k.exported.clone()),
         virtual_ips: sa.virtual_ips.clone(),
         peer_virtual_ips: sa.leases.iter().map(|(_, a)| *a).collect(),
         dns_servers: sa.dns_servers.clone(),

@@ -253,7 +253,7 @@ fn successor<R>(
         remote: sa.remote,
     };
     let mut new = IkeSa::new(id, sa.conn.clone(), role, (spi_i, spi_r), path);
-    new.keys = Some(SaKeys::new(suite, keys, role, ctx.config.export_keys)?);
+    new.keys = Some(SaKeys::new(suite, &keys, role, ctx.config.export_keys)?);
     new.state = State::Established;
     new.remote_id = sa.remote_id.clone();
     new.nat_detected = sa.nat_detected;

@@ -206,7 +206,7 @@ impl ExpectSaInitResponse {
             &h.spi_r,
         )?;
         sa.spi_r = h.spi_r;
-        sa.keys = Some(SaKeys::new(suite, keys, Role::Initiator, export_keys)?);
+        sa.keys = Some(SaKeys::new(suite, &keys, Role::Initiator, export_keys)?);
         let nat = natd::check(&msg.payloads, &h.spi_i, &h.spi_r, path.local, path.remote);
         sa.nat_detected = nat.detected() || sa.conn.force_encaps;
         sa.behind_nat = nat.local_behind || sa.conn.force_encaps;
@@ -216,6 +216,8 @@ impl ExpectSaInitResponse {
             nr,
             request: self.request.clone(),
             response: message_bytes(data, h)?,
+            sk_pi: keys.sk_pi,
+            sk_pr: keys.sk_pr,
         })
     }
 }
@@ -434,10 +436,10 @@ pub(crate) fn respond<R: CryptoRng>(
         &spi_r,
     )
     .ok()?;
-    let keys = SaKeys::new(suite, keys, Role::Responder, ctx.config.export_keys).ok()?;
+    let sa_keys = SaKeys::new(suite, &keys, Role::Responder, ctx.config.export_keys).ok()?;
     let nat = natd::check(&msg.payloads, &h.spi_i, &[0; 8], path.local, path.remote);
     let mut sa = IkeSa::new(id, conn, Role::Responder, (h.spi_i, spi_r), path);
-    sa.keys = Some(keys);
+    sa.keys = Some(sa_keys);
     sa.peer_mid = 1;
     sa.nat_detected = nat.detected() || sa.conn.force_encaps;
     sa.behind_nat = nat.local_behind || sa.conn.force_encaps;
@@ -473,6 +475,8 @@ pub(crate) fn respond<R: CryptoRng>(
         nr,
         request,
         response,
+        sk_pi: keys.sk_pi,
+        sk_pr: keys.sk_pr,
     };
     Some((sa, init))
 }

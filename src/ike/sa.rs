@@ -99,7 +99,7 @@ const RETRY_JITTER_MS: u64 = 8000;
 /// SA is closed (RFC 7296 §2.25: "after several minutes").
 const TEMPORARY_FAILURE_LIMIT: Duration = Duration::from_secs(300);
 
-/// What IKE_SA_INIT left for IKE_AUTH.
+/// What IKE_SA_INIT left for IKE_AUTH (dropped once IKE_AUTH is done).
 pub(crate) struct InitExchange {
     pub(crate) ni: Vec<u8>,
     pub(crate) nr: Vec<u8>,
@@ -107,20 +107,23 @@ pub(crate) struct InitExchange {
     pub(crate) request: Vec<u8>,
     /// The IKE_SA_INIT response as sent.
     pub(crate) response: Vec<u8>,
+    /// Key of the initiator's AUTH payload.
+    pub(crate) sk_pi: Zeroizing<Vec<u8>>,
+    /// Key of the responder's AUTH payload.
+    pub(crate) sk_pr: Zeroizing<Vec<u8>>,
 }
 
-/// Keys and transforms of an IKE SA after IKE_SA_INIT.
+/// Keys and transforms of an IKE SA after IKE_SA_INIT (SK_pi and SK_pr, needed only by
+/// IKE_AUTH, are in [`InitExchange`]).
 pub(crate) struct SaKeys {
     pub(crate) suite: IkeSuite,
     pub(crate) sk_d: Zeroizing<Vec<u8>>,
-    pub(crate) sk_pi: Zeroizing<Vec<u8>>,
-    pub(crate) sk_pr: Zeroizing<Vec<u8>>,
     /// Protects what we send.
     pub(crate) out: SkCrypto,
     /// Opens what we receive.
     pub(crate) inb: SkCrypto,
     /// A copy for the debugging key log ([`EndpointConfig::export_keys`]).
-    pub(crate) exported: Option<IkeSaExportedKeys>,
+    pub(crate) exported: Option<Box<IkeSaExportedKeys>>,
 }
 
 impl SaKeys {
@@ -128,7 +131,7 @@ impl SaKeys {
     /// when `export` ([`EndpointConfig::export_keys`]).
     pub(crate) fn new(
         suite: IkeSuite,
-        keys: IkeKeys,
+        keys: &IkeKeys,
         role: Role,
         export: bool,
     ) -> Result<Self, IkeError> {
@@ -141,17 +144,17 @@ impl SaKeys {
         Ok(Self {
             suite,
             sk_d: keys.sk_d.clone(),
-            sk_pi: keys.sk_pi.clone(),
-            sk_pr: keys.sk_pr.clone(),
             out,
             inb,
-            exported: export.then(|| IkeSaExportedKeys {
-                encr: suite.encr,
-                integ: suite.integ,
-                sk_ei: keys.sk_ei.clone(),
-                sk_er: keys.sk_er.clone(),
-                sk_ai: keys.sk_ai.clone(),
-                sk_ar: keys.sk_ar.clone(),
+            exported: export.then(|| {
+                Box::new(IkeSaExportedKeys {
+                    encr: suite.encr,
+                    integ: suite.integ,
+                    sk_ei: keys.sk_ei.clone(),
+                    sk_er: keys.sk_er.clone(),
+                    sk_ai: keys.sk_ai.clone(),
+                    sk_ar: keys.sk_ar.clone(),
+                })
             }),
         })
     }
@@ -772,11 +775,7 @@ impl IkeSa {
                 .as_ref()
                 .map(|k| k.suite.name())
                 .unwrap_or_default(),
-            exported_keys: self
-                .keys
-                .as_ref()
-                .and_then(|k| k.exported.clone())
-                .map(Box::new),
+            exported_keys: self.keys.as_ref().and_then(|k| k.exported.clone()),
         }
     }
 
