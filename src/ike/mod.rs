@@ -185,8 +185,9 @@ pub struct Endpoint<R> {
     filed: HashMap<IkeSaId, Filed>,
     /// SAs by their next deadline: `poll_timeout` and `handle_timeout` look only at the front.
     deadlines: BTreeSet<(Instant, IkeSaId)>,
-    /// SAs by (conn, authenticated peer identity), for INITIAL_CONTACT.
-    by_peer: HashMap<(String, Identification), BTreeSet<IkeSaId>>,
+    /// SAs by (conn, authenticated peer identity), for INITIAL_CONTACT: in id order, a
+    /// vector (usually of one) rather than a set (a B-tree node holds eleven).
+    by_peer: HashMap<(String, Identification), Vec<IkeSaId>>,
     /// How many IKE SAs each conn has (whether an initiate sends INITIAL_CONTACT).
     per_conn: HashMap<String, usize>,
     /// The IKE SA holding each CHILD_SA, by inbound SPI.
@@ -370,7 +371,7 @@ impl<R: CryptoRng> Endpoint<R> {
             if let Some(key) = o.peer
                 && let Some(set) = self.by_peer.get_mut(&key)
             {
-                set.remove(&id);
+                set.retain(|&s| s != id);
                 if set.is_empty() {
                     self.by_peer.remove(&key);
                 }
@@ -399,7 +400,13 @@ impl<R: CryptoRng> Endpoint<R> {
                 self.deadlines.insert((d, id));
             }
             if let Some(key) = f.peer.clone() {
-                self.by_peer.entry(key).or_default().insert(id);
+                let set = self
+                    .by_peer
+                    .entry(key)
+                    .or_insert_with(|| Vec::with_capacity(1));
+                if let Err(at) = set.binary_search(&id) {
+                    set.insert(at, id);
+                }
             }
             *self.per_conn.entry(f.conn.clone()).or_default() += 1;
             for spi in &f.children {
