@@ -221,19 +221,28 @@ impl CachedResponse {
     }
 }
 
-/// A request's source and SHA-256 digest (32 bytes kept instead of the request).
+/// The SHA-256 digest of a request's source address and bytes (32 bytes kept instead of
+/// the request and its source).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RequestPrint {
-    from: SocketAddr,
     digest: [u8; 32],
 }
 
 impl RequestPrint {
     pub(crate) fn of(path: Path, data: &[u8]) -> Self {
         use sha2::Digest;
+        let from = path.remote;
+        let ip = match from.ip() {
+            std::net::IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+            std::net::IpAddr::V6(a) => a.octets(),
+        };
+        let mut h = sha2::Sha256::new();
+        h.update([u8::from(from.is_ipv4())]);
+        h.update(ip);
+        h.update(from.port().to_be_bytes());
+        h.update(data);
         Self {
-            from: path.remote,
-            digest: sha2::Sha256::digest(data).into(),
+            digest: h.finalize().into(),
         }
     }
 }
@@ -253,10 +262,12 @@ pub(crate) struct IkeSa {
     pub(crate) next_mid: u32,
     /// Message ID we expect on the peer's next request.
     pub(crate) peer_mid: u32,
-    pub(crate) outstanding: Option<Outstanding>,
+    /// Boxed: there only while a request of ours is outstanding.
+    pub(crate) outstanding: Option<Box<Outstanding>>,
     pub(crate) cached_response: Option<CachedResponse>,
-    /// The peer's request being answered (source and digest), for the response cache.
-    pub(crate) peer_request: Option<RequestPrint>,
+    /// The peer's request being answered, for the response cache (boxed: there only until
+    /// the response is sent).
+    pub(crate) peer_request: Option<Box<RequestPrint>>,
     pub(crate) queue: VecDeque<Queued>,
     /// The queued request currently outstanding.
     pub(crate) in_flight: Option<Queued>,
@@ -447,13 +458,13 @@ impl IkeSa {
         data: Vec<u8>,
     ) {
         ctx.out.send(self.local, self.remote, data.clone());
-        self.outstanding = Some(Outstanding::new(
+        self.outstanding = Some(Box::new(Outstanding::new(
             ctx.now,
             &ctx.config.retransmit,
             mid,
             exchange,
             data,
-        ));
+        )));
     }
 
     /// Send an encrypted request once, without waiting for an answer (best-effort
@@ -484,10 +495,11 @@ impl IkeSa {
         let hdr = self.header(exchange, mid, true);
         let data = self.seal(ctx.rng, &hdr, payloads)?;
         ctx.out.send(path.local, path.remote, data.clone());
-        let request = self.peer_request.unwrap_or(RequestPrint {
-            from: path.remote,
-            digest: [0; 32],
-        });
+        // Not the print of any request: a response without one answers no retransmission.
+        let request = self
+            .peer_request
+            .take()
+            .map_or(RequestPrint { digest: [0; 32] }, |r| *r);
         self.cached_response = Some(CachedResponse { mid, request, data });
         self.peer_mid = mid.wrapping_add(1);
         Ok(())
@@ -574,7 +586,7 @@ impl IkeSa {
         if mid != self.peer_mid {
             return None;
         }
-        self.peer_request = Some(RequestPrint::of(path, data));
+        self.peer_request = Some(Box::new(RequestPrint::of(path, data)));
         let payloads = match self.open(data, msg) {
             Ok(p) => p,
             Err(sk::OpenError::Inner(e)) => {
@@ -691,7 +703,7 @@ impl IkeSa {
     /// Earliest instant at which [`IkeSa::on_timeout`] has work.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         [
-            self.outstanding.as_ref().map(Outstanding::deadline),
+            self.outstanding.as_ref().map(|o| o.deadline()),
             self.half_open_deadline,
             self.retry.map(|(at, _)| at),
             self.replaced_delete_at,
