@@ -181,8 +181,9 @@ pub struct Endpoint<R> {
     /// Half-open responder SAs, counted as they come and go (no scan per request).
     half_open: HalfOpen,
     stats: ResponderStats,
-    /// What each SA is filed under in the indexes below, as of its last change.
-    filed: HashMap<IkeSaId, Filed>,
+    /// What each SA is filed under in the indexes below, as of its last change (boxed: a big
+    /// table's free slots then cost a pointer each).
+    filed: HashMap<IkeSaId, Box<Filed>>,
     /// SAs by their next deadline: `poll_timeout` and `handle_timeout` look only at the front.
     deadlines: BTreeSet<(Instant, IkeSaId)>,
     /// SAs by (conn, authenticated peer identity), for INITIAL_CONTACT: in id order, a
@@ -200,7 +201,8 @@ pub struct Endpoint<R> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Filed {
     deadline: Option<Instant>,
-    peer: Option<(String, Identification)>,
+    /// The authenticated peer identity (`by_peer` has it under `(conn, peer)`).
+    peer: Option<Identification>,
     conn: String,
     /// The `by_init` key it was inserted under (responder SAs).
     init: Option<([u8; 8], SocketAddr)>,
@@ -343,10 +345,7 @@ impl<R: CryptoRng> Endpoint<R> {
         let old = self.filed.remove(&id);
         let new = self.sas.get(&id).map(|sa| Filed {
             deadline: sa.next_deadline(),
-            peer: sa
-                .remote_id
-                .clone()
-                .map(|peer| (sa.conn.name.clone(), peer)),
+            peer: sa.remote_id.clone(),
             conn: sa.conn.name.clone(),
             init: init.or_else(|| old.as_ref().and_then(|o| o.init)),
             children: sa.children.iter().map(|c| c.spi_in).collect(),
@@ -358,17 +357,18 @@ impl<R: CryptoRng> Endpoint<R> {
                 .filter(|sa| sa.is_half_open())
                 .map(|sa| sa.remote.ip()),
         );
-        if old == new {
-            if let Some(f) = new {
+        if old.as_deref() == new.as_ref() {
+            if let Some(f) = old {
                 self.filed.insert(id, f);
             }
             return;
         }
-        if let Some(o) = old {
+        if let Some(o) = old.map(|o| *o) {
             if let Some(d) = o.deadline {
                 self.deadlines.remove(&(d, id));
             }
-            if let Some(key) = o.peer
+            if let Some(peer) = o.peer
+                && let key = (o.conn.clone(), peer)
                 && let Some(set) = self.by_peer.get_mut(&key)
             {
                 set.retain(|&s| s != id);
@@ -399,7 +399,8 @@ impl<R: CryptoRng> Endpoint<R> {
             if let Some(d) = f.deadline {
                 self.deadlines.insert((d, id));
             }
-            if let Some(key) = f.peer.clone() {
+            if let Some(peer) = f.peer.clone() {
+                let key = (f.conn.clone(), peer);
                 let set = self
                     .by_peer
                     .entry(key)
@@ -412,7 +413,7 @@ impl<R: CryptoRng> Endpoint<R> {
             for spi in &f.children {
                 self.by_child.insert(*spi, id);
             }
-            self.filed.insert(id, f);
+            self.filed.insert(id, Box::new(f));
         }
     }
 

@@ -56,7 +56,7 @@ struct InstalledChild {
     sa_in: (SaId, Option<Mark>),
     sa_out: (SaId, Option<Mark>),
     proto: IpsecProto,
-    policies: Vec<PolicyKey>,
+    policies: Box<[PolicyKey]>,
     /// The request, while its outbound SA waits ([`ChildSaInstall::defer_outbound`]).
     deferred_out: Option<Box<ChildSaInstall>>,
 }
@@ -71,7 +71,8 @@ enum Undo {
 #[derive(Debug)]
 pub struct Ipsec<B> {
     backend: B,
-    children: HashMap<ChildId, InstalledChild>,
+    /// Boxed: a big table's free slots then cost a pointer each, not a record.
+    children: HashMap<ChildId, Box<InstalledChild>>,
     /// Trap and shunt policies by reqid.
     traps: HashMap<u32, Vec<PolicyKey>>,
     /// Holders of each installed policy; the last one's spec is what the kernel has.
@@ -266,13 +267,13 @@ impl<B: XfrmBackend> KernelIpsec for Ipsec<B> {
         }
         self.children.insert(
             id,
-            InstalledChild {
+            Box::new(InstalledChild {
                 sa_in: (sa_in.id, sa_in.mark),
                 sa_out: (sa_out.id, sa_out.mark),
                 proto: child.policy.proto,
                 policies: specs.iter().map(|s| s.key).collect(),
                 deferred_out: child.defer_outbound.then(|| Box::new(child.clone())),
-            },
+            }),
         );
         Ok(id)
     }

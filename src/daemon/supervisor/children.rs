@@ -328,7 +328,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 updown
             }
         };
-        let record = ChildRecord {
+        let record = Box::new(ChildRecord {
             conn,
             ike_sa,
             kernel_id,
@@ -337,7 +337,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             lifetime,
             idle,
             updown,
-        };
+        });
         let spi_in = kernel_id.spi_in;
         self.idle_timers
             .set(spi_in, record.idle.as_ref().and_then(|w| w.due()));

@@ -215,8 +215,9 @@ pub struct Supervisor<R> {
     /// Shunt conns: their policies are installed with the traps.
     shunts: Vec<ShuntEntry>,
     rng: ChaCha20Rng,
-    /// Installed CHILD_SAs by inbound SPI.
-    children: HashMap<u32, ChildRecord>,
+    /// Installed CHILD_SAs by inbound SPI (boxed: a big table's free slots then cost a
+    /// pointer each, not a record).
+    children: HashMap<u32, Box<ChildRecord>>,
     /// Inbound SPIs of the installed CHILD_SAs of each IKE SA.
     by_ike: HashMap<IkeSaId, Vec<u32>>,
     /// Installed CHILD_SAs by (reqid, outbound SPI), for the kernel's EXPIRE of an outbound SA.
@@ -627,7 +628,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         self.by_ike.clear();
         self.by_out.clear();
         self.idle_timers.clear();
-        let mut children: Vec<ChildRecord> = self.children.drain().map(|(_, c)| c).collect();
+        let mut children: Vec<Box<ChildRecord>> = self.children.drain().map(|(_, c)| c).collect();
         children.sort_by_key(|c| c.kernel_id);
         for c in children {
             self.updown_down(c.updown);
