@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use super::KernelIpsec;
 use super::error::{KernelError, Target};
-use super::spec::{PolicyKey, PolicySpec, SaId, SaSpec, policy_specs, shunt_specs};
+use super::spec::{PolicyAction, PolicyKey, PolicySpec, SaId, SaSpec, policy_specs, shunt_specs};
 use super::types::{
     ChildCounters, ChildId, ChildPolicy, ChildSaInstall, Counters, FlushReport, IpsecProto, Mark,
     ShuntPolicy,
@@ -51,6 +51,31 @@ enum Owner {
     Trap(u32),
 }
 
+/// What one holder wants installed under a policy's key (its spec without the key, which
+/// the table has).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Rule {
+    priority: u32,
+    action: PolicyAction,
+}
+
+impl Rule {
+    fn of(spec: &PolicySpec) -> Self {
+        Self {
+            priority: spec.priority,
+            action: spec.action,
+        }
+    }
+
+    fn spec(self, key: PolicyKey) -> PolicySpec {
+        PolicySpec {
+            key,
+            priority: self.priority,
+            action: self.action,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct InstalledChild {
     sa_in: (SaId, Option<Mark>),
@@ -75,8 +100,8 @@ pub struct Ipsec<B> {
     children: HashMap<ChildId, Box<InstalledChild>>,
     /// Trap and shunt policies by reqid.
     traps: HashMap<u32, Vec<PolicyKey>>,
-    /// Holders of each installed policy; the last one's spec is what the kernel has.
-    policies: HashMap<PolicyKey, Vec<(Owner, PolicySpec)>>,
+    /// Holders of each installed policy; the last one's rule is what the kernel has.
+    policies: HashMap<PolicyKey, Vec<(Owner, Rule)>>,
     /// Virtual IPs we added (and so remove).
     addresses: BTreeSet<IpAddr>,
 }
@@ -113,17 +138,18 @@ impl<B: XfrmBackend> Ipsec<B> {
             .policies
             .get(&spec.key)
             .and_then(|holders| holders.last())
-            .map(|(_, s)| *s);
+            .map(|(_, r)| *r);
+        let rule = Rule::of(spec);
         match current {
             None => self.backend.put_policy(spec, false)?,
-            Some(current) if current != *spec => self.backend.put_policy(spec, true)?,
+            Some(current) if current != rule => self.backend.put_policy(spec, true)?,
             Some(_) => {}
         }
         // Most policies have one holder: no room for more until a second one comes.
         self.policies
             .entry(spec.key)
             .or_insert_with(|| Vec::with_capacity(1))
-            .push((owner, *spec));
+            .push((owner, rule));
         Ok(())
     }
 
@@ -141,7 +167,7 @@ impl<B: XfrmBackend> Ipsec<B> {
         let result = match holders.last() {
             None => self.backend.del_policy(key),
             Some((_, next)) if was_current && *next != removed => {
-                self.backend.put_policy(next, true)
+                self.backend.put_policy(&next.spec(*key), true)
             }
             Some(_) => Ok(()),
         };
