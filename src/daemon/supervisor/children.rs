@@ -311,7 +311,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             .iter()
             .find(|c| c.spec.name == conn)
             .and_then(|c| c.inactivity)
-            .map(|inactivity| super::liveness::IdleWatch::new(inactivity, now));
+            .map(|inactivity| Box::new(super::liveness::IdleWatch::new(inactivity, now)));
         // A rekey takes the announced CHILD_SA's place: its `down` call moves here.
         let updown = match rekeyed_from {
             Some((old_in, _)) => self
@@ -334,7 +334,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             kernel_id,
             facts,
             installed_at: now,
-            lifetime,
+            expiry_secs: (lifetime.soft_secs, lifetime.hard_secs),
             idle,
             updown,
         });

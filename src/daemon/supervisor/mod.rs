@@ -132,9 +132,10 @@ struct ChildRecord {
     kernel_id: ChildId,
     facts: status::ChildFacts,
     installed_at: Instant,
-    lifetime: Lifetime,
-    /// `inactivity`: the idle watch of this CHILD_SA.
-    idle: Option<liveness::IdleWatch>,
+    /// The kernel's soft and hard limits in seconds (0: none), for `status`.
+    expiry_secs: (u64, u64),
+    /// `inactivity`: the idle watch of this CHILD_SA (boxed: most conns have none).
+    idle: Option<Box<liveness::IdleWatch>>,
     /// What its `down` updown call needs, when its conn has `leftupdown`/`leftfirewall` and
     /// it is the CHILD_SA the `up` call announced (a rekey hands this on to the new one).
     updown: Option<Box<UpdownInfo>>,
@@ -703,7 +704,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             );
             assert_eq!(
                 self.idle_timers.get(*spi),
-                rec.idle.as_ref().and_then(liveness::IdleWatch::due),
+                rec.idle.as_ref().and_then(|w| w.due()),
                 "inactivity timer of {spi:08x}"
             );
         }

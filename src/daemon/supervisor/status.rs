@@ -125,8 +125,8 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 let elapsed = now.saturating_duration_since(rec.installed_at).as_secs();
                 report.installed_secs = elapsed;
                 let left = |limit: u64| (limit != 0).then(|| limit.saturating_sub(elapsed));
-                report.rekey_in_secs = left(rec.lifetime.soft_secs);
-                report.expires_in_secs = left(rec.lifetime.hard_secs);
+                report.rekey_in_secs = left(rec.expiry_secs.0);
+                report.expires_in_secs = left(rec.expiry_secs.1);
                 report
             })
             .collect();
