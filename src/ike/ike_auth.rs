@@ -130,9 +130,9 @@ fn established_event<R>(sa: &mut IkeSa, ctx: &mut Ctx<'_, R>, remote_id: &Identi
         local_id: sa.conn.local_id_at(sa.local.ip()),
         remote_id: remote_id.clone(),
         exported_keys: sa.keys.as_ref().and_then(|k| k.exported.clone()),
-        virtual_ips: sa.virtual_ips.clone(),
-        peer_virtual_ips: sa.leases.iter().map(|(_, a)| *a).collect(),
-        dns_servers: sa.dns_servers.clone(),
+        virtual_ips: sa.rare().virtual_ips.clone(),
+        peer_virtual_ips: sa.rare().leases.iter().map(|(_, a)| *a).collect(),
+        dns_servers: sa.rare().dns_servers.clone(),
     });
 }
 
@@ -206,16 +206,16 @@ fn lease_vips<R>(
         else {
             continue;
         };
-        if sa.leases.iter().any(|(n, _)| *n == pool) {
+        if sa.rare().leases.iter().any(|(n, _)| *n == pool) {
             continue;
         }
         match ctx.pools.lease(pool, peer) {
             Some(addr) => {
-                sa.leases.push((pool, addr));
+                sa.rare_mut().leases.push((pool, addr));
                 attributes.push(ConfigAttribute::address(addr));
             }
             None => {
-                for (net, addr) in sa.leases.drain(..) {
+                for (net, addr) in sa.rare_mut().leases.drain(..) {
                     ctx.pools.release(net, addr);
                 }
                 return Err(IkeError::PoolExhausted {
@@ -319,7 +319,7 @@ impl ExpectAuthResponse {
             sa.send_unreliable(ctx, ExchangeType::INFORMATIONAL, &[del]);
             return sa.fail(ctx, IkeError::AuthenticationFailed { local_side: true });
         }
-        sa.virtual_ips = assigned(
+        let virtual_ips = assigned(
             payloads,
             [
                 ConfigAttrType::INTERNAL_IP4_ADDRESS,
@@ -327,7 +327,7 @@ impl ExpectAuthResponse {
             ],
             &sa.conn.request_vips,
         );
-        sa.dns_servers = assigned(
+        let dns_servers = assigned(
             payloads,
             [
                 ConfigAttrType::INTERNAL_IP4_DNS,
@@ -335,6 +335,11 @@ impl ExpectAuthResponse {
             ],
             &sa.conn.request_dns,
         );
+        if !virtual_ips.is_empty() || !dns_servers.is_empty() {
+            let rare = sa.rare_mut();
+            rare.virtual_ips = virtual_ips;
+            rare.dns_servers = dns_servers;
+        }
         established_event(sa, ctx, idr);
         let Self { init, child } = self;
         let km = child::Keymat::ike_auth(sa, &init.ni, &init.nr);

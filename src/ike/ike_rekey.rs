@@ -64,8 +64,9 @@ pub(crate) fn send_request<R: CryptoRng>(sa: &mut IkeSa, ctx: &mut Ctx<'_, R>) -
     };
     let ours = &sa.conn.ike_proposals;
     let hint = sa
-        .ke_hint
-        .take()
+        .rare
+        .as_mut()
+        .and_then(|r| r.ke_hint.take())
         .filter(|g| proposal::offers_group(ours, *g));
     let group = if let Some(g) = hint {
         g
@@ -146,7 +147,7 @@ pub(crate) fn on_response<R: CryptoRng>(
         && proposal::offers_group(&sa.conn.ike_proposals, g)
     {
         // The peer wants another of our groups: ask again with it, right away.
-        sa.ke_hint = Some(g);
+        sa.rare_mut().ke_hint = Some(g);
         sa.queue.push_front(Queued::RekeyIke);
         return None;
     }

@@ -422,7 +422,7 @@ impl<R: CryptoRng> Endpoint<R> {
             && let Some(sa) = self.sas.remove(&id)
         {
             self.by_spi.remove(&sa.local_spi());
-            for (net, addr) in sa.leases {
+            for (net, addr) in sa.rare.map(|r| r.leases).unwrap_or_default() {
                 self.pools.release(net, addr);
             }
         }
@@ -620,7 +620,7 @@ impl<R: CryptoRng> Endpoint<R> {
                     // reauthentication: the peer deletes the old SA itself once its new
                     // CHILD_SAs are installed; deleting it now would race with that.
                     let grace = if o.remote.ip() == from {
-                        o.replaced_delete_at = Some(now + REAUTH_GRACE);
+                        o.rare_mut().replaced_delete_at = Some(now + REAUTH_GRACE);
                         self.reindex(old, None);
                         REAUTH_GRACE
                     } else {
@@ -801,7 +801,7 @@ impl<R: CryptoRng> Endpoint<R> {
             let q = Queued::RekeyIke;
             let pending = sa.in_flight == Some(q)
                 || sa.queue.contains(&q)
-                || sa.retry.is_some_and(|(_, r)| r == q);
+                || sa.rare().retry.is_some_and(|(_, r)| r == q);
             if matches!(sa.state, State::Established) && !pending {
                 sa.queue.push_back(q);
             }
@@ -833,7 +833,7 @@ impl<R: CryptoRng> Endpoint<R> {
         }
         self.with_sa(now, id, |sa, _| {
             if matches!(sa.state, State::Established) {
-                sa.pending_children.push_back(spec);
+                sa.rare_mut().pending_children.push_back(spec);
                 sa.queue.push_back(Queued::CreateChild);
             }
         });

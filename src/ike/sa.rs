@@ -247,6 +247,44 @@ impl RequestPrint {
     }
 }
 
+/// What few IKE SAs use, boxed in [`IkeSa::rare`] so that the others do not carry it
+/// (~170 bytes each).
+#[derive(Default)]
+pub(crate) struct Rare {
+    /// Conns of additional CHILD_SAs to request, one per queued [`Queued::CreateChild`].
+    pub(crate) pending_children: VecDeque<Arc<ConnSpec>>,
+    /// The group a peer asked for with INVALID_KE_PAYLOAD, for our next CREATE_CHILD_SA
+    /// request (if the conn offers it).
+    pub(crate) ke_hint: Option<DhGroup>,
+    /// Since when the peer answers our requests with TEMPORARY_FAILURE only.
+    pub(crate) busy_since: Option<Instant>,
+    /// A request the peer answered with TEMPORARY_FAILURE, queued again at that instant.
+    pub(crate) retry: Option<(Instant, Queued)>,
+    /// Responder: a newer IKE SA of the same peer, from the same address, replaced this one
+    /// under `uniqueids=yes|replace`; the peer is probably reauthenticating make-before-break
+    /// and deletes this SA itself once the new CHILD_SAs are in. If it has not by then, we
+    /// delete it.
+    pub(crate) replaced_delete_at: Option<Instant>,
+    /// Initiator: the virtual IPs the peer assigned us in its CFG_REPLY.
+    pub(crate) virtual_ips: Vec<std::net::IpAddr>,
+    /// Responder: the addresses leased to the peer from our pools, released when the SA goes.
+    pub(crate) leases: Vec<(ipnet::IpNet, std::net::IpAddr)>,
+    /// Initiator: the DNS servers in the peer's CFG_REPLY (when we asked for them).
+    pub(crate) dns_servers: Vec<std::net::IpAddr>,
+}
+
+/// What [`IkeSa::rare`] reads when an SA has none.
+static NO_RARE: Rare = Rare {
+    pending_children: VecDeque::new(),
+    ke_hint: None,
+    busy_since: None,
+    retry: None,
+    replaced_delete_at: None,
+    virtual_ips: Vec::new(),
+    leases: Vec::new(),
+    dns_servers: Vec::new(),
+};
+
 /// One IKE SA.
 pub(crate) struct IkeSa {
     pub(crate) id: IkeSaId,
@@ -273,17 +311,8 @@ pub(crate) struct IkeSa {
     pub(crate) in_flight: Option<Queued>,
     /// Our outstanding CHILD_SA rekey request.
     pub(crate) rekey: Option<Box<super::create_child_sa::RekeyRequest>>,
-    /// Conns of additional CHILD_SAs to request, one per queued [`Queued::CreateChild`].
-    pub(crate) pending_children: VecDeque<Arc<ConnSpec>>,
     /// Our outstanding IKE SA rekey request.
     pub(crate) ike_rekey: Option<Box<super::ike_rekey::IkeRekeyRequest>>,
-    /// The group a peer asked for with INVALID_KE_PAYLOAD, for our next CREATE_CHILD_SA
-    /// request (if the conn offers it).
-    pub(crate) ke_hint: Option<DhGroup>,
-    /// Since when the peer answers our requests with TEMPORARY_FAILURE only.
-    pub(crate) busy_since: Option<Instant>,
-    /// A request the peer answered with TEMPORARY_FAILURE, queued again at that instant.
-    pub(crate) retry: Option<(Instant, Queued)>,
     /// The redundant SA of simultaneous IKE SA rekeys (RFC 7296 §2.8.2): never reported,
     /// deleted right away, and its deletion is not reported either.
     pub(crate) redundant: bool,
@@ -305,20 +334,21 @@ pub(crate) struct IkeSa {
     /// Responder: IKE_AUTH has just authenticated the peer; the endpoint applies
     /// [`EndpointConfig::unique_ids`](super::EndpointConfig::unique_ids) and clears it.
     pub(crate) authenticated: bool,
-    /// Responder: a newer IKE SA of the same peer, from the same address, replaced this one
-    /// under `uniqueids=yes|replace`; the peer is probably reauthenticating make-before-break
-    /// and deletes this SA itself once the new CHILD_SAs are in. If it has not by then, we
-    /// delete it.
-    pub(crate) replaced_delete_at: Option<Instant>,
-    /// Initiator: the virtual IPs the peer assigned us in its CFG_REPLY.
-    pub(crate) virtual_ips: Vec<std::net::IpAddr>,
-    /// Responder: the addresses leased to the peer from our pools, released when the SA goes.
-    pub(crate) leases: Vec<(ipnet::IpNet, std::net::IpAddr)>,
-    /// Initiator: the DNS servers in the peer's CFG_REPLY (when we asked for them).
-    pub(crate) dns_servers: Vec<std::net::IpAddr>,
+    /// What few IKE SAs use (see [`IkeSa::rare`]).
+    pub(crate) rare: Option<Box<Rare>>,
 }
 
 impl IkeSa {
+    /// The SA's rarely used fields (empty ones when it has none).
+    pub(crate) fn rare(&self) -> &Rare {
+        self.rare.as_deref().unwrap_or(&NO_RARE)
+    }
+
+    /// The SA's rarely used fields, made when first written.
+    pub(crate) fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_default()
+    }
+
     /// A fresh SA: no keys, message IDs 0, nothing outstanding; the caller sets the state.
     pub(crate) fn new(
         id: IkeSaId,
@@ -346,10 +376,6 @@ impl IkeSa {
             in_flight: None,
             rekey: None,
             ike_rekey: None,
-            pending_children: VecDeque::new(),
-            ke_hint: None,
-            busy_since: None,
-            retry: None,
             redundant: false,
             children: Vec::new(),
             nat_detected: false,
@@ -358,10 +384,7 @@ impl IkeSa {
             established_at: None,
             last_received: None,
             half_open_deadline: None,
-            replaced_delete_at: None,
-            virtual_ips: Vec::new(),
-            leases: Vec::new(),
-            dns_servers: Vec::new(),
+            rare: None,
             initial_contact: false,
             authenticated: false,
         }
@@ -674,8 +697,10 @@ impl IkeSa {
         };
         self.last_received = Some(ctx.now);
         self.outstanding = None;
-        if !has_notify(&payloads, NotifyType::TEMPORARY_FAILURE) {
-            self.busy_since = None;
+        if !has_notify(&payloads, NotifyType::TEMPORARY_FAILURE)
+            && let Some(rare) = self.rare.as_mut()
+        {
+            rare.busy_since = None;
         }
         let mut born = None;
         self.state = match state {
@@ -705,8 +730,8 @@ impl IkeSa {
         [
             self.outstanding.as_ref().map(|o| o.deadline()),
             self.half_open_deadline,
-            self.retry.map(|(at, _)| at),
-            self.replaced_delete_at,
+            self.rare().retry.map(|(at, _)| at),
+            self.rare().replaced_delete_at,
         ]
         .into_iter()
         .flatten()
@@ -716,23 +741,19 @@ impl IkeSa {
     /// Queue `q` again after a random delay (the peer answered TEMPORARY_FAILURE), or, if
     /// the peer has answered nothing else for [`TEMPORARY_FAILURE_LIMIT`], close the SA.
     pub(crate) fn retry_later<R: CryptoRng>(&mut self, ctx: &mut Ctx<'_, R>, q: Queued) {
-        let since = *self.busy_since.get_or_insert(ctx.now);
+        let since = *self.rare_mut().busy_since.get_or_insert(ctx.now);
         if ctx.now.saturating_duration_since(since) >= TEMPORARY_FAILURE_LIMIT {
             self.queue.push_front(Queued::DeleteIke);
             return;
         }
         let jitter = Duration::from_millis(ctx.rng.random_range(0..=RETRY_JITTER_MS));
-        self.retry = Some((ctx.now + RETRY_MIN + jitter, q));
+        self.rare_mut().retry = Some((ctx.now + RETRY_MIN + jitter, q));
     }
 
     /// Hand the CHILD_SAs and the requests about them over to `new`, the successor of this
     /// IKE SA after a rekey.
     pub(crate) fn hand_over(&mut self, new: &mut IkeSa) {
         new.children.append(&mut self.children);
-        new.pending_children.append(&mut self.pending_children);
-        new.virtual_ips.append(&mut self.virtual_ips);
-        new.leases.append(&mut self.leases);
-        new.dns_servers.append(&mut self.dns_servers);
         // A pending rekey of this SA is moot now.
         let (moved, kept): (VecDeque<Queued>, VecDeque<Queued>) = self
             .queue
@@ -741,10 +762,32 @@ impl IkeSa {
             .partition(|q| q.concerns_children());
         new.queue.extend(moved);
         self.queue = kept;
-        match self.retry.take() {
-            Some(r) if r.1.concerns_children() => new.retry = Some(r),
-            Some((_, Queued::RekeyIke)) | None => {}
-            kept => self.retry = kept,
+        let Some(old) = self.rare.as_deref_mut() else {
+            return;
+        };
+        let retry = match old.retry.take() {
+            Some(r) if r.1.concerns_children() => Some(r),
+            Some((_, Queued::RekeyIke)) | None => None,
+            kept => {
+                old.retry = kept;
+                None
+            }
+        };
+        if retry.is_none()
+            && old.pending_children.is_empty()
+            && old.virtual_ips.is_empty()
+            && old.leases.is_empty()
+            && old.dns_servers.is_empty()
+        {
+            return;
+        }
+        let rare = new.rare_mut();
+        rare.pending_children.append(&mut old.pending_children);
+        rare.virtual_ips.append(&mut old.virtual_ips);
+        rare.leases.append(&mut old.leases);
+        rare.dns_servers.append(&mut old.dns_servers);
+        if retry.is_some() {
+            rare.retry = retry;
         }
     }
 
@@ -798,14 +841,18 @@ impl IkeSa {
             return;
         }
         if self
-            .replaced_delete_at
-            .take_if(|at| *at <= ctx.now)
+            .rare
+            .as_mut()
+            .and_then(|r| r.replaced_delete_at.take_if(|at| *at <= ctx.now))
             .is_some()
             && !self.queue.contains(&Queued::DeleteIke)
         {
             self.queue.push_back(Queued::DeleteIke);
         }
-        if let Some((_, q)) = self.retry.take_if(|(at, _)| *at <= ctx.now)
+        if let Some((_, q)) = self
+            .rare
+            .as_mut()
+            .and_then(|r| r.retry.take_if(|(at, _)| *at <= ctx.now))
             && !self.queue.contains(&q)
         {
             self.queue.push_front(q);
@@ -911,9 +958,9 @@ impl IkeSa {
             last_received: self.last_received,
             nat_detected: self.nat_detected,
             behind_nat: self.behind_nat,
-            virtual_ips: self.virtual_ips.clone(),
-            peer_virtual_ips: self.leases.iter().map(|(_, a)| *a).collect(),
-            dns_servers: self.dns_servers.clone(),
+            virtual_ips: self.rare().virtual_ips.clone(),
+            peer_virtual_ips: self.rare().leases.iter().map(|(_, a)| *a).collect(),
+            dns_servers: self.rare().dns_servers.clone(),
             children: self
                 .children
                 .iter()
