@@ -116,6 +116,7 @@ mod ts;
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -138,7 +139,7 @@ pub use psk::{PskLookup, Psks};
 pub use timer::RetransmitPolicy;
 pub(crate) use ts::configured_or_host;
 
-use crate::wire::{ExchangeType, Header, Identification, Message, WireError};
+use crate::wire::{ExchangeType, Header, Message, WireError};
 use sa::{Born, Ctx, IkeSa, Output, Path, Queued, State};
 
 /// How long a responder lets a peer delete, itself, an IKE SA it has just replaced from the
@@ -186,9 +187,12 @@ pub struct Endpoint<R> {
     filed: HashMap<IkeSaId, Box<Filed>>,
     /// SAs by their next deadline: `poll_timeout` and `handle_timeout` look only at the front.
     deadlines: BTreeSet<(Instant, IkeSaId)>,
-    /// SAs by (conn, authenticated peer identity), for INITIAL_CONTACT: in id order, a
-    /// vector (usually of one) rather than a set (a B-tree node holds eleven).
-    by_peer: HashMap<(String, Identification), Vec<IkeSaId>>,
+    /// SAs by a digest of (conn, authenticated peer identity), for INITIAL_CONTACT: in id
+    /// order, a vector (usually of one) rather than a set (a B-tree node holds eleven). A
+    /// digest, not a copy of the names per SA; a lookup checks each SA's own conn and peer.
+    by_peer: HashMap<u64, Vec<IkeSaId>>,
+    /// Keys the `by_peer` digest (per endpoint, so that peers cannot aim at one list).
+    peer_digest: std::hash::RandomState,
     /// How many IKE SAs each conn has (whether an initiate sends INITIAL_CONTACT).
     per_conn: HashMap<String, usize>,
     /// The IKE SA holding each CHILD_SA, by inbound SPI.
@@ -201,8 +205,8 @@ pub struct Endpoint<R> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Filed {
     deadline: Option<Instant>,
-    /// The authenticated peer identity (`by_peer` has it under `(conn, peer)`).
-    peer: Option<Identification>,
+    /// The `by_peer` digest of its conn and authenticated peer identity.
+    peer: Option<u64>,
     conn: String,
     /// The `by_init` key it was inserted under (responder SAs).
     init: Option<([u8; 8], SocketAddr)>,
@@ -293,6 +297,7 @@ impl<R: CryptoRng> Endpoint<R> {
             filed: HashMap::new(),
             deadlines: BTreeSet::new(),
             by_peer: HashMap::new(),
+            peer_digest: std::hash::RandomState::new(),
             pools: pool::AddressPools::default(),
             per_conn: HashMap::new(),
             by_child: HashMap::new(),
@@ -345,7 +350,10 @@ impl<R: CryptoRng> Endpoint<R> {
         let old = self.filed.remove(&id);
         let new = self.sas.get(&id).map(|sa| Filed {
             deadline: sa.next_deadline(),
-            peer: sa.remote_id.clone(),
+            peer: sa
+                .remote_id
+                .as_ref()
+                .map(|peer| self.peer_digest.hash_one((sa.conn.name.as_str(), peer))),
             conn: sa.conn.name.clone(),
             init: init.or_else(|| old.as_ref().and_then(|o| o.init)),
             children: sa.children.iter().map(|c| c.spi_in).collect(),
@@ -367,8 +375,7 @@ impl<R: CryptoRng> Endpoint<R> {
             if let Some(d) = o.deadline {
                 self.deadlines.remove(&(d, id));
             }
-            if let Some(peer) = o.peer
-                && let key = (o.conn.clone(), peer)
+            if let Some(key) = o.peer
                 && let Some(set) = self.by_peer.get_mut(&key)
             {
                 set.retain(|&s| s != id);
@@ -399,8 +406,7 @@ impl<R: CryptoRng> Endpoint<R> {
             if let Some(d) = f.deadline {
                 self.deadlines.insert((d, id));
             }
-            if let Some(peer) = f.peer.clone() {
-                let key = (f.conn.clone(), peer);
+            if let Some(key) = f.peer {
                 let set = self
                     .by_peer
                     .entry(key)
@@ -578,18 +584,20 @@ impl<R: CryptoRng> Endpoint<R> {
             return;
         }
         let contact = std::mem::take(&mut sa.initial_contact);
-        let Some(key) = sa
-            .remote_id
-            .clone()
-            .map(|peer| (sa.conn.name.clone(), peer))
-        else {
+        let Some(peer) = sa.remote_id.clone() else {
             return;
         };
+        let (conn, from) = (sa.conn.name.clone(), sa.remote.ip());
+        let key = self.peer_digest.hash_one((conn.as_str(), &peer));
+        let same_peer = |s: &IkeSa| s.conn.name == conn && s.remote_id.as_ref() == Some(&peer);
         let others: Vec<IkeSaId> = self
             .by_peer
             .get(&key)
-            .map(|set| set.iter().copied().filter(|&s| s != id).collect())
-            .unwrap_or_default();
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|&s| s != id && self.sas.get(&s).is_some_and(|s| same_peer(s)))
+            .collect();
         if others.is_empty() {
             return;
         }
@@ -608,7 +616,6 @@ impl<R: CryptoRng> Endpoint<R> {
                 }
             }
             (UniqueIds::Yes | UniqueIds::Replace, false) => {
-                let (conn, from) = (sa.conn.name.clone(), sa.remote.ip());
                 // Reported before the new SA's establishment and CHILD_SA, so the daemon
                 // knows the new CHILD_SA replaces the old SA's when it installs it.
                 let mut at = mark;
