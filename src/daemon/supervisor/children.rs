@@ -234,7 +234,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         }
         let updown = self.updown_info(c);
         let facts = status::ChildFacts::of(c);
-        let text = facts.established_text(&c.conn, c.ike_sa.0);
+        let text = status::ChildFacts::established_text(c);
         self.kernel(
             KernelOp::InstallChild(Box::new(request)),
             Pending::Install {
