@@ -2,7 +2,7 @@
 //! kernel would refuse on — the ids of the SAs "installed" — so an inbound SPI collision is
 //! still [`KernelError::Exists`]; policies and addresses are taken and forgotten (the
 //! [`Ipsec`] layer above keeps their reference counts as for XFRM). Unlike [`super::MemBackend`]
-//! it records no specs: nothing reads them outside tests, and they cost ~1.5 KiB per CHILD_SA.
+//! it records no specs: nothing reads them outside tests, and they cost ~1.6 KiB per CHILD_SA.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
