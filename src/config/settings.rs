@@ -18,6 +18,11 @@
 //! max_half_open_per_ip = 5
 //! [nat]
 //! keepalive = 20                  # seconds between NAT keepalives, 0 = off
+//! [crypto]
+//! workers = 1                     # threads making DH key pairs ahead of time (default:
+//!                                 # one per core but one; 0 = none)
+//! dh_reuse = 10                   # a responder reuses its DH key pair this many seconds
+//!                                 # (absent, the default: never; costs forward secrecy)
 //! [log]                           # charondebug levels per subsystem, -1..4
 //! ike = 1
 //! knl = 2
@@ -47,6 +52,8 @@ pub struct DaemonSettings {
     pub responder: Responder,
     /// NAT traversal.
     pub nat: Nat,
+    /// Diffie-Hellman work.
+    pub crypto: Crypto,
     /// Log levels per strongSwan subsystem (`ike`, `knl`, `cfg`, `net`, `dmn`, `any`, ...);
     /// when present they replace `charondebug`.
     pub log: BTreeMap<String, LogLevel>,
@@ -122,6 +129,28 @@ impl Default for Nat {
     fn default() -> Self {
         Self {
             keepalive: Count(20),
+        }
+    }
+}
+
+/// `[crypto]`.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Crypto {
+    /// Threads making DH key pairs ahead of time; absent: one per core but the one the
+    /// engine runs on.
+    pub workers: Option<Count>,
+    /// Seconds a responder reuses its IKE_SA_INIT key pair of a group (RFC 7296 §2.12);
+    /// absent: never (each IKE SA gets its own, for forward secrecy).
+    pub dh_reuse: Option<Seconds>,
+}
+
+impl Crypto {
+    /// How many key-pair threads to start.
+    pub fn workers(self) -> usize {
+        match self.workers {
+            Some(n) => usize::try_from(n.0).unwrap_or(usize::MAX),
+            None => std::thread::available_parallelism().map_or(0, |n| n.get().saturating_sub(1)),
         }
     }
 }
@@ -293,6 +322,11 @@ impl fmt::Display for DaemonSettings {
             s.max_half_open_per_ip.0
         )?;
         writeln!(f, "nat.keepalive = {} s", self.nat.keepalive.0)?;
+        writeln!(f, "crypto.workers = {}", self.crypto.workers())?;
+        match self.crypto.dh_reuse {
+            Some(s) => writeln!(f, "crypto.dh_reuse = {} s", s.0)?,
+            None => writeln!(f, "crypto.dh_reuse = (off)")?,
+        }
         match self.charondebug() {
             Some(c) => writeln!(f, "log = {c}"),
             None => writeln!(f, "log = (charondebug of ipsec.conf)"),
@@ -321,7 +355,7 @@ mod tests {
             "make_before_break = true\nkey_export = \"/tmp/k\"\n[retransmit]\ntimeout = 0.5\n\
              base = 1.2\ntries = 2\n[responder]\nhalf_open_timeout = 10\nmax_half_open = 50\n\
              cookie_threshold = 5\ncookie_threshold_ip = 2\nmax_half_open_per_ip = 4\n\
-             [nat]\nkeepalive = 0\n[log]\nike = 2\nknl = -1\n",
+             [nat]\nkeepalive = 0\n[crypto]\nworkers = 3\ndh_reuse = 5\n[log]\nike = 2\nknl = -1\n",
         )
         .unwrap();
         assert!(s.make_before_break);
@@ -333,6 +367,10 @@ mod tests {
         assert_eq!(s.responder.half_open_timeout, Seconds(10.0));
         assert_eq!(s.responder.max_half_open_per_ip, Count(4));
         assert_eq!(s.nat.keepalive, Count(0));
+        assert_eq!(
+            (s.crypto.workers(), s.crypto.dh_reuse),
+            (3, Some(Seconds(5.0)))
+        );
         assert_eq!(s.charondebug().as_deref(), Some("ike 2, knl -1"));
         assert!(s.to_string().contains("retransmit.timeout = 0.5 s\n"));
     }
@@ -358,6 +396,11 @@ mod tests {
                 "0 is not a number of seconds",
             ),
             ("[nat\n", "1:5", ""),
+            (
+                "[crypto]\ndh_reuse = 0\n",
+                "2:12",
+                "0 is not a number of seconds",
+            ),
         ];
         for (text, at, message) in cases {
             let e = parse_settings("ikev2d.toml", text).unwrap_err().to_string();

@@ -76,6 +76,8 @@ impl DhGroup {
     }
 
     /// Generates a fresh private value for this group from `rng`.
+    /// The public value is computed here too, so that a key pair made ahead of time (on
+    /// another core) costs its user nothing but the shared secret.
     pub fn generate(self, rng: &mut impl rand::CryptoRng) -> DhPrivate {
         let inner = match self {
             Self::Modp2048 => {
@@ -86,7 +88,7 @@ impl DhGroup {
             Self::Ecp256 => Inner::Ecp256(p256::SecretKey::generate_from_rng(rng)),
             Self::Curve25519 => Inner::Curve25519(x25519_dalek::StaticSecret::random_from_rng(rng)),
         };
-        DhPrivate { inner }
+        DhPrivate::new(inner)
     }
 
     fn invalid(self) -> CryptoError {
@@ -95,18 +97,20 @@ impl DhGroup {
 }
 
 /// A private DH value with its public value. Zeroized on drop; `Debug` shows only the group.
+/// `Clone` only for the optional reuse of a responder's key pair (RFC 7296 §2.12); every
+/// copy is zeroized on its own drop.
+#[derive(Clone)]
 pub struct DhPrivate {
     inner: Inner,
+    /// The KE payload's data, computed once with the private value.
+    public: Vec<u8>,
 }
 
+#[derive(Clone)]
 enum Inner {
-    Modp2048 {
-        /// Private exponent, 256 bits with the top bit set (RFC 3526 §8: 2048-bit MODP
-        /// needs an exponent of at least ~220 bits).
-        x: Zeroizing<U256>,
-        /// g^x mod p, big-endian, 256 bytes.
-        public: Vec<u8>,
-    },
+    /// Private exponent, 256 bits with the top bit set (RFC 3526 §8: 2048-bit MODP needs an
+    /// exponent of at least ~220 bits).
+    Modp2048(Zeroizing<U256>),
     Ecp256(p256::SecretKey),
     Curve25519(x25519_dalek::StaticSecret),
 }
@@ -115,9 +119,23 @@ impl Inner {
     fn modp(exponent: &[u8; 32]) -> Self {
         let mut x = Zeroizing::new(U256::from_be_slice(exponent));
         *x = x.bitor(&U256::ONE.shl_vartime(255));
-        let g = FixedMontyForm::new(&U2048::from_u8(2), &MODP2048_PARAMS);
-        let public = g.pow(&*x).retrieve().to_be_bytes().as_ref().to_vec();
-        Self::Modp2048 { x, public }
+        Self::Modp2048(x)
+    }
+
+    /// Public value as sent in the KE payload: MODP g^x big-endian padded to 256 bytes,
+    /// ECP-256 x ‖ y (no SEC1 0x04 prefix, RFC 5903 §7), X25519 the 32-byte u-coordinate.
+    fn public(&self) -> Vec<u8> {
+        match self {
+            Self::Modp2048(x) => {
+                let g = FixedMontyForm::new(&U2048::from_u8(2), &MODP2048_PARAMS);
+                g.pow(&**x).retrieve().to_be_bytes().as_ref().to_vec()
+            }
+            Self::Ecp256(secret) => {
+                let point = secret.public_key().to_sec1_point(false);
+                point.as_bytes().get(1..).unwrap_or_default().to_vec()
+            }
+            Self::Curve25519(secret) => x25519_dalek::PublicKey::from(secret).to_bytes().to_vec(),
+        }
     }
 }
 
@@ -135,23 +153,21 @@ impl DhPrivate {
     /// The group this value belongs to.
     pub fn group(&self) -> DhGroup {
         match self.inner {
-            Inner::Modp2048 { .. } => DhGroup::Modp2048,
+            Inner::Modp2048(_) => DhGroup::Modp2048,
             Inner::Ecp256(_) => DhGroup::Ecp256,
             Inner::Curve25519(_) => DhGroup::Curve25519,
         }
     }
 
+    fn new(inner: Inner) -> Self {
+        let public = inner.public();
+        Self { inner, public }
+    }
+
     /// Public value as sent in the KE payload: MODP big-endian padded to 256 bytes, ECP-256
     /// x ‖ y (no SEC1 0x04 prefix, RFC 5903 §7), X25519 the 32-byte u-coordinate.
     pub fn public_value(&self) -> Vec<u8> {
-        match &self.inner {
-            Inner::Modp2048 { public, .. } => public.clone(),
-            Inner::Ecp256(secret) => {
-                let point = secret.public_key().to_sec1_point(false);
-                point.as_bytes().get(1..).unwrap_or_default().to_vec()
-            }
-            Inner::Curve25519(secret) => x25519_dalek::PublicKey::from(secret).to_bytes().to_vec(),
-        }
+        self.public.clone()
     }
 
     /// Shared secret g^ir from the peer's KE data, after validating it: exact length, MODP
@@ -163,7 +179,7 @@ impl DhPrivate {
             return Err(group.invalid());
         }
         match &self.inner {
-            Inner::Modp2048 { x, .. } => {
+            Inner::Modp2048(x) => {
                 let y = U2048::from_be_slice(peer_public);
                 let p_minus_1 = MODP2048_P.as_ref().wrapping_sub(&U2048::ONE);
                 // Public data: variable-time comparison is fine.
@@ -209,7 +225,7 @@ impl DhPrivate {
                 <[u8; 32]>::try_from(secret).unwrap(),
             )),
         };
-        Self { inner }
+        Self::new(inner)
     }
 }
 

@@ -104,6 +104,10 @@ pub fn endpoint_config(
         export_keys,
         natt_port,
         unique_ids,
+        dh_reuse: s
+            .crypto
+            .dh_reuse
+            .map_or(Duration::ZERO, crate::config::settings::Seconds::duration),
         ..EndpointConfig::default()
     }
 }

@@ -1,6 +1,6 @@
 //! The driver: one task that feeds the [`Supervisor`] (received datagrams, its timer, kernel
 //! events and results, control requests, signals) and executes the [`Effect`]s it returns. It
-//! is the only place that reads the clock. Kernel operations run on a worker thread
+//! is the only place that reads the clock. XFRM kernel operations run on a worker thread
 //! ([`KernelWorker`]) so that a slow netlink call never stalls the IKE loop; an effect queued
 //! after a kernel operation waits for that operation's result (see [`super::supervisor`]).
 
@@ -39,13 +39,24 @@ pub struct Inputs {
 
 type OpResult = (OpId, Result<KernelOutput, KernelError>);
 
-/// The thread that owns the kernel interface and applies operations in order. Operations
-/// travel in batches (what the supervisor asked for in one go, and whatever queued up
-/// meanwhile) and so do their results: one thread hand-off per batch, not per operation.
-pub struct KernelWorker {
-    ops: std::sync::mpsc::Sender<Vec<(OpId, KernelOp)>>,
-    results: mpsc::UnboundedReceiver<Vec<OpResult>>,
-    thread: std::thread::JoinHandle<()>,
+/// Where kernel operations are applied, in order. The XFRM kernel's run on a thread of their
+/// own, so that a slow netlink call never stalls the IKE loop; operations travel there in
+/// batches (what the supervisor asked for in one go, and whatever queued up meanwhile) and so
+/// do their results: one thread hand-off per batch, not per operation. The in-memory kernel
+/// (`--kernel none`) never blocks, so its operations are applied at once on the driver's
+/// thread: a hand-off would cost more than the operations.
+pub enum KernelWorker {
+    /// A kernel thread.
+    Thread {
+        /// Batches to apply.
+        ops: std::sync::mpsc::Sender<Vec<(OpId, KernelOp)>>,
+        /// Their results.
+        results: mpsc::UnboundedReceiver<Vec<OpResult>>,
+        /// The thread.
+        thread: std::thread::JoinHandle<()>,
+    },
+    /// Applied on the driver's thread.
+    Inline(Box<dyn KernelIpsec + Send>),
 }
 
 impl KernelWorker {
@@ -58,29 +69,52 @@ impl KernelWorker {
             .spawn(move || {
                 while let Ok(mut batch) = rx.recv() {
                     batch.extend(rx.try_iter().flatten());
-                    let done = batch
-                        .into_iter()
-                        .map(|(id, op)| (id, op.apply(kernel.as_mut())))
-                        .collect();
-                    if tx.send(done).is_err() {
+                    if tx.send(apply(kernel.as_mut(), batch)).is_err() {
                         return;
                     }
                 }
             })?;
-        Ok(Self {
+        Ok(Self::Thread {
             ops,
             results,
             thread,
         })
     }
 
-    /// Lets the thread finish the operations sent and waits for it.
-    fn join(self) {
-        drop(self.ops);
-        if self.thread.join().is_err() {
-            tracing::error!(target: "kernel", "the kernel thread panicked");
+    /// Applies a batch: on the driver's thread, giving the results at once; or on the kernel
+    /// thread, the results to come from [`KernelWorker::results`]. `Err` when the kernel
+    /// thread is gone.
+    fn submit(&mut self, batch: Vec<(OpId, KernelOp)>) -> Result<Option<Vec<OpResult>>, ()> {
+        match self {
+            Self::Thread { ops, .. } => ops.send(batch).map(|()| None).map_err(|_| ()),
+            Self::Inline(kernel) => Ok(Some(apply(kernel.as_mut(), batch))),
         }
     }
+
+    /// The results of the next batch applied on the kernel thread (never, inline).
+    async fn results(&mut self) -> Option<Vec<OpResult>> {
+        match self {
+            Self::Thread { results, .. } => results.recv().await,
+            Self::Inline(_) => std::future::pending().await,
+        }
+    }
+
+    /// Lets the thread finish the operations sent and waits for it.
+    fn join(self) {
+        if let Self::Thread { ops, thread, .. } = self {
+            drop(ops);
+            if thread.join().is_err() {
+                tracing::error!(target: "kernel", "the kernel thread panicked");
+            }
+        }
+    }
+}
+
+fn apply(kernel: &mut dyn KernelIpsec, batch: Vec<(OpId, KernelOp)>) -> Vec<OpResult> {
+    batch
+        .into_iter()
+        .map(|(id, op)| (id, op.apply(kernel)))
+        .collect()
 }
 
 /// A configuration load running on a blocking thread: the reloader comes back with the result.
@@ -139,7 +173,7 @@ impl<R: CryptoRng> Driver<R> {
         self.sup.start(Instant::now());
         self.execute().await;
         while self.ops_done < self.ops_sent {
-            let Some(results) = self.worker.results.recv().await else {
+            let Some(results) = self.worker.results().await else {
                 return;
             };
             self.kernel_done(results);
@@ -170,7 +204,7 @@ impl<R: CryptoRng> Driver<R> {
                     self.sup.handle_request(Instant::now(), id, req.request);
                 }
                 Some(ev) = inputs.kernel.recv() => self.sup.handle_kernel_event(Instant::now(), ev),
-                Some(results) = self.worker.results.recv() => self.kernel_done(results),
+                Some(results) = self.worker.results() => self.kernel_done(results),
                 () = sleep_until(timeout), if timeout.is_some() => {
                     self.sup.handle_timeout(Instant::now());
                 }
@@ -220,8 +254,10 @@ impl<R: CryptoRng> Driver<R> {
 
     fn send_ops(&mut self, batch: Vec<(OpId, KernelOp)>) {
         self.ops_sent += batch.len() as u64; // ok: usize fits in u64
-        if self.worker.ops.send(batch).is_err() {
-            tracing::error!(target: "kernel", "the kernel thread is gone");
+        match self.worker.submit(batch) {
+            Ok(Some(results)) => self.kernel_done(results),
+            Ok(None) => {}
+            Err(()) => tracing::error!(target: "kernel", "the kernel thread is gone"),
         }
     }
 

@@ -10,6 +10,7 @@
 
 pub mod conns;
 pub mod ctl;
+pub mod dh_pool;
 pub mod driver;
 pub mod install;
 pub mod keylog;
@@ -280,7 +281,13 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     // their own generator.
     let seed = || ChaCha20Rng::from_rng(&mut rand::rng());
     let spis = Box::new(RandomSpis::new(seed(), SPI_RANGE));
-    let endpoint = Endpoint::new(config, seed(), spis);
+    let mut endpoint = Endpoint::new(config, seed(), spis);
+    let workers = daemon_settings.crypto.workers();
+    if workers > 0 {
+        let pool = dh_pool::DhPool::spawn(workers).map_err(DaemonError::Thread)?;
+        tracing::info!(target: "cfg", "{} threads do Diffie-Hellman work (key pairs ahead of time, responders' shared secrets)", pool.workers());
+        endpoint.set_dh_offload(Box::new(pool));
+    }
     let kernel_name = if xfrm { "xfrm" } else { "none" };
     let settings = supervisor::Settings {
         kernel_name,
@@ -291,7 +298,11 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     };
     let mut sup = supervisor::Supervisor::new(endpoint, settings, conns, seed());
     sup.set_shunts(shunts);
-    let worker = driver::KernelWorker::spawn(kernel).map_err(DaemonError::Thread)?;
+    let worker = if xfrm {
+        driver::KernelWorker::spawn(kernel).map_err(DaemonError::Thread)?
+    } else {
+        driver::KernelWorker::Inline(kernel)
+    };
 
     let (ctl_tx, ctl_rx) = mpsc::channel(16);
     let _ctl = ctl::CtlSocket::bind(&opts.ctl, ctl_tx, ctl::CtlLimits::default())?;

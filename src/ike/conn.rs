@@ -48,6 +48,11 @@ pub struct EndpointConfig {
     /// Our NAT-T port (RFC 3948): an initiator floats its IKE SA from its IKE port to this
     /// one once NAT_DETECTION finds a NAT (or with [`ConnSpec::force_encaps`]).
     pub natt_port: u16,
+    /// A responder reuses its IKE_SA_INIT key pair of a group for this long (RFC 7296
+    /// §2.12): less CPU per handshake, at the cost of forward secrecy between the IKE SAs
+    /// set up meanwhile (one stolen private value opens all of them). Zero (the default):
+    /// a fresh key pair every time.
+    pub dh_reuse: Duration,
 }
 
 impl Default for EndpointConfig {
@@ -63,6 +68,7 @@ impl Default for EndpointConfig {
             unique_ids: UniqueIds::No,
             export_keys: false,
             natt_port: 4500,
+            dh_reuse: Duration::ZERO,
         }
     }
 }

@@ -213,7 +213,7 @@ fn negotiate_child<R: CryptoRng>(
         .ok_or(IkeError::NoProposalChosen)?
         .0;
     let group = pfs_group(payloads, number, conn)?;
-    let dh: Option<DhPrivate> = group.map(|g| g.generate(ctx.rng));
+    let dh: Option<DhPrivate> = group.map(|g| ctx.keys.fresh(g, ctx.rng));
     let shared = match (&dh, ke(payloads)) {
         (Some(d), Some(k)) => Some(d.agree(&k.data)?),
         _ => None,
@@ -319,7 +319,7 @@ fn send<R: CryptoRng>(
             .and_then(|r| r.ke_hint.take())
             .filter(|g| proposal::esp_offers_group(ours, *g));
         let group = hint.or_else(|| proposal::esp_pfs_group(ours));
-        let dh = group.map(|g| g.generate(ctx.rng));
+        let dh = group.map(|g| ctx.keys.fresh(g, ctx.rng));
         let ni = random(ctx.rng, NONCE_LEN);
         let mut payloads: Vec<Payload> = old_spi_in
             .map(|spi| {

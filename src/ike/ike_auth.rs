@@ -41,11 +41,16 @@ enum Signer {
     Responder,
 }
 
-fn auth_inputs(init: &InitExchange, who: Signer) -> (&[u8], &[u8], &[u8]) {
-    match who {
-        Signer::Initiator => (&init.request, &init.nr, &init.sk_pi),
-        Signer::Responder => (&init.response, &init.ni, &init.sk_pr),
-    }
+fn auth_inputs<'a>(
+    sa: &'a IkeSa,
+    init: &'a InitExchange,
+    who: Signer,
+) -> Option<(&'a [u8], &'a [u8], &'a [u8])> {
+    let auth = sa.keys.as_ref()?.auth.as_deref()?;
+    Some(match who {
+        Signer::Initiator => (&init.request, &init.nr, &auth.sk_pi),
+        Signer::Responder => (&init.response, &init.ni, &auth.sk_pr),
+    })
 }
 
 fn make_auth(
@@ -56,7 +61,7 @@ fn make_auth(
     id: &Identification,
 ) -> Option<Payload> {
     let prf = sa.keys.as_ref()?.suite.prf;
-    let (msg, nonce, sk_p) = auth_inputs(init, who);
+    let (msg, nonce, sk_p) = auth_inputs(sa, init, who)?;
     Some(Payload::Auth(AuthPayload {
         method: AuthMethod::SHARED_KEY_MIC,
         data: psk_auth(prf, psk, msg, nonce, sk_p, &id.body_bytes()).to_vec(),
@@ -74,7 +79,9 @@ fn check_auth(
     let Some(keys) = sa.keys.as_ref() else {
         return false;
     };
-    let (msg, nonce, sk_p) = auth_inputs(init, who);
+    let Some((msg, nonce, sk_p)) = auth_inputs(sa, init, who) else {
+        return false;
+    };
     auth.method == AuthMethod::SHARED_KEY_MIC
         && verify_psk_auth(
             keys.suite.prf,
@@ -114,6 +121,10 @@ impl<'a> AuthParts<'a> {
 }
 
 fn established_event<R>(sa: &mut IkeSa, ctx: &mut Ctx<'_, R>, remote_id: &Identification) {
+    // IKE_AUTH is done: nothing signs or checks an AUTH payload with these keys again.
+    if let Some(keys) = sa.keys.as_mut() {
+        keys.auth = None;
+    }
     sa.remote_id = Some(remote_id.clone());
     sa.established_at = Some(ctx.now);
     sa.half_open_deadline = None;

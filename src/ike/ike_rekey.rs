@@ -84,7 +84,7 @@ pub(crate) fn send_request<R: CryptoRng>(sa: &mut IkeSa, ctx: &mut Ctx<'_, R>) -
     };
     let spi_i = ctx.fresh_ike_spi();
     let ni = random(ctx.rng, NONCE_LEN);
-    let dh = group.generate(ctx.rng);
+    let dh = ctx.keys.fresh(group, ctx.rng);
     let mut offer = proposal::ike_offer(ours);
     for p in &mut offer {
         p.spi = spi_i.to_vec();
@@ -254,7 +254,10 @@ fn successor<R>(
         remote: sa.remote,
     };
     let mut new = IkeSa::new(id, sa.conn.clone(), role, (spi_i, spi_r), path);
-    new.keys = Some(SaKeys::new(suite, &keys, role, ctx.config.export_keys)?);
+    let mut new_keys = SaKeys::new(suite, &keys, role, ctx.config.export_keys)?;
+    // No AUTH payload is made with the keys of a rekeyed IKE SA.
+    new_keys.auth = None;
+    new.keys = Some(new_keys);
     new.state = State::Established;
     new.remote_id = sa.remote_id.clone();
     new.nat_detected = sa.nat_detected;
@@ -335,7 +338,7 @@ fn answer<R: CryptoRng>(
     else {
         return refuse(NotifyType::NO_PROPOSAL_CHOSEN, Vec::new());
     };
-    let dh = suite.dh.generate(ctx.rng);
+    let dh = ctx.keys.fresh(suite.dh, ctx.rng);
     let Ok(shared) = dh.agree(&ke.data) else {
         return refuse(NotifyType::INVALID_SYNTAX, Vec::new());
     };

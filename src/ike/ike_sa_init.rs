@@ -10,10 +10,13 @@ use subtle::ConstantTimeEq;
 use super::conn::ConnSpec;
 use super::error::IkeError;
 use super::event::{Event, IkeSaId, InitRefusal, Role};
+use super::key_pairs::SharedSecret;
 use super::natd;
 use super::payloads::{NONCE_LEN, NONCE_RANGE, find_notify, first_error, notify, random};
 use super::proposal::{self, IkeSuite};
-use super::sa::{CachedResponse, Ctx, IkeSa, InitExchange, Path, RequestPrint, SaKeys, State};
+use super::sa::{
+    CachedResponse, Ctx, IkeSa, InitExchange, Path, PendingKeys, RequestPrint, SaKeys, State,
+};
 use crate::crypto::{DhGroup, DhPrivate, Prf, derive_ike_keys};
 use crate::wire::{
     ExchangeType, Header, KePayload, Message, NotifyType, Payload, PayloadType, SaPayload,
@@ -78,7 +81,7 @@ pub(crate) fn initiate<R: CryptoRng>(
         },
     );
     let mut st = ExpectSaInitResponse {
-        dh: group.generate(ctx.rng),
+        dh: ctx.keys.fresh(group, ctx.rng),
         ni: random(ctx.rng, NONCE_LEN),
         cookie: None,
         request: Vec::new(),
@@ -151,7 +154,7 @@ impl ExpectSaInitResponse {
                         && self.restarts < MAX_RESTARTS =>
                 {
                     self.restarts += 1; // ok: < MAX_RESTARTS (match guard)
-                    self.dh = g.generate(ctx.rng);
+                    self.dh = ctx.keys.fresh(g, ctx.rng);
                     self.send(sa, ctx);
                     State::ExpectSaInitResponse(self)
                 }
@@ -216,8 +219,6 @@ impl ExpectSaInitResponse {
             nr,
             request: self.request.clone(),
             response: message_bytes(data, h)?,
-            sk_pi: keys.sk_pi,
-            sk_pr: keys.sk_pr,
         })
     }
 }
@@ -376,6 +377,28 @@ pub(crate) fn check_cookie<R>(
     }
 }
 
+/// A responder's IKE SA keys from the IKE_SA_INIT exchange and its shared secret.
+pub(crate) fn responder_keys(
+    suite: IkeSuite,
+    ni: &[u8],
+    nr: &[u8],
+    shared: &[u8],
+    (spi_i, spi_r): (&[u8; 8], &[u8; 8]),
+    export: bool,
+) -> Result<SaKeys, IkeError> {
+    let keys = derive_ike_keys(
+        suite.prf,
+        suite.encr,
+        suite.integ,
+        ni,
+        nr,
+        shared,
+        spi_i,
+        spi_r,
+    )?;
+    SaKeys::new(suite, &keys, Role::Responder, export)
+}
+
 /// Responder: answer a new IKE_SA_INIT request; returns the half-open SA if one was created,
 /// with what IKE_AUTH needs of this exchange.
 pub(crate) fn respond<R: CryptoRng>(
@@ -417,29 +440,47 @@ pub(crate) fn respond<R: CryptoRng>(
             return None;
         }
     };
-    let dh = suite.dh.generate(ctx.rng);
-    let Ok(shared) = dh.agree(&parts.ke.data) else {
+    let dh = ctx
+        .keys
+        .for_responder(suite.dh, ctx.now, ctx.config.dh_reuse, ctx.rng);
+    let public = dh.public_value();
+    let bad_ke = |ctx: &mut Ctx<'_, R>| {
         refused(ctx, Some(&conn), InitRefusal::InvalidSyntax);
         refuse(ctx, path, h, NotifyType::INVALID_SYNTAX, Vec::new());
-        return None;
     };
+    if parts.ke.data.len() != suite.dh.public_len() {
+        bad_ke(ctx);
+        return None;
+    }
     let ni = parts.nonce.to_vec();
     let nr = random(ctx.rng, NONCE_LEN);
-    let keys = derive_ike_keys(
-        suite.prf,
-        suite.encr,
-        suite.integ,
-        &ni,
-        &nr,
-        &shared,
-        &h.spi_i,
-        &spi_r,
-    )
-    .ok()?;
-    let sa_keys = SaKeys::new(suite, &keys, Role::Responder, ctx.config.export_keys).ok()?;
+    let (keys, pending) = match ctx.keys.agree(dh, &parts.ke.data) {
+        SharedSecret::Now(Ok(shared)) => {
+            let spis = (&h.spi_i, &spi_r);
+            let keys = responder_keys(suite, &ni, &nr, &shared, spis, ctx.config.export_keys);
+            (Some(keys.ok()?), None)
+        }
+        SharedSecret::Now(Err(_)) => {
+            bad_ke(ctx);
+            return None;
+        }
+        // Computed while the response is on its way; collected at IKE_AUTH (an X25519
+        // value with an all-zero result fails the SA then).
+        SharedSecret::Later(agreement) => {
+            let (ni, nr) = (ni.clone(), nr.clone());
+            let pending = PendingKeys {
+                agreement,
+                suite,
+                ni,
+                nr,
+            };
+            (None, Some(Box::new(pending)))
+        }
+    };
     let nat = natd::check(&msg.payloads, &h.spi_i, &[0; 8], path.local, path.remote);
     let mut sa = IkeSa::new(id, conn, Role::Responder, (h.spi_i, spi_r), path);
-    sa.keys = Some(sa_keys);
+    sa.keys = keys;
+    sa.pending_keys = pending;
     sa.peer_mid = 1;
     sa.nat_detected = nat.detected() || sa.conn.force_encaps;
     sa.behind_nat = nat.local_behind || sa.conn.force_encaps;
@@ -450,7 +491,7 @@ pub(crate) fn respond<R: CryptoRng>(
         }),
         Payload::Ke(KePayload {
             group: TransformId(suite.dh.id()),
-            data: dh.public_value(),
+            data: public,
         }),
         Payload::Nonce(nr.clone()),
     ];
@@ -475,8 +516,6 @@ pub(crate) fn respond<R: CryptoRng>(
         nr,
         request,
         response,
-        sk_pi: keys.sk_pi,
-        sk_pr: keys.sk_pr,
     };
     Some((sa, init))
 }

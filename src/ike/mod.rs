@@ -102,6 +102,7 @@ mod ike_auth;
 mod ike_rekey;
 mod ike_sa_init;
 mod informational;
+mod key_pairs;
 mod natd;
 mod payloads;
 mod pool;
@@ -134,6 +135,7 @@ pub use event::{
     ChildDirKeys, ChildSaReady, ChildSaStatus, Event, IkeSaExportedKeys, IkeSaId, IkeSaState,
     IkeSaStatus, InitRefusal, Role, Transmit,
 };
+pub use key_pairs::{Agreement, DhOffload};
 pub use pool::PoolLease;
 pub use psk::{PskLookup, Psks};
 pub use timer::RetransmitPolicy;
@@ -153,6 +155,7 @@ macro_rules! ctx {
         Ctx {
             now: $now,
             rng: &mut $ep.rng,
+            keys: &mut $ep.keys,
             spis: $ep.spis.as_mut(),
             config: &$ep.config,
             conns: &$ep.conns,
@@ -168,6 +171,7 @@ pub struct Endpoint<R> {
     config: EndpointConfig,
     rng: R,
     spis: Box<dyn SpiAllocator + Send>,
+    keys: key_pairs::KeyPairs,
     conns: Vec<Arc<ConnSpec>>,
     /// Boxed: a B-tree node holds many slots, half of them empty after inserts in id order.
     sas: BTreeMap<IkeSaId, Box<IkeSa>>,
@@ -286,6 +290,7 @@ impl<R: CryptoRng> Endpoint<R> {
             config,
             rng,
             spis,
+            keys: key_pairs::KeyPairs::default(),
             conns: Vec::new(),
             sas: BTreeMap::new(),
             by_spi: HashMap::new(),
@@ -308,6 +313,14 @@ impl<R: CryptoRng> Endpoint<R> {
     /// cookies follow the new values from now on, for existing SAs too.
     pub fn set_config(&mut self, config: EndpointConfig) {
         self.config = config;
+    }
+
+    /// Hand Diffie-Hellman work to `offload` (e.g. threads on other cores): key pairs are
+    /// taken from it whenever it has one ready (else the endpoint makes its own), and a
+    /// responder's IKE_SA_INIT shared secret is computed by it and collected when the IKE
+    /// SA's keys are first needed.
+    pub fn set_dh_offload(&mut self, offload: Box<dyn DhOffload>) {
+        self.keys.set_source(offload);
     }
 
     /// Replace the conn definitions. Existing IKE SAs keep the definition they started with.
@@ -441,7 +454,9 @@ impl<R: CryptoRng> Endpoint<R> {
             return;
         };
         let mut ctx = ctx!(self, now);
-        f(sa, &mut ctx);
+        if sa.finish_keys(&mut ctx) {
+            f(sa, &mut ctx);
+        }
         sa.pump(&mut ctx);
         self.stats.replays_refused += ctx.out.replays_refused;
         ctx.out.replays_refused = 0;
@@ -726,6 +741,13 @@ impl<R: CryptoRng> Endpoint<R> {
             .map(|(_, id)| *id)
             .collect();
         for id in due {
+            // A half-open SA timing out needs no keys: its shared secret, if still being
+            // computed elsewhere, is dropped rather than waited for.
+            if let Some(sa) = self.sas.get_mut(&id)
+                && sa.half_open_deadline.is_some_and(|d| now >= d)
+            {
+                sa.pending_keys = None;
+            }
             self.with_sa(now, id, |sa, ctx| sa.on_timeout(ctx));
         }
     }

@@ -59,6 +59,8 @@ pub(crate) struct Path {
 pub(crate) struct Ctx<'a, R> {
     pub(crate) now: Instant,
     pub(crate) rng: &'a mut R,
+    /// Diffie-Hellman key pairs (made ahead of time when a source has them ready).
+    pub(crate) keys: &'a mut super::key_pairs::KeyPairs,
     pub(crate) spis: &'a mut (dyn SpiAllocator + Send),
     pub(crate) config: &'a EndpointConfig,
     pub(crate) conns: &'a [Arc<ConnSpec>],
@@ -99,7 +101,7 @@ const RETRY_JITTER_MS: u64 = 8000;
 /// SA is closed (RFC 7296 §2.25: "after several minutes").
 const TEMPORARY_FAILURE_LIMIT: Duration = Duration::from_secs(300);
 
-/// What IKE_SA_INIT left for IKE_AUTH (dropped once IKE_AUTH is done).
+/// What IKE_SA_INIT left for IKE_AUTH.
 pub(crate) struct InitExchange {
     pub(crate) ni: Vec<u8>,
     pub(crate) nr: Vec<u8>,
@@ -107,17 +109,38 @@ pub(crate) struct InitExchange {
     pub(crate) request: Vec<u8>,
     /// The IKE_SA_INIT response as sent.
     pub(crate) response: Vec<u8>,
-    /// Key of the initiator's AUTH payload.
+}
+
+/// A responder's IKE SA keys whose DH shared secret is being computed elsewhere
+/// ([`super::DhOffload`]): what derives them once it is there.
+pub(crate) struct PendingKeys {
+    pub(crate) agreement: Box<dyn super::Agreement>,
+    pub(crate) suite: IkeSuite,
+    pub(crate) ni: Vec<u8>,
+    pub(crate) nr: Vec<u8>,
+}
+
+impl std::fmt::Debug for PendingKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingKeys")
+            .field("suite", &self.suite)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The keys of the AUTH payloads, needed only until IKE_AUTH is done.
+pub(crate) struct AuthKeys {
     pub(crate) sk_pi: Zeroizing<Vec<u8>>,
-    /// Key of the responder's AUTH payload.
     pub(crate) sk_pr: Zeroizing<Vec<u8>>,
 }
 
-/// Keys and transforms of an IKE SA after IKE_SA_INIT (SK_pi and SK_pr, needed only by
-/// IKE_AUTH, are in [`InitExchange`]).
+/// Keys and transforms of an IKE SA after IKE_SA_INIT.
 pub(crate) struct SaKeys {
     pub(crate) suite: IkeSuite,
     pub(crate) sk_d: Zeroizing<Vec<u8>>,
+    /// SK_pi and SK_pr, until IKE_AUTH is done (boxed: gone then; an IKE SA made by a rekey
+    /// has none).
+    pub(crate) auth: Option<Box<AuthKeys>>,
     /// Protects what we send.
     pub(crate) out: SkCrypto,
     /// Opens what we receive.
@@ -144,6 +167,10 @@ impl SaKeys {
         Ok(Self {
             suite,
             sk_d: keys.sk_d.clone(),
+            auth: Some(Box::new(AuthKeys {
+                sk_pi: keys.sk_pi.clone(),
+                sk_pr: keys.sk_pr.clone(),
+            })),
             out,
             inb,
             exported: export.then(|| {
@@ -296,6 +323,8 @@ pub(crate) struct IkeSa {
     pub(crate) remote: SocketAddr,
     pub(crate) state: State,
     pub(crate) keys: Option<SaKeys>,
+    /// Responder: `keys` while their DH shared secret is computed elsewhere.
+    pub(crate) pending_keys: Option<Box<PendingKeys>>,
     /// Message ID of our next request.
     pub(crate) next_mid: u32,
     /// Message ID we expect on the peer's next request.
@@ -349,6 +378,39 @@ impl IkeSa {
         self.rare.get_or_insert_default()
     }
 
+    /// Derives the keys left pending at IKE_SA_INIT, waiting for their shared secret if it
+    /// is still being computed. False when the peer's public value was refused: the SA has
+    /// failed then.
+    pub(crate) fn finish_keys<R: CryptoRng>(&mut self, ctx: &mut Ctx<'_, R>) -> bool {
+        let Some(p) = self.pending_keys.take() else {
+            return true;
+        };
+        let keys = p
+            .agreement
+            .wait()
+            .map_err(IkeError::Crypto)
+            .and_then(|shared| {
+                super::ike_sa_init::responder_keys(
+                    p.suite,
+                    &p.ni,
+                    &p.nr,
+                    &shared,
+                    (&self.spi_i, &self.spi_r),
+                    ctx.config.export_keys,
+                )
+            });
+        match keys {
+            Ok(k) => {
+                self.keys = Some(k);
+                true
+            }
+            Err(e) => {
+                self.state = self.fail(ctx, e);
+                false
+            }
+        }
+    }
+
     /// A fresh SA: no keys, message IDs 0, nothing outstanding; the caller sets the state.
     pub(crate) fn new(
         id: IkeSaId,
@@ -367,6 +429,7 @@ impl IkeSa {
             remote: path.remote,
             state: State::Dead,
             keys: None,
+            pending_keys: None,
             next_mid: 0,
             peer_mid: 0,
             outstanding: None,
@@ -953,7 +1016,12 @@ impl IkeSa {
             remote: self.remote,
             local_id: self.conn.local_id_at(self.local.ip()),
             remote_id: self.remote_id.clone(),
-            proposal: self.keys.as_ref().map(|k| k.suite.name()),
+            proposal: self
+                .keys
+                .as_ref()
+                .map(|k| k.suite)
+                .or(self.pending_keys.as_ref().map(|p| p.suite))
+                .map(|s| s.name()),
             established_at: self.established_at,
             last_received: self.last_received,
             nat_detected: self.nat_detected,

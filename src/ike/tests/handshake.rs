@@ -396,3 +396,103 @@ fn responder_picks_the_conn_that_fits_the_child_request() {
         vec![IkeError::NoProposalChosen]
     );
 }
+
+/// A [`DhOffload`] that computes each shared secret only when the engine collects it (or
+/// refuses every peer value), counting the collections.
+struct Deferred {
+    collected: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    refuse: bool,
+}
+
+struct Later(DhPrivate, Vec<u8>, Deferred);
+
+impl Agreement for Later {
+    fn wait(self: Box<Self>) -> Result<zeroize::Zeroizing<Vec<u8>>, crate::crypto::CryptoError> {
+        let Later(dh, peer, d) = *self;
+        d.collected
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if d.refuse {
+            return dh.agree(&[0; 32]);
+        }
+        dh.agree(&peer)
+    }
+}
+
+impl DhOffload for Deferred {
+    fn key_pair(&mut self, _: DhGroup) -> Option<DhPrivate> {
+        None
+    }
+
+    fn agree_later(&mut self, dh: DhPrivate, peer: Vec<u8>) -> Box<dyn Agreement> {
+        let d = Deferred {
+            collected: self.collected.clone(),
+            refuse: self.refuse,
+        };
+        Box::new(Later(dh, peer, d))
+    }
+}
+
+fn deferred_pair(
+    ike: &str,
+    refuse: bool,
+) -> (Pair, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let mut p = Pair::new(
+        conn(A_IP, Some(B_IP), ike, "aes128gcm16"),
+        conn(B_IP, Some(A_IP), ike, "aes128gcm16"),
+    );
+    let collected = std::sync::Arc::default();
+    p.b.set_dh_offload(Box::new(Deferred {
+        collected: std::sync::Arc::clone(&collected),
+        refuse,
+    }));
+    p.a.initiate(p.now, "net").unwrap();
+    assert!(p.step(), "IKE_SA_INIT request");
+    assert!(p.step(), "IKE_SA_INIT response");
+    (p, collected)
+}
+
+#[test]
+fn an_offloaded_shared_secret_is_collected_when_ike_auth_arrives() {
+    use std::sync::atomic::Ordering::SeqCst;
+    for ike in IKE_SUITES {
+        let (mut p, collected) = deferred_pair(ike, false);
+        // Answered without the shared secret; the half-open SA shows its proposal.
+        assert_eq!(collected.load(SeqCst), 0, "{ike}");
+        assert!(p.b.ike_sas()[0].proposal.is_some(), "{ike}");
+        p.drive();
+        assert_eq!(collected.load(SeqCst), 1, "{ike}");
+        assert_up(&p);
+    }
+}
+
+#[test]
+fn a_peer_value_refused_by_the_offload_fails_the_half_open_sa_at_ike_auth() {
+    let (mut p, collected) = deferred_pair(IKE_SUITES[0], true);
+    p.drive();
+    assert_eq!(collected.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert!(
+        matches!(
+            failures(&p.b_events)[..],
+            [IkeError::Crypto(
+                crate::crypto::CryptoError::InvalidPeerPublicValue { .. }
+            )]
+        ),
+        "{:?}",
+        failures(&p.b_events)
+    );
+    assert!(p.b.ike_sas().is_empty());
+    assert!(established(&p.a_events).is_empty());
+}
+
+#[test]
+fn a_half_open_sa_timing_out_drops_its_offloaded_shared_secret_uncollected() {
+    let (mut p, collected) = deferred_pair(IKE_SUITES[0], false);
+    p.fault = Box::new(|dir, _, _| match dir {
+        Dir::AtoB => Fault::Drop,
+        Dir::BtoA => Fault::Deliver,
+    });
+    p.drive();
+    assert_eq!(collected.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(failures(&p.b_events), vec![IkeError::HalfOpenTimeout]);
+    assert!(p.b.ike_sas().is_empty());
+}

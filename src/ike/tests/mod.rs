@@ -22,7 +22,7 @@ use rand::SeedableRng;
 use rand::rngs::ChaCha20Rng;
 
 use super::*;
-use crate::crypto::{DhGroup, Encr, Integ, Prf};
+use crate::crypto::{DhGroup, DhPrivate, Encr, Integ, Prf};
 use crate::wire::{Identification, TrafficSelector};
 
 /// Deterministic SPI allocator: base, base+1, ...
