@@ -32,7 +32,7 @@ use crate::config::diag::Severity;
 use crate::config::load::load;
 use crate::config::settings::{SettingsError, load_settings};
 use crate::ike::{Endpoint, RandomSpis, UniqueIds};
-use crate::kernel::{EventSocket, KernelError, KernelIpsec, MemKernel, SPI_RANGE, XfrmKernel};
+use crate::kernel::{EventSocket, KernelError, KernelIpsec, NoneKernel, SPI_RANGE, XfrmKernel};
 use conns::{ConnEntry, Reqids, ShuntEntry, build_conns, build_shunts, endpoint_config};
 
 /// Which kernel interface CHILD_SAs go to.
@@ -191,7 +191,7 @@ pub fn hex(bytes: &[u8]) -> String {
 fn open_kernel(mode: KernelMode) -> Result<Box<dyn KernelIpsec + Send>, KernelError> {
     let mut k: Box<dyn KernelIpsec + Send> = match mode {
         KernelMode::Xfrm => Box::new(XfrmKernel::open()?),
-        KernelMode::None => Box::new(MemKernel::new()),
+        KernelMode::None => Box::new(NoneKernel::new()),
     };
     let flushed = k.flush_ours()?;
     if flushed.sas + flushed.policies > 0 {

@@ -82,8 +82,8 @@ fn tsr(payloads: &[Payload]) -> Option<&[TrafficSelector]> {
 fn local_selectors(sa: &IkeSa, conn: &ConnSpec) -> Vec<TrafficSelector> {
     if !conn.local_ts.is_empty() {
         conn.local_ts.clone()
-    } else if !sa.virtual_ips.is_empty() {
-        sa.virtual_ips.iter().map(|a| ts::host(*a)).collect()
+    } else if !sa.rare().virtual_ips.is_empty() {
+        sa.rare().virtual_ips.iter().map(|a| ts::host(*a)).collect()
     } else if !conn.request_vips.is_empty() {
         conn.request_vips
             .iter()
@@ -275,7 +275,7 @@ pub(crate) fn negotiate<R>(
     let (number, spi_out, suite) =
         proposal::select_esp(offered, &conn.esp_proposals).ok_or(IkeError::NoProposalChosen)?;
     let (l, r) = (sa.local.ip(), sa.remote.ip());
-    let peer_vips: Vec<IpAddr> = sa.leases.iter().map(|(_, a)| *a).collect();
+    let peer_vips: Vec<IpAddr> = sa.rare().leases.iter().map(|(_, a)| *a).collect();
     let (remote_ts, local_ts) = narrowed(conn, sa.nat_detected, &peer_vips, payloads, l, r)?;
     let transport =
         conn.mode == Mode::Transport && has_notify(payloads, NotifyType::USE_TRANSPORT_MODE);
@@ -415,6 +415,8 @@ pub(crate) fn install<R>(
         rekeyed_from: km.rekeyed_from,
         initiator: km.initiator,
     }));
+    // Usually the only one: no room for four.
+    sa.children.reserve_exact(1);
     sa.children.push(child);
     true
 }

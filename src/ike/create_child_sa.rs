@@ -291,7 +291,11 @@ pub(crate) fn send_rekey<R: CryptoRng>(
 /// Initiator: send the queued request for an additional CHILD_SA (the next conn of
 /// [`IkeSa::pending_children`]). Returns false when nothing was sent.
 pub(crate) fn send_new<R: CryptoRng>(sa: &mut IkeSa, ctx: &mut Ctx<'_, R>) -> bool {
-    let Some(conn) = sa.pending_children.pop_front() else {
+    let Some(conn) = sa
+        .rare
+        .as_mut()
+        .and_then(|r| r.pending_children.pop_front())
+    else {
         return false;
     };
     let child = ChildRequest::new(sa, &conn, ctx);
@@ -310,8 +314,9 @@ fn send<R: CryptoRng>(
     let result = child.and_then(|child| {
         let ours = &child.conn().esp_proposals;
         let hint = sa
-            .ke_hint
-            .take()
+            .rare
+            .as_mut()
+            .and_then(|r| r.ke_hint.take())
             .filter(|g| proposal::esp_offers_group(ours, *g));
         let group = hint.or_else(|| proposal::esp_pfs_group(ours));
         let dh = group.map(|g| ctx.keys.fresh(g, ctx.rng));
@@ -384,7 +389,9 @@ fn again(sa: &mut IkeSa, req: &RekeyRequest) -> Queued {
     match req.old_spi_in {
         Some(spi) => Queued::RekeyChild(spi),
         None => {
-            sa.pending_children.push_front(req.child.conn().clone());
+            sa.rare_mut()
+                .pending_children
+                .push_front(req.child.conn().clone());
             Queued::CreateChild
         }
     }
@@ -417,7 +424,7 @@ pub(crate) fn on_response<R: CryptoRng>(
                 }) =>
         {
             // The peer wants another of our PFS groups: ask again with it, right away.
-            sa.ke_hint = DhGroup::from_id(group);
+            sa.rare_mut().ke_hint = DhGroup::from_id(group);
             let q = again(sa, &req);
             sa.queue.push_front(q);
             return;

@@ -46,10 +46,10 @@ fn auth_inputs<'a>(
     init: &'a InitExchange,
     who: Signer,
 ) -> Option<(&'a [u8], &'a [u8], &'a [u8])> {
-    let keys = sa.keys.as_ref()?;
+    let auth = sa.keys.as_ref()?.auth.as_deref()?;
     Some(match who {
-        Signer::Initiator => (&init.request, &init.nr, &keys.sk_pi),
-        Signer::Responder => (&init.response, &init.ni, &keys.sk_pr),
+        Signer::Initiator => (&init.request, &init.nr, &auth.sk_pi),
+        Signer::Responder => (&init.response, &init.ni, &auth.sk_pr),
     })
 }
 
@@ -121,6 +121,10 @@ impl<'a> AuthParts<'a> {
 }
 
 fn established_event<R>(sa: &mut IkeSa, ctx: &mut Ctx<'_, R>, remote_id: &Identification) {
+    // IKE_AUTH is done: nothing signs or checks an AUTH payload with these keys again.
+    if let Some(keys) = sa.keys.as_mut() {
+        keys.auth = None;
+    }
     sa.remote_id = Some(remote_id.clone());
     sa.established_at = Some(ctx.now);
     sa.half_open_deadline = None;
@@ -136,14 +140,10 @@ fn established_event<R>(sa: &mut IkeSa, ctx: &mut Ctx<'_, R>, remote_id: &Identi
         nat_detected: sa.nat_detected,
         local_id: sa.conn.local_id_at(sa.local.ip()),
         remote_id: remote_id.clone(),
-        exported_keys: sa
-            .keys
-            .as_ref()
-            .and_then(|k| k.exported.clone())
-            .map(Box::new),
-        virtual_ips: sa.virtual_ips.clone(),
-        peer_virtual_ips: sa.leases.iter().map(|(_, a)| *a).collect(),
-        dns_servers: sa.dns_servers.clone(),
+        exported_keys: sa.keys.as_ref().and_then(|k| k.exported.clone()),
+        virtual_ips: sa.rare().virtual_ips.clone(),
+        peer_virtual_ips: sa.rare().leases.iter().map(|(_, a)| *a).collect(),
+        dns_servers: sa.rare().dns_servers.clone(),
     });
 }
 
@@ -217,16 +217,16 @@ fn lease_vips<R>(
         else {
             continue;
         };
-        if sa.leases.iter().any(|(n, _)| *n == pool) {
+        if sa.rare().leases.iter().any(|(n, _)| *n == pool) {
             continue;
         }
         match ctx.pools.lease(pool, peer) {
             Some(addr) => {
-                sa.leases.push((pool, addr));
+                sa.rare_mut().leases.push((pool, addr));
                 attributes.push(ConfigAttribute::address(addr));
             }
             None => {
-                for (net, addr) in sa.leases.drain(..) {
+                for (net, addr) in sa.rare_mut().leases.drain(..) {
                     ctx.pools.release(net, addr);
                 }
                 return Err(IkeError::PoolExhausted {
@@ -330,7 +330,7 @@ impl ExpectAuthResponse {
             sa.send_unreliable(ctx, ExchangeType::INFORMATIONAL, &[del]);
             return sa.fail(ctx, IkeError::AuthenticationFailed { local_side: true });
         }
-        sa.virtual_ips = assigned(
+        let virtual_ips = assigned(
             payloads,
             [
                 ConfigAttrType::INTERNAL_IP4_ADDRESS,
@@ -338,7 +338,7 @@ impl ExpectAuthResponse {
             ],
             &sa.conn.request_vips,
         );
-        sa.dns_servers = assigned(
+        let dns_servers = assigned(
             payloads,
             [
                 ConfigAttrType::INTERNAL_IP4_DNS,
@@ -346,6 +346,11 @@ impl ExpectAuthResponse {
             ],
             &sa.conn.request_dns,
         );
+        if !virtual_ips.is_empty() || !dns_servers.is_empty() {
+            let rare = sa.rare_mut();
+            rare.virtual_ips = virtual_ips;
+            rare.dns_servers = dns_servers;
+        }
         established_event(sa, ctx, idr);
         let Self { init, child } = self;
         let km = child::Keymat::ike_auth(sa, &init.ni, &init.nr);

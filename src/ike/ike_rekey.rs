@@ -64,8 +64,9 @@ pub(crate) fn send_request<R: CryptoRng>(sa: &mut IkeSa, ctx: &mut Ctx<'_, R>) -
     };
     let ours = &sa.conn.ike_proposals;
     let hint = sa
-        .ke_hint
-        .take()
+        .rare
+        .as_mut()
+        .and_then(|r| r.ke_hint.take())
         .filter(|g| proposal::offers_group(ours, *g));
     let group = if let Some(g) = hint {
         g
@@ -146,7 +147,7 @@ pub(crate) fn on_response<R: CryptoRng>(
         && proposal::offers_group(&sa.conn.ike_proposals, g)
     {
         // The peer wants another of our groups: ask again with it, right away.
-        sa.ke_hint = Some(g);
+        sa.rare_mut().ke_hint = Some(g);
         sa.queue.push_front(Queued::RekeyIke);
         return None;
     }
@@ -253,7 +254,10 @@ fn successor<R>(
         remote: sa.remote,
     };
     let mut new = IkeSa::new(id, sa.conn.clone(), role, (spi_i, spi_r), path);
-    new.keys = Some(SaKeys::new(suite, keys, role, ctx.config.export_keys)?);
+    let mut new_keys = SaKeys::new(suite, &keys, role, ctx.config.export_keys)?;
+    // No AUTH payload is made with the keys of a rekeyed IKE SA.
+    new_keys.auth = None;
+    new.keys = Some(new_keys);
     new.state = State::Established;
     new.remote_id = sa.remote_id.clone();
     new.nat_detected = sa.nat_detected;

@@ -209,7 +209,7 @@ impl ExpectSaInitResponse {
             &h.spi_r,
         )?;
         sa.spi_r = h.spi_r;
-        sa.keys = Some(SaKeys::new(suite, keys, Role::Initiator, export_keys)?);
+        sa.keys = Some(SaKeys::new(suite, &keys, Role::Initiator, export_keys)?);
         let nat = natd::check(&msg.payloads, &h.spi_i, &h.spi_r, path.local, path.remote);
         sa.nat_detected = nat.detected() || sa.conn.force_encaps;
         sa.behind_nat = nat.local_behind || sa.conn.force_encaps;
@@ -396,7 +396,7 @@ pub(crate) fn responder_keys(
         spi_i,
         spi_r,
     )?;
-    SaKeys::new(suite, keys, Role::Responder, export)
+    SaKeys::new(suite, &keys, Role::Responder, export)
 }
 
 /// Responder: answer a new IKE_SA_INIT request; returns the half-open SA if one was created,

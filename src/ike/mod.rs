@@ -117,6 +117,7 @@ mod ts;
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -140,7 +141,7 @@ pub use psk::{PskLookup, Psks};
 pub use timer::RetransmitPolicy;
 pub(crate) use ts::configured_or_host;
 
-use crate::wire::{ExchangeType, Header, Identification, Message, WireError};
+use crate::wire::{ExchangeType, Header, Message, WireError};
 use sa::{Born, Ctx, IkeSa, Output, Path, Queued, State};
 
 /// How long a responder lets a peer delete, itself, an IKE SA it has just replaced from the
@@ -185,12 +186,17 @@ pub struct Endpoint<R> {
     /// Half-open responder SAs, counted as they come and go (no scan per request).
     half_open: HalfOpen,
     stats: ResponderStats,
-    /// What each SA is filed under in the indexes below, as of its last change.
-    filed: HashMap<IkeSaId, Filed>,
+    /// What each SA is filed under in the indexes below, as of its last change (boxed: a big
+    /// table's free slots then cost a pointer each).
+    filed: HashMap<IkeSaId, Box<Filed>>,
     /// SAs by their next deadline: `poll_timeout` and `handle_timeout` look only at the front.
     deadlines: BTreeSet<(Instant, IkeSaId)>,
-    /// SAs by (conn, authenticated peer identity), for INITIAL_CONTACT.
-    by_peer: HashMap<(String, Identification), BTreeSet<IkeSaId>>,
+    /// SAs by a digest of (conn, authenticated peer identity), for INITIAL_CONTACT: in id
+    /// order, a vector (usually of one) rather than a set (a B-tree node holds eleven). A
+    /// digest, not a copy of the names per SA; a lookup checks each SA's own conn and peer.
+    by_peer: HashMap<u64, Vec<IkeSaId>>,
+    /// Keys the `by_peer` digest (per endpoint, so that peers cannot aim at one list).
+    peer_digest: std::hash::RandomState,
     /// How many IKE SAs each conn has (whether an initiate sends INITIAL_CONTACT).
     per_conn: HashMap<String, usize>,
     /// The IKE SA holding each CHILD_SA, by inbound SPI.
@@ -203,7 +209,8 @@ pub struct Endpoint<R> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Filed {
     deadline: Option<Instant>,
-    peer: Option<(String, Identification)>,
+    /// The `by_peer` digest of its conn and authenticated peer identity.
+    peer: Option<u64>,
     conn: String,
     /// The `by_init` key it was inserted under (responder SAs).
     init: Option<([u8; 8], SocketAddr)>,
@@ -295,6 +302,7 @@ impl<R: CryptoRng> Endpoint<R> {
             filed: HashMap::new(),
             deadlines: BTreeSet::new(),
             by_peer: HashMap::new(),
+            peer_digest: std::hash::RandomState::new(),
             pools: pool::AddressPools::default(),
             per_conn: HashMap::new(),
             by_child: HashMap::new(),
@@ -357,8 +365,8 @@ impl<R: CryptoRng> Endpoint<R> {
             deadline: sa.next_deadline(),
             peer: sa
                 .remote_id
-                .clone()
-                .map(|peer| (sa.conn.name.clone(), peer)),
+                .as_ref()
+                .map(|peer| self.peer_digest.hash_one((sa.conn.name.as_str(), peer))),
             conn: sa.conn.name.clone(),
             init: init.or_else(|| old.as_ref().and_then(|o| o.init)),
             children: sa.children.iter().map(|c| c.spi_in).collect(),
@@ -370,20 +378,20 @@ impl<R: CryptoRng> Endpoint<R> {
                 .filter(|sa| sa.is_half_open())
                 .map(|sa| sa.remote.ip()),
         );
-        if old == new {
-            if let Some(f) = new {
+        if old.as_deref() == new.as_ref() {
+            if let Some(f) = old {
                 self.filed.insert(id, f);
             }
             return;
         }
-        if let Some(o) = old {
+        if let Some(o) = old.map(|o| *o) {
             if let Some(d) = o.deadline {
                 self.deadlines.remove(&(d, id));
             }
             if let Some(key) = o.peer
                 && let Some(set) = self.by_peer.get_mut(&key)
             {
-                set.remove(&id);
+                set.retain(|&s| s != id);
                 if set.is_empty() {
                     self.by_peer.remove(&key);
                 }
@@ -411,14 +419,20 @@ impl<R: CryptoRng> Endpoint<R> {
             if let Some(d) = f.deadline {
                 self.deadlines.insert((d, id));
             }
-            if let Some(key) = f.peer.clone() {
-                self.by_peer.entry(key).or_default().insert(id);
+            if let Some(key) = f.peer {
+                let set = self
+                    .by_peer
+                    .entry(key)
+                    .or_insert_with(|| Vec::with_capacity(1));
+                if let Err(at) = set.binary_search(&id) {
+                    set.insert(at, id);
+                }
             }
             *self.per_conn.entry(f.conn.clone()).or_default() += 1;
             for spi in &f.children {
                 self.by_child.insert(*spi, id);
             }
-            self.filed.insert(id, f);
+            self.filed.insert(id, Box::new(f));
         }
     }
 
@@ -427,7 +441,7 @@ impl<R: CryptoRng> Endpoint<R> {
             && let Some(sa) = self.sas.remove(&id)
         {
             self.by_spi.remove(&sa.local_spi());
-            for (net, addr) in sa.leases {
+            for (net, addr) in sa.rare.map(|r| r.leases).unwrap_or_default() {
                 self.pools.release(net, addr);
             }
         }
@@ -585,18 +599,20 @@ impl<R: CryptoRng> Endpoint<R> {
             return;
         }
         let contact = std::mem::take(&mut sa.initial_contact);
-        let Some(key) = sa
-            .remote_id
-            .clone()
-            .map(|peer| (sa.conn.name.clone(), peer))
-        else {
+        let Some(peer) = sa.remote_id.clone() else {
             return;
         };
+        let (conn, from) = (sa.conn.name.clone(), sa.remote.ip());
+        let key = self.peer_digest.hash_one((conn.as_str(), &peer));
+        let same_peer = |s: &IkeSa| s.conn.name == conn && s.remote_id.as_ref() == Some(&peer);
         let others: Vec<IkeSaId> = self
             .by_peer
             .get(&key)
-            .map(|set| set.iter().copied().filter(|&s| s != id).collect())
-            .unwrap_or_default();
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|&s| s != id && self.sas.get(&s).is_some_and(|s| same_peer(s)))
+            .collect();
         if others.is_empty() {
             return;
         }
@@ -615,7 +631,6 @@ impl<R: CryptoRng> Endpoint<R> {
                 }
             }
             (UniqueIds::Yes | UniqueIds::Replace, false) => {
-                let (conn, from) = (sa.conn.name.clone(), sa.remote.ip());
                 // Reported before the new SA's establishment and CHILD_SA, so the daemon
                 // knows the new CHILD_SA replaces the old SA's when it installs it.
                 let mut at = mark;
@@ -627,7 +642,7 @@ impl<R: CryptoRng> Endpoint<R> {
                     // reauthentication: the peer deletes the old SA itself once its new
                     // CHILD_SAs are installed; deleting it now would race with that.
                     let grace = if o.remote.ip() == from {
-                        o.replaced_delete_at = Some(now + REAUTH_GRACE);
+                        o.rare_mut().replaced_delete_at = Some(now + REAUTH_GRACE);
                         self.reindex(old, None);
                         REAUTH_GRACE
                     } else {
@@ -818,7 +833,7 @@ impl<R: CryptoRng> Endpoint<R> {
             let q = Queued::RekeyIke;
             let pending = sa.in_flight == Some(q)
                 || sa.queue.contains(&q)
-                || sa.retry.is_some_and(|(_, r)| r == q);
+                || sa.rare().retry.is_some_and(|(_, r)| r == q);
             if matches!(sa.state, State::Established) && !pending {
                 sa.queue.push_back(q);
             }
@@ -850,7 +865,7 @@ impl<R: CryptoRng> Endpoint<R> {
         }
         self.with_sa(now, id, |sa, _| {
             if matches!(sa.state, State::Established) {
-                sa.pending_children.push_back(spec);
+                sa.rare_mut().pending_children.push_back(spec);
                 sa.queue.push_back(Queued::CreateChild);
             }
         });

@@ -128,18 +128,25 @@ impl std::fmt::Debug for PendingKeys {
     }
 }
 
+/// The keys of the AUTH payloads, needed only until IKE_AUTH is done.
+pub(crate) struct AuthKeys {
+    pub(crate) sk_pi: Zeroizing<Vec<u8>>,
+    pub(crate) sk_pr: Zeroizing<Vec<u8>>,
+}
+
 /// Keys and transforms of an IKE SA after IKE_SA_INIT.
 pub(crate) struct SaKeys {
     pub(crate) suite: IkeSuite,
     pub(crate) sk_d: Zeroizing<Vec<u8>>,
-    pub(crate) sk_pi: Zeroizing<Vec<u8>>,
-    pub(crate) sk_pr: Zeroizing<Vec<u8>>,
+    /// SK_pi and SK_pr, until IKE_AUTH is done (boxed: gone then; an IKE SA made by a rekey
+    /// has none).
+    pub(crate) auth: Option<Box<AuthKeys>>,
     /// Protects what we send.
     pub(crate) out: SkCrypto,
     /// Opens what we receive.
     pub(crate) inb: SkCrypto,
     /// A copy for the debugging key log ([`EndpointConfig::export_keys`]).
-    pub(crate) exported: Option<IkeSaExportedKeys>,
+    pub(crate) exported: Option<Box<IkeSaExportedKeys>>,
 }
 
 impl SaKeys {
@@ -147,7 +154,7 @@ impl SaKeys {
     /// when `export` ([`EndpointConfig::export_keys`]).
     pub(crate) fn new(
         suite: IkeSuite,
-        keys: IkeKeys,
+        keys: &IkeKeys,
         role: Role,
         export: bool,
     ) -> Result<Self, IkeError> {
@@ -160,17 +167,21 @@ impl SaKeys {
         Ok(Self {
             suite,
             sk_d: keys.sk_d.clone(),
-            sk_pi: keys.sk_pi.clone(),
-            sk_pr: keys.sk_pr.clone(),
+            auth: Some(Box::new(AuthKeys {
+                sk_pi: keys.sk_pi.clone(),
+                sk_pr: keys.sk_pr.clone(),
+            })),
             out,
             inb,
-            exported: export.then(|| IkeSaExportedKeys {
-                encr: suite.encr,
-                integ: suite.integ,
-                sk_ei: keys.sk_ei.clone(),
-                sk_er: keys.sk_er.clone(),
-                sk_ai: keys.sk_ai.clone(),
-                sk_ar: keys.sk_ar.clone(),
+            exported: export.then(|| {
+                Box::new(IkeSaExportedKeys {
+                    encr: suite.encr,
+                    integ: suite.integ,
+                    sk_ei: keys.sk_ei.clone(),
+                    sk_er: keys.sk_er.clone(),
+                    sk_ai: keys.sk_ai.clone(),
+                    sk_ar: keys.sk_ar.clone(),
+                })
             }),
         })
     }
@@ -237,22 +248,69 @@ impl CachedResponse {
     }
 }
 
-/// A request's source and SHA-256 digest (32 bytes kept instead of the request).
+/// The SHA-256 digest of a request's source address and bytes (32 bytes kept instead of
+/// the request and its source).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RequestPrint {
-    from: SocketAddr,
     digest: [u8; 32],
 }
 
 impl RequestPrint {
     pub(crate) fn of(path: Path, data: &[u8]) -> Self {
         use sha2::Digest;
+        let from = path.remote;
+        let ip = match from.ip() {
+            std::net::IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+            std::net::IpAddr::V6(a) => a.octets(),
+        };
+        let mut h = sha2::Sha256::new();
+        h.update([u8::from(from.is_ipv4())]);
+        h.update(ip);
+        h.update(from.port().to_be_bytes());
+        h.update(data);
         Self {
-            from: path.remote,
-            digest: sha2::Sha256::digest(data).into(),
+            digest: h.finalize().into(),
         }
     }
 }
+
+/// What few IKE SAs use, boxed in [`IkeSa::rare`] so that the others do not carry it
+/// (~170 bytes each).
+#[derive(Default)]
+pub(crate) struct Rare {
+    /// Conns of additional CHILD_SAs to request, one per queued [`Queued::CreateChild`].
+    pub(crate) pending_children: VecDeque<Arc<ConnSpec>>,
+    /// The group a peer asked for with INVALID_KE_PAYLOAD, for our next CREATE_CHILD_SA
+    /// request (if the conn offers it).
+    pub(crate) ke_hint: Option<DhGroup>,
+    /// Since when the peer answers our requests with TEMPORARY_FAILURE only.
+    pub(crate) busy_since: Option<Instant>,
+    /// A request the peer answered with TEMPORARY_FAILURE, queued again at that instant.
+    pub(crate) retry: Option<(Instant, Queued)>,
+    /// Responder: a newer IKE SA of the same peer, from the same address, replaced this one
+    /// under `uniqueids=yes|replace`; the peer is probably reauthenticating make-before-break
+    /// and deletes this SA itself once the new CHILD_SAs are in. If it has not by then, we
+    /// delete it.
+    pub(crate) replaced_delete_at: Option<Instant>,
+    /// Initiator: the virtual IPs the peer assigned us in its CFG_REPLY.
+    pub(crate) virtual_ips: Vec<std::net::IpAddr>,
+    /// Responder: the addresses leased to the peer from our pools, released when the SA goes.
+    pub(crate) leases: Vec<(ipnet::IpNet, std::net::IpAddr)>,
+    /// Initiator: the DNS servers in the peer's CFG_REPLY (when we asked for them).
+    pub(crate) dns_servers: Vec<std::net::IpAddr>,
+}
+
+/// What [`IkeSa::rare`] reads when an SA has none.
+static NO_RARE: Rare = Rare {
+    pending_children: VecDeque::new(),
+    ke_hint: None,
+    busy_since: None,
+    retry: None,
+    replaced_delete_at: None,
+    virtual_ips: Vec::new(),
+    leases: Vec::new(),
+    dns_servers: Vec::new(),
+};
 
 /// One IKE SA.
 pub(crate) struct IkeSa {
@@ -271,26 +329,19 @@ pub(crate) struct IkeSa {
     pub(crate) next_mid: u32,
     /// Message ID we expect on the peer's next request.
     pub(crate) peer_mid: u32,
-    pub(crate) outstanding: Option<Outstanding>,
+    /// Boxed: there only while a request of ours is outstanding.
+    pub(crate) outstanding: Option<Box<Outstanding>>,
     pub(crate) cached_response: Option<CachedResponse>,
-    /// The peer's request being answered (source and digest), for the response cache.
-    pub(crate) peer_request: Option<RequestPrint>,
+    /// The peer's request being answered, for the response cache (boxed: there only until
+    /// the response is sent).
+    pub(crate) peer_request: Option<Box<RequestPrint>>,
     pub(crate) queue: VecDeque<Queued>,
     /// The queued request currently outstanding.
     pub(crate) in_flight: Option<Queued>,
     /// Our outstanding CHILD_SA rekey request.
     pub(crate) rekey: Option<Box<super::create_child_sa::RekeyRequest>>,
-    /// Conns of additional CHILD_SAs to request, one per queued [`Queued::CreateChild`].
-    pub(crate) pending_children: VecDeque<Arc<ConnSpec>>,
     /// Our outstanding IKE SA rekey request.
     pub(crate) ike_rekey: Option<Box<super::ike_rekey::IkeRekeyRequest>>,
-    /// The group a peer asked for with INVALID_KE_PAYLOAD, for our next CREATE_CHILD_SA
-    /// request (if the conn offers it).
-    pub(crate) ke_hint: Option<DhGroup>,
-    /// Since when the peer answers our requests with TEMPORARY_FAILURE only.
-    pub(crate) busy_since: Option<Instant>,
-    /// A request the peer answered with TEMPORARY_FAILURE, queued again at that instant.
-    pub(crate) retry: Option<(Instant, Queued)>,
     /// The redundant SA of simultaneous IKE SA rekeys (RFC 7296 §2.8.2): never reported,
     /// deleted right away, and its deletion is not reported either.
     pub(crate) redundant: bool,
@@ -312,20 +363,21 @@ pub(crate) struct IkeSa {
     /// Responder: IKE_AUTH has just authenticated the peer; the endpoint applies
     /// [`EndpointConfig::unique_ids`](super::EndpointConfig::unique_ids) and clears it.
     pub(crate) authenticated: bool,
-    /// Responder: a newer IKE SA of the same peer, from the same address, replaced this one
-    /// under `uniqueids=yes|replace`; the peer is probably reauthenticating make-before-break
-    /// and deletes this SA itself once the new CHILD_SAs are in. If it has not by then, we
-    /// delete it.
-    pub(crate) replaced_delete_at: Option<Instant>,
-    /// Initiator: the virtual IPs the peer assigned us in its CFG_REPLY.
-    pub(crate) virtual_ips: Vec<std::net::IpAddr>,
-    /// Responder: the addresses leased to the peer from our pools, released when the SA goes.
-    pub(crate) leases: Vec<(ipnet::IpNet, std::net::IpAddr)>,
-    /// Initiator: the DNS servers in the peer's CFG_REPLY (when we asked for them).
-    pub(crate) dns_servers: Vec<std::net::IpAddr>,
+    /// What few IKE SAs use (see [`IkeSa::rare`]).
+    pub(crate) rare: Option<Box<Rare>>,
 }
 
 impl IkeSa {
+    /// The SA's rarely used fields (empty ones when it has none).
+    pub(crate) fn rare(&self) -> &Rare {
+        self.rare.as_deref().unwrap_or(&NO_RARE)
+    }
+
+    /// The SA's rarely used fields, made when first written.
+    pub(crate) fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_default()
+    }
+
     /// Derives the keys left pending at IKE_SA_INIT, waiting for their shared secret if it
     /// is still being computed. False when the peer's public value was refused: the SA has
     /// failed then.
@@ -387,10 +439,6 @@ impl IkeSa {
             in_flight: None,
             rekey: None,
             ike_rekey: None,
-            pending_children: VecDeque::new(),
-            ke_hint: None,
-            busy_since: None,
-            retry: None,
             redundant: false,
             children: Vec::new(),
             nat_detected: false,
@@ -399,10 +447,7 @@ impl IkeSa {
             established_at: None,
             last_received: None,
             half_open_deadline: None,
-            replaced_delete_at: None,
-            virtual_ips: Vec::new(),
-            leases: Vec::new(),
-            dns_servers: Vec::new(),
+            rare: None,
             initial_contact: false,
             authenticated: false,
         }
@@ -499,13 +544,13 @@ impl IkeSa {
         data: Vec<u8>,
     ) {
         ctx.out.send(self.local, self.remote, data.clone());
-        self.outstanding = Some(Outstanding::new(
+        self.outstanding = Some(Box::new(Outstanding::new(
             ctx.now,
             &ctx.config.retransmit,
             mid,
             exchange,
             data,
-        ));
+        )));
     }
 
     /// Send an encrypted request once, without waiting for an answer (best-effort
@@ -536,10 +581,11 @@ impl IkeSa {
         let hdr = self.header(exchange, mid, true);
         let data = self.seal(ctx.rng, &hdr, payloads)?;
         ctx.out.send(path.local, path.remote, data.clone());
-        let request = self.peer_request.unwrap_or(RequestPrint {
-            from: path.remote,
-            digest: [0; 32],
-        });
+        // Not the print of any request: a response without one answers no retransmission.
+        let request = self
+            .peer_request
+            .take()
+            .map_or(RequestPrint { digest: [0; 32] }, |r| *r);
         self.cached_response = Some(CachedResponse { mid, request, data });
         self.peer_mid = mid.wrapping_add(1);
         Ok(())
@@ -626,7 +672,7 @@ impl IkeSa {
         if mid != self.peer_mid {
             return None;
         }
-        self.peer_request = Some(RequestPrint::of(path, data));
+        self.peer_request = Some(Box::new(RequestPrint::of(path, data)));
         let payloads = match self.open(data, msg) {
             Ok(p) => p,
             Err(sk::OpenError::Inner(e)) => {
@@ -714,8 +760,10 @@ impl IkeSa {
         };
         self.last_received = Some(ctx.now);
         self.outstanding = None;
-        if !has_notify(&payloads, NotifyType::TEMPORARY_FAILURE) {
-            self.busy_since = None;
+        if !has_notify(&payloads, NotifyType::TEMPORARY_FAILURE)
+            && let Some(rare) = self.rare.as_mut()
+        {
+            rare.busy_since = None;
         }
         let mut born = None;
         self.state = match state {
@@ -743,10 +791,10 @@ impl IkeSa {
     /// Earliest instant at which [`IkeSa::on_timeout`] has work.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         [
-            self.outstanding.as_ref().map(Outstanding::deadline),
+            self.outstanding.as_ref().map(|o| o.deadline()),
             self.half_open_deadline,
-            self.retry.map(|(at, _)| at),
-            self.replaced_delete_at,
+            self.rare().retry.map(|(at, _)| at),
+            self.rare().replaced_delete_at,
         ]
         .into_iter()
         .flatten()
@@ -756,23 +804,19 @@ impl IkeSa {
     /// Queue `q` again after a random delay (the peer answered TEMPORARY_FAILURE), or, if
     /// the peer has answered nothing else for [`TEMPORARY_FAILURE_LIMIT`], close the SA.
     pub(crate) fn retry_later<R: CryptoRng>(&mut self, ctx: &mut Ctx<'_, R>, q: Queued) {
-        let since = *self.busy_since.get_or_insert(ctx.now);
+        let since = *self.rare_mut().busy_since.get_or_insert(ctx.now);
         if ctx.now.saturating_duration_since(since) >= TEMPORARY_FAILURE_LIMIT {
             self.queue.push_front(Queued::DeleteIke);
             return;
         }
         let jitter = Duration::from_millis(ctx.rng.random_range(0..=RETRY_JITTER_MS));
-        self.retry = Some((ctx.now + RETRY_MIN + jitter, q));
+        self.rare_mut().retry = Some((ctx.now + RETRY_MIN + jitter, q));
     }
 
     /// Hand the CHILD_SAs and the requests about them over to `new`, the successor of this
     /// IKE SA after a rekey.
     pub(crate) fn hand_over(&mut self, new: &mut IkeSa) {
         new.children.append(&mut self.children);
-        new.pending_children.append(&mut self.pending_children);
-        new.virtual_ips.append(&mut self.virtual_ips);
-        new.leases.append(&mut self.leases);
-        new.dns_servers.append(&mut self.dns_servers);
         // A pending rekey of this SA is moot now.
         let (moved, kept): (VecDeque<Queued>, VecDeque<Queued>) = self
             .queue
@@ -781,10 +825,32 @@ impl IkeSa {
             .partition(|q| q.concerns_children());
         new.queue.extend(moved);
         self.queue = kept;
-        match self.retry.take() {
-            Some(r) if r.1.concerns_children() => new.retry = Some(r),
-            Some((_, Queued::RekeyIke)) | None => {}
-            kept => self.retry = kept,
+        let Some(old) = self.rare.as_deref_mut() else {
+            return;
+        };
+        let retry = match old.retry.take() {
+            Some(r) if r.1.concerns_children() => Some(r),
+            Some((_, Queued::RekeyIke)) | None => None,
+            kept => {
+                old.retry = kept;
+                None
+            }
+        };
+        if retry.is_none()
+            && old.pending_children.is_empty()
+            && old.virtual_ips.is_empty()
+            && old.leases.is_empty()
+            && old.dns_servers.is_empty()
+        {
+            return;
+        }
+        let rare = new.rare_mut();
+        rare.pending_children.append(&mut old.pending_children);
+        rare.virtual_ips.append(&mut old.virtual_ips);
+        rare.leases.append(&mut old.leases);
+        rare.dns_servers.append(&mut old.dns_servers);
+        if retry.is_some() {
+            rare.retry = retry;
         }
     }
 
@@ -827,11 +893,7 @@ impl IkeSa {
                 .as_ref()
                 .map(|k| k.suite.name())
                 .unwrap_or_default(),
-            exported_keys: self
-                .keys
-                .as_ref()
-                .and_then(|k| k.exported.clone())
-                .map(Box::new),
+            exported_keys: self.keys.as_ref().and_then(|k| k.exported.clone()),
         }
     }
 
@@ -842,14 +904,18 @@ impl IkeSa {
             return;
         }
         if self
-            .replaced_delete_at
-            .take_if(|at| *at <= ctx.now)
+            .rare
+            .as_mut()
+            .and_then(|r| r.replaced_delete_at.take_if(|at| *at <= ctx.now))
             .is_some()
             && !self.queue.contains(&Queued::DeleteIke)
         {
             self.queue.push_back(Queued::DeleteIke);
         }
-        if let Some((_, q)) = self.retry.take_if(|(at, _)| *at <= ctx.now)
+        if let Some((_, q)) = self
+            .rare
+            .as_mut()
+            .and_then(|r| r.retry.take_if(|(at, _)| *at <= ctx.now))
             && !self.queue.contains(&q)
         {
             self.queue.push_front(q);
@@ -960,9 +1026,9 @@ impl IkeSa {
             last_received: self.last_received,
             nat_detected: self.nat_detected,
             behind_nat: self.behind_nat,
-            virtual_ips: self.virtual_ips.clone(),
-            peer_virtual_ips: self.leases.iter().map(|(_, a)| *a).collect(),
-            dns_servers: self.dns_servers.clone(),
+            virtual_ips: self.rare().virtual_ips.clone(),
+            peer_virtual_ips: self.rare().leases.iter().map(|(_, a)| *a).collect(),
+            dns_servers: self.rare().dns_servers.clone(),
             children: self
                 .children
                 .iter()

@@ -96,6 +96,8 @@ pub(crate) fn narrow(
             }
         }
     }
+    // Kept for the CHILD_SA's life: no spare capacity.
+    out.shrink_to_fit();
     out
 }
 

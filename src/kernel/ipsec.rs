@@ -1,12 +1,14 @@
 //! [`Ipsec`]: the [`KernelIpsec`] logic shared by every backend — validation, policy
 //! reference counting, rollback of half-done installs, bookkeeping of what is installed.
 
-use std::collections::{BTreeSet, HashMap};
+use std::borrow::Borrow;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
 use super::KernelIpsec;
 use super::error::{KernelError, Target};
-use super::spec::{PolicyKey, PolicySpec, SaId, SaSpec, policy_specs, shunt_specs};
+use super::spec::{PolicyAction, PolicyKey, PolicySpec, SaId, SaSpec, policy_specs, shunt_specs};
 use super::types::{
     ChildCounters, ChildId, ChildPolicy, ChildSaInstall, Counters, FlushReport, IpsecProto, Mark,
     ShuntPolicy,
@@ -51,12 +53,66 @@ enum Owner {
     Trap(u32),
 }
 
+/// What one holder wants installed under a policy's key (its spec without the key, which
+/// the table has).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Rule {
+    priority: u32,
+    action: PolicyAction,
+}
+
+impl Rule {
+    fn of(spec: &PolicySpec) -> Self {
+        Self {
+            priority: spec.priority,
+            action: spec.action,
+        }
+    }
+
+    fn spec(self, key: PolicyKey) -> PolicySpec {
+        PolicySpec {
+            key,
+            priority: self.priority,
+            action: self.action,
+        }
+    }
+}
+
+/// An installed policy: its key and its holders, the last one's rule being what the kernel
+/// has. Kept boxed in a set by key, so that a big table's free slots cost a pointer each, not
+/// a key and a list.
+#[derive(Debug)]
+struct Held {
+    key: PolicyKey,
+    holders: Vec<(Owner, Rule)>,
+}
+
+impl PartialEq for Held {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+
+impl Eq for Held {}
+
+impl Hash for Held {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.key.hash(state);
+    }
+}
+
+impl Borrow<PolicyKey> for Box<Held> {
+    fn borrow(&self) -> &PolicyKey {
+        &self.key
+    }
+}
+
 #[derive(Debug)]
 struct InstalledChild {
     sa_in: (SaId, Option<Mark>),
     sa_out: (SaId, Option<Mark>),
     proto: IpsecProto,
-    policies: Vec<PolicyKey>,
+    policies: Box<[PolicyKey]>,
     /// The request, while its outbound SA waits ([`ChildSaInstall::defer_outbound`]).
     deferred_out: Option<Box<ChildSaInstall>>,
 }
@@ -71,11 +127,12 @@ enum Undo {
 #[derive(Debug)]
 pub struct Ipsec<B> {
     backend: B,
-    children: HashMap<ChildId, InstalledChild>,
+    /// Boxed: a big table's free slots then cost a pointer each, not a record.
+    children: HashMap<ChildId, Box<InstalledChild>>,
     /// Trap and shunt policies by reqid.
     traps: HashMap<u32, Vec<PolicyKey>>,
-    /// Holders of each installed policy; the last one's spec is what the kernel has.
-    policies: HashMap<PolicyKey, Vec<(Owner, PolicySpec)>>,
+    /// Installed policies and their holders, by key.
+    policies: HashSet<Box<Held>>,
     /// Virtual IPs we added (and so remove).
     addresses: BTreeSet<IpAddr>,
 }
@@ -87,7 +144,7 @@ impl<B: XfrmBackend> Ipsec<B> {
             backend,
             children: HashMap::new(),
             traps: HashMap::new(),
-            policies: HashMap::new(),
+            policies: HashSet::new(),
             addresses: BTreeSet::new(),
         }
     }
@@ -108,52 +165,59 @@ impl<B: XfrmBackend> Ipsec<B> {
     }
 
     fn acquire_policy(&mut self, owner: Owner, spec: &PolicySpec) -> Result<(), KernelError> {
-        let current = self
-            .policies
-            .get(&spec.key)
-            .and_then(|holders| holders.last())
-            .map(|(_, s)| *s);
-        match current {
-            None => self.backend.put_policy(spec, false)?,
-            Some(current) if current != *spec => self.backend.put_policy(spec, true)?,
-            Some(_) => {}
+        let mut held = self.policies.take(&spec.key).unwrap_or_else(|| {
+            Box::new(Held {
+                key: spec.key,
+                // Most policies have one holder: no room for more until a second one comes.
+                holders: Vec::with_capacity(1),
+            })
+        });
+        let rule = Rule::of(spec);
+        let result = match held.holders.last() {
+            None => self.backend.put_policy(spec, false),
+            Some((_, current)) if *current != rule => self.backend.put_policy(spec, true),
+            Some(_) => Ok(()),
+        };
+        if result.is_ok() {
+            held.holders.push((owner, rule));
         }
-        self.policies
-            .entry(spec.key)
-            .or_default()
-            .push((owner, *spec));
-        Ok(())
+        self.keep(held);
+        result
     }
 
     fn release_policy(&mut self, owner: Owner, key: &PolicyKey) -> Result<(), KernelError> {
         let not_found = || KernelError::NotFound {
             target: Target::Policy(Box::new(*key)),
         };
-        let holders = self.policies.get_mut(key).ok_or_else(not_found)?;
-        let pos = holders
-            .iter()
-            .rposition(|(o, _)| *o == owner)
-            .ok_or_else(not_found)?;
-        let was_current = pos + 1 == holders.len();
-        let (_, removed) = holders.remove(pos);
-        let result = match holders.last() {
+        let mut held = self.policies.take(key).ok_or_else(not_found)?;
+        let Some(pos) = held.holders.iter().rposition(|(o, _)| *o == owner) else {
+            self.keep(held);
+            return Err(not_found());
+        };
+        let was_current = pos + 1 == held.holders.len();
+        let (_, removed) = held.holders.remove(pos);
+        let result = match held.holders.last() {
             None => self.backend.del_policy(key),
             Some((_, next)) if was_current && *next != removed => {
-                self.backend.put_policy(next, true)
+                self.backend.put_policy(&next.spec(*key), true)
             }
             Some(_) => Ok(()),
         };
-        match result {
+        let result = match result {
             Err(e) if !e.is_not_found() => {
-                holders.insert(pos, (owner, removed));
+                held.holders.insert(pos, (owner, removed));
                 Err(e)
             }
-            other => {
-                if holders.is_empty() {
-                    self.policies.remove(key);
-                }
-                gone_is_fine(other)
-            }
+            other => gone_is_fine(other),
+        };
+        self.keep(held);
+        result
+    }
+
+    /// Puts a policy taken from the table back, unless nobody holds it any more.
+    fn keep(&mut self, held: Box<Held>) {
+        if !held.holders.is_empty() {
+            self.policies.insert(held);
         }
     }
 
@@ -265,13 +329,13 @@ impl<B: XfrmBackend> KernelIpsec for Ipsec<B> {
         }
         self.children.insert(
             id,
-            InstalledChild {
+            Box::new(InstalledChild {
                 sa_in: (sa_in.id, sa_in.mark),
                 sa_out: (sa_out.id, sa_out.mark),
                 proto: child.policy.proto,
                 policies: specs.iter().map(|s| s.key).collect(),
                 deferred_out: child.defer_outbound.then(|| Box::new(child.clone())),
-            },
+            }),
         );
         Ok(id)
     }

@@ -1,5 +1,5 @@
 //! In-memory backend: records SAs and policies, can inject failures. Used by daemon and
-//! protocol tests, and as the `--kernel none` mode (negotiate, report, install nothing).
+//! protocol tests (`--kernel none` is [`super::NoneKernel`], which records no specs).
 
 use std::collections::HashMap;
 use std::collections::{BTreeMap, BTreeSet};

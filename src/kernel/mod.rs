@@ -3,10 +3,10 @@
 //! - [`KernelIpsec`] is the one owner of ikev2d's kernel state (installed CHILD_SAs, their
 //!   reference-counted policies, traps); it is synchronous, so the daemon keeps it on a worker
 //!   thread and sends it [`KernelOp`]s (values decided by the daemon's sans-IO supervisor).
-//!   Implementations: [`XfrmKernel`] (XFRM netlink) and [`MemKernel`] (in memory, with failure
-//!   injection; it is also the `--kernel none` mode: everything is negotiated and reported,
-//!   nothing reaches the kernel). Both are [`Ipsec`] over an [`XfrmBackend`] of primitive
-//!   operations.
+//!   Implementations: [`XfrmKernel`] (XFRM netlink), [`MemKernel`] (in memory, with failure
+//!   injection, for tests) and [`NoneKernel`] (the `--kernel none` mode: everything is
+//!   negotiated and reported, nothing reaches the kernel, only SA ids are kept). All are
+//!   [`Ipsec`] over an [`XfrmBackend`] of primitive operations.
 //! - [`EventSocket`] delivers ACQUIRE and EXPIRE as [`KernelEvent`]s.
 //! - [`bypass_socket`] and [`set_udp_encap`] set up the IKE sockets.
 //!
@@ -42,6 +42,7 @@ mod events;
 mod ipsec;
 mod mem;
 mod netlink;
+mod none;
 mod ops;
 mod sockopt;
 mod spec;
@@ -52,6 +53,7 @@ pub use error::{KernelError, Target};
 pub use events::{EventSocket, Flow, KernelEvent};
 pub use ipsec::{Ipsec, XfrmBackend};
 pub use mem::{MemBackend, MemKernel, MemOp, MemSa};
+pub use none::{NoneBackend, NoneKernel};
 pub use ops::{KernelOp, KernelOutput};
 pub use sockopt::{SocketFamily, bypass_socket, set_udp_encap};
 pub use spec::{Dir, PolicyAction, PolicyKey, PolicySpec, SaId, SaSpec, Selector, Template};

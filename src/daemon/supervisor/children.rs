@@ -234,7 +234,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         }
         let updown = self.updown_info(c);
         let facts = status::ChildFacts::of(c);
-        let text = facts.established_text(&c.conn, c.ike_sa.0);
+        let text = status::ChildFacts::established_text(c);
         self.kernel(
             KernelOp::InstallChild(Box::new(request)),
             Pending::Install {
@@ -311,7 +311,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             .iter()
             .find(|c| c.spec.name == conn)
             .and_then(|c| c.inactivity)
-            .map(|inactivity| super::liveness::IdleWatch::new(inactivity, now));
+            .map(|inactivity| Box::new(super::liveness::IdleWatch::new(inactivity, now)));
         // A rekey takes the announced CHILD_SA's place: its `down` call moves here.
         let updown = match rekeyed_from {
             Some((old_in, _)) => self
@@ -328,16 +328,16 @@ impl<R: rand::CryptoRng> Supervisor<R> {
                 updown
             }
         };
-        let record = ChildRecord {
+        let record = Box::new(ChildRecord {
             conn,
             ike_sa,
             kernel_id,
             facts,
             installed_at: now,
-            lifetime,
+            expiry_secs: (lifetime.soft_secs, lifetime.hard_secs),
             idle,
             updown,
-        };
+        });
         let spi_in = kernel_id.spi_in;
         self.idle_timers
             .set(spi_in, record.idle.as_ref().and_then(|w| w.due()));

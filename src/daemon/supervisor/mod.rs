@@ -132,9 +132,10 @@ struct ChildRecord {
     kernel_id: ChildId,
     facts: status::ChildFacts,
     installed_at: Instant,
-    lifetime: Lifetime,
-    /// `inactivity`: the idle watch of this CHILD_SA.
-    idle: Option<liveness::IdleWatch>,
+    /// The kernel's soft and hard limits in seconds (0: none), for `status`.
+    expiry_secs: (u64, u64),
+    /// `inactivity`: the idle watch of this CHILD_SA (boxed: most conns have none).
+    idle: Option<Box<liveness::IdleWatch>>,
     /// What its `down` updown call needs, when its conn has `leftupdown`/`leftfirewall` and
     /// it is the CHILD_SA the `up` call announced (a rekey hands this on to the new one).
     updown: Option<Box<UpdownInfo>>,
@@ -215,8 +216,9 @@ pub struct Supervisor<R> {
     /// Shunt conns: their policies are installed with the traps.
     shunts: Vec<ShuntEntry>,
     rng: ChaCha20Rng,
-    /// Installed CHILD_SAs by inbound SPI.
-    children: HashMap<u32, ChildRecord>,
+    /// Installed CHILD_SAs by inbound SPI (boxed: a big table's free slots then cost a
+    /// pointer each, not a record).
+    children: HashMap<u32, Box<ChildRecord>>,
     /// Inbound SPIs of the installed CHILD_SAs of each IKE SA.
     by_ike: HashMap<IkeSaId, Vec<u32>>,
     /// Installed CHILD_SAs by (reqid, outbound SPI), for the kernel's EXPIRE of an outbound SA.
@@ -627,7 +629,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         self.by_ike.clear();
         self.by_out.clear();
         self.idle_timers.clear();
-        let mut children: Vec<ChildRecord> = self.children.drain().map(|(_, c)| c).collect();
+        let mut children: Vec<Box<ChildRecord>> = self.children.drain().map(|(_, c)| c).collect();
         children.sort_by_key(|c| c.kernel_id);
         for c in children {
             self.updown_down(c.updown);
@@ -702,7 +704,7 @@ impl<R: rand::CryptoRng> Supervisor<R> {
             );
             assert_eq!(
                 self.idle_timers.get(*spi),
-                rec.idle.as_ref().and_then(liveness::IdleWatch::due),
+                rec.idle.as_ref().and_then(|w| w.due()),
                 "inactivity timer of {spi:08x}"
             );
         }

@@ -11,7 +11,7 @@ use crate::control::{
 use crate::crypto::{Encr, Integ};
 use crate::daemon::conns::{fmt_identification, fmt_ts};
 use crate::daemon::hex;
-use crate::ike::{ChildSaReady, IkeSaStatus, IpsecProto, Mode, ResponderStats};
+use crate::ike::{ChildSaReady, ChildSaStatus, IkeSaStatus, IpsecProto, Mode, ResponderStats};
 use crate::kernel::{KernelError, KernelOp, KernelOutput};
 use crate::wire::TrafficSelector;
 
@@ -119,14 +119,14 @@ impl<R: rand::CryptoRng> Supervisor<R> {
         let children = sa
             .children
             .iter()
-            .filter_map(|ch| self.children.get(&ch.spi_in))
-            .map(|rec| {
-                let mut report = rec.facts.report(self.settings.kernel_installs);
+            .filter_map(|ch| self.children.get(&ch.spi_in).map(|rec| (ch, rec)))
+            .map(|(ch, rec)| {
+                let mut report = rec.facts.report(self.settings.kernel_installs, ch);
                 let elapsed = now.saturating_duration_since(rec.installed_at).as_secs();
                 report.installed_secs = elapsed;
                 let left = |limit: u64| (limit != 0).then(|| limit.saturating_sub(elapsed));
-                report.rekey_in_secs = left(rec.lifetime.soft_secs);
-                report.expires_in_secs = left(rec.lifetime.hard_secs);
+                report.rekey_in_secs = left(rec.expiry_secs.0);
+                report.expires_in_secs = left(rec.expiry_secs.1);
                 report
             })
             .collect();
@@ -175,7 +175,8 @@ fn removed_conn(sa: &IkeSaStatus) -> ConnReport {
 }
 
 /// What `status` shows of a negotiated CHILD_SA, kept as values (the report's text is made
-/// only when asked for: a few dozen bytes per CHILD_SA instead of a dozen strings).
+/// only when asked for: a few dozen bytes per CHILD_SA instead of a dozen strings). The
+/// selectors are the engine's ([`crate::ike::ChildSaStatus`]), not copied here.
 #[derive(Debug, Clone)]
 pub(super) struct ChildFacts {
     pub(super) protocol: IpsecProto,
@@ -186,8 +187,6 @@ pub(super) struct ChildFacts {
     encr: Option<Encr>,
     integ: Option<Integ>,
     esn: bool,
-    local_ts: Box<[TrafficSelector]>,
-    remote_ts: Box<[TrafficSelector]>,
 }
 
 impl ChildFacts {
@@ -201,19 +200,19 @@ impl ChildFacts {
             encr: c.encr,
             integ: c.integ,
             esn: c.esn,
-            local_ts: c.local_ts.clone().into_boxed_slice(),
-            remote_ts: c.remote_ts.clone().into_boxed_slice(),
         }
     }
 
     /// "CHILD_SA conn{n} established with SPIs …" (the log line and `ikectl up`'s).
-    pub(super) fn established_text(&self, conn: &str, ike_sa: u64) -> String {
+    pub(super) fn established_text(c: &ChildSaReady) -> String {
         format!(
-            "CHILD_SA {conn}{{{ike_sa}}} established with SPIs {:08x}_i {:08x}_o and TS {} === {}",
-            self.spi_in,
-            self.spi_out,
-            ts_text(&self.local_ts),
-            ts_text(&self.remote_ts)
+            "CHILD_SA {}{{{}}} established with SPIs {:08x}_i {:08x}_o and TS {} === {}",
+            c.conn,
+            c.ike_sa.0,
+            c.spi_in,
+            c.spi_out,
+            ts_text(&c.local_ts),
+            ts_text(&c.remote_ts)
         )
     }
 }
@@ -224,7 +223,8 @@ fn ts_text(ts: &[TrafficSelector]) -> String {
 
 impl ChildFacts {
     /// The status entry (counters and times are filled in later).
-    pub(super) fn report(&self, installed: bool) -> ChildReport {
+    /// The report of the CHILD_SA the engine shows as `ch`.
+    pub(super) fn report(&self, installed: bool, ch: &ChildSaStatus) -> ChildReport {
         let c = self;
         ChildReport {
             protocol: c.protocol.to_string(),
@@ -240,8 +240,8 @@ impl ChildFacts {
                 .integ
                 .map(|i| u32::try_from(i.key_len() * 8).unwrap_or(u32::MAX)),
             esn: c.esn,
-            local_ts: c.local_ts.iter().map(fmt_ts).collect(),
-            remote_ts: c.remote_ts.iter().map(fmt_ts).collect(),
+            local_ts: ch.local_ts.iter().map(fmt_ts).collect(),
+            remote_ts: ch.remote_ts.iter().map(fmt_ts).collect(),
             bytes_in: 0,
             packets_in: 0,
             bytes_out: 0,

@@ -572,12 +572,19 @@ fn cached_response_only_for_a_true_retransmission() {
     let elsewhere = SocketAddr::new(ip("203.0.113.9"), 500);
     p.b.handle_datagram(p.now, local, elsewhere, &auth.data);
     assert!(p.b.poll_transmit().is_none());
+    // Or from the peer's address but another port (the digest covers address and port).
+    let other_port = SocketAddr::new(remote.ip(), remote.port().wrapping_add(1));
+    p.b.handle_datagram(p.now, local, other_port, &auth.data);
+    assert!(p.b.poll_transmit().is_none());
     // A bare 28-byte header with the SA's SPIs and message ID, from the peer's own address.
     let mut forged = auth.data[..Header::LEN].to_vec();
     forged[16] = 0;
     forged[24..28].copy_from_slice(&28u32.to_be_bytes());
     p.b.handle_datagram(p.now, local, remote, &forged);
     assert!(p.b.poll_transmit().is_none());
-    assert_eq!(p.b.responder_stats().replays_refused, 2);
+    assert_eq!(p.b.responder_stats().replays_refused, 3);
     assert_eq!(p.b.ike_sas().len(), 1);
+    // Still answered from the cache after all that (the print is kept, not the request).
+    p.b.handle_datagram(p.now, local, remote, &auth.data);
+    assert!(p.b.poll_transmit().is_some());
 }

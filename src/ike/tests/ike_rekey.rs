@@ -76,7 +76,7 @@ fn finish(p: &mut Pair, a: IkeSaId, answer: &[Payload], dh: &DhPrivate) -> IkeSa
         (NEW_SPI_I, spi_r),
         path,
     );
-    new.keys = Some(SaKeys::new(suite, new_keys, Role::Initiator, false).unwrap());
+    new.keys = Some(SaKeys::new(suite, &new_keys, Role::Initiator, false).unwrap());
     new.state = State::Established;
     new.children = std::mem::take(&mut old.children);
     p.a.insert(new);
