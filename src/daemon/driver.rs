@@ -135,9 +135,8 @@ pub struct Driver<R> {
     updown: UpdownRunner,
     ctls: HashMap<CtlId, mpsc::UnboundedSender<Reply>>,
     next_ctl: u64,
-    /// Effects not executed yet, each with the number of kernel operations sent before it:
-    /// it waits until that many are done (kernel operations themselves go out at once).
-    queue: VecDeque<(u64, Effect)>,
+    /// Effects not executed yet (held behind kernel operations in flight).
+    queue: VecDeque<Effect>,
     ops_sent: u64,
     ops_done: u64,
 }
@@ -221,38 +220,36 @@ impl<R: CryptoRng> Driver<R> {
         self.updown.finish().await;
     }
 
-    /// Executes the supervisor's effects: kernel operations at once (the kernel applies them
-    /// in order), every other effect in order once the kernel operations emitted before it
-    /// are done.
+    /// Executes effects in order; anything but a kernel operation waits while operations
+    /// are in flight.
     async fn execute(&mut self) {
         loop {
-            let mut batch = Vec::new();
             while let Some(e) = self.sup.poll_effect() {
-                match e {
-                    Effect::Kernel(id, op) => batch.push((id, op)),
-                    e => {
-                        if !batch.is_empty() {
-                            self.send_ops(std::mem::take(&mut batch));
-                        }
-                        self.queue.push_back((self.ops_sent, e));
-                    }
-                }
+                self.queue.push_back(e);
             }
-            if !batch.is_empty() {
-                // Applied inline, their results may have brought new effects.
-                self.send_ops(batch);
-                continue;
-            }
+            let blocked = self.ops_done < self.ops_sent;
             match self.queue.front() {
                 None => return,
-                Some((after, _)) if *after <= self.ops_done => {
-                    if let Some((_, effect)) = self.queue.pop_front() {
+                Some(Effect::Kernel(..)) => self.send_kernel_ops(),
+                Some(_) if blocked => return,
+                Some(_) => {
+                    if let Some(effect) = self.queue.pop_front() {
                         self.effect(effect).await;
                     }
                 }
-                Some(_) => return,
             }
         }
+    }
+
+    /// Sends the kernel operations at the front of the queue to the worker, as one batch.
+    fn send_kernel_ops(&mut self) {
+        let mut batch = Vec::new();
+        while let Some(Effect::Kernel(..)) = self.queue.front() {
+            if let Some(Effect::Kernel(id, op)) = self.queue.pop_front() {
+                batch.push((id, op));
+            }
+        }
+        self.send_ops(batch);
     }
 
     fn send_ops(&mut self, batch: Vec<(OpId, KernelOp)>) {
