@@ -90,3 +90,11 @@ pcap_count() {
 	shift
 	tcpdump -n -r "$ART/$name.pcap" "$@" 2>/dev/null | wc -l
 }
+
+# capture_has NAME N FILTER...: the capture NAME holds at least N packets matching FILTER
+# (tcpdump may still be behind the traffic in a slow lab: wait for this before stopping it).
+capture_has() {
+	local name=$1 n=$2
+	shift 2
+	(($(pcap_count "$name" "$@") >= n))
+}
