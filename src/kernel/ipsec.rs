@@ -301,6 +301,19 @@ fn gone_is_fine(r: Result<(), KernelError>) -> Result<(), KernelError> {
     }
 }
 
+impl<B: XfrmBackend + Default> Ipsec<B> {
+    /// Over a backend with nothing installed (the in-memory and `--kernel none` kernels).
+    pub fn new() -> Self {
+        Self::with_backend(B::default())
+    }
+}
+
+impl<B: XfrmBackend + Default> Default for Ipsec<B> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<B: XfrmBackend> KernelIpsec for Ipsec<B> {
     fn install_child(&mut self, child: &ChildSaInstall) -> Result<ChildId, KernelError> {
         let id = ChildId {

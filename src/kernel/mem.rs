@@ -241,19 +241,6 @@ impl XfrmBackend for MemBackend {
 /// The in-memory kernel.
 pub type MemKernel = Ipsec<MemBackend>;
 
-impl MemKernel {
-    /// An empty in-memory kernel.
-    pub fn new() -> Self {
-        Self::with_backend(MemBackend::default())
-    }
-}
-
-impl Default for MemKernel {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

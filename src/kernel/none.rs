@@ -93,19 +93,6 @@ impl XfrmBackend for NoneBackend {
 /// The `--kernel none` kernel.
 pub type NoneKernel = Ipsec<NoneBackend>;
 
-impl NoneKernel {
-    /// Nothing installed.
-    pub fn new() -> Self {
-        Self::with_backend(NoneBackend::default())
-    }
-}
-
-impl Default for NoneKernel {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
